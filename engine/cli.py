@@ -1,0 +1,58 @@
+"""The `specclip` console command.
+
+Subcommands are discovered through the `specclip.commands` entry-point group (see
+pyproject.toml) so that this module never imports indexer/, training/ or app/: each package
+registers its own subcommands. A registrar is `register(subparsers) -> None`; it adds a
+parser whose `func(args) -> int` runs the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib.metadata import entry_points
+
+log = logging.getLogger(__name__)
+
+# Shown in --help in this order; anything else registered comes after.
+COMMAND_ORDER = ("ingest", "index", "query", "outliers", "train", "evaluate", "app")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="specclip",
+        description=(
+            "Cross-instrument stellar-spectrum search (LAMOST LRS x Gaia XP).\n"
+            "Typical session:  specclip ingest DATA... --out cat.parquet  ->  "
+            "specclip index --store var/store DATA...  ->  specclip query --store var/store "
+            "--obsid 123 --target gaia_xp -k 10 --json  ->  specclip app --store var/store"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (-v info, -vv debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    found = {ep.name: ep for ep in entry_points(group="specclip.commands")}
+    names = [n for n in COMMAND_ORDER if n in found] + sorted(set(found) - set(COMMAND_ORDER))
+    for name in names:
+        try:
+            found[name].load()(sub)
+        except ImportError as exc:  # a missing optional dependency must not hide the others
+            log.debug("subcommand %s unavailable: %s", name, exc)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Backend-neutral types of the vector store: what the engine speaks, whatever Qdrant runs
+it (Edge in-process, or a server/cluster through qdrant-client). Both backends translate
+these into their own types; congruence tests hold them to the same answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Protocol, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class VectorSpec:
+    """One named vector of a collection."""
+
+    name: str
+    dim: int
+    distance: str = "cosine"            # "cosine" | "dot" | "euclid"
+
+
+@dataclass(frozen=True)
+class CollectionOptions:
+    """Scale options; every one is passed to the backend (Edge ignores what it cannot do and
+    says so in its docstring)."""
+
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    search_ef: int = 128
+    quantization: str | None = None     # None | "int8" (scalar, with rescoring)
+    on_disk: bool = False               # original vectors on disk
+    shard_number: int = 1
+    replication_factor: int = 1
+    write_consistency_factor: int = 1
+    indexing_threshold: int = 10_000    # Edge/Qdrant build HNSW above this many points
+
+
+@dataclass(frozen=True)
+class Point:
+    id: str                             # uuid string
+    vectors: dict[str, np.ndarray]      # a point may carry only some of the named vectors
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float                        # similarity (cosine) as Qdrant reports it; for ordered queries the ordering value
+    payload: dict[str, Any]
+    vectors: dict[str, np.ndarray] | None = None
+
+
+# ---- filters: a small algebra both backends translate -------------------------------------
+
+@dataclass(frozen=True)
+class Match:
+    key: str
+    value: Any                          # str | int | bool
+
+
+@dataclass(frozen=True)
+class MatchAny:
+    key: str
+    values: tuple
+
+
+@dataclass(frozen=True)
+class Range:
+    key: str
+    gte: float | None = None
+    lte: float | None = None
+
+
+@dataclass(frozen=True)
+class HasId:
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Filter:
+    must: tuple = ()
+    must_not: tuple = ()
+    should: tuple = ()                  # at least one must hold when non-empty
+
+
+class VectorStore(Protocol):
+    """What every backend provides. Collection names are resolved through aliases first."""
+
+    mode: str                           # "edge" | "server" | "memory"
+
+    def create_collection(self, name: str, vectors: Sequence[VectorSpec],
+                          payload_indexes: dict[str, str],
+                          options: CollectionOptions = CollectionOptions()) -> None: ...
+    def delete_collection(self, name: str) -> None: ...
+    def list_collections(self) -> list[str]: ...
+    def set_alias(self, alias: str, collection: str) -> None: ...
+    def resolve(self, name_or_alias: str) -> str | None: ...
+    def upsert(self, collection: str, points: Sequence[Point]) -> None: ...
+    def delete(self, collection: str, ids: Sequence[str]) -> None: ...
+    def retrieve(self, collection: str, ids: Sequence[str],
+                 with_vectors: bool = False) -> list[Hit]: ...
+    def search(self, collection: str, vector_name: str, vector: np.ndarray, k: int,
+               filter: Filter | None = None, with_vectors: bool = False) -> list[Hit]: ...
+    def order_by(self, collection: str, key: str, k: int, descending: bool = True,
+                 filter: Filter | None = None) -> list[Hit]: ...
+    def scroll(self, collection: str, filter: Filter | None = None,
+               with_vectors: bool = False, batch_size: int = 1000) -> Iterator[Hit]: ...
+    def count(self, collection: str, filter: Filter | None = None) -> int: ...
+    def optimize(self, collection: str) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
