@@ -1,0 +1,41 @@
+"""The Qdrant collection layout for spectra, and model-versioned naming.
+
+Queries go through an alias (default `spectra`); each model version gets its own collection
+`spectra__<version>`, built completely before the alias switches to it, so a query never
+sees a half-built index and a new model never mixes with the old one's vectors.
+"""
+
+from __future__ import annotations
+
+import re
+
+from engine import payload as P
+from engine.records import SURVEY_LAMOST, SURVEY_XP
+from engine.store.types import CollectionOptions, VectorSpec, VectorStore
+
+DEFAULT_ALIAS = "spectra"
+
+
+def versioned_name(alias: str, model_version: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_-]", "-", model_version)
+    return f"{alias}__{safe}"
+
+
+def vector_specs(shared_dim: int, own_dims: dict[str, int]) -> list[VectorSpec]:
+    specs = [VectorSpec(P.VECTOR_SHARED, shared_dim)]
+    for survey in (SURVEY_LAMOST, SURVEY_XP):
+        specs.append(VectorSpec(P.VECTOR_OWN[survey], own_dims[survey]))
+    return specs
+
+
+def ensure_collection(store: VectorStore, name: str, shared_dim: int, own_dims: dict[str, int],
+                      options: CollectionOptions | None = None) -> bool:
+    """Create the collection with its vectors and payload indexes if missing.
+
+    Returns True when it was created now.
+    """
+    if name in store.list_collections():
+        return False
+    store.create_collection(name, vector_specs(shared_dim, own_dims), dict(P.PAYLOAD_INDEXES),
+                            options or CollectionOptions())
+    return True

@@ -1,0 +1,104 @@
+"""The whole SpecCLIP model: two encoders, split projections, decoders, CLIP loss and heads.
+
+One nn.Module so that one state dict (one safetensors file) holds everything and the config
+rebuilds it. Every method takes model inputs (flux, weight, scale) as produced by
+engine.preprocess; the raw log10 flux scale is standardised here with buffers fitted on the
+training data, so inference needs nothing but the bundle.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from engine.grids import LAMOST_MODEL_N_PIXELS, XP_N_SAMPLES
+from engine.models.clip import ClipLoss
+from engine.models.config import ModelConfig
+from engine.models.decoders import SpectrumDecoder
+from engine.models.heads import ParameterHead
+from engine.models.lamost_encoder import LamostEncoder
+from engine.models.projection import SplitProjection
+from engine.models.xp_encoder import XpEncoder
+from engine.records import SURVEY_LAMOST, SURVEY_XP
+
+LAMOST_LABELS = ("teff", "logg", "feh")
+XP_LABELS = ("teff", "logg", "feh", "alpha_m")
+N_PIXELS = {SURVEY_LAMOST: LAMOST_MODEL_N_PIXELS, SURVEY_XP: XP_N_SAMPLES}
+OTHER = {SURVEY_LAMOST: SURVEY_XP, SURVEY_XP: SURVEY_LAMOST}
+
+
+class SpecClipModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        a = cfg.align
+        self.encoders = nn.ModuleDict({SURVEY_LAMOST: LamostEncoder(cfg.lamost),
+                                       SURVEY_XP: XpEncoder(cfg.xp, XP_N_SAMPLES)})
+        dims = {s: e.out_dim for s, e in self.encoders.items()}
+        self.proj = nn.ModuleDict({s: SplitProjection(dims[s], a.proj_hidden, a.shared_dim,
+                                                      a.private_dim) for s in dims})
+        self.recon = nn.ModuleDict({s: SpectrumDecoder(a.shared_dim + a.private_dim,
+                                                       a.decoder_hidden, N_PIXELS[s], s)
+                                    for s in dims})
+        # translate[s] maps survey s's shared embedding to the OTHER survey's spectrum
+        self.translate = nn.ModuleDict({s: SpectrumDecoder(a.shared_dim, a.decoder_hidden,
+                                                           N_PIXELS[OTHER[s]], OTHER[s])
+                                        for s in dims})
+        self.clip = ClipLoss(a.logit_scale_init, a.learnable_logit_scale)
+        h = cfg.heads
+        labels = {SURVEY_LAMOST: LAMOST_LABELS, SURVEY_XP: XP_LABELS}
+        self.heads = nn.ModuleDict({s: ParameterHead(dims[s], h.hidden, labels[s], h.log_teff,
+                                                     h.min_sigma) for s in dims})
+        if h.finetune_encoder:  # heads read their own fine-tuned copy of each encoder
+            self.head_encoders = nn.ModuleDict({SURVEY_LAMOST: LamostEncoder(cfg.lamost),
+                                                SURVEY_XP: XpEncoder(cfg.xp, XP_N_SAMPLES)})
+        else:
+            self.head_encoders = None
+        for s in dims:
+            self.register_buffer(f"scale_mean_{s}", torch.zeros(()))
+            self.register_buffer(f"scale_std_{s}", torch.ones(()))
+
+    # ---- inputs -------------------------------------------------------------------------
+    def set_scale_norm(self, survey: str, scale: torch.Tensor) -> None:
+        getattr(self, f"scale_mean_{survey}").fill_(float(scale.mean()))
+        getattr(self, f"scale_std_{survey}").fill_(float(scale.std().clamp_min(1e-3)))
+
+    def _scale(self, survey: str, scale: torch.Tensor) -> torch.Tensor:
+        mean, std = getattr(self, f"scale_mean_{survey}"), getattr(self, f"scale_std_{survey}")
+        return (scale - mean) / std
+
+    # ---- embeddings ---------------------------------------------------------------------
+    def encode(self, survey: str, flux: torch.Tensor, weight: torch.Tensor,
+               scale: torch.Tensor) -> torch.Tensor:
+        """Instrument ("own") embedding [B, out_dim]."""
+        return self.encoders[survey](flux, weight, self._scale(survey, scale))
+
+    def pretrain_loss(self, survey: str, flux: torch.Tensor, weight: torch.Tensor,
+                      scale: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.encoders[survey].pretrain_loss(flux, weight, self._scale(survey, scale),
+                                                   generator)
+
+    def split(self, survey: str, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(shared L2-normalised, private)."""
+        return self.proj[survey](h)
+
+    def reconstruct(self, survey: str, shared: torch.Tensor, private: torch.Tensor) -> torch.Tensor:
+        """Own spectrum from shared + private, in model-input units."""
+        return self.recon[survey].spectrum(torch.cat([shared, private], dim=1))
+
+    def translated(self, survey: str, shared: torch.Tensor) -> torch.Tensor:
+        """The other instrument's spectrum from the shared part only."""
+        return self.translate[survey].spectrum(shared)
+
+    # ---- parameters ---------------------------------------------------------------------
+    def head_features(self, survey: str, flux: torch.Tensor, weight: torch.Tensor,
+                      scale: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
+        """What the head reads: its fine-tuned encoder copy, or the (frozen) own embedding."""
+        if self.head_encoders is not None:
+            return self.head_encoders[survey](flux, weight, self._scale(survey, scale))
+        return h if h is not None else self.encode(survey, flux, weight, scale)
+
+    def predict_params(self, survey: str, flux: torch.Tensor, weight: torch.Tensor,
+                       scale: torch.Tensor, h: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.heads[survey].predict(self.head_features(survey, flux, weight, scale, h))

@@ -1,0 +1,66 @@
+"""Payload keys of a spectrum point in the store, and which of them get payload indexes.
+
+One point per spectrum. Named vectors: `shared` (the CLIP space both instruments share) and the
+instrument's own embedding under its survey name (`lamost` or `gaia_xp`). The payload keeps the
+original identifiers and units (degrees, Kelvin, dex); models never see these.
+"""
+
+from __future__ import annotations
+
+from engine.records import LABEL_NAMES, SURVEY_LAMOST, SURVEY_XP
+
+VECTOR_SHARED = "shared"
+VECTOR_OWN = {SURVEY_LAMOST: "lamost", SURVEY_XP: "gaia_xp"}
+
+SURVEY = "survey"
+OBJECT_ID = "object_id"
+GAIA_SOURCE_ID = "gaia_source_id"
+RA, DEC = "ra", "dec"
+DATA_RELEASE = "data_release"
+SNR = "snr"
+OBJ_CLASS = "obj_class"
+SUBCLASS = "subclass"
+Z = "z"
+LABEL_SOURCE = "label_source"
+SOURCE_PATH = "source_path"
+SOURCE_INDEX = "source_index"
+CONTENT_HASH = "content_hash"
+MODEL_VERSION = "model_version"
+
+ANOMALY = "anomaly"                    # combined score used for default outlier ranking
+ANOMALY_KNN = "anomaly_knn"            # distance to the k-th neighbour in the shared space
+ANOMALY_RECON = "anomaly_recon"        # own decoder reconstruction error
+ANOMALY_TRANSLATION = "anomaly_translation"  # translated-vs-real disagreement (both instruments)
+ANOMALY_SCORES = (ANOMALY, ANOMALY_KNN, ANOMALY_RECON, ANOMALY_TRANSLATION)
+
+
+def label_key(name: str) -> str:
+    return f"label_{name}"
+
+
+def pred_key(name: str) -> str:
+    return f"pred_{name}"
+
+
+def sigma_key(name: str) -> str:
+    return f"pred_{name}_sigma"
+
+
+# Payload indexes on every field used to filter or order.
+PAYLOAD_INDEXES: dict[str, str] = {
+    SURVEY: "keyword",
+    OBJECT_ID: "keyword",
+    GAIA_SOURCE_ID: "integer",
+    RA: "float",
+    DEC: "float",
+    DATA_RELEASE: "keyword",
+    SNR: "float",
+    OBJ_CLASS: "keyword",
+    SUBCLASS: "keyword",
+    LABEL_SOURCE: "keyword",
+    SOURCE_PATH: "keyword",
+    CONTENT_HASH: "keyword",
+    **{label_key(n): "float" for n in LABEL_NAMES},
+    **{pred_key(n): "float" for n in LABEL_NAMES},
+    **{k: "float" for k in ANOMALY_SCORES},
+}

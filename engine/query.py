@@ -1,0 +1,294 @@
+"""The query API: what the app, the CLI and users' notebooks call.
+
+    engine = Engine.open(store_path="var/store")
+    hits = engine.search(("obsid", "938509188"), target="gaia_xp", k=10)
+    odd = engine.outliers("lamost", k=20)
+
+Same-instrument searches use the instrument's own embedding (finer detail); cross-instrument
+and "any" searches use the shared CLIP space, where both instruments' spectra of one star
+land close together.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+
+from engine import payload as P
+from engine.collection import DEFAULT_ALIAS
+from engine.errors import NotFoundError, SpecClipError
+from engine.records import SURVEY_LAMOST, SURVEY_XP, SURVEYS, SpectrumRecord
+from engine.store.types import Filter, Hit, Match, MatchAny, Range
+
+log = logging.getLogger(__name__)
+
+TARGETS = ("any",) + SURVEYS
+Query = Union[SpectrumRecord, str, tuple]
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    id: str
+    survey: str
+    object_id: str
+    score: float
+    payload: dict
+
+    @classmethod
+    def from_hit(cls, hit: Hit) -> "SearchHit":
+        return cls(hit.id, hit.payload.get(P.SURVEY, ""), str(hit.payload.get(P.OBJECT_ID, "")),
+                   float(hit.score), dict(hit.payload))
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "survey": self.survey, "object_id": self.object_id,
+                "score": self.score, "payload": self.payload}
+
+
+def build_filter(filters: dict[str, Any] | None, survey: str | None = None) -> Filter | None:
+    """{"label_teff": (4000, 6000), "obj_class": "STAR", "subclass": ["G2", "G5"]} -> Filter.
+
+    A tuple (lo, hi) is a range (either end may be None); a list is "any of"; anything else
+    must match exactly.
+    """
+    must: list = []
+    if survey and survey != "any":
+        must.append(Match(P.SURVEY, survey))
+    for key, value in (filters or {}).items():
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            lo, hi = value
+            if lo is not None or hi is not None:
+                must.append(Range(key, gte=lo, lte=hi))
+        elif isinstance(value, (list, set, frozenset)):
+            must.append(MatchAny(key, tuple(value)))
+        else:
+            must.append(Match(key, value))
+    return Filter(must=tuple(must)) if must else None
+
+
+def angular_separation_deg(ra1, dec1, ra2, dec2) -> np.ndarray:
+    """Great-circle distance (degrees), haversine form: stable at small angles."""
+    ra1, dec1, ra2, dec2 = map(np.radians, (ra1, dec1, ra2, dec2))
+    h = (np.sin((dec2 - dec1) / 2) ** 2
+         + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2)
+    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0, 1))))
+
+
+class Engine:
+    """One store + one model bundle. Cheap to query; open once per process."""
+
+    def __init__(self, store: Any, bundle_path: str | None = None,
+                 collection: str = DEFAULT_ALIAS, store_location: str = ""):
+        self.store = store
+        self.collection = collection
+        self.bundle_path = bundle_path
+        self.store_location = store_location
+        self._embedder = None
+
+    @classmethod
+    def open(cls, store_path: str | None = None, url: str | None = None,
+             bundle_path: str | None = None, collection: str = DEFAULT_ALIAS,
+             read_only: bool = True) -> "Engine":
+        from engine.store import open_store
+
+        store = open_store(path=store_path, url=url, read_only=read_only)
+        return cls(store, bundle_path, collection, store_location=store_path or url or "")
+
+    @property
+    def embedder(self):
+        """The model, loaded on first use (lookups by id never need it)."""
+        if self._embedder is None:
+            from engine.bundle import load_bundle
+            from engine.inference import Embedder
+
+            self._embedder = Embedder(load_bundle(self.bundle_path))
+        return self._embedder
+
+    # -- resolving a query into vectors ---------------------------------------------------
+    def _point_for(self, query: Query) -> Hit:
+        if isinstance(query, tuple):
+            kind, value = query
+            hits = self.lookup(**{"obsid" if kind == "obsid" else "source_id": value})
+            if kind == "source_id":  # prefer the XP spectrum of that source
+                hits = sorted(hits, key=lambda h: h.survey != SURVEY_XP)
+            if not hits:
+                raise NotFoundError(f"no indexed spectrum with {kind} {value}")
+            query = hits[0].id
+        found = self.store.retrieve(self.collection, [str(query)], with_vectors=True)
+        if not found:
+            raise NotFoundError(f"no point with id {query}")
+        return found[0]
+
+    def vectors_for(self, query: Query) -> tuple[str, dict[str, np.ndarray], str | None]:
+        """(survey, {vector name: vector}, point id or None) for any kind of query."""
+        if isinstance(query, SpectrumRecord):
+            emb = self.embedder.embed([query])
+            if not bool(emb.valid[0]):
+                raise SpecClipError(f"{query.source_path}: too few usable pixels to embed")
+            return query.survey, {P.VECTOR_SHARED: emb.shared[0],
+                                  P.VECTOR_OWN[query.survey]: emb.own[0]}, None
+        hit = self._point_for(query)
+        return hit.payload[P.SURVEY], dict(hit.vectors or {}), hit.id
+
+    # -- searches -------------------------------------------------------------------------
+    def search(self, query: Query, target: str = "any", k: int = 10,
+               filters: dict | None = None) -> list[SearchHit]:
+        """Nearest neighbours of a spectrum, a point id, ("obsid", x) or ("source_id", x)."""
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+        survey, vectors, self_id = self.vectors_for(query)
+        same = target == survey
+        name = P.VECTOR_OWN[survey] if same else P.VECTOR_SHARED
+        flt = build_filter(filters, None if target == "any" else target)
+        raw = self.store.search(self.collection, name, vectors[name], k + 1, filter=flt)
+        hits = [SearchHit.from_hit(h) for h in raw if h.id != self_id]
+        return hits[:k]
+
+    def outliers(self, survey: str | None = SURVEY_LAMOST, k: int = 50,
+                 filters: dict | None = None, score: str = P.ANOMALY) -> list[SearchHit]:
+        """Points ranked by an anomaly score (highest first)."""
+        if score not in P.ANOMALY_SCORES:
+            raise ValueError(f"score must be one of {P.ANOMALY_SCORES}")
+        flt = build_filter(filters, survey)
+        return [SearchHit.from_hit(h)
+                for h in self.store.order_by(self.collection, score, k, True, flt)]
+
+    def lookup(self, obsid: str | int | None = None,
+               source_id: int | str | None = None) -> list[SearchHit]:
+        """Points of a LAMOST obsid, or of a Gaia source id (its XP spectrum and any LAMOST
+        spectrum cross-matched to it)."""
+        if obsid is not None:
+            flt = Filter(must=(Match(P.SURVEY, SURVEY_LAMOST), Match(P.OBJECT_ID, str(obsid))))
+        elif source_id is not None:
+            flt = Filter(should=(Match(P.GAIA_SOURCE_ID, int(source_id)),
+                                 Match(P.OBJECT_ID, str(source_id))))
+        else:
+            raise ValueError("give obsid or source_id")
+        return [SearchHit.from_hit(h) for h in self.store.scroll(self.collection, filter=flt)]
+
+    def cone(self, ra: float, dec: float, radius_deg: float, k: int = 100,
+             survey: str | None = None) -> list[SearchHit]:
+        """Spectra within `radius_deg` of (ra, dec), nearest first; score = separation (deg)."""
+        dec_lo, dec_hi = max(-90.0, dec - radius_deg), min(90.0, dec + radius_deg)
+        must = [Range(P.DEC, gte=dec_lo, lte=dec_hi)]
+        if survey and survey != "any":
+            must.append(Match(P.SURVEY, survey))
+        cosd = math.cos(math.radians(max(abs(dec_lo), abs(dec_hi))))
+        half = 180.0 if cosd < 1e-6 else min(180.0, radius_deg / cosd)
+        should: tuple = ()
+        if half < 180.0:
+            lo, hi = (ra - half) % 360.0, (ra + half) % 360.0
+            should = ((Range(P.RA, gte=lo, lte=hi),) if lo <= hi else
+                      (Range(P.RA, gte=lo, lte=360.0), Range(P.RA, gte=0.0, lte=hi)))
+        flt = Filter(must=tuple(must), should=should)
+        hits = list(self.store.scroll(self.collection, filter=flt))
+        if not hits:
+            return []
+        sep = angular_separation_deg(ra, dec, np.array([h.payload[P.RA] for h in hits]),
+                                     np.array([h.payload[P.DEC] for h in hits]))
+        order = [i for i in np.argsort(sep) if sep[i] <= radius_deg][:k]
+        return [SearchHit(hits[i].id, hits[i].payload.get(P.SURVEY, ""),
+                          str(hits[i].payload.get(P.OBJECT_ID)), float(sep[i]),
+                          dict(hits[i].payload)) for i in order]
+
+    # -- spectra, counterparts, parameters -------------------------------------------------
+    def get_spectrum(self, hit_or_id: SearchHit | str) -> SpectrumRecord:
+        from engine.spectra import load_record
+
+        if isinstance(hit_or_id, SearchHit):
+            return load_record(hit_or_id.payload)
+        found = self.store.retrieve(self.collection, [hit_or_id])
+        if not found:
+            raise NotFoundError(f"no point with id {hit_or_id}")
+        return load_record(found[0].payload)
+
+    def predict_counterpart(self, record: SpectrumRecord) -> tuple[np.ndarray, np.ndarray]:
+        """The other instrument's spectrum of this star as the model predicts it:
+        (wavelength in Angstrom, flux normalised like that instrument's model input)."""
+        other = SURVEY_XP if record.survey == SURVEY_LAMOST else SURVEY_LAMOST
+        emb = self.embedder.embed([record])
+        return self.embedder.model_grid(other), np.asarray(emb.translated[0])
+
+    def predict_parameters(self, record: SpectrumRecord) -> dict[str, tuple[float, float]]:
+        emb = self.embedder.embed([record])
+        return {name: (float(emb.params[name][0]), float(emb.sigmas[name][0]))
+                for name in emb.params}
+
+    def model_input(self, record: SpectrumRecord) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(wavelength, normalised flux, weight) on the model grid: what plots overlay."""
+        flux, weight = self.embedder.model_input([record])
+        return self.embedder.model_grid(record.survey), flux[0], weight[0]
+
+    # -- browsing ---------------------------------------------------------------------------
+    def random_point(self, survey: str | None = None, seed: int | None = None) -> SearchHit:
+        """Some indexed spectrum: the neighbour of a random direction in the shared space."""
+        rng = np.random.default_rng(seed)
+        dim = self.shared_dim()
+        vec = rng.normal(size=dim).astype(np.float32)
+        flt = build_filter(None, survey)
+        hits = self.store.search(self.collection, P.VECTOR_SHARED, vec / np.linalg.norm(vec), 1,
+                                 filter=flt)
+        if not hits:
+            raise NotFoundError("the store is empty")
+        return SearchHit.from_hit(hits[0])
+
+    def shared_dim(self) -> int:
+        any_hit = next(iter(self.store.scroll(self.collection, with_vectors=True, batch_size=1)),
+                       None)
+        if any_hit is None:
+            raise NotFoundError("the store is empty")
+        return int(len(any_hit.vectors[P.VECTOR_SHARED]))
+
+    def map_points(self, limit: int = 50_000, survey: str | None = None
+                   ) -> tuple[list[str], np.ndarray, list[dict]]:
+        """Ids, shared vectors and payloads of up to `limit` points (for the 2-D map)."""
+        ids, vecs, payloads = [], [], []
+        for h in self.store.scroll(self.collection, filter=build_filter(None, survey),
+                                   with_vectors=True):
+            ids.append(h.id)
+            vecs.append(h.vectors[P.VECTOR_SHARED])
+            payloads.append(h.payload)
+            if len(ids) >= limit:
+                break
+        return ids, np.asarray(vecs, dtype=np.float32).reshape(len(ids), -1), payloads
+
+    def stats(self) -> dict[str, Any]:
+        """What is indexed, by what model, in what kind of store, and whether it answers."""
+        out: dict[str, Any] = {"store_mode": getattr(self.store, "mode", "?"),
+                               "store": self.store_location, "collection": self.collection}
+        try:
+            out["resolved_collection"] = self.store.resolve(self.collection)
+            by_survey: dict[str, int] = {}
+            by_release: dict[str, int] = {}
+            versions: set[str] = set()
+            for h in self.store.scroll(self.collection):
+                s, r = h.payload.get(P.SURVEY, "?"), h.payload.get(P.DATA_RELEASE) or "?"
+                by_survey[s] = by_survey.get(s, 0) + 1
+                by_release[f"{s}/{r}"] = by_release.get(f"{s}/{r}", 0) + 1
+                versions.add(h.payload.get(P.MODEL_VERSION, "?"))
+            out.update(total=sum(by_survey.values()), by_survey=by_survey, by_release=by_release,
+                       model_versions=sorted(versions), healthy=True)
+        except Exception as exc:  # Status must render even when the store is down
+            out.update(healthy=False, error=f"{type(exc).__name__}: {exc}")
+        return out
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def is_point_id(text: str) -> bool:
+    try:
+        uuid.UUID(str(text))
+        return True
+    except ValueError:
+        return False
+
+
+__all__ = ["Engine", "SearchHit", "build_filter", "angular_separation_deg", "is_point_id",
+           "TARGETS"]

@@ -1,0 +1,112 @@
+"""Explicit reader registry with auto-detection (specutils-style `identify`, without the
+import-glob magic: readers are listed in `engine/readers/__init__.py`).
+
+A reader is a function `read(source, *, path: str) -> list[SpectrumRecord]` where `source`
+is a path, a binary file object, or (for FITS formats) an open `astropy.io.fits.HDUList`.
+`identify(source, *, path) -> bool` must never raise: it is the only place where exceptions
+may be swallowed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from engine.errors import SpectrumReadError, UnknownFormatError
+from engine.records import SpectrumRecord
+
+log = logging.getLogger(__name__)
+
+ReadFn = Callable[..., list[SpectrumRecord]]
+IdentifyFn = Callable[..., bool]
+
+
+@dataclass(frozen=True)
+class ReaderEntry:
+    name: str                      # e.g. "lamost-lrs", "gaia-xp-sampled"
+    survey: str
+    read: ReadFn
+    identify: IdentifyFn
+    description: str = ""
+
+
+_READERS: dict[str, ReaderEntry] = {}
+
+
+def register(entry: ReaderEntry) -> None:
+    """Add a reader; names are unique."""
+    if entry.name in _READERS:
+        raise ValueError(f"reader {entry.name!r} registered twice")
+    _READERS[entry.name] = entry
+
+
+def readers() -> list[ReaderEntry]:
+    return list(_READERS.values())
+
+
+def source_name(source: Any, path: str | None = None) -> str:
+    """The name to put in messages: an explicit path, a file object's name, or a repr."""
+    if path:
+        return str(path)
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    name = getattr(source, "name", None) or getattr(getattr(source, "fileobj", None), "name", None)
+    if isinstance(name, str):
+        return name
+    filename = getattr(source, "filename", None)
+    if callable(filename):
+        try:
+            found = filename()
+            if found:
+                return str(found)
+        except Exception:  # identify-like probing of an HDUList; never fatal
+            pass
+    return f"<{type(source).__name__}>"
+
+
+def _rewind(source: Any) -> None:
+    if hasattr(source, "seek"):
+        try:
+            source.seek(0)
+        except Exception:
+            pass
+
+
+def identify_format(source: Any, path: str | None = None) -> ReaderEntry:
+    """Pick the one reader that claims the file, or raise UnknownFormatError."""
+    name = source_name(source, path)
+    claims = []
+    for entry in _READERS.values():
+        _rewind(source)
+        try:
+            if entry.identify(source, path=name):
+                claims.append(entry)
+        except Exception as exc:  # identify must not raise; be defensive all the same
+            log.debug("identify %s raised on %s: %s", entry.name, name, exc)
+    _rewind(source)
+    if not claims:
+        raise UnknownFormatError(name, "not a recognised LAMOST LRS or Gaia XP file "
+                                       f"(tried: {', '.join(_READERS)})")
+    return claims[0]
+
+
+def read(source: Any, format: str | None = None, path: str | None = None) -> list[SpectrumRecord]:
+    """Read every spectrum in one file, choosing the reader by `format` or by detection.
+
+    Raises SpectrumReadError (with the file and the reason) when the file is unusable.
+    """
+    name = source_name(source, path)
+    if format is not None:
+        if format not in _READERS:
+            raise UnknownFormatError(name, f"unknown format {format!r}; known: {', '.join(_READERS)}")
+        entry = _READERS[format]
+    else:
+        entry = identify_format(source, name)
+    try:
+        return entry.read(source, path=name)
+    except SpectrumReadError:
+        raise
+    except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError) as exc:
+        raise SpectrumReadError(name, f"{entry.name} reader failed: {type(exc).__name__}: {exc}") from exc

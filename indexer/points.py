@@ -1,0 +1,81 @@
+"""Turn records and their embeddings into store points (vectors + payload)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from engine import payload as P
+from engine.records import LABEL_NAMES, SpectrumRecord
+from engine.store.types import Point
+
+
+def _clean(value: Any) -> Any:
+    """JSON/Qdrant-safe scalars: NaN/inf become None, numpy scalars become Python ones."""
+    if value is None:
+        return None
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    return value
+
+
+def record_payload(record: SpectrumRecord, source_root: str, chash: str,
+                   model_version: str) -> dict[str, Any]:
+    """The payload a point carries about its spectrum (identifiers, labels, provenance)."""
+    payload: dict[str, Any] = {
+        P.SURVEY: record.survey,
+        P.OBJECT_ID: str(record.object_id),
+        P.GAIA_SOURCE_ID: _clean(record.gaia_source_id),
+        P.RA: _clean(record.ra),
+        P.DEC: _clean(record.dec),
+        P.DATA_RELEASE: record.data_release or "",
+        P.SNR: _clean(record.snr_g),
+        P.OBJ_CLASS: record.obj_class,
+        P.SUBCLASS: record.subclass,
+        P.Z: _clean(record.z),
+        P.LABEL_SOURCE: record.label_source,
+        P.SOURCE_PATH: record.source_path,
+        P.SOURCE_INDEX: int(record.source_index),
+        "source_root": source_root,
+        P.CONTENT_HASH: chash,
+        P.MODEL_VERSION: model_version,
+        "snr_bands": {k: _clean(v) for k, v in record.snr.items()},
+    }
+    for name in LABEL_NAMES:
+        payload[P.label_key(name)] = _clean(record.labels.get(name))
+        payload[f"label_{name}_err"] = _clean(record.label_errors.get(name))
+    for key in ("apogee_id", "designation", "lmjd", "planid", "spid", "fiberid"):
+        if key in record.meta:
+            payload[key] = _clean(record.meta[key])
+    return {k: v for k, v in payload.items() if v is not None}
+
+
+def build_points(records: Sequence[SpectrumRecord], batch: Any, ids: Sequence[str],
+                 hashes: Sequence[str], source_root: str, model_version: str) -> list[Point]:
+    """Points for the records whose embedding is valid (`batch` is an EmbeddingBatch).
+
+    Anomaly scores that need the whole collection (k-NN distance, cross-instrument
+    disagreement) are filled in later by `indexer.scoring`; the reconstruction error is known
+    now and stored at once.
+    """
+    own_name = P.VECTOR_OWN[batch.survey]
+    points = []
+    for i, record in enumerate(records):
+        if not bool(batch.valid[i]):
+            continue
+        payload = record_payload(record, source_root, hashes[i], model_version)
+        for name, values in batch.params.items():
+            payload[P.pred_key(name)] = _clean(values[i])
+            payload[P.sigma_key(name)] = _clean(batch.sigmas[name][i])
+        payload[P.ANOMALY_RECON] = _clean(batch.recon_error[i])
+        vectors = {
+            P.VECTOR_SHARED: np.asarray(batch.shared[i], dtype=np.float32),
+            own_name: np.asarray(batch.own[i], dtype=np.float32),
+        }
+        points.append(Point(id=ids[i], vectors=vectors, payload=payload))
+    return points

