@@ -1,0 +1,57 @@
+# Two commands do all set-up on a fresh machine:
+#   make run    set up, index the XP library (+ LAMOST=DIR if given) on the embedded store, start the app
+#   make test   set up and run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+# The CPU build of torch is installed first so that nothing pulls a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+STORE  ?= var/store
+SOURCES ?= xp-library
+LAMOST ?=
+LAMOST_LABELS ?=
+PORT   ?= 8501
+
+LAMOST_ARGS = $(if $(LAMOST),$(LAMOST)) $(if $(LAMOST_LABELS),--labels $(LAMOST_LABELS))
+
+.PHONY: setup run index app test test-fast bench bundle evaluate lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[test,scale]"
+	touch $@
+
+index: setup
+	$(BIN)/specclip -v index --store $(STORE) $(SOURCES) $(LAMOST_ARGS) --report var/index-report.json
+
+app: setup
+	$(BIN)/specclip app --store $(STORE) --port $(PORT)
+
+run: index app
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not browser"
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+# Reproduce the shipped small bundle from the real data in ../shared/data (CPU, minutes).
+bundle: setup
+	$(BIN)/specclip -v train --config small --out engine/bundles/small
+
+evaluate: setup
+	$(BIN)/specclip -v evaluate --lamost ../shared/data/lamost_dr10/spectra \
+		--lamost-labels ../shared/data/lamost_dr10/labels.csv --out var/metrics.json
+
+lint: setup
+	$(BIN)/ruff check engine indexer training app tests benchmarks
+
+clean:
+	rm -rf var .pytest_cache

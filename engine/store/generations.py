@@ -1,0 +1,154 @@
+"""Immutable published generations of an embedded store: how one writer process and any
+number of reader processes share a folder.
+
+Qdrant Edge locks a shard folder against a second process while its WAL is open, and even a
+WAL-less shard rewrites files on load, so readers never open the writer's working shard.
+Instead the writer publishes:
+
+    <root>/published/<collection>/<gen:010d>/   a sealed read-only copy of the shard
+    <root>/published/<collection>/CURRENT       {"gen": n}, replaced atomically (tmp + os.replace)
+    <root>/published/<collection>/<gen>.lock    readers hold a shared flock while they use <gen>
+
+A reader stats CURRENT on every call (cheap) and switches when it changes. The writer deletes a
+generation only when it can take an exclusive flock on its lock file, i.e. when no reader holds
+it. flock is released by the kernel when a reader dies, so crashed readers never pin old data.
+This module knows nothing about Qdrant: it moves folders and files.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from engine.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+CURRENT = "CURRENT"
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write JSON so that a concurrent reader sees the old file or the new one, never half."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return default
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{path}: unreadable store metadata ({e})") from e
+
+
+def gen_dir(pub: Path, gen: int) -> Path:
+    return pub / f"{gen:010d}"
+
+
+def current_generation(pub: Path) -> int | None:
+    """The generation CURRENT points at, or None when nothing is published."""
+    data = read_json(pub / CURRENT)
+    return None if data is None else int(data["gen"])
+
+
+def stamp(path: Path) -> tuple[int, int, int] | None:
+    """A cheap change detector for a small file that is only ever replaced (inode changes)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def publish(src: Path, pub: Path, prepare: Callable[[Path], None]) -> int:
+    """Copy the (flushed) shard folder ``src`` into a new generation and point CURRENT at it.
+
+    ``prepare(tmp_dir)`` turns the raw copy into something readers can share (the Edge backend
+    switches the copy's WAL off and seals it by loading it once). Old generations that no reader
+    holds are pruned afterwards.
+    """
+    pub.mkdir(parents=True, exist_ok=True)
+    last = current_generation(pub)
+    existing = [int(p.name) for p in pub.iterdir() if p.is_dir() and p.name.isdigit()]
+    gen = max([last or 0, *existing]) + 1
+    tmp = pub / f".{gen:010d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    # The WAL is the writer's private journal (and holds its lock): readers never need it.
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("wal"))
+    prepare(tmp)
+    os.replace(tmp, gen_dir(pub, gen))
+    atomic_write_json(pub / CURRENT, {"gen": gen})
+    prune(pub, keep=gen)
+    log.debug("published %s generation %d", pub.name, gen)
+    return gen
+
+
+def prune(pub: Path, keep: int | None) -> list[int]:
+    """Delete every generation except ``keep`` that no reader holds; returns those removed."""
+    removed = []
+    if not pub.is_dir():
+        return removed
+    for p in sorted(pub.iterdir()):
+        if not (p.is_dir() and p.name.isdigit()) or int(p.name) == keep:
+            continue
+        gen = int(p.name)
+        lock = pub / f"{gen:010d}.lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue                     # a reader still uses it; the next publish retries
+        try:
+            shutil.rmtree(p, ignore_errors=True)
+            os.unlink(lock)
+            removed.append(gen)
+        finally:
+            os.close(fd)
+    _drop_stray_locks(pub)
+    return removed
+
+
+def _drop_stray_locks(pub: Path) -> None:
+    """A reader that lost the race with prune leaves a lock file whose generation is gone."""
+    for lock in pub.glob("*.lock"):
+        if gen_dir(pub, int(lock.stem)).is_dir():
+            continue
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(lock)
+        except (BlockingIOError, FileNotFoundError):
+            pass
+        finally:
+            os.close(fd)
+
+
+class GenerationLease:
+    """A reader's shared hold on one generation (released on close or process death)."""
+
+    def __init__(self, pub: Path, gen: int):
+        self.gen = gen
+        self.path = gen_dir(pub, gen)
+        self._fd = os.open(pub / f"{gen:010d}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_SH)
+        if not self.path.is_dir():       # pruned between reading CURRENT and locking
+            self.close()
+            raise FileNotFoundError(self.path)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -1,0 +1,91 @@
+"""Engine query API against a real embedded store filled by the real indexer (with the
+projection test double as the model, so these tests do not depend on a trained bundle)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine import payload as P
+from engine.errors import NotFoundError
+from engine.query import Engine, angular_separation_deg, build_filter
+from engine.store import open_store
+from engine.store.types import Match, MatchAny, Range
+from indexer.sources import parse_sources
+from indexer.sync import Syncer
+from tests.indexer.conftest import write_lamost_file
+from tests.indexer.doubles import ProjectionEmbedder
+
+
+@pytest.fixture
+def engine(tmp_path):
+    folder = tmp_path / "spectra"
+    folder.mkdir()
+    for i in range(20):
+        write_lamost_file(str(folder / f"spec-{100 + i}.fits"), 100 + i, teff=4000 + 100 * i,
+                          seed=i, klass="GALAXY" if i == 19 else "STAR")
+    store = open_store(path=str(tmp_path / "store"))
+    Syncer(store=store, embedder=ProjectionEmbedder(),
+           state_path=str(tmp_path / "state.json")).run(parse_sources([str(folder)]))
+    eng = Engine(store)
+    eng._embedder = ProjectionEmbedder()
+    yield eng
+    eng.close()
+
+
+def test_search_by_obsid_excludes_itself_and_ranks_by_similarity(engine):
+    hits = engine.search(("obsid", "110"), target="lamost", k=5)
+    assert len(hits) == 5
+    assert "110" not in [h.object_id for h in hits]
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    # the projection embeds by continuum slope: the nearest stars are the nearest in Teff
+    assert {h.object_id for h in hits[:2]} <= {"108", "109", "111", "112"}
+
+
+def test_search_with_a_record_and_filters(engine):
+    record = engine.get_spectrum(engine.lookup(obsid="105")[0])
+    hits = engine.search(record, target="lamost", k=3, filters={"obj_class": "GALAXY"})
+    assert [h.object_id for h in hits] == ["119"]
+
+
+def test_outliers_are_ordered_by_score(engine):
+    hits = engine.outliers("lamost", k=20)
+    scores = [h.payload[P.ANOMALY] for h in hits]
+    assert len(hits) == 20 and scores == sorted(scores, reverse=True)
+    with pytest.raises(ValueError):
+        engine.outliers("lamost", score="not-a-score")
+
+
+def test_lookup_and_not_found(engine):
+    assert [h.object_id for h in engine.lookup(obsid=101)] == ["101"]
+    with pytest.raises(NotFoundError):
+        engine.search(("obsid", "999999"))
+
+
+def test_cone_search_returns_only_points_inside_the_radius(engine):
+    # write_lamost_file puts obsid at RA 10 + obsid % 7, Dec 20 + obsid % 5
+    hits = engine.cone(10.0 + 100 % 7, 20.0 + 100 % 5, radius_deg=0.01)
+    assert hits and all(h.score <= 0.01 for h in hits)
+    assert all((int(h.object_id) % 7, int(h.object_id) % 5) == (100 % 7, 100 % 5) for h in hits)
+
+
+def test_stats_counts(engine):
+    stats = engine.stats()
+    assert stats["healthy"] and stats["by_survey"] == {"lamost": 20}
+    assert stats["by_release"] == {"lamost/DR7": 20} or sum(stats["by_release"].values()) == 20
+
+
+def test_build_filter_translates_ranges_lists_and_values():
+    flt = build_filter({"label_teff": (4000, None), "subclass": ["G2", "K1"], "obj_class": "STAR"},
+                       survey="lamost")
+    assert Match(P.SURVEY, "lamost") in flt.must
+    assert Range("label_teff", gte=4000, lte=None) in flt.must
+    assert MatchAny("subclass", ("G2", "K1")) in flt.must
+    assert build_filter(None) is None
+
+
+def test_angular_separation_known_values():
+    assert np.isclose(angular_separation_deg(0, 0, 90, 0), 90)
+    assert np.isclose(angular_separation_deg(359.99, 0, 0.01, 0), 0.02)
+    assert np.isclose(angular_separation_deg(10, 89.9, 190, 89.9), 0.2)

@@ -1,0 +1,51 @@
+"""Fixtures for indexer tests: tiny LAMOST DR2-DR7-layout FITS files written on the fly
+(the real layout: a 5 x N primary image with the pipeline's header keywords)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from tests.indexer.doubles import ProjectionEmbedder
+
+
+def write_lamost_file(path: str, obsid: int, teff: float = 5500.0, n: int = 3908,
+                      seed: int = 0, klass: str = "STAR") -> str:
+    """A synthetic LAMOST LRS spectrum in the DR2-DR7 image layout."""
+    rng = np.random.default_rng(seed)
+    loglam = 3.5682 + 1e-4 * np.arange(n)
+    wave = 10 ** loglam
+    cont = (wave / 5000.0) ** (-4 + teff / 2000.0)
+    lines = 1 - 0.4 * np.exp(-0.5 * ((wave - 4861.3) / 4) ** 2) \
+              - 0.3 * np.exp(-0.5 * ((wave - 5175.0) / 6) ** 2) * (6000 / teff)
+    flux = 1000 * cont * lines * (1 + 0.01 * rng.normal(size=n))
+    ivar = np.full(n, 1e-2)
+    data = np.vstack([flux, ivar, wave, np.zeros(n), np.zeros(n)]).astype(np.float32)
+    hdr = fits.Header()
+    hdr.update({"OBSID": obsid, "DATA_V": "LAMOST DR7", "FILENAME": os.path.basename(path),
+                "EXTEN0": "Flux, Inverse, Wavelength, Andmask, Ormask", "RA": 10.0 + obsid % 7,
+                "DEC": 20.0 + obsid % 5, "CLASS": klass, "SUBCLASS": "G2", "Z": 1e-4,
+                "SNRU": 10.0, "SNRG": 50.0, "SNRR": 60.0, "SNRI": 70.0, "SNRZ": 40.0,
+                "COEFF0": 3.5682, "COEFF1": 1e-4, "VACUUM": True, "HELIO": True,
+                "DESIG": f"LAMOST J{obsid}", "LMJD": 55859, "PLANID": "TEST", "SPID": 1,
+                "FIBERID": obsid % 250})
+    fits.PrimaryHDU(data, hdr).writeto(path, overwrite=True)
+    return path
+
+
+@pytest.fixture
+def lamost_folder(tmp_path):
+    folder = tmp_path / "spectra"
+    folder.mkdir()
+    for i in range(12):
+        write_lamost_file(str(folder / f"spec-{1000 + i}.fits"), 1000 + i,
+                          teff=4500 + 150 * i, seed=i)
+    return folder
+
+
+@pytest.fixture
+def embedder():
+    return ProjectionEmbedder()

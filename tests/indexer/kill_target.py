@@ -1,0 +1,34 @@
+"""Run one sync in a subprocess (the kill -9 test kills this process mid-run).
+
+usage: python -m tests.indexer.kill_target STORE STATE SOURCE DELAY
+DELAY seconds of sleep per embedded batch widen the window in which a kill lands mid-run.
+"""
+
+import json
+import sys
+import time
+
+from engine.store import open_store
+from indexer.sources import parse_sources
+from indexer.sync import Syncer
+from tests.indexer.doubles import ProjectionEmbedder
+
+
+class SlowEmbedder(ProjectionEmbedder):
+    def __init__(self, delay: float):
+        super().__init__()
+        self.delay = delay
+
+    def embed(self, records):
+        time.sleep(self.delay)
+        print("embedded", len(records), flush=True)   # the test kills after a few of these
+        return super().embed(records)
+
+
+if __name__ == "__main__":
+    store_path, state_path, source, delay = sys.argv[1:5]
+    store = open_store(path=store_path)
+    report = Syncer(store=store, embedder=SlowEmbedder(float(delay)), state_path=state_path,
+                    batch_size=4).run(parse_sources([source]))
+    store.close()
+    print(json.dumps({"added": report.added, "skipped": report.skipped}))

