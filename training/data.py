@@ -158,17 +158,58 @@ def load_lamost_split(data_root: Path, label_names: tuple[str, ...]
 
 
 # ---- XP -------------------------------------------------------------------------------------
-def load_xp(split: str | None, label_names: tuple[str, ...], max_rows: int = 0,
-            seed: int = 0) -> SpectraSet:
-    """The XP library (split "train", "test" or None = all) as model inputs."""
+def _cache_path(split: str | None, label_names: tuple[str, ...]) -> Path | None:
+    """Cache file for the preprocessed XP library, keyed by the library file and the code that
+    reads and preprocesses it (any change to those invalidates the cache)."""
+    import hashlib
+    import os
+
+    try:
+        import engine.preprocess as pre
+        import engine.readers as rd
+
+        lib = Path(rd.xp_library_path())
+        key = hashlib.sha256()
+        key.update(f"{lib}:{lib.stat().st_size}:{lib.stat().st_mtime_ns}:{split}".encode())
+        key.update(",".join(label_names).encode())
+        for mod in (pre, rd):
+            key.update(Path(mod.__file__).read_bytes())
+        for name in ("gaia_xp_library.py",):
+            f = Path(rd.__file__).parent / name
+            if f.exists():
+                key.update(f.read_bytes())
+    except (ImportError, OSError, AttributeError):
+        return None
+    root = Path(os.environ.get("SPECCLIP_CACHE", Path.home() / ".cache" / "specclip"))
+    return root / f"xp_{split}_{key.hexdigest()[:16]}.npz"
+
+
+def _read_xp(split: str | None, label_names: tuple[str, ...]) -> SpectraSet:
     from engine.readers import read_xp_library
 
-    records = list(read_xp_library(split=split))
-    if max_rows and len(records) > max_rows:
-        pick = np.random.default_rng(seed).choice(len(records), max_rows, replace=False)
-        records = [records[i] for i in np.sort(pick)]
-    log.info("XP library split=%s: %d spectra", split, len(records))
-    return spectra_from_records(records, label_names)
+    cache = _cache_path(split, label_names)
+    if cache is not None and cache.exists():
+        z = np.load(cache, allow_pickle=False)
+        extra = {k[6:]: z[k] for k in z.files if k.startswith("extra_")}
+        return SpectraSet(SURVEY_XP, z["flux"], z["weight"], z["scale"], z["labels"],
+                          list(z["ids"]), z["snr"], extra)
+    s = spectra_from_records(list(read_xp_library(split=split)), label_names)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, flux=s.flux, weight=s.weight, scale=s.scale, labels=s.labels,
+                 ids=np.array(s.ids), snr=s.snr, **{f"extra_{k}": v for k, v in s.extra.items()})
+    return s
+
+
+def load_xp(split: str | None, label_names: tuple[str, ...], max_rows: int = 0,
+            seed: int = 0) -> SpectraSet:
+    """The XP library (split "train", "test" or None = all) as model inputs (cached)."""
+    s = _read_xp(split, label_names)
+    if max_rows and len(s) > max_rows:
+        pick = np.random.default_rng(seed).choice(len(s), max_rows, replace=False)
+        s = s.subset(np.sort(pick))
+    log.info("XP library split=%s: %d spectra", split, len(s))
+    return s
 
 
 # ---- pairs ----------------------------------------------------------------------------------

@@ -107,7 +107,7 @@ def optimise(groups: list[dict], steps: int, cfg: ModelConfig, name: str,
         torch.nn.utils.clip_grad_norm_(params, 1.0)  # one bad batch must not wreck the run
         opt.step()
         if step % max(1, steps // 10) == 0 or step == steps - 1:
-            last = {k: float(v) for k, v in parts.items()}
+            last = {k: float(v.detach()) for k, v in parts.items()}
             log.info("%s step %d/%d %s (%.0fs)", name, step + 1, steps,
                      " ".join(f"{k}={v:.4f}" for k, v in last.items()), time.time() - t0)
     return last

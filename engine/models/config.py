@@ -36,7 +36,7 @@ class XpMlpConfig:
     hidden: tuple[int, ...] = (256, 256)   # encoder hidden widths (decoder mirrors them)
     latent: int = 64                        # encoder output width
     mean_std_inputs: bool = True            # append each spectrum's own mean/std (and scale)
-    input_noise: float = 0.0                # Gaussian noise on the standardised input (denoising AE)
+    input_noise: float = 0.0                # input noise (denoising AE), standardised units
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,8 @@ class PatchTransformerEncoder(nn.Module):
             raise ValueError(f"unknown pool {self.cfg.pool!r}")
         return h[:, first:].mean(dim=1)
 
-    def forward(self, flux: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def forward(self, flux: torch.Tensor, weight: torch.Tensor,
+                scale: torch.Tensor) -> torch.Tensor:
         """Embedding [B, width]."""
         return self.pool(self.tokens(flux, weight, scale))
 

@@ -74,7 +74,8 @@ class SpecClipModel(nn.Module):
         return self.encoders[survey](flux, weight, self._scale(survey, scale))
 
     def pretrain_loss(self, survey: str, flux: torch.Tensor, weight: torch.Tensor,
-                      scale: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+                      scale: torch.Tensor,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
         return self.encoders[survey].pretrain_loss(flux, weight, self._scale(survey, scale),
                                                    generator)
 

@@ -36,7 +36,7 @@ def standardise(flux: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor,
 def mlp(sizes: list[int]) -> nn.Sequential:
     """Linear-GELU stack without an activation after the last layer."""
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(nn.GELU())
@@ -79,7 +79,8 @@ class XpEncoder(nn.Module):
             return torch.cat([z, self._extra(mean, std, scale)], dim=1)
         return z
 
-    def forward(self, flux: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def forward(self, flux: torch.Tensor, weight: torch.Tensor,
+                scale: torch.Tensor) -> torch.Tensor:
         z, mean, std = standardise(flux, weight)
         if self.cfg.kind == "transformer":
             return self.transformer(z + 1.0, weight, scale)

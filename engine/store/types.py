@@ -4,7 +4,7 @@ these into their own types; congruence tests hold them to the same answers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
@@ -33,6 +33,8 @@ class CollectionOptions:
     replication_factor: int = 1
     write_consistency_factor: int = 1
     indexing_threshold: int = 10_000    # Edge/Qdrant build HNSW above this many points
+    acorn: bool = True                  # ACORN for filtered HNSW searches: keeps recall under
+                                        # selective filters (measured 0.92 -> 1.0) at ~2-4x cost
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,8 @@ class Point:
 @dataclass(frozen=True)
 class Hit:
     id: str
-    score: float                        # similarity (cosine) as Qdrant reports it; for ordered queries the ordering value
+    score: float                        # similarity as Qdrant reports it (cosine);
+                                        # for order_by queries: the ordering value
     payload: dict[str, Any]
     vectors: dict[str, np.ndarray] | None = None
 
@@ -100,12 +103,14 @@ class VectorStore(Protocol):
     def retrieve(self, collection: str, ids: Sequence[str],
                  with_vectors: bool = False) -> list[Hit]: ...
     def search(self, collection: str, vector_name: str, vector: np.ndarray, k: int,
-               filter: Filter | None = None, with_vectors: bool = False) -> list[Hit]: ...
+               filter: Filter | None = None, with_vectors: bool = False,
+               exact: bool = False) -> list[Hit]: ...
     def order_by(self, collection: str, key: str, k: int, descending: bool = True,
                  filter: Filter | None = None) -> list[Hit]: ...
     def scroll(self, collection: str, filter: Filter | None = None,
                with_vectors: bool = False, batch_size: int = 1000) -> Iterator[Hit]: ...
     def count(self, collection: str, filter: Filter | None = None) -> int: ...
+    def info(self, collection: str) -> dict[str, Any]: ...
     def optimize(self, collection: str) -> None: ...
-    def flush(self) -> None: ...
+    def flush(self, publish: bool = True) -> None: ...
     def close(self) -> None: ...

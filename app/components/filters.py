@@ -1,0 +1,41 @@
+"""Filter controls shared by the Search and Outliers pages, turned into the Engine's filters
+dict ({"label_teff": (lo, hi), "snr": (20, None), "obj_class": ["STAR"]}).
+
+Ranges are opt-in: a range filter drops every point that lacks the key (e.g. XP stars have no
+LAMOST class and many LAMOST stars have no catalogue labels), so nothing filters by default.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+# name -> (unit, lower, upper, step): slider limits wide enough for any FGKM star.
+PARAMETERS = {"teff": ("K", 3000.0, 10000.0, 50.0), "logg": ("dex", -0.5, 5.5, 0.1),
+              "feh": ("dex", -2.5, 1.0, 0.05)}
+BASES = {"predicted (model)": "pred", "catalogue label": "label"}
+CLASSES = ("STAR", "GALAXY", "QSO", "Unknown")
+
+
+def filter_controls(prefix: str) -> dict:
+    """Render the filter widgets (keys `<prefix>_...`) and return the filters dict."""
+    filters: dict = {}
+    with st.expander("Filters", expanded=False):
+        use = st.checkbox("Filter on stellar parameters", key=f"{prefix}_use_params")
+        basis = BASES[st.radio("Parameters from", list(BASES), key=f"{prefix}_basis",
+                               horizontal=True, disabled=not use)]
+        cols = st.columns(len(PARAMETERS))
+        for col, (name, (unit, lo, hi, step)) in zip(cols, PARAMETERS.items(), strict=False):
+            with col:
+                rng = st.slider(f"{name} ({unit})", lo, hi, (lo, hi), step=step,
+                                key=f"{prefix}_{name}", disabled=not use)
+            if use and (rng[0] > lo or rng[1] < hi):
+                filters[f"{basis}_{name}"] = (float(rng[0]), float(rng[1]))
+        snr = st.number_input("Minimum SNR (LAMOST g band or XP median; 0 = any)",
+                              min_value=0.0, value=0.0, step=5.0, key=f"{prefix}_snr")
+        if snr > 0:
+            filters["snr"] = (float(snr), None)
+        classes = st.multiselect("LAMOST class (empty = any; a class drops XP spectra)",
+                                 CLASSES, key=f"{prefix}_class")
+        if classes:
+            filters["obj_class"] = list(classes)
+    return filters

@@ -1,0 +1,117 @@
+"""Map: the shared embedding space in two dimensions, coloured by a parameter or an anomaly
+score. Click (or box-select) a point to open that star.
+
+PCA projects every point and stays responsive at 40k+ points (WebGL scatter, projection cached);
+t-SNE shows local structure better but is slow on few cores, so it runs on a subsample.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from app import data
+from app.components import plots, star
+from app.components.footer import acknowledgement
+from engine.query import Engine, is_point_id
+
+log = logging.getLogger(__name__)
+
+METHODS = {"PCA (all points)": "pca", "t-SNE (random subsample)": "tsne"}
+SURVEYS = {"both instruments": None, "LAMOST LRS": "lamost", "Gaia XP": "gaia_xp"}
+COLOUR_KEYS = ("survey", "pred_teff", "pred_logg", "pred_feh", "pred_alpha_m", "label_teff",
+               "label_logg", "label_feh", "anomaly", "anomaly_knn", "anomaly_recon",
+               "anomaly_translation", "snr")
+SELECTED = "map_selected"
+
+
+def main(engine: Engine) -> None:
+    st.title("Map of the shared embedding space")
+    c1, c2, c3 = st.columns(3)
+    method = METHODS[c1.selectbox("Projection", list(METHODS), key="map_method")]
+    survey = SURVEYS[c2.selectbox("Spectra", list(SURVEYS), key="map_survey")]
+    colour = c3.selectbox("Colour by", COLOUR_KEYS, index=1, key="map_colour")
+    c4, c5 = st.columns(2)
+    limit = int(c4.number_input("Points (at most)", 100, 500_000, 50_000, step=1000,
+                                key="map_limit"))
+    tsne_n = int(c5.slider("t-SNE subsample", 200, data.TSNE_MAX_POINTS, 2000, step=100,
+                           key="map_tsne_n", disabled=method != "tsne"))
+    proj = data.projection(engine, data.engine_key(engine), limit, survey, method,
+                           tsne_points=tsne_n)
+    ids, xy, payloads = proj["ids"], np.asarray(proj["xy"]), proj["payloads"]
+    st.session_state["map_points"] = dict(zip(ids, payloads, strict=False))
+    if not ids:
+        st.warning("The store holds no spectra yet.")
+        acknowledgement()
+        return
+    values = [p.get(colour) for p in payloads]
+    hover = [f"{p.get('survey')} {p.get('object_id')}<br>{colour}: {_fmt(v)}"
+             for p, v in zip(payloads, values, strict=False)]
+    axes = _axis_names(method, proj["explained"])
+    st.caption(f"{len(ids):,} spectra · {axes[0]} vs {axes[1]} · click or box-select a "
+               "point to open it")
+    st.plotly_chart(plots.map_figure(xy, ids, values, colour, hover, axes), width="stretch",
+                    key="map_chart", on_select=_on_select, selection_mode=("points", "box"))
+    st.text_input("Or open a star by LAMOST obsid, Gaia source id or point id",
+                  key="map_open", on_change=_on_open, args=(engine,))
+    chosen = st.session_state.get(SELECTED)
+    if chosen is not None:
+        if chosen.get("error"):
+            st.error(chosen["error"])
+        else:
+            star.star_panel(engine, chosen["id"], chosen["payload"], "map_star",
+                            neighbours_k=6)
+    acknowledgement()
+
+
+def selected_point_id(selection: Any) -> str | None:
+    """The point id of the first selected point of a plotly selection event, if any."""
+    if not selection:
+        return None
+    points = (selection.get("selection") or {}).get("points") or []
+    for point in points:
+        custom = point.get("customdata")
+        if isinstance(custom, (list, tuple)):
+            custom = custom[0] if custom else None
+        if custom:
+            return str(custom)
+    return None
+
+
+def _on_select() -> None:
+    pid = selected_point_id(st.session_state.get("map_chart"))
+    payload = st.session_state.get("map_points", {}).get(pid) if pid else None
+    if payload is not None:
+        st.session_state[SELECTED] = {"id": pid, "payload": payload}
+
+
+def _on_open(engine: Engine) -> None:
+    text = str(st.session_state.get("map_open", "")).strip()
+    if not text:
+        return
+    known = st.session_state.get("map_points", {})
+    if is_point_id(text) and text in known:
+        st.session_state[SELECTED] = {"id": text, "payload": known[text]}
+        return
+    hits = engine.lookup(obsid=text) if text.isdigit() else []
+    if not hits and text.isdigit():
+        hits = engine.lookup(source_id=int(text))
+    if hits:
+        st.session_state[SELECTED] = {"id": hits[0].id, "payload": hits[0].payload}
+    else:
+        st.session_state[SELECTED] = {"error": f"No indexed spectrum with id {text}."}
+
+
+def _axis_names(method: str, explained: list[float]) -> tuple[str, str]:
+    if method == "pca" and len(explained) == 2:
+        return (f"PC 1 ({explained[0]:.0%} of variance)", f"PC 2 ({explained[1]:.0%})")
+    return ("t-SNE 1", "t-SNE 2") if method == "tsne" else ("PC 1", "PC 2")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "n/a" if v is None else str(v)

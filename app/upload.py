@@ -1,0 +1,62 @@
+"""Reading a user's uploaded spectrum file: size-limited, from memory, with clear errors.
+
+The bytes are read through `engine.readers.read` on a BytesIO (the reader picks the format
+from the content and the file name). Some formats are only recognised from a real file, so a
+failure is retried once from a file inside a TemporaryDirectory, which is removed at once:
+the records hold their arrays in memory and nothing of the upload stays on disk.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tempfile
+
+from engine import readers
+from engine.errors import SpecClipError, SpectrumReadError
+from engine.records import SpectrumRecord
+
+log = logging.getLogger(__name__)
+
+MAX_UPLOAD_MB = 20
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+ACCEPTED = ("fits", "fit", "fits.gz", "fit.gz", "gz", "csv", "ecsv", "xml", "vot")
+
+
+class UploadError(SpecClipError):
+    """An upload the app refuses or cannot read; the message is shown to the user as is."""
+
+
+def read_upload(name: str, content: bytes, max_bytes: int = MAX_UPLOAD_BYTES
+                ) -> list[SpectrumRecord]:
+    """The spectra in an uploaded file (LAMOST LRS FITS; Gaia XP CSV/ECSV/FITS/VOTable)."""
+    base = os.path.basename(name or "upload")
+    if len(content) > max_bytes:
+        raise UploadError(f"{base} is {len(content) / 1e6:.1f} MB; the limit is "
+                          f"{max_bytes / 1e6:.0f} MB. Upload a single spectrum or a small "
+                          "table of XP sources.")
+    if not content:
+        raise UploadError(f"{base} is empty.")
+    try:
+        records = readers.read(io.BytesIO(content), path=base)
+    except (SpectrumReadError, OSError, ValueError) as first:
+        # OSError/ValueError: a reader that let a library error through; the upload is
+        # untrusted input, so it must end as a message, never as a crashed page
+        records = _read_via_tempfile(base, content, first)
+    if not records:
+        raise UploadError(f"{base} holds no spectrum that the readers accept.")
+    return records
+
+
+def _read_via_tempfile(base: str, content: bytes, first: Exception) -> list[SpectrumRecord]:
+    with tempfile.TemporaryDirectory(prefix="specclip-upload-") as folder:
+        path = os.path.join(folder, base)
+        with open(path, "wb") as fh:
+            fh.write(content)
+        try:
+            return readers.read(path)
+        except (SpectrumReadError, OSError, ValueError) as exc:
+            log.info("upload %s refused: %s / %s", base, first, exc)
+            reason = getattr(first, "reason", None) or getattr(exc, "reason", None) or str(exc)
+            raise UploadError(f"Could not read {base}: {reason}") from exc

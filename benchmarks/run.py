@@ -1,0 +1,131 @@
+"""`make bench`: every benchmark in one run, JSON + PNG under benchmarks/results/.
+
+    python benchmarks/run.py                       # N = 10k, 100k, 1M; the store up to 100k
+    python benchmarks/run.py --edge-max-n 1000000  # the store at 1M too (its HNSW build alone
+                                                   # takes 10+ minutes on 2 cores)
+    python benchmarks/run.py --n 10000,100000 --queries 200 --skip-indexing
+
+What it measures: query latency p50/p95 and recall@10 vs N for the engine's embedded store
+(Qdrant Edge after optimize), numpy exact search and FAISS HNSW on the same vectors; filtered
+and ordered (outlier ranking) latency; memory and disk per point; encoder throughput per model
+size; indexing throughput beside the astropy read floor. Then it writes benchmarks/SIZING.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:          # run as a script: make the project importable
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import hardware  # noqa: E402
+from benchmarks.search import bench_n  # noqa: E402
+from benchmarks.sizing import sizing, sizing_markdown  # noqa: E402
+from benchmarks.throughput import encoder_throughput, indexing_throughput  # noqa: E402
+
+log = logging.getLogger("benchmarks")
+RESULTS = ROOT / "benchmarks" / "results"
+DEFAULT_LAMOST = ROOT.parent / "shared" / "data" / "lamost_dr10" / "spectra"
+
+
+def model_dim() -> tuple[int, str]:
+    """The shipped bundle's shared dimension, else 128."""
+    cfg = ROOT / "engine" / "bundles" / "small" / "config.json"
+    if cfg.exists():
+        return int(json.loads(cfg.read_text())["align"]["shared_dim"]), str(cfg)
+    return 128, "default (no shipped bundle)"
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["search"]
+
+    def series(key, kind, field):
+        pts = [(r["n"], r[key][kind][field]) for r in rows if key in r]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    for name, key, style in (("Qdrant Edge (engine)", "edge", "o-"),
+                             ("FAISS HNSW", "faiss_hnsw", "s--"), ("numpy exact", "numpy", "^:")):
+        ax[0].plot(*series(key, "plain", "p50_ms"), style, label=f"{name} p50")
+        ax[0].plot(*series(key, "plain", "p95_ms"), style, alpha=0.4, label=f"{name} p95")
+        ax[1].plot(*series(key, "plain", "recall_at_10"), style, label=name)
+    for name, key, style in (("Edge filtered", ("edge", "filtered"), "o-"),
+                             ("Edge ordered (anomaly)", ("edge", "ordered"), "d-"),
+                             ("numpy filtered", ("numpy", "filtered"), "^:"),
+                             ("numpy ordered", ("numpy", "ordered"), "v:")):
+        ax[2].plot(*series(key[0], key[1], "p50_ms"), style, label=name)
+    titles = ("k=10 query latency", "recall@10 vs exact", "filtered / ordered p50")
+    for a, title, ylabel in zip(ax, titles, ("ms", "recall@10", "ms"), strict=True):
+        a.set_xscale("log")
+        a.set_xlabel("points N")
+        a.set_ylabel(ylabel)
+        a.set_title(title)
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7)
+    ax[0].set_yscale("log")
+    ax[2].set_yscale("log")
+    hw = results["hardware"]
+    fig.suptitle(f"SpecCLIP store benchmark, dim {rows[0]['dim']} - {hw['cpu_model']}, "
+                 f"{hw['usable_cores']} cores", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--n", default="10000,100000,1000000", help="comma-separated N list")
+    p.add_argument("--queries", type=int, default=200, help="queries per N (fewer at 1M)")
+    p.add_argument("--edge-max-n", type=int, default=100_000,
+                   help="largest N at which the engine's store is built (numpy/FAISS run at all N)")
+    p.add_argument("--dim", type=int, help="vector dimension (default: the bundle's shared dim)")
+    p.add_argument("--lamost", default=str(DEFAULT_LAMOST), help="LAMOST FITS folder to index")
+    p.add_argument("--index-files", type=int, default=200)
+    p.add_argument("--skip-indexing", action="store_true")
+    p.add_argument("--skip-encoder", action="store_true")
+    p.add_argument("--out", default=str(RESULTS))
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dim, dim_source = (args.dim, "--dim") if args.dim else model_dim()
+    results: dict = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     "hardware": hardware(), "dim": dim, "dim_source": dim_source, "search": []}
+    for n in (int(x) for x in args.n.split(",") if x.strip()):
+        n_q = args.queries if n < 1_000_000 else max(50, args.queries // 2)
+        log.info("search benchmark N=%d dim=%d queries=%d", n, dim, n_q)
+        results["search"].append(bench_n(n, dim, n_q, with_edge=n <= args.edge_max_n))
+        (out / "bench.json").write_text(json.dumps(results, indent=1))   # partial results too
+    if not args.skip_encoder:
+        results["encoder"] = encoder_throughput()
+    if not args.skip_indexing:
+        if Path(args.lamost).is_dir():
+            results["indexing"] = indexing_throughput(args.lamost, args.index_files)
+        else:
+            results["indexing"] = {"skipped": f"{args.lamost} not found"}
+    results["sizing"] = sizing(results)
+    results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    (out / "bench.json").write_text(json.dumps(results, indent=1))
+    plot(results, out / "bench.png")
+    (ROOT / "benchmarks" / "SIZING.md").write_text(sizing_markdown(results["sizing"],
+                                                                    results["hardware"]))
+    log.info("wrote %s, %s and benchmarks/SIZING.md", out / "bench.json", out / "bench.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

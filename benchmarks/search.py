@@ -1,0 +1,213 @@
+"""Query latency and recall vs N: the engine's embedded store (Qdrant Edge after optimize),
+numpy exact search and FAISS HNSW on the same vectors and queries, in one run; plus filtered
+and ordered (outlier-ranking) queries, and memory/disk per point."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import (PAYLOAD_INDEXES, clustered_vectors, folder_bytes, payload_columns,
+                               payload_row, percentiles_ms, recall_at_k, rss_bytes, time_each,
+                               unit_rows)
+
+log = logging.getLogger(__name__)
+K = 10
+COLLECTION = "bench"
+# The filtered query: a class of stars (keyword) within a Teff window (range): both indexed.
+TEFF_RANGE = (4000.0, 6000.0)
+
+
+def _pid(i: int) -> str:
+    return str(uuid.UUID(int=i + 1))
+
+
+def _index(pid: str) -> int:
+    return uuid.UUID(pid).int - 1
+
+
+def exact_topk(base: np.ndarray, queries: np.ndarray, k: int,
+               mask: np.ndarray | None = None) -> np.ndarray:
+    """Ground truth by brute force (cosine = dot on unit vectors), chunked over the base."""
+    best_s = np.full((len(queries), k), -np.inf, np.float32)
+    best_i = np.zeros((len(queries), k), np.int64)
+    for lo in range(0, len(base), 200_000):
+        s = queries @ base[lo:lo + 200_000].T
+        if mask is not None:
+            s[:, ~mask[lo:lo + 200_000]] = -np.inf
+        cand_s = np.concatenate([best_s, s], 1)
+        cand_i = np.concatenate([best_i, np.arange(lo, lo + s.shape[1])[None].repeat(len(s), 0)], 1)
+        top = np.argpartition(-cand_s, k - 1, axis=1)[:, :k]
+        best_s = np.take_along_axis(cand_s, top, 1)
+        best_i = np.take_along_axis(cand_i, top, 1)
+    order = np.argsort(-best_s, axis=1)
+    return np.take_along_axis(best_i, order, 1)
+
+
+def bench_numpy(base: np.ndarray, queries: np.ndarray, cols: dict, n_q: int) -> dict:
+    def one(i):
+        s = base @ queries[i]
+        top = np.argpartition(-s, K)[:K]
+        return top[np.argsort(-s[top])].tolist()
+
+    times, _ = time_each(one, n_q)
+    mask = (cols["survey"] == "lamost") & (cols["label_teff"] >= TEFF_RANGE[0]) & \
+        (cols["label_teff"] <= TEFF_RANGE[1])
+
+    def filtered(i):
+        idx = np.flatnonzero(mask)
+        s = base[idx] @ queries[i]
+        top = np.argpartition(-s, K)[:K]
+        return idx[top[np.argsort(-s[top])]].tolist()
+
+    ftimes, _ = time_each(filtered, n_q)
+
+    def ordered(i):
+        a = np.where(cols["survey"] == "lamost", cols["anomaly"], -np.inf)
+        top = np.argpartition(-a, 50)[:50]
+        return top[np.argsort(-a[top])].tolist()
+
+    otimes, _ = time_each(ordered, max(20, n_q // 4))
+    return {"plain": {**percentiles_ms(times), "recall_at_10": 1.0},
+            "filtered": percentiles_ms(ftimes), "ordered": percentiles_ms(otimes)}
+
+
+def bench_faiss(base: np.ndarray, queries: np.ndarray, truth: np.ndarray, n_q: int,
+                m: int = 16, ef_construct: int = 100, ef_search: int = 128) -> dict:
+    """FAISS HNSW with Qdrant's default graph parameters (m=16, ef_construct=100) and the
+    engine's search ef, queried one at a time on one thread (a latency, like the store's)."""
+    import faiss
+
+    index = faiss.IndexHNSWFlat(base.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = ef_construct
+    t = time.perf_counter()
+    index.add(base)
+    build = time.perf_counter() - t
+    index.hnsw.efSearch = ef_search
+    faiss.omp_set_num_threads(1)
+    times, found = time_each(lambda i: index.search(queries[i:i + 1], K)[1][0].tolist(), n_q)
+    faiss.omp_set_num_threads(0)
+    return {"plain": {**percentiles_ms(times), "recall_at_10": recall_at_k(found, truth)},
+            "build_s": round(build, 2)}
+
+
+def _edge_fill(store: Any, base: np.ndarray, cols: dict, batch: int = 2000) -> float:
+    from engine.store import Point
+
+    t = time.perf_counter()
+    for lo in range(0, len(base), batch):
+        pts = [Point(_pid(i), {"shared": base[i]}, payload_row(cols, i))
+               for i in range(lo, min(lo + batch, len(base)))]
+        store.upsert(COLLECTION, pts)
+    return time.perf_counter() - t
+
+
+def _edge_ids_only(store: Any, queries: np.ndarray, n_q: int) -> dict:
+    """Diagnostic: the same HNSW query straight on the Edge shard without payloads, to split
+    Qdrant's search time from the engine's payload conversion. Reaches into EdgeStore's
+    private shard on purpose; nothing else in the project does."""
+    try:
+        import qdrant_edge as qe
+
+        shard = store._coll(COLLECTION).shard
+        params = qe.SearchParams(hnsw_ef=128)
+
+        def one(i):
+            req = qe.QueryRequest(limit=K, query=qe.Query.Nearest(queries[i], using="shared"),
+                                  params=params, with_payload=False)
+            return shard.query(req)
+
+        return percentiles_ms(time_each(one, n_q)[0])
+    except Exception as e:  # noqa: BLE001 - a diagnostic never fails the benchmark
+        return {"skipped": f"{type(e).__name__}: {e}"}
+
+
+def bench_edge(base: np.ndarray, queries: np.ndarray, truth: np.ndarray,
+               ftruth: np.ndarray, cols: dict, n_q: int, workdir: Path) -> dict:
+    """The engine's embedded store, through engine.store's public API only."""
+    from engine.store import (CollectionOptions, Filter, Match, Range, VectorSpec, open_store)
+
+    gc.collect()
+    rss0 = rss_bytes()
+    store = open_store(path=workdir / "edge")
+    store.create_collection(COLLECTION, [VectorSpec("shared", base.shape[1])],
+                            dict(PAYLOAD_INDEXES), CollectionOptions())
+    upsert_s = _edge_fill(store, base, cols)
+    t = time.perf_counter()
+    store.optimize(COLLECTION)
+    optimize_s = time.perf_counter() - t
+    store.flush(publish=False)
+
+    def plain(i):
+        return [_index(h.id) for h in store.search(COLLECTION, "shared", queries[i], K)]
+
+    times, found = time_each(plain, n_q)
+    flt = Filter(must=(Match("survey", "lamost"), Range("label_teff", *TEFF_RANGE)))
+
+    def filtered(i):
+        return [_index(h.id) for h in store.search(COLLECTION, "shared", queries[i], K, filter=flt)]
+
+    ftimes, ffound = time_each(filtered, n_q)
+    raw = _edge_ids_only(store, queries, n_q)
+    ofl = Filter(must=(Match("survey", "lamost"),))
+    otimes, ofound = time_each(lambda i: [_index(h.id) for h in store.order_by(
+        COLLECTION, "anomaly", 50, descending=True, filter=ofl)], max(20, n_q // 4))
+    a = np.where(cols["survey"] == "lamost", cols["anomaly"], -np.inf)
+    order_ok = ofound[0] == np.argsort(-a)[:50].tolist()
+    gc.collect()
+    rss1 = rss_bytes()
+    shard = workdir / "edge" / "collections" / COLLECTION
+    disk = folder_bytes(shard)
+    info = store.info(COLLECTION) if hasattr(store, "info") else {}
+    store.close()
+    n = len(base)
+    return {"plain": {**percentiles_ms(times), "recall_at_10": recall_at_k(found, truth)},
+            "filtered": {**percentiles_ms(ftimes), "recall_at_10": recall_at_k(ffound, ftruth)},
+            "ordered": {**percentiles_ms(otimes), "top50_exact": bool(order_ok)},
+            "ids_only_diagnostic": raw,
+            "upsert_s": round(upsert_s, 2), "optimize_s": round(optimize_s, 2),
+            "upsert_points_per_s": round(n / upsert_s, 1),
+            "rss_delta_bytes": rss1 - rss0, "rss_per_point_bytes": round((rss1 - rss0) / n, 1),
+            "disk_bytes": disk, "disk_per_point_bytes": round(disk / n, 1), "info": info}
+
+
+def bench_n(n: int, dim: int, n_q: int, seed: int = 0, with_edge: bool = True) -> dict:
+    """All three backends at one N on identical vectors and queries (the store only when
+    `with_edge`: its HNSW build is the slow part, minutes per million points on 2 cores)."""
+    t0 = time.perf_counter()
+    base = clustered_vectors(n, dim, seed)
+    queries = unit_rows(clustered_vectors(n_q, dim, seed)[:n_q] +
+                        np.random.default_rng(seed + 7).standard_normal((n_q, dim)).astype(
+                            np.float32) * 0.05)
+    cols = payload_columns(n, seed + 1)
+    truth = exact_topk(base, queries, K)
+    mask = (cols["survey"] == "lamost") & (cols["label_teff"] >= TEFF_RANGE[0]) & \
+        (cols["label_teff"] <= TEFF_RANGE[1])
+    ftruth = exact_topk(base, queries, K, mask)
+    out: dict[str, Any] = {"n": n, "dim": dim, "queries": n_q,
+                           "filter_selectivity": round(float(mask.mean()), 4)}
+    log.info("N=%d: numpy", n)
+    out["numpy"] = bench_numpy(base, queries, cols, n_q)
+    log.info("N=%d: faiss", n)
+    out["faiss_hnsw"] = bench_faiss(base, queries, truth, n_q)
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    if not with_edge:
+        out["edge_skipped"] = "N above --edge-max-n"
+        return out
+    log.info("N=%d: edge", n)
+    with tempfile.TemporaryDirectory(prefix="specclip-bench-") as tmp:
+        out["edge"] = bench_edge(base, queries, truth, ftruth, cols, n_q, Path(tmp))
+    e, f, x = out["edge"]["plain"], out["faiss_hnsw"]["plain"], out["numpy"]["plain"]
+    out["ratios"] = {"edge_p50_over_faiss_p50": round(e["p50_ms"] / f["p50_ms"], 2),
+                     "edge_p50_over_numpy_p50": round(e["p50_ms"] / x["p50_ms"], 3),
+                     "edge_filtered_p50_over_numpy_filtered_p50": round(
+                         out["edge"]["filtered"]["p50_ms"] / out["numpy"]["filtered"]["p50_ms"], 3)}
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out

@@ -1,0 +1,123 @@
+"""Throughput on CPU: the encoder per model size (spectra/s), and indexing from LAMOST FITS
+files into the store beside the astropy-only read floor of the same files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "training" / "configs"
+
+
+def encoder_throughput(sizes: tuple[str, ...] = ("small", "paper"), n: int = 512,
+                       batch_size: int = 256) -> dict[str, Any]:
+    """Spectra/s of Embedder.embed_arrays (encoder + heads + decoders, what indexing runs) for
+    each model size, with freshly initialised weights: speed depends on the architecture only,
+    so this needs no trained bundle."""
+    import torch
+
+    from engine.bundle import Bundle
+    from engine.inference import Embedder
+    from engine.models.config import config_from_dict
+    from engine.models.specclip import SpecClipModel
+
+    out: dict[str, Any] = {"device": "cpu", "torch_threads": torch.get_num_threads()}
+    rng = np.random.default_rng(0)
+    for size in sizes:
+        path = CONFIGS / f"{size}.json"
+        if not path.exists():
+            out[size] = {"skipped": f"{path} missing"}
+            continue
+        cfg = config_from_dict(json.loads(path.read_text()))
+        torch.manual_seed(0)
+        model = SpecClipModel(cfg).eval()
+        params = sum(p.numel() for p in model.parameters())
+        emb = Embedder(Bundle(path=path, config=cfg, model=model, version=f"bench-{size}"),
+                       batch_size=batch_size)
+        row: dict[str, Any] = {"parameters": int(params), "shared_dim": cfg.align.shared_dim,
+                               "own_dim": {s: int(model.encoders[s].out_dim)
+                                           for s in ("lamost", "gaia_xp")}}
+        for survey, length in (("lamost", cfg.lamost.n_pixels), ("gaia_xp", 343)):
+            # The paper size is ~30x the parameters: a few batches are enough for a rate.
+            m = n if size == "small" else (32 if survey == "lamost" else 128)
+            flux = rng.normal(1.0, 0.05, (m, length)).astype(np.float32)
+            weight = np.ones_like(flux)
+            scale = rng.normal(2.0, 0.3, m).astype(np.float32)
+            emb.embed_arrays(survey, flux[:8], weight[:8], scale[:8])       # warm-up
+            t = time.perf_counter()
+            emb.embed_arrays(survey, flux, weight, scale)
+            dt = time.perf_counter() - t
+            row[survey] = {"spectra": m, "seconds": round(dt, 3),
+                           "spectra_per_s": round(m / dt, 1)}
+        out[size] = row
+        log.info("encoder %s: %s", size, row)
+    return out
+
+
+def astropy_floor(files: list[str]) -> dict[str, Any]:
+    """The reader floor: astropy opens each file and touches every HDU's data, nothing else."""
+    from astropy.io import fits
+
+    t = time.perf_counter()
+    for f in files:
+        with fits.open(f, memmap=False) as hdul:
+            for hdu in hdul:
+                _ = hdu.data
+    dt = time.perf_counter() - t
+    return {"files": len(files), "seconds": round(dt, 3), "files_per_s": round(len(files) / dt, 1)}
+
+
+def indexing_throughput(folder: str, limit: int = 200) -> dict[str, Any]:
+    """`files -> store` through the real indexer (readers, preprocessing, the shipped bundle's
+    embedder, stable ids, upsert, scoring, optimize, publish) on the first `limit` files of
+    `folder`, beside the astropy floor and the readers alone on the same files."""
+    files = sorted(str(p) for p in Path(folder).iterdir() if ".fits" in p.name)[:limit]
+    if not files:
+        return {"skipped": f"no FITS files in {folder}"}
+    out: dict[str, Any] = {"folder": folder, "files": len(files),
+                           "astropy_floor": astropy_floor(files)}
+    try:
+        from engine import readers
+        from engine.inference import Embedder
+        from engine.store import open_store
+        from indexer.sync import Syncer
+        from indexer.sources import Source
+    except ImportError as e:          # a part of the engine is not there yet
+        out["indexer"] = {"skipped": f"import failed: {e}"}
+        return out
+    t = time.perf_counter()
+    records, refused = readers.read_many(files)
+    dt = time.perf_counter() - t
+    out["readers"] = {"records": len(records), "refused": len(refused),
+                      "seconds": round(dt, 3), "files_per_s": round(len(files) / dt, 1)}
+    try:
+        embedder = Embedder()
+    except Exception as e:            # noqa: BLE001 - no shipped bundle yet: say so in the JSON
+        out["indexer"] = {"skipped": f"no bundle: {type(e).__name__}: {e}"}
+        return out
+    with tempfile.TemporaryDirectory(prefix="specclip-index-bench-") as tmp:
+        src = Path(tmp) / "files"
+        src.mkdir()
+        for f in files:               # a folder holding exactly these files
+            os.symlink(f, src / Path(f).name)
+        store = open_store(path=Path(tmp) / "store")
+        t = time.perf_counter()
+        report = Syncer(store=store, embedder=embedder,
+                        state_path=str(Path(tmp) / "state.json")).run([Source(str(src))])
+        dt = time.perf_counter() - t
+        store.close()
+    floor = out["astropy_floor"]["files_per_s"]
+    out["indexer"] = {"added": report.added, "refused": len(report.refused),
+                      "seconds": round(dt, 3), "files_per_s": round(len(files) / dt, 1)}
+    out["indexer_over_floor"] = round(out["indexer"]["files_per_s"] / floor, 3)
+    out["readers_over_floor"] = round(out["readers"]["files_per_s"] / floor, 3)
+    return out

@@ -1,0 +1,146 @@
+"""Batched CPU inference with a trained bundle: embeddings, parameters, reconstructions and
+cross-instrument translations for lists of SpectrumRecords (all of one survey).
+
+Never imports training code. Everything runs under torch.inference_mode.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from engine.bundle import Bundle, load_bundle
+from engine.grids import lamost_model_wavelength, xp_wavelength_angstrom
+from engine.models.decoders import to_target_space
+from engine.records import SURVEY_LAMOST, SURVEY_XP, SpectrumRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EmbeddingBatch:
+    """Model outputs for N records of one survey (row i = record i)."""
+
+    survey: str
+    shared: np.ndarray            # [N, Ds] float32, L2-normalised CLIP space
+    own: np.ndarray               # [N, Do] float32, the instrument encoder's embedding
+    params: dict[str, np.ndarray]  # name -> [N] (K, dex); NaN where invalid
+    sigmas: dict[str, np.ndarray]  # name -> [N] predicted 1-sigma uncertainty
+    recon_error: np.ndarray       # [N] RMS of own reconstruction over good pixels (decoder space)
+    translated: np.ndarray        # [N, L_other] counterpart on the other model grid
+    valid: np.ndarray             # [N] bool; False rows hold zeros / NaN
+
+    def __len__(self) -> int:
+        return int(self.valid.shape[0])
+
+
+def _survey_of(records: Sequence[SpectrumRecord]) -> str:
+    surveys = {r.survey for r in records}
+    if len(surveys) != 1:
+        raise ValueError(f"Embedder.embed needs records of one survey, got {sorted(surveys)}")
+    return surveys.pop()
+
+
+class Embedder:
+    """Run a bundle's model on records: `Embedder(load_bundle()).embed(records)`."""
+
+    def __init__(self, bundle: Bundle | str | Path | None = None, batch_size: int = 256):
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.model = self.bundle.model.eval()
+        self.batch_size = int(batch_size)
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version
+
+    @property
+    def shared_dim(self) -> int:
+        return self.bundle.config.align.shared_dim
+
+    def own_dim(self, survey: str) -> int:
+        return self.model.encoders[survey].out_dim
+
+    @staticmethod
+    def model_grid(survey: str) -> np.ndarray:
+        """Wavelengths (Angstrom) of the model input grid of `survey`."""
+        if survey == SURVEY_LAMOST:
+            return lamost_model_wavelength()
+        if survey == SURVEY_XP:
+            return xp_wavelength_angstrom()
+        raise ValueError(f"unknown survey {survey!r}")
+
+    @staticmethod
+    def inputs(records: Sequence[SpectrumRecord]):
+        """Preprocessed model inputs (flux, weight, scale, valid) for one survey's records."""
+        from engine.preprocess import lamost_inputs, xp_inputs
+
+        survey = _survey_of(records)
+        return (lamost_inputs if survey == SURVEY_LAMOST else xp_inputs)(list(records))
+
+    def model_input(self, records: Sequence[SpectrumRecord]) -> tuple[np.ndarray, np.ndarray]:
+        """(flux, weight) exactly as the model sees them, for plots."""
+        x = self.inputs(records)
+        return np.asarray(x.flux, np.float32), np.asarray(x.weight, np.float32)
+
+    def embed(self, records: Sequence[SpectrumRecord]) -> EmbeddingBatch:
+        if not records:
+            raise ValueError("Embedder.embed needs at least one record")
+        survey = _survey_of(records)
+        x = self.inputs(records)
+        return self.embed_arrays(survey, x.flux, x.weight, x.scale, x.valid)
+
+    def reconstruct(self, records: Sequence[SpectrumRecord]) -> np.ndarray:
+        """Own-spectrum reconstruction [N, L] from shared + private, model-input units."""
+        survey = _survey_of(records)
+        x = self.inputs(records)
+        out = []
+        with torch.inference_mode():
+            for f, w, s in self._batches(x.flux, x.weight, x.scale):
+                sh, pr = self.model.split(survey, self.model.encode(survey, f, w, s))
+                out.append(self.model.reconstruct(survey, sh, pr).numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    def _batches(self, flux, weight, scale):
+        flux = np.nan_to_num(np.asarray(flux, np.float32))
+        weight = np.nan_to_num(np.asarray(weight, np.float32))
+        scale = np.nan_to_num(np.asarray(scale, np.float32))
+        for i in range(0, len(flux), self.batch_size):
+            sl = slice(i, i + self.batch_size)
+            yield (torch.from_numpy(flux[sl]), torch.from_numpy(weight[sl]),
+                   torch.from_numpy(scale[sl]))
+
+    def embed_arrays(self, survey: str, flux: np.ndarray, weight: np.ndarray,
+                     scale: np.ndarray, valid: np.ndarray | None = None) -> EmbeddingBatch:
+        """Same as `embed` on already preprocessed arrays (used by evaluation and benchmarks)."""
+        m = self.model
+        parts: dict[str, list] = {k: [] for k in ("shared", "own", "val", "sig", "err", "tr")}
+        with torch.inference_mode():
+            for f, w, s in self._batches(flux, weight, scale):
+                h = m.encode(survey, f, w, s)
+                sh, pr = m.split(survey, h)
+                val, sig = m.predict_params(survey, f, w, s, h)
+                rec = m.recon[survey](torch.cat([sh, pr], 1))
+                good = (w > 0).to(f.dtype)
+                err2 = ((rec - to_target_space(survey, f)) ** 2 * good).sum(1)
+                parts["err"].append((err2 / good.sum(1).clamp_min(1)).sqrt())
+                for k, v in (("shared", sh), ("own", h), ("val", val), ("sig", sig),
+                             ("tr", m.translated(survey, sh))):
+                    parts[k].append(v)
+        cat = {k: torch.cat(v).numpy() for k, v in parts.items()}
+        n = len(cat["shared"])
+        valid = np.ones(n, bool) if valid is None else np.asarray(valid, bool)
+        names = m.heads[survey].labels
+        params = {nm: np.where(valid, cat["val"][:, i], np.nan) for i, nm in enumerate(names)}
+        sigmas = {nm: np.where(valid, cat["sig"][:, i], np.nan) for i, nm in enumerate(names)}
+        zero = ~valid
+        for k in ("shared", "own", "tr"):
+            cat[k][zero] = 0.0
+        return EmbeddingBatch(survey, cat["shared"].astype(np.float32),
+                              cat["own"].astype(np.float32), params, sigmas,
+                              np.where(valid, cat["err"], np.nan), cat["tr"].astype(np.float32),
+                              valid)

@@ -1,0 +1,103 @@
+"""Opening FITS input uniformly: a path, a binary file object, or an already open HDUList.
+
+Why not just `fits.open(path)`: astropy gunzips paths but not file objects (an uploaded
+`.fits.gz` arrives as BytesIO), some LAMOST archives name gzipped files `.fits`, and
+astropy reports truncation as a *warning* and a lazy failure later. Here we read the bytes
+once, gunzip by magic number, open from memory and turn astropy's truncation/verification
+warnings into a `SpectrumReadError` that names the file and the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import warnings
+import zlib
+from typing import Any, Iterator
+
+from astropy.io import fits
+from astropy.io.fits.verify import VerifyWarning
+from astropy.utils.exceptions import AstropyUserWarning
+
+from engine.errors import SpectrumReadError
+
+GZIP_MAGIC = b"\x1f\x8b"
+FITS_MAGIC = b"SIMPLE  ="
+FITS_BLOCK = 2880
+
+
+def read_bytes(source: Any, path: str) -> bytes:
+    """All bytes of a path or binary file object, gunzipped if they are gzip data."""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as fh:
+            data = fh.read()
+    elif hasattr(source, "read"):
+        data = source.read()
+        if isinstance(data, str):
+            raise SpectrumReadError(path, "file object is in text mode; open it with 'rb'")
+    else:
+        raise SpectrumReadError(path, f"cannot read from a {type(source).__name__}")
+    if not data:
+        raise SpectrumReadError(path, "file is empty (0 bytes)")
+    if data[:2] == GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise SpectrumReadError(path, f"truncated or corrupt gzip data ({exc})") from exc
+        if not data:
+            raise SpectrumReadError(path, "gzip archive holds an empty file")
+    return data
+
+
+def head_bytes(source: Any, n: int = 6 * FITS_BLOCK) -> bytes:
+    """The first `n` (decompressed) bytes of a path or file object, without consuming a file
+    object (it is rewound). For `identify` functions: may raise, callers catch."""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as fh:
+            raw = fh.read(n)
+    else:
+        pos = source.tell()
+        raw = source.read(n)
+        source.seek(pos)
+    if raw[:2] == GZIP_MAGIC:
+        # A partial gzip stream: decompress what is there, ignoring the missing tail.
+        raw = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, n)
+    return raw[:n]
+
+
+def is_fits_head(head: bytes) -> bool:
+    return head.startswith(FITS_MAGIC)
+
+
+@contextlib.contextmanager
+def open_fits(source: Any, path: str) -> Iterator[fits.HDUList]:
+    """Yield an HDUList for a path, a file object or an HDUList (yielded as is, not closed).
+
+    Raises SpectrumReadError for empty, non-FITS, truncated or corrupt input. Warnings that
+    astropy emits for truncated files become errors inside the block, so data access on a
+    cut file fails here rather than returning garbage.
+    """
+    if isinstance(source, fits.HDUList):
+        yield source
+        return
+    data = read_bytes(source, path)
+    if not is_fits_head(data):
+        raise SpectrumReadError(path, "not a FITS file (no SIMPLE card at the start)")
+    if len(data) % FITS_BLOCK:
+        raise SpectrumReadError(path, f"truncated FITS file: {len(data)} bytes is not a "
+                                      f"multiple of the {FITS_BLOCK}-byte FITS block")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AstropyUserWarning)
+        warnings.simplefilter("error", VerifyWarning)
+        try:
+            hdul = fits.open(io.BytesIO(data), memmap=False, lazy_load_hdus=False)
+        except (OSError, ValueError, AstropyUserWarning, VerifyWarning) as exc:
+            raise SpectrumReadError(path, f"corrupt or truncated FITS file ({exc})") from exc
+        try:
+            yield hdul
+        except (AstropyUserWarning, VerifyWarning) as exc:
+            raise SpectrumReadError(path, f"corrupt or truncated FITS file ({exc})") from exc
+        finally:
+            hdul.close()

@@ -1,0 +1,129 @@
+"""Join LAMOST catalogue labels (teff, logg, feh and their errors) onto LAMOST records.
+
+Two real tables are known (see ../shared/data/README.md):
+- LASP labels (`lamost_dr10/labels.csv`): obsid, filename, teff, logg, feh; no errors.
+- The DR1 catalogue (`lamost_dr1/catalogue.csv`): obsid, filename, teff, teff_err, logg,
+  logg_err, feh, feh_err, ... The pilot-era files have no OBSID in their header, so they
+  match by file name.
+
+A table is a plain dict keyed by obsid (as a string) *and* by normalised file name (the base
+name without `.gz`), so one lookup serves both kinds of record. Records are frozen; labels
+are attached with `dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import re
+from dataclasses import replace
+from typing import Iterable
+
+from engine.errors import SpectrumReadError
+from engine.records import SURVEY_LAMOST, SpectrumRecord
+
+log = logging.getLogger(__name__)
+
+LabelEntry = tuple[dict[str, float], dict[str, float], str]
+# our label name -> the CSV column it comes from (errors are "<column>_err")
+COLUMNS = {"teff": "teff", "logg": "logg", "feh": "feh", "alpha_m": "alpha_m"}
+SOURCE_LASP = "LAMOST LASP"
+SOURCE_DR1 = "LAMOST DR1"
+FILL_VALUES = (-9999.0, -999.0, 99999.0)
+
+
+def filename_key(name: str) -> str:
+    """Base name without directories and a trailing `.gz`: 'spec-...-013.fits'."""
+    return re.sub(r"\.gz$", "", os.path.basename(str(name).strip()), flags=re.IGNORECASE)
+
+
+def load_lamost_labels(path: str) -> dict[str, LabelEntry]:
+    """Read a LASP labels CSV or the DR1 catalogue CSV into {obsid or filename: entry}.
+
+    The source name is "LAMOST DR1" when the table carries `*_err` columns (the DR1
+    catalogue), else "LAMOST LASP". Raises SpectrumReadError when the CSV has neither an
+    `obsid` nor a `filename` column, or no label column.
+    """
+    path = str(path)
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields = [f.strip() for f in (reader.fieldnames or [])]
+        present = [name for name, col in COLUMNS.items() if col in fields]
+        if not present or not ({"obsid", "filename"} & set(fields)):
+            raise SpectrumReadError(path, "not a LAMOST label table: needs 'obsid' or "
+                                          "'filename' and at least one of teff/logg/feh")
+        source = SOURCE_DR1 if any(f.endswith("_err") for f in fields) else SOURCE_LASP
+        table: dict[str, LabelEntry] = {}
+        for row in reader:
+            entry = _entry(row, present, source)
+            if entry is None:
+                continue
+            obsid = (row.get("obsid") or "").strip()
+            if obsid:
+                table[_obsid_key(obsid)] = entry
+            if row.get("filename"):
+                table[filename_key(row["filename"])] = entry
+    log.info("%s: %d label keys (%s)", path, len(table), source)
+    return table
+
+
+def _obsid_key(text: str) -> str:
+    """'605006', '605006.0' -> '605006' (pandas-written CSVs sometimes add '.0')."""
+    try:
+        return str(int(float(text)))
+    except ValueError:
+        return text.strip()
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(value) or value in FILL_VALUES:
+        return None
+    return value
+
+
+def _entry(row: dict, present: list[str], source: str) -> LabelEntry | None:
+    labels, errors = {}, {}
+    for name in present:
+        value = _number(row.get(COLUMNS[name]))
+        if value is None:
+            continue
+        labels[name] = value
+        err = _number(row.get(COLUMNS[name] + "_err"))
+        if err is not None:
+            errors[name] = err
+    return (labels, errors, source) if labels else None
+
+
+def lookup(record: SpectrumRecord, table: dict[str, LabelEntry]) -> LabelEntry | None:
+    """The entry for a record: by obsid first, then by file name."""
+    if record.object_id in table:
+        return table[record.object_id]
+    for name in (record.meta.get("filename"), record.source_path):
+        if name and filename_key(name) in table:
+            return table[filename_key(name)]
+    return None
+
+
+def attach_labels(records: Iterable[SpectrumRecord], table: dict[str, LabelEntry]
+                  ) -> list[SpectrumRecord]:
+    """Records with the table's labels attached (LAMOST records only; others unchanged).
+
+    Labels already on a record are kept unless the table has the same label name.
+    """
+    out = []
+    for record in records:
+        entry = lookup(record, table) if record.survey == SURVEY_LAMOST else None
+        if entry is None:
+            out.append(record)
+            continue
+        labels, errors, source = entry
+        out.append(replace(record, labels={**record.labels, **labels},
+                           label_errors={**record.label_errors, **errors},
+                           label_source=source))
+    return out

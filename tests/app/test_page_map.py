@@ -1,0 +1,60 @@
+"""Map page: PCA of every point, t-SNE on a subsample, opening a star."""
+
+from __future__ import annotations
+
+from app.pages.map import selected_point_id
+from tests.app.apptest import figures, page_app, rerun, texts, values
+
+PAGE = "app.pages.map"
+
+
+def scatter(at) -> dict:
+    return next(f for f in figures(at) if f["data"] and f["data"][0]["type"] == "scattergl")
+
+
+def test_pca_map_has_every_point_coloured_by_the_chosen_key(app_engine):
+    at = page_app(PAGE, app_engine)
+    total = app_engine.stats()["total"]
+    fig = scatter(at)
+    assert sum(len(values(t["x"])) for t in fig["data"]) == total
+    assert fig["layout"]["xaxis"]["title"]["text"].startswith("PC 1 (")
+    at.selectbox(key="map_colour").set_value("anomaly")
+    rerun(at)
+    fig = scatter(at)
+    assert fig["data"][0]["marker"]["colorbar"]["title"]["text"] == "anomaly"
+    at.selectbox(key="map_colour").set_value("survey")
+    rerun(at)
+    names = {t["name"] for t in scatter(at)["data"]}
+    assert names <= {"LAMOST LRS", "Gaia XP"} and "LAMOST LRS" in names
+    # customdata carries the point ids that a click opens
+    ids = {c for t in scatter(at)["data"] for c in values(t["customdata"])}
+    assert len(ids) == total
+
+
+def test_tsne_runs_on_a_subsample(app_engine):
+    at = page_app(PAGE, app_engine)
+    at.selectbox(key="map_method").set_value("t-SNE (random subsample)")
+    at.selectbox(key="map_survey").set_value("LAMOST LRS")
+    rerun(at)
+    fig = scatter(at)
+    assert fig["layout"]["xaxis"]["title"]["text"] == "t-SNE 1"
+    assert len(values(fig["data"][0]["x"])) == app_engine.stats()["by_survey"]["lamost"]
+
+
+def test_open_a_star_by_obsid(app_engine):
+    at = page_app(PAGE, app_engine)
+    at.text_input(key="map_open").input("2007")
+    rerun(at)
+    assert any("obsid 2007" in t for t in texts(at.subheader))
+    at.text_input(key="map_open").input("999999999")
+    rerun(at)
+    assert any("No indexed spectrum" in t for t in texts(at.error))
+
+
+def test_selected_point_id_reads_plotly_selection_events():
+    event = {"selection": {"points": [{"point_index": 3, "customdata": "abc"}],
+                           "box": [], "lasso": []}}
+    assert selected_point_id(event) == "abc"
+    assert selected_point_id({"selection": {"points": [{"customdata": ["xyz"]}]}}) == "xyz"
+    assert selected_point_id({"selection": {"points": []}}) is None
+    assert selected_point_id(None) is None

@@ -1,0 +1,92 @@
+"""Outliers page: ranking, marking, saving, resuming, re-ranking and export."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from astropy.table import Table
+
+from tests.app.apptest import frame, page_app, rerun, texts
+
+PAGE = "app.pages.outliers"
+
+
+def table(at):
+    return frame(at, "rank score", "new score")
+
+
+def test_ranked_by_the_chosen_score(app_engine, sessions_dir):
+    at = page_app(PAGE, app_engine)
+    at.selectbox(key="outliers_survey").set_value("LAMOST LRS")
+    at.selectbox(key="outliers_score").set_value("anomaly_knn")
+    at.number_input(key="outliers_k").set_value(10)
+    rerun(at)
+    t = table(at)
+    assert len(t) == 10 and set(t["survey"]) == {"lamost"}
+    scores = list(t["anomaly_knn"])
+    assert scores == sorted(scores, reverse=True)
+    expected = [h.object_id for h in app_engine.outliers("lamost", k=10, score="anomaly_knn")]
+    assert list(t["object_id"]) == expected
+
+
+def test_mark_save_resume_rerank_and_export(app_engine, sessions_dir):
+    at = page_app(PAGE, app_engine)
+    at.selectbox(key="outliers_survey").set_value("both instruments")
+    at.number_input(key="outliers_k").set_value(20)
+    rerun(at)
+    before = list(table(at)["object_id"])
+    # the first candidate opens by default: its spectrum panel is shown
+    assert any(before[0] in t for t in texts(at.subheader))
+    at.radio(key="outliers_label").set_value("boring")
+    at.text_area(key="outliers_note").input("flat continuum, nothing odd")
+    at.button(key="outliers_save_mark").click()
+    rerun(at)
+    assert any("Marked" in t and "boring" in t for t in texts(at.success))
+    saved = json.loads((sessions_dir / "default.json").read_text())
+    (pid, mark), = saved["marks"].items()
+    assert mark["label"] == "boring" and mark["note"] == "flat continuum, nothing odd"
+    assert mark["object_id"] == before[0]
+    after = table(at)
+    assert list(after["object_id"])[-1] == before[0] and list(after["mark"])[-1] == "boring"
+
+    # learn from the mark: the boring star's shared-space neighbours lose rank
+    at.checkbox(key="outliers_rerank").check()
+    rerun(at)
+    at.slider(key="outliers_strength").set_value(3.0)
+    rerun(at)
+    learned = table(at)
+    pulled = learned[learned["pull"] < 0]
+    assert len(pulled) > 0
+    nbrs = {h.object_id for h in app_engine.search(pid, target="any", k=20)}
+    assert set(pulled["object_id"]) <= nbrs
+    ranks = dict(zip(before, range(len(before)), strict=True))
+    first_pulled = pulled.iloc[0]
+    assert list(learned["object_id"]).index(first_pulled["object_id"]) >= \
+        ranks[first_pulled["object_id"]] - 1      # moved down (the marked one left the top)
+
+    # exports carry the mark
+    csv_btn, = [b for b in at.get("download_button") if b.key == "outliers_export_csv"]
+    assert csv_btn.label == "CSV"
+
+    # a fresh app with the same session folder resumes the hunt
+    again = page_app(PAGE, app_engine)
+    assert any("1 marked" in t and "boring: 1" in t for t in texts(again.caption))
+    from app.session_store import SessionStore
+
+    vot = Table.read(io.BytesIO(SessionStore().load("default").export_votable()),
+                     format="votable")
+    assert list(vot["label"]) == ["boring"]
+
+
+def test_remove_mark(app_engine, sessions_dir):
+    at = page_app(PAGE, app_engine)
+    at.radio(key="outliers_label").set_value("artefact")
+    at.button(key="outliers_save_mark").click()
+    rerun(at)
+    assert json.loads((sessions_dir / "default.json").read_text())["marks"]
+    at.selectbox(key="outliers_pick").set_value(at.selectbox(key="outliers_pick").options[-1])
+    rerun(at)                         # the marked candidate is listed last
+    at.button(key="outliers_clear_mark").click()
+    rerun(at)
+    assert json.loads((sessions_dir / "default.json").read_text())["marks"] == {}

@@ -1,0 +1,27 @@
+"""Status page: counts, store mode and health, model, indexer reports."""
+
+from __future__ import annotations
+
+from tests.app.apptest import frame, page_app, rerun
+
+
+def metric(at, label):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_status_shows_counts_mode_and_reports(app_engine, app_store):
+    at = page_app("app.pages.status", app_engine)
+    stats = app_engine.stats()
+    assert metric(at, "Store") == "healthy"
+    assert metric(at, "Spectra indexed") == f"{stats['total']:,}"
+    assert metric(at, "Mode") == "edge"
+    by_survey = frame(at, "survey", "spectra")
+    assert dict(zip(by_survey["survey"], by_survey["spectra"], strict=True)) == \
+        stats["by_survey"]
+    releases = frame(at, "release", "spectra")
+    assert int(releases["spectra"].sum()) == stats["total"]
+    reports = frame(at, "added", "skipped")
+    assert reports["added"].iloc[0] == stats["total"]
+    at.button(key="status_refresh").click()
+    rerun(at)
+    assert metric(at, "Spectra indexed") == f"{stats['total']:,}"

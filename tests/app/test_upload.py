@@ -1,0 +1,46 @@
+"""app.upload: size limit, format errors, and real files read from memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.upload import UploadError, read_upload
+from tests.app.conftest import SHARED
+from tests.indexer.conftest import write_lamost_file
+
+
+def test_reads_a_lamost_file_from_bytes(tmp_path):
+    path = Path(write_lamost_file(str(tmp_path / "spec-1.fits"), 4242))
+    records = read_upload("spec-1.fits", path.read_bytes())
+    assert [r.object_id for r in records] == ["4242"] and records[0].survey == "lamost"
+
+
+def test_size_limit_empty_and_garbage_are_refused():
+    with pytest.raises(UploadError, match="limit is"):
+        read_upload("big.fits", b"x" * 2048, max_bytes=1024)
+    with pytest.raises(UploadError, match="empty"):
+        read_upload("e.fits", b"")
+    with pytest.raises(UploadError, match="Could not read junk.fits"):
+        read_upload("junk.fits", b"SIMPLE  =  nonsense" * 10)
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("name", ["XP_SAMPLED_RAW_dr3int6.csv", "XP_SAMPLED_RAW_dr3int6.ecsv",
+                                  "XP_SAMPLED_RAW_dr3int6.fits", "XP_CONTINUOUS_RAW.csv"])
+def test_reads_gaia_xp_archive_files(name):
+    path = SHARED / "gaia_xp_archive" / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    records = read_upload(name, path.read_bytes())
+    assert records and all(r.survey == "gaia_xp" for r in records)
+
+
+@pytest.mark.real_data
+def test_medium_resolution_file_is_refused():
+    files = sorted((SHARED / "lamost_misc").glob("med-*.fits*"))
+    if not files:
+        pytest.skip("no LAMOST MRS file in ../shared/data/lamost_misc")
+    with pytest.raises(UploadError, match=files[0].name):
+        read_upload(files[0].name, files[0].read_bytes())

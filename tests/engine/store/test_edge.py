@@ -1,0 +1,223 @@
+"""Qdrant Edge backend: named vectors, validation, persistence, published generations for
+readers, HNSW after optimize()."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from engine.errors import StoreError
+from engine.store import (CollectionOptions, Filter, Match, MatchAny, Point, Range, VectorSpec,
+                          open_store)
+from engine.store.generations import sparse_copy
+from tests.engine.store.conftest import DIMS, INDEXES, VECTORS, make_points
+
+
+@pytest.fixture
+def writer(tmp_path):
+    s = open_store(path=tmp_path / "s")
+    s.create_collection("c", VECTORS, INDEXES)
+    s.upsert("c", make_points(400, seed=11))
+    yield s
+    s.close()
+
+
+def test_points_carry_only_some_named_vectors(writer):
+    q = np.ones(DIMS["gaia_xp"])
+    hits = writer.search("c", "gaia_xp", q, 50, with_vectors=True)
+    assert len(hits) == 50 and {h.payload["survey"] for h in hits} == {"gaia_xp"}
+    assert all(set(h.vectors) == {"shared", "gaia_xp"} for h in hits)
+    assert writer.count("c", Filter(must=(Match("survey", "lamost"),))) == 200
+
+
+def test_bool_match_works_despite_edge_binding_quirk(writer):
+    """qdrant-edge 0.9 turns Python bools into ints (matching nothing); edge.py works
+    around it. The expected counts come from the payloads themselves."""
+    payloads = [h.payload for h in writer.scroll("c")]
+    n_true = sum(p["has_label"] for p in payloads)
+    assert 0 < n_true < len(payloads)
+    assert writer.count("c", Filter(must=(Match("has_label", True),))) == n_true
+    assert writer.count("c", Filter(must=(Match("has_label", False),))) == len(payloads) - n_true
+    assert writer.count("c", Filter(must=(MatchAny("has_label", (True, False)),))) == 400
+
+
+@pytest.mark.parametrize("bad", [
+    Point("not-a-uuid", {"shared": np.ones(16)}, {}),
+    Point("00000000-0000-0000-0000-00000000000A", {"shared": np.ones(16)}, {}),   # not canonical
+    Point("00000000-0000-0000-0000-0000000f0000", {"shared": np.ones(15)}, {}),   # wrong dim
+    Point("00000000-0000-0000-0000-0000000f0000", {"nope": np.ones(16)}, {}),     # unknown name
+    Point("00000000-0000-0000-0000-0000000f0000", {}, {}),                       # no vector
+])
+def test_a_bad_point_refuses_the_whole_batch(writer, bad):
+    good = make_points(10, seed=12, start=5000)
+    with pytest.raises(StoreError):
+        writer.upsert("c", good + [bad])
+    assert writer.count("c") == 400          # nothing of the batch was written
+
+
+def test_create_is_idempotent_but_refuses_another_spec(writer):
+    writer.create_collection("c", VECTORS, INDEXES)               # same spec: no-op
+    assert writer.count("c") == 400
+    with pytest.raises(StoreError, match="another spec"):
+        writer.create_collection("c", [VectorSpec("shared", 32)], INDEXES)
+    with pytest.raises(StoreError):
+        writer.create_collection("d", VECTORS, {"snr": "floaty"})
+    with pytest.raises(StoreError, match="no collection"):
+        writer.count("missing")
+
+
+def test_order_by_needs_a_range_index(writer):
+    with pytest.raises(StoreError, match="order_by"):
+        writer.order_by("c", "object_id", 5)
+
+
+def test_store_persists_across_reopen(tmp_path):
+    path = tmp_path / "s"
+    q = np.random.default_rng(0).normal(size=16)
+    with open_store(path=path) as s:
+        s.create_collection("c", VECTORS, INDEXES)
+        s.upsert("c", make_points(300, seed=13))
+        s.set_alias("spectra", "c")
+        before = s.search("spectra", "shared", q, 10)
+    with open_store(path=path) as s:
+        assert s.list_collections() == ["c"] and s.resolve("spectra") == "c"
+        assert s.count("spectra") == 300
+        assert s.search("spectra", "shared", q, 10) == before
+
+
+def test_read_only_store_refuses_writes_and_missing_folders(writer, tmp_path):
+    writer.flush()
+    r = open_store(path=tmp_path / "s", read_only=True)
+    for call in (lambda: r.upsert("c", make_points(1)), lambda: r.delete("c", []),
+                 lambda: r.set_alias("a", "c"), lambda: r.optimize("c"),
+                 lambda: r.create_collection("x", VECTORS, {})):
+        with pytest.raises(StoreError, match="read-only"):
+            call()
+    r.close()
+    with pytest.raises(StoreError, match="no embedded store"):
+        open_store(path=tmp_path / "nothing", read_only=True)
+
+
+def test_reader_sees_writes_only_once_published(writer, tmp_path):
+    writer.flush()
+    r = open_store(path=tmp_path / "s", read_only=True)
+    assert r.count("c") == 400
+    writer.upsert("c", make_points(50, seed=14, start=9000))
+    writer.flush(publish=False)
+    assert r.count("c") == 400                # durable but not yet published
+    writer.publish()
+    assert r.count("c") == 450
+    assert r.info("c")["generation"] == 2     # first flush, then publish
+    r.close()
+
+
+def test_generation_held_by_a_reader_is_not_pruned(writer, tmp_path):
+    writer.flush()
+    pub = tmp_path / "s" / "published" / "c"
+    r = open_store(path=tmp_path / "s", read_only=True)
+    held = r.info("c")["generation"]
+    for i in range(2):
+        writer.upsert("c", make_points(5, seed=15 + i, start=7000 + 10 * i))
+        writer.flush()
+    names = {p.name for p in pub.iterdir() if p.is_dir()}
+    assert f"{held:010d}" in names and len(names) == 2   # held + current, middle one pruned
+    r.close()
+    writer.upsert("c", make_points(5, seed=18, start=8000))
+    writer.flush()
+    assert len([p for p in pub.iterdir() if p.is_dir()]) == 1
+
+
+def test_deleted_collection_fails_cleanly_for_readers(writer, tmp_path):
+    writer.set_alias("spectra", "c")
+    writer.flush()
+    r = open_store(path=tmp_path / "s", read_only=True)
+    assert r.count("spectra") == 400
+    writer.delete_collection("c")
+    assert writer.resolve("spectra") is None
+    with pytest.raises(StoreError):
+        r.count("c")
+    r.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantization", [None, "int8"])
+def test_hnsw_after_optimize_keeps_recall(tmp_path, quantization):
+    """Above indexing_threshold, optimize() builds HNSW; recall@10 against Edge's exact scan
+    and against qdrant-client's brute force (:memory:) stays >= 0.99, filtered or not."""
+    opts = CollectionOptions(indexing_threshold=500, quantization=quantization, search_ef=64)
+    spec, indexes = [VectorSpec("shared", 16)], {"obj_class": "keyword", "snr": "float"}
+    pts = [Point(p.id, {"shared": p.vectors["shared"]}, p.payload)
+           for p in make_points(3000, seed=16)]
+    mem = open_store(memory=True)
+    mem.create_collection("c", spec, indexes, opts)
+    mem.upsert("c", pts)
+    with open_store(path=tmp_path / "s") as s:
+        s.create_collection("c", spec, indexes, opts)
+        s.upsert("c", pts)
+        assert s.info("c")["indexed_vectors"] == 0
+        s.optimize("c")
+        assert s.info("c")["indexed_vectors"] >= 3000
+        rng = np.random.default_rng(17)
+        flt = Filter(must=(Match("obj_class", "STAR"), Range("snr", 10, 70)))
+        vs_exact, vs_memory = [], []
+        for _ in range(40):
+            q = rng.normal(size=16)
+            for f in (None, flt):
+                approx = {h.id for h in s.search("c", "shared", q, 10, filter=f)}
+                exact = {h.id for h in s.search("c", "shared", q, 10, filter=f, exact=True)}
+                brute = {h.id for h in mem.search("c", "shared", q, 10, filter=f)}
+                vs_exact.append(len(approx & exact) / 10)
+                vs_memory.append(len(approx & brute) / 10)
+        assert np.mean(vs_exact) >= 0.99 and np.mean(vs_memory) >= 0.99
+    mem.close()
+
+
+def test_sparse_copy_keeps_content_and_holes(tmp_path):
+    src, dst = tmp_path / "a", tmp_path / "b"
+    with open(src, "wb") as f:
+        f.write(b"head")
+        f.seek(8 << 20)
+        f.write(b"tail")
+    sparse_copy(str(src), str(dst))
+    assert dst.read_bytes() == src.read_bytes()
+    assert os.stat(dst).st_blocks <= os.stat(src).st_blocks + 16
+
+
+def test_writer_killed_before_publishing_is_recovered_and_published(tmp_path):
+    """Writes acknowledged by a writer that dies before flush() come back from the WAL and
+    reach readers after the next writer's flush."""
+    path = tmp_path / "s"
+    with open_store(path=path) as s:
+        s.create_collection("c", VECTORS, INDEXES)
+        s.upsert("c", make_points(100, seed=30))
+    script = ("import os, sys; from engine.store import open_store; "
+              "from tests.engine.store.conftest import make_points; "
+              "s = open_store(path=sys.argv[1]); s.upsert('c', make_points(50, seed=31, "
+              "start=1000)); os._exit(0)")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    subprocess.run([sys.executable, "-c", script, str(path)], cwd=root, check=True, timeout=60)
+    r = open_store(path=path, read_only=True)
+    assert r.count("c") == 100                      # never published by the dead writer
+    with open_store(path=path) as s:
+        assert s.count("c") == 150                  # the WAL replayed them
+    assert r.count("c") == 150                      # and the new writer published them
+    r.close()
+
+
+def test_collection_options_reach_the_edge_config(tmp_path):
+    """What Edge can honour is persisted in the shard's config."""
+    import json
+    opts = CollectionOptions(hnsw_m=32, hnsw_ef_construct=200, quantization="int8",
+                             on_disk=True, indexing_threshold=20_000)
+    with open_store(path=tmp_path / "s") as s:
+        s.create_collection("c", VECTORS, INDEXES, opts)
+    cfg = json.loads((tmp_path / "s/collections/c/shard/edge_config.json").read_text())
+    text = json.dumps(cfg).lower()
+    assert cfg["hnsw_config"]["m"] == 32 and cfg["hnsw_config"]["ef_construct"] == 200
+    assert "int8" in text
+    assert all(v.get("on_disk") for v in cfg["vectors"].values())
+    assert cfg["optimizers"]["indexing_threshold"] == 1250     # KB: 20k x 16 dims x 4 B

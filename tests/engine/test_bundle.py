@@ -1,0 +1,76 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+from engine.bundle import load_bundle, save_bundle
+from engine.errors import BundleError
+from engine.models.config import config_from_dict
+from engine.models.specclip import SpecClipModel
+from tests.engine.models.conftest import make_inputs, tiny_dict
+
+
+@pytest.fixture
+def bundle_dir(tmp_path):
+    torch.manual_seed(0)
+    model = SpecClipModel(config_from_dict(tiny_dict())).eval()
+    save_bundle(tmp_path / "b", model, {"n": 1}, {"data": "synthetic"}, "# card {VERSION}\n",
+                {"shared_dim": 8}, {"m": 1})
+    return tmp_path / "b", model
+
+
+def test_round_trip_gives_the_same_model(bundle_dir):
+    path, model = bundle_dir
+    b = load_bundle(path)
+    lam = make_inputs("lamost")
+    with torch.no_grad():
+        assert torch.equal(b.model.encode("lamost", *lam), model.encode("lamost", *lam))
+    assert b.version == (path / "VERSION").read_text().strip() and len(b.version) == 16
+    assert b.version in b.card["markdown"] and b.card["shared_dim"] == 8
+    assert b.metrics == {"m": 1} and b.norms == {"n": 1}
+
+
+def test_same_content_same_version(bundle_dir, tmp_path):
+    path, model = bundle_dir
+    v2 = save_bundle(tmp_path / "c", model, {}, {}, "", {})
+    assert v2 == load_bundle(path).version
+
+
+def test_refuses_config_that_disagrees_with_weights(bundle_dir):
+    path, _ = bundle_dir
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["lamost"]["width"] = 32
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(BundleError, match="shape mismatch"):
+        load_bundle(path)
+
+
+def test_refuses_missing_tensors(bundle_dir):
+    path, _ = bundle_dir
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["heads"]["finetune_encoder"] = False       # weights still hold head_encoders.*
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(BundleError, match="unexpected"):
+        load_bundle(path)
+
+
+def test_refuses_tampered_version_and_missing_parts(bundle_dir, tmp_path):
+    path, _ = bundle_dir
+    (path / "VERSION").write_text("0" * 16)
+    with pytest.raises(BundleError, match="VERSION"):
+        load_bundle(path)
+    other = tmp_path / "d"
+    shutil.copytree(path, other)
+    (other / "weights.safetensors").unlink()
+    with pytest.raises(BundleError, match="missing"):
+        load_bundle(other)
+    with pytest.raises(BundleError):
+        load_bundle(tmp_path / "nowhere")
+
+
+def test_refuses_corrupt_weights(bundle_dir):
+    path, _ = bundle_dir
+    (path / "weights.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(BundleError, match="unreadable"):
+        load_bundle(path)

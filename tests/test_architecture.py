@@ -1,0 +1,55 @@
+"""The house plan, checked: every arrow between the four packages points at `engine`, the app
+never touches Qdrant or torch, and nothing unpickles."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGES = ("engine", "indexer", "training", "app")
+
+
+def imported_modules(path: pathlib.Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def top_level_imports(package: str) -> dict[str, set[str]]:
+    out = {}
+    for path in (ROOT / package).rglob("*.py"):
+        out[str(path.relative_to(ROOT))] = {m.split(".")[0] for m in imported_modules(path)}
+    return out
+
+
+def test_engine_imports_none_of_the_other_packages():
+    for path, mods in top_level_imports("engine").items():
+        assert not mods & {"indexer", "training", "app"}, path
+
+
+def test_indexer_training_app_do_not_import_each_other():
+    for package in ("indexer", "training", "app"):
+        others = set(PACKAGES) - {package, "engine"}
+        for path, mods in top_level_imports(package).items():
+            assert not mods & others, f"{path} imports {mods & others}"
+
+
+def test_app_never_touches_qdrant_or_torch():
+    for path, mods in top_level_imports("app").items():
+        assert not mods & {"qdrant_client", "qdrant_edge", "torch"}, path
+
+
+def test_no_unpickling_anywhere():
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            text = path.read_text()
+            assert "pickle.load" not in text, path
+            for line in text.splitlines():
+                if "torch.load(" in line:
+                    assert "weights_only=True" in line, f"{path}: {line.strip()}"

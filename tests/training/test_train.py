@@ -1,0 +1,123 @@
+"""CPU smoke training on synthetic data, one step of each config, and the data helpers."""
+
+import dataclasses as dc
+
+import numpy as np
+import pytest
+import torch
+
+from engine.bundle import load_bundle
+from engine.inference import Embedder
+from engine.models.specclip import SpecClipModel
+from tests.training.synthetic import synthetic_sets
+from training import data as D
+from training.config import load_config
+from training.train import TrainingData, align, fit_head, pretrain, train
+
+
+def tiny_steps(cfg, **kw):
+    t = dc.replace(cfg.train, pretrain_lamost_steps=3, pretrain_xp_steps=3, align_steps=3,
+                   heads_lamost_steps=3, heads_xp_steps=3, batch_size=8, xp_batch_size=16,
+                   threads=1, **kw)
+    return dc.replace(cfg, train=t)
+
+
+def synthetic_data() -> TrainingData:
+    lam, xp = synthetic_sets()
+    return TrainingData(lam, 0, xp, np.zeros((0, 2), np.int64), {"data": "synthetic"})
+
+
+def test_small_config_trains_end_to_end_and_bundle_loads(tmp_path):
+    cfg = tiny_steps(load_config("small"))
+    version = train(cfg, tmp_path / "bundle", data=synthetic_data(),
+                    checkpoints=tmp_path / "ckpt")
+    assert {p.name for p in (tmp_path / "ckpt").iterdir()} >= {"align.safetensors",
+                                                               "heads_xp.safetensors"}
+    bundle = load_bundle(tmp_path / "bundle")
+    assert bundle.version == version
+    assert bundle.provenance["wall_seconds"]["total"] > 0
+    lam, xp = synthetic_sets(n_lamost=5, n_xp=5, seed=3)
+    out = Embedder(bundle).embed_arrays("gaia_xp", xp.flux, xp.weight, xp.scale)
+    assert out.shared.shape == (5, 32) and out.translated.shape == (5, 1462)
+    assert set(out.params) == {"teff", "logg", "feh", "alpha_m"}
+    assert np.all(out.sigmas["teff"] > 0)
+
+
+@pytest.mark.slow
+def test_paper_config_builds_and_takes_a_step():
+    cfg = load_config("paper")
+    assert (cfg.lamost.width, cfg.lamost.depth, cfg.lamost.heads) == (768, 6, 6)
+    torch.manual_seed(0)
+    model = SpecClipModel(cfg)
+    lam, xp = synthetic_sets(n_lamost=4, n_xp=4)
+    before = model.encoders["lamost"].patch_embed.weight.detach().clone()
+    cfg2 = dc.replace(cfg.train, batch_size=2, threads=0)
+    model.cfg = dc.replace(cfg, train=cfg2)
+    pretrain(model, "lamost", lam, steps=1, batch=2, rng=np.random.default_rng(0))
+    assert not torch.equal(before, model.encoders["lamost"].patch_embed.weight)
+
+
+def test_training_lowers_the_losses():
+    cfg = tiny_steps(load_config("small"))
+    cfg = dc.replace(cfg, train=dc.replace(cfg.train, lr=3e-3))
+    torch.manual_seed(0)
+    model = SpecClipModel(cfg)
+    d = synthetic_data()
+    rng = np.random.default_rng(0)
+    first = pretrain(model, "gaia_xp", d.xp, 1, 32, rng)["loss"]
+    later = pretrain(model, "gaia_xp", d.xp, 60, 32, rng)["loss"]
+    assert later < first
+
+
+def test_tune_encoders_option_moves_the_encoders():
+    d = synthetic_data()
+    moved = {}
+    for tune in (False, True):
+        cfg = tiny_steps(load_config("small"))
+        cfg = dc.replace(cfg, align=dc.replace(cfg.align, tune_encoders=tune))
+        torch.manual_seed(0)
+        model = SpecClipModel(cfg)
+        before = model.encoders["gaia_xp"].encoder[0].weight.detach().clone()
+        align(model, d, np.random.default_rng(0))
+        moved[tune] = not torch.equal(before, model.encoders["gaia_xp"].encoder[0].weight)
+    assert moved == {False: False, True: True}
+
+
+def test_frozen_heads_leave_encoders_alone():
+    cfg = tiny_steps(load_config("small"))
+    cfg = dc.replace(cfg, heads=dc.replace(cfg.heads, finetune_encoder=False))
+    model = SpecClipModel(cfg)
+    d = synthetic_data()
+    before = {k: v.clone() for k, v in model.encoders.state_dict().items()}
+    fit_head(model, "gaia_xp", d.xp, 3, 16, np.random.default_rng(0))
+    after = model.encoders.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_label_matched_pairs_are_nearest_and_resampled():
+    lam = np.array([[5000.0, 4.5, 0.0], [8000.0, 4.0, -0.2]])
+    xp = np.array([[5010.0, 4.5, 0.0, 0.1], [9000.0, 1.0, 0.0, 0.0], [7990.0, 4.0, np.nan, np.nan],
+                   [5000.0, 4.4, 0.05, 0.0], [3500.0, 0.5, -2.0, 0.3]])
+    m = D.LabelMatchedPairs(lam, xp, k=2)
+    assert set(m.neighbours[0]) == {0, 3}
+    assert 2 in m.neighbours[1]              # the hot star without [Fe/H] is still matched
+    draws = {tuple(m.sample(np.random.default_rng(s))[0]) for s in range(20)}
+    assert draws == {(0, 0), (0, 3)}
+
+
+def test_real_pair_table(tmp_path):
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("obsid,apogee_gaiaedr3_source_id\n10,1001\n11,999\n")
+    table = D.read_pair_table(csv)
+    assert table == [("10", 1001), ("11", 999)]
+    lam, xp = synthetic_sets(n_lamost=20, n_xp=10)
+    lam.ids[5] = "10"
+    pairs = D.index_real_pairs(table, lam, xp)
+    assert pairs.tolist() == [[5, 1]]        # source 999 is not in the XP set
+
+
+def test_lamost_holdout_is_deterministic_and_about_a_fifth():
+    ids = [str(900000000 + i) for i in range(5000)]
+    share = np.mean([D.is_lamost_holdout(i) for i in ids])
+    assert 0.17 < share < 0.23
+    assert D.is_lamost_holdout("938509188") == D.is_lamost_holdout(" 938509188 ")

@@ -1,0 +1,80 @@
+"""`specclip train` and `specclip evaluate` (registered through entry points, see pyproject)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _add_log_file(path: str | None) -> None:
+    if path:
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+        logging.getLogger().setLevel(logging.INFO)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.config import load_config
+    from training.train import train
+
+    _add_log_file(args.log)
+    cfg = load_config(args.config)
+    version = train(cfg, args.out, data_root=args.data, pairs_csv=args.pairs,
+                    checkpoints=args.checkpoints)
+    print(f"bundle {version} written to {args.out}")
+    return 0
+
+
+def register_train(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a SpecCLIP bundle (pretrain -> align -> heads)",
+        description="Train end to end on the shared data and write a bundle folder. "
+                    "Reproduce the shipped one: specclip train --config small "
+                    "--out engine/bundles/small")
+    p.add_argument("--config", default="small", help="small, paper, or a JSON file")
+    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--data", default=None, help="shared data folder (default ../shared/data)")
+    p.add_argument("--pairs", default=None,
+                   help="real cross-match CSV (obsid, source_id) to add to label-matched pairs")
+    p.add_argument("--checkpoints", default=None, help="folder for per-stage checkpoints")
+    p.add_argument("--log", default=None, help="also log to this file")
+    p.set_defaults(func=_train)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from engine.bundle import DEFAULT_BUNDLE
+    from training.evaluate import evaluate
+
+    _add_log_file(args.log)
+    metrics = evaluate(args.bundle, args.lamost, args.lamost_labels, args.out,
+                       data_root=args.data, all_lamost=args.all_lamost, plots=not args.no_plots)
+    if args.into_bundle:
+        bundle = Path(args.bundle) if args.bundle else DEFAULT_BUNDLE
+        shutil.copyfile(args.out, bundle / "metrics.json")
+    keys = ("lamost_params", "xp_params")
+    print(json.dumps({k: metrics[k] for k in keys}, indent=1))
+    return 0
+
+
+def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="score a bundle on real LAMOST/XP data against an in-run baseline")
+    p.add_argument("--bundle", default=None, help="bundle folder (default: the shipped small)")
+    p.add_argument("--lamost", required=True, help="folder of LAMOST LRS FITS files")
+    p.add_argument("--lamost-labels", required=True,
+                   help="labels CSV like lamost_dr10/labels.csv (obsid, filename, teff, ...)")
+    p.add_argument("--out", required=True, help="metrics JSON to write (plots beside it)")
+    p.add_argument("--data", default=None, help="shared data folder (default ../shared/data)")
+    p.add_argument("--all-lamost", action="store_true",
+                   help="score every LAMOST spectrum, not only the obsid-hash hold-out")
+    p.add_argument("--into-bundle", action="store_true",
+                   help="also copy the metrics into the bundle's metrics.json")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--log", default=None, help="also log to this file")
+    p.set_defaults(func=_evaluate)
