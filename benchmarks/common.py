@@ -116,11 +116,14 @@ def hardware() -> dict[str, Any]:
             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(), "platform": platform.platform(),
             "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    from importlib.metadata import PackageNotFoundError, version
+
     versions = {}
-    for mod in ("numpy", "faiss", "qdrant_edge", "qdrant_client", "torch", "astropy"):
+    for dist in ("numpy", "faiss-cpu", "qdrant-edge-py", "qdrant-client", "torch", "astropy",
+                 "dask"):
         try:
-            versions[mod] = getattr(__import__(mod), "__version__", "?")
-        except ImportError:
-            versions[mod] = None
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
+            versions[dist] = None
     info["versions"] = versions
     return info

@@ -91,8 +91,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dim", type=int, help="vector dimension (default: the bundle's shared dim)")
     p.add_argument("--lamost", default=str(DEFAULT_LAMOST), help="LAMOST FITS folder to index")
     p.add_argument("--index-files", type=int, default=200)
+    p.add_argument("--skip-search", action="store_true")
     p.add_argument("--skip-indexing", action="store_true")
     p.add_argument("--skip-encoder", action="store_true")
+    p.add_argument("--keep-skipped", action="store_true",
+                   help="keep the previous bench.json's skipped sections and search rows "
+                        "of other N (to add or redo one N)")
     p.add_argument("--out", default=str(RESULTS))
     return p.parse_args(argv)
 
@@ -105,10 +109,19 @@ def main(argv: list[str] | None = None) -> int:
     dim, dim_source = (args.dim, "--dim") if args.dim else model_dim()
     results: dict = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                      "hardware": hardware(), "dim": dim, "dim_source": dim_source, "search": []}
-    for n in (int(x) for x in args.n.split(",") if x.strip()):
+    previous = json.loads((out / "bench.json").read_text()) \
+        if args.keep_skipped and (out / "bench.json").exists() else {}
+    for section, skipped in (("search", args.skip_search), ("encoder", args.skip_encoder),
+                             ("indexing", args.skip_indexing)):
+        if (skipped or section == "search") and section in previous:
+            results[section] = previous[section]     # search rows of other N are kept too
+    ns = [] if args.skip_search else [int(x) for x in args.n.split(",") if x.strip()]
+    for n in ns:
         n_q = args.queries if n < 1_000_000 else max(50, args.queries // 2)
         log.info("search benchmark N=%d dim=%d queries=%d", n, dim, n_q)
-        results["search"].append(bench_n(n, dim, n_q, with_edge=n <= args.edge_max_n))
+        row = bench_n(n, dim, n_q, with_edge=n <= args.edge_max_n)
+        results["search"] = sorted([r for r in results["search"] if r["n"] != n] + [row],
+                                   key=lambda r: r["n"])
         (out / "bench.json").write_text(json.dumps(results, indent=1))   # partial results too
     if not args.skip_encoder:
         results["encoder"] = encoder_throughput()

@@ -52,6 +52,15 @@ def exact_topk(base: np.ndarray, queries: np.ndarray, k: int,
 
 
 def bench_numpy(base: np.ndarray, queries: np.ndarray, cols: dict, n_q: int) -> dict:
+    """Exact search, one query at a time on one BLAS thread (like the others: a latency; on
+    a busy machine multi-threaded BLAS waits for its second thread)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _bench_numpy(base, queries, cols, n_q)
+
+
+def _bench_numpy(base: np.ndarray, queries: np.ndarray, cols: dict, n_q: int) -> dict:
     def one(i):
         s = base @ queries[i]
         top = np.argpartition(-s, K)[:K]

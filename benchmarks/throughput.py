@@ -8,6 +8,7 @@ import logging
 import os
 import tempfile
 import time
+from unittest import mock
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,51 @@ def astropy_floor(files: list[str]) -> dict[str, Any]:
     return {"files": len(files), "seconds": round(dt, 3), "files_per_s": round(len(files) / dt, 1)}
 
 
+class _Timed:
+    """Proxy that adds up the seconds spent in some methods of the wrapped object, to split
+    the indexer's time into reading, embedding, store writes and the rest."""
+
+    def __init__(self, inner: Any, methods: tuple[str, ...]):
+        self._inner, self._methods, self.seconds = inner, methods, 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name not in self._methods:
+            return attr
+
+        def timed(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return attr(*a, **k)
+            finally:
+                self.seconds += time.perf_counter() - t
+        return timed
+
+
+def _untrained_small(embedder_cls: Any) -> Any:
+    import torch
+
+    from engine.bundle import Bundle
+    from engine.models.config import config_from_dict
+    from engine.models.specclip import SpecClipModel
+
+    path = CONFIGS / "small.json"
+    cfg = config_from_dict(json.loads(path.read_text()))
+    torch.manual_seed(0)
+    return embedder_cls(Bundle(path=path, config=cfg, model=SpecClipModel(cfg).eval(),
+                               version="bench-untrained-small"))
+
+
+def _embedder(embedder_cls: Any) -> tuple[Any, str]:
+    """The shipped bundle; without one, the same small architecture with untrained weights
+    (speed depends on the architecture, not on the weights' values)."""
+    try:
+        return embedder_cls(), "shipped bundle"
+    except Exception as e:            # noqa: BLE001 - no shipped bundle yet: say so in the JSON
+        log.warning("no shipped bundle (%s): timing the untrained small architecture", e)
+        return _untrained_small(embedder_cls), f"untrained small architecture ({type(e).__name__})"
+
+
 def indexing_throughput(folder: str, limit: int = 200) -> dict[str, Any]:
     """`files -> store` through the real indexer (readers, preprocessing, the shipped bundle's
     embedder, stable ids, upsert, scoring, optimize, publish) on the first `limit` files of
@@ -89,6 +135,7 @@ def indexing_throughput(folder: str, limit: int = 200) -> dict[str, Any]:
         from engine import readers
         from engine.inference import Embedder
         from engine.store import open_store
+        import indexer.sync as sync_module
         from indexer.sync import Syncer
         from indexer.sources import Source
     except ImportError as e:          # a part of the engine is not there yet
@@ -99,25 +146,36 @@ def indexing_throughput(folder: str, limit: int = 200) -> dict[str, Any]:
     dt = time.perf_counter() - t
     out["readers"] = {"records": len(records), "refused": len(refused),
                       "seconds": round(dt, 3), "files_per_s": round(len(files) / dt, 1)}
-    try:
-        embedder = Embedder()
-    except Exception as e:            # noqa: BLE001 - no shipped bundle yet: say so in the JSON
-        out["indexer"] = {"skipped": f"no bundle: {type(e).__name__}: {e}"}
-        return out
+    embedder, out["embedder"] = _embedder(Embedder)
     with tempfile.TemporaryDirectory(prefix="specclip-index-bench-") as tmp:
         src = Path(tmp) / "files"
         src.mkdir()
         for f in files:               # a folder holding exactly these files
             os.symlink(f, src / Path(f).name)
-        store = open_store(path=Path(tmp) / "store")
+        store = _Timed(open_store(path=Path(tmp) / "store"), ("upsert", "retrieve"))
+        finish = _Timed(store._inner, ("optimize", "flush", "publish", "scroll"))
+        store._inner = finish
+        timed_embedder = _Timed(embedder, ("embed",))
+        timed_readers = _Timed(readers, ("read_many",))
+        timed_sync = _Timed(sync_module, ("score_collection",))
         t = time.perf_counter()
-        report = Syncer(store=store, embedder=embedder,
-                        state_path=str(Path(tmp) / "state.json")).run([Source(str(src))])
+        with mock.patch("indexer.sources.readers", timed_readers), \
+                mock.patch("indexer.sync.score_collection", timed_sync.score_collection):
+            report = Syncer(store=store, embedder=timed_embedder,
+                            state_path=str(Path(tmp) / "state.json")).run([Source(str(src))])
         dt = time.perf_counter() - t
-        store.close()
+        finish._inner.close()
     floor = out["astropy_floor"]["files_per_s"]
+    parts = (timed_readers.seconds + timed_embedder.seconds + timed_sync.seconds +
+             store.seconds + finish.seconds)
     out["indexer"] = {"added": report.added, "refused": len(report.refused),
-                      "seconds": round(dt, 3), "files_per_s": round(len(files) / dt, 1)}
+                      "seconds": round(dt, 3), "files_per_s": round(len(files) / dt, 1),
+                      "seconds_reading": round(timed_readers.seconds, 3),
+                      "seconds_embedding": round(timed_embedder.seconds, 3),
+                      "seconds_anomaly_scoring": round(timed_sync.seconds, 3),
+                      "seconds_upsert_retrieve": round(store.seconds, 3),
+                      "seconds_scroll_optimize_publish": round(finish.seconds, 3),
+                      "seconds_other": round(dt - parts, 3)}     # ids, hashes, payloads, state
     out["indexer_over_floor"] = round(out["indexer"]["files_per_s"] / floor, 3)
     out["readers_over_floor"] = round(out["readers"]["files_per_s"] / floor, 3)
     return out

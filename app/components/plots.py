@@ -80,10 +80,15 @@ def map_figure(xy: np.ndarray, ids: Sequence[str], values: Sequence, colour_name
     numeric = _as_float(values)
     common = {"mode": "markers", "hovertemplate": "%{text}<extra></extra>"}
     if numeric is not None:
+        marker = {"size": 4, "color": numeric, "colorscale": "Viridis", "opacity": 0.8,
+                  "colorbar": {"title": {"text": colour_name}}}
+        finite = numeric[np.isfinite(numeric)]
+        if finite.size:
+            # 1st-99th percentile colour range: a few extreme values must not flatten the rest
+            marker["cmin"], marker["cmax"] = (float(v) for v in np.percentile(finite, [1, 99]))
         fig.add_trace(go.Scattergl(
             x=xy[:, 0], y=xy[:, 1], customdata=np.asarray(ids), text=list(hover),
-            marker={"size": 4, "color": numeric, "colorscale": "Viridis", "opacity": 0.8,
-                    "colorbar": {"title": {"text": colour_name}}},
+            marker=marker,
             name=colour_name, **common))
     else:
         for cat in sorted({str(v) for v in values}):

@@ -8,6 +8,7 @@ instruments) of boring or artefact candidates move down, neighbours of interesti
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import pandas as pd
@@ -110,11 +111,23 @@ def _table(order: list[tuple[SearchHit, reranking.Ranked]], score: str,
                      "pred_teff (K)": h.payload.get("pred_teff"),
                      "snr": h.payload.get("snr"), "class": h.payload.get("obj_class") or ""})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=320,
-                 key="outliers_table")
+                 key="outliers_table", selection_mode="single-row",
+                 on_select=functools.partial(_on_row, _labels(order)))
+
+
+def _labels(order: list[tuple[SearchHit, reranking.Ranked]]) -> list[str]:
+    return [f"#{i} {h.survey} {h.object_id}" for i, (h, _) in enumerate(order, 1)]
+
+
+def _on_row(labels: list[str]) -> None:
+    """Clicking a table row opens that candidate (the selectbox follows)."""
+    rows = st.session_state["outliers_table"].selection.rows
+    if rows and rows[0] < len(labels):
+        st.session_state["outliers_pick"] = labels[rows[0]]
 
 
 def _pick(order: list[tuple[SearchHit, reranking.Ranked]]) -> SearchHit | None:
-    labels = [f"#{i} {h.survey} {h.object_id}" for i, (h, _) in enumerate(order, 1)]
+    labels = _labels(order)
     choice = st.selectbox("Open a candidate", labels, key="outliers_pick")
     if choice is None:
         return None

@@ -7,6 +7,7 @@ cross-instrument and "both" searches compare positions in the shared (CLIP) spac
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import streamlit as st
@@ -157,7 +158,8 @@ def _show_result(engine: Engine, result: dict) -> None:
         st.warning("Nothing matched: loosen the filters or search both instruments.")
     else:
         st.dataframe(tables.hits_frame(hits), hide_index=True, width="stretch",
-                     key="search_table")
+                     key="search_table", selection_mode="single-row",
+                     on_select=functools.partial(_on_row, _detail_options(hits)))
         _grid(engine, qcurve, hits)
     _detail(engine, result, hits)
 
@@ -176,14 +178,27 @@ def _grid(engine: Engine, qcurve: dict | None, hits: list) -> None:
                 st.caption(f"#{i + 1} {h.object_id}: {exc}")
                 continue
             name = f"{plots.SURVEY_NAMES.get(h.survey, h.survey)} {h.object_id}"
+            # no modebar on the small grid plots: it would sit on top of the title
             st.plotly_chart(plots.neighbour_figure(qcurve, curve, h.score, i + 1, name),
-                            width="stretch", key=f"search_grid_{i}")
+                            width="stretch", key=f"search_grid_{i}",
+                            config={"displayModeBar": False})
     if len(hits) > GRID_MAX:
         st.caption(f"Spectra of the first {GRID_MAX} neighbours shown; all are in the table.")
 
 
+def _detail_options(hits: list) -> list[str]:
+    return ["the query"] + [f"#{i + 1} {h.survey} {h.object_id}" for i, h in enumerate(hits)]
+
+
+def _on_row(options: list[str]) -> None:
+    """Clicking a result row opens that star below (the selectbox follows)."""
+    rows = st.session_state["search_table"].selection.rows
+    if rows and rows[0] + 1 < len(options):
+        st.session_state["search_detail"] = options[rows[0] + 1]
+
+
 def _detail(engine: Engine, result: dict, hits: list) -> None:
-    options = ["the query"] + [f"#{i + 1} {h.survey} {h.object_id}" for i, h in enumerate(hits)]
+    options = _detail_options(hits)
     choice = st.selectbox("Open a star (parameters, predicted counterpart, neighbours)",
                           options, key="search_detail")
     index = options.index(choice)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
 from typing import Any, Iterable, Iterator
 
 from engine.errors import SpectrumReadError, UnknownFormatError
@@ -89,7 +90,7 @@ def _unknown_reason(source: Any) -> str | None:
         else:
             name = str(getattr(source, "name", "")).lower()
         head = head_bytes(source, 2880)
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
         return f"cannot read the file ({type(exc).__name__}: {exc})"
     if not head:
         return "file is empty (0 bytes)"

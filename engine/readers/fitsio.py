@@ -18,7 +18,7 @@ import zlib
 from typing import Any, Iterator
 
 from astropy.io import fits
-from astropy.io.fits.verify import VerifyWarning
+from astropy.io.fits.verify import VerifyError, VerifyWarning
 from astropy.utils.exceptions import AstropyUserWarning
 
 from engine.errors import SpectrumReadError
@@ -93,11 +93,12 @@ def open_fits(source: Any, path: str) -> Iterator[fits.HDUList]:
         warnings.simplefilter("error", VerifyWarning)
         try:
             hdul = fits.open(io.BytesIO(data), memmap=False, lazy_load_hdus=False)
-        except (OSError, ValueError, AstropyUserWarning, VerifyWarning) as exc:
+        except (OSError, ValueError, AstropyUserWarning, VerifyWarning, VerifyError) as exc:
             raise SpectrumReadError(path, f"corrupt or truncated FITS file ({exc})") from exc
         try:
             yield hdul
-        except (AstropyUserWarning, VerifyWarning) as exc:
+        except (AstropyUserWarning, VerifyWarning, VerifyError) as exc:
+            # A corrupt header card or a cut data unit surfaces only when it is accessed.
             raise SpectrumReadError(path, f"corrupt or truncated FITS file ({exc})") from exc
         finally:
             hdul.close()

@@ -70,7 +70,8 @@ def read(source: Any, *, path: str = "") -> list[SpectrumRecord]:
         else:
             raise SpectrumReadError(path, "no LAMOST LRS spectrum found (neither a COADD "
                                           "table nor a 5 x N primary image)")
-    return [_make_record(arrays, header, path)]
+        # Inside the block: header cards are parsed lazily and a corrupt card raises here.
+        return [_make_record(arrays, header, path)]
 
 
 def _is_mrs(hdul: fits.HDUList, header: fits.Header) -> bool:

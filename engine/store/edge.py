@@ -47,6 +47,13 @@ _DISTANCE = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.
 _SCHEMA = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer,
            "float": qe.PayloadSchemaType.Float, "bool": qe.PayloadSchemaType.Bool,
            "uuid": qe.PayloadSchemaType.Uuid, "datetime": qe.PayloadSchemaType.Datetime}
+_NO_HNSW_LINKS = {  # the same indexes without Qdrant's extra payload-aware HNSW links
+    "keyword": lambda: qe.KeywordIndexParams(enable_hnsw=False),
+    "integer": lambda: qe.IntegerIndexParams(lookup=True, range=True, enable_hnsw=False),
+    "float": lambda: qe.FloatIndexParams(enable_hnsw=False),
+    "bool": lambda: qe.BoolIndexParams(enable_hnsw=False),
+    "uuid": lambda: qe.UuidIndexParams(enable_hnsw=False),
+    "datetime": lambda: qe.DatetimeIndexParams(enable_hnsw=False)}
 
 
 @contextmanager
@@ -320,7 +327,8 @@ class EdgeStore:
             with _edge_errors(f"create {name}"):
                 shard = qe.EdgeShard.create(str(cdir / "shard"), _edge_config(vectors, options))
                 for key, kind in payload_indexes.items():
-                    shard.update(qe.UpdateOperation.create_field_index(key, _SCHEMA[kind]))
+                    schema = _SCHEMA[kind] if options.payload_hnsw else _NO_HNSW_LINKS[kind]()
+                    shard.update(qe.UpdateOperation.create_field_index(key, schema))
             # meta.json last: a collection without it is debris, never half a collection
             gens.atomic_write_json(cdir / "meta.json", meta)
             c = self._open[name] = _Collection(shard, meta, marker=cdir / "unpublished")

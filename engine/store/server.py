@@ -31,6 +31,14 @@ _DISTANCE = {"cosine": qm.Distance.COSINE, "dot": qm.Distance.DOT, "euclid": qm.
 _SCHEMA = {"keyword": qm.PayloadSchemaType.KEYWORD, "integer": qm.PayloadSchemaType.INTEGER,
            "float": qm.PayloadSchemaType.FLOAT, "bool": qm.PayloadSchemaType.BOOL,
            "uuid": qm.PayloadSchemaType.UUID, "datetime": qm.PayloadSchemaType.DATETIME}
+_NO_HNSW_LINKS = {  # the same indexes without Qdrant's extra payload-aware HNSW links
+    "keyword": lambda: qm.KeywordIndexParams(type="keyword", enable_hnsw=False),
+    "integer": lambda: qm.IntegerIndexParams(type="integer", lookup=True, range=True,
+                                             enable_hnsw=False),
+    "float": lambda: qm.FloatIndexParams(type="float", enable_hnsw=False),
+    "bool": lambda: qm.BoolIndexParams(type="bool", enable_hnsw=False),
+    "uuid": lambda: qm.UuidIndexParams(type="uuid", enable_hnsw=False),
+    "datetime": lambda: qm.DatetimeIndexParams(type="datetime", enable_hnsw=False)}
 _TRANSIENT_HTTP = {502, 503, 504}
 UPSERT_BATCH = 256
 ALIAS_TTL = 2.0
@@ -164,8 +172,9 @@ class ServerStore:
                     raise
         if self.mode == "server":      # local mode ignores payload indexes (and warns)
             for key, kind in payload_indexes.items():
+                schema = _SCHEMA[kind] if options.payload_hnsw else _NO_HNSW_LINKS[kind]()
                 self._call(f"index {name}.{key}", self.client.create_payload_index, name, key,
-                           field_schema=_SCHEMA[kind], wait=True)
+                           field_schema=schema, wait=True)
         self._options.pop(name, None)
 
     def _create(self, name: str, vectors: Sequence[VectorSpec],

@@ -65,3 +65,28 @@ def test_entry_config_arguments_win_over_environment():
     assert (cfg.store, cfg.url, cfg.bundle) == (None, "http://q:6333", "/env/bundle")
     cfg = parse_config(["--store", "/arg", "--bundle", "/b"], {})
     assert (cfg.store, cfg.url, cfg.bundle) == ("/arg", None, "/b")
+
+
+def test_entry_script_opens_the_store_and_shows_the_search_page(app_store, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from app.main import __file__ as main_file
+
+    monkeypatch.setenv("SPECCLIP_STORE", app_store.path)
+    at = AppTest.from_file(main_file, default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [t.value for t in at.title] == ["Spectrum search"]
+    assert any(app_store.path in c.value for c in at.sidebar.caption)
+
+
+def test_entry_script_without_a_store_says_how_to_start(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from app.main import __file__ as main_file
+
+    for k in ("SPECCLIP_STORE", "SPECCLIP_URL"):
+        monkeypatch.delenv(k, raising=False)
+    at = AppTest.from_file(main_file, default_timeout=60)
+    at.run()
+    assert any("specclip app --store" in e.value for e in at.error)

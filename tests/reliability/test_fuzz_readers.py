@@ -4,7 +4,11 @@ Bounded: a fixed number of examples per format, no example database, fixed seed 
 
 from __future__ import annotations
 
+import functools
+import gzip
 import io
+import os
+import tempfile
 import warnings
 
 import numpy as np
@@ -19,14 +23,18 @@ from tests.indexer.conftest import write_lamost_file
 readers = pytest.importorskip("engine.readers")
 EXAMPLES = 200
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                       HealthCheck.function_scoped_fixture])
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-def _tiny_lamost(tmp_path_factory) -> bytes:
-    path = tmp_path_factory.mktemp("fuzz") / "spec-1.fits"
-    write_lamost_file(str(path), 4242, n=3908)
-    return path.read_bytes()
+@functools.lru_cache(maxsize=1)
+def _tiny_lamost() -> bytes:
+    """A valid LAMOST DR2-DR7 layout file (module-level, not a fixture: hypothesis would put
+    a fixture's 90 kB in every failure report)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "spec-1.fits")
+        write_lamost_file(path, 4242, n=3908)
+        with open(path, "rb") as fh:
+            return fh.read()
 
 
 def _tiny_xp_csv() -> bytes:
@@ -80,22 +88,16 @@ def _read_only_our_errors(content: bytes, name: str) -> None:
         assert r.flux.shape == r.wavelength.shape == r.ivar.shape == r.mask.shape
 
 
-@pytest.fixture(scope="module")
-def lamost_bytes(tmp_path_factory):
-    data = _tiny_lamost(tmp_path_factory)
-    assert readers.read(io.BytesIO(data), path="spec-1.fits")      # the seed file is valid
-    return data
-
-
-def test_xp_seed_is_valid():
+def test_seeds_are_valid():
+    assert readers.read(io.BytesIO(_tiny_lamost()), path="spec-1.fits")
     assert len(readers.read(io.BytesIO(_tiny_xp_csv()), path="xp.csv")) == 2
 
 
 @seed(20261124)
 @FUZZ
 @given(ops=st.lists(mutation, min_size=1, max_size=6))
-def test_fuzz_lamost_fits(lamost_bytes, ops):
-    _read_only_our_errors(mutate(lamost_bytes, ops), "spec-1.fits")
+def test_fuzz_lamost_fits(ops):
+    _read_only_our_errors(mutate(_tiny_lamost(), ops), "spec-1.fits")
 
 
 @seed(20261124)
@@ -108,7 +110,10 @@ def test_fuzz_xp_csv(ops):
 @seed(20261124)
 @FUZZ
 @given(ops=st.lists(mutation, min_size=1, max_size=4))
-def test_fuzz_gzipped_fits(lamost_bytes, ops):
-    import gzip
+def test_fuzz_gzipped_fits(ops):
+    _read_only_our_errors(mutate(_gzipped(), ops), "spec-1.fits.gz")
 
-    _read_only_our_errors(mutate(gzip.compress(lamost_bytes, 1), ops), "spec-1.fits.gz")
+
+@functools.lru_cache(maxsize=1)
+def _gzipped() -> bytes:
+    return gzip.compress(_tiny_lamost(), 1)

@@ -49,7 +49,7 @@ def test_sampled_real_formats_agree(shared_data):
     assert len(ref) == 2
     for records in by_format.values():
         assert [r.object_id for r in records] == [r.object_id for r in ref]
-        for a, b in zip(records, ref):
+        for a, b in zip(records, ref, strict=True):
             np.testing.assert_allclose(a.flux, b.flux, rtol=1e-6)   # CSV holds 8 digits
             assert a.n_pixels == 343
 
@@ -64,7 +64,7 @@ def test_continuous_real_formats_agree(shared_data):
     ref = results[".fits"]
     for records in results.values():
         assert [r.object_id for r in records] == ["5853498713190525696", "5762406957886626816"]
-        for a, b in zip(records, ref):
+        for a, b in zip(records, ref, strict=True):
             np.testing.assert_allclose(a.flux, b.flux, rtol=1e-9)
 
 

@@ -221,3 +221,17 @@ def test_collection_options_reach_the_edge_config(tmp_path):
     assert "int8" in text
     assert all(v.get("on_disk") for v in cfg["vectors"].values())
     assert cfg["optimizers"]["indexing_threshold"] == 1250     # KB: 20k x 16 dims x 4 B
+
+
+@pytest.mark.parametrize("payload_hnsw", [True, False])
+def test_payload_hnsw_option_reaches_the_payload_indexes(tmp_path, payload_hnsw):
+    with open_store(path=tmp_path / "s") as s:
+        s.create_collection("c", VECTORS, INDEXES, CollectionOptions(payload_hnsw=payload_hnsw))
+        s.upsert("c", make_points(20, seed=40))
+        schema = s._coll("c").shard.info().payload_schema
+        flags = {getattr(v.params, "enable_hnsw", None) for v in schema.values()}
+        assert set(schema) == set(INDEXES)
+        assert flags == ({None} if payload_hnsw else {False})
+        # the indexes still filter and order either way
+        assert s.count("c", Filter(must=(Range("source_index", 2, 5),))) == 4
+        assert s.order_by("c", "source_index", 1)[0].score == 19
