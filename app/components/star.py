@@ -85,7 +85,7 @@ def _neighbours(engine: Engine, point_id: str, curve: dict, k: int, prefix: str)
     hits = data.hits_from_dicts(data.neighbours(engine, key, point_id, k))
     st.markdown(f"**{len(hits)} nearest neighbours in the shared space (both instruments)**")
     st.dataframe(tables.hits_frame(hits), hide_index=True, width="stretch",
-                 key=f"{prefix}_nbr_table")
+                 column_config=tables.COLUMN_FORMATS, key=f"{prefix}_nbr_table")
     curves = [(curve, "this star")]
     for h in hits[:3]:
         try:

@@ -6,10 +6,15 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import streamlit as st
 
 from engine.query import SearchHit
 
 PARAMS = ("teff", "logg", "feh", "alpha_m")
+# similarities differ in the 3rd-4th decimal among close neighbours: show 4
+COLUMN_FORMATS = {"similarity": st.column_config.NumberColumn(format="%.4f"),
+                  "ra (deg)": st.column_config.NumberColumn(format="%.5f"),
+                  "dec (deg)": st.column_config.NumberColumn(format="%.5f")}
 
 
 def _num(v) -> float:

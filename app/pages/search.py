@@ -158,6 +158,7 @@ def _show_result(engine: Engine, result: dict) -> None:
         st.warning("Nothing matched: loosen the filters or search both instruments.")
     else:
         st.dataframe(tables.hits_frame(hits), hide_index=True, width="stretch",
+                     column_config=tables.COLUMN_FORMATS,
                      key="search_table", selection_mode="single-row",
                      on_select=functools.partial(_on_row, _detail_options(hits)))
         _grid(engine, qcurve, hits)

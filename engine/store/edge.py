@@ -315,8 +315,8 @@ class EdgeStore:
             check_collection_spec(vectors, payload_indexes)
             meta = meta_dict(vectors, payload_indexes, options)
             existing = gens.read_json(self._cdir(name) / "meta.json")
-            if existing is not None:
-                if existing != meta:
+            if existing is not None:      # compared normalised: older files lack new options
+                if meta_dict(*meta_from_dict(existing)) != meta:
                     raise StoreError(f"collection {name!r} exists with another spec")
                 return
             if name in self._load_aliases():

@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 
 from app import cli
-from tests.app.conftest import ARTIFACTS, free_port
+from tests.app.conftest import ARTIFACTS, SYNTHETIC_OBSIDS, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -97,13 +97,16 @@ def test_search_in_a_real_browser(app_server, app_store, tmp_path):
         wait = WebDriverWait(driver, 90)
         box = wait.until(EC.element_to_be_clickable(
             (By.CSS_SELECTOR, 'input[aria-label="LAMOST obsid"]')))
-        box.send_keys("2005", Keys.ENTER)
+        # a real LAMOST star that Gaia XP also observed when the shared data is there
+        real = [o for o in app_store.obsids if int(o) not in SYNTHETIC_OBSIDS]
+        obsid = real[0] if real else "2005"
+        box.send_keys(obsid, Keys.ENTER)
         time.sleep(1.0)            # let the widget value reach the server before the click
         button = wait.until(EC.element_to_be_clickable(
             (By.XPATH, "//button[.//p[text()='Search']]")))
         button.click()
         wait.until(EC.text_to_be_present_in_element(
-            (By.TAG_NAME, "body"), "neighbours of LAMOST LRS obsid 2005"))
+            (By.TAG_NAME, "body"), f"neighbours of LAMOST LRS obsid {obsid}"))
         if app_store.model.startswith("bundle"):
             # the app loads the same shipped bundle: the grid of spectra must be drawn
             wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")) >= 3)
@@ -113,7 +116,7 @@ def test_search_in_a_real_browser(app_server, app_store, tmp_path):
             wait.until(EC.text_to_be_present_in_element(
                 (By.TAG_NAME, "body"), "cannot be drawn without the model"))
         body = driver.find_element(By.TAG_NAME, "body").text
-        assert "Spectrum search" in body and "obsid 2005" in body
+        assert "Spectrum search" in body and f"obsid {obsid}" in body
         assert "Traceback" not in body
         shot = ARTIFACTS / "search.png"
         assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
