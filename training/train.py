@@ -140,10 +140,12 @@ def pretrain(model: SpecClipModel, survey: str, s: D.SpectraSet, steps: int, bat
 
 
 @torch.no_grad()
-def embed_all(model: SpecClipModel, survey: str, s: D.SpectraSet, batch: int = 512
-              ) -> torch.Tensor:
+def embed_all(model: SpecClipModel, survey: str, s: D.SpectraSet, batch: int = 512,
+              what: str = "encode") -> torch.Tensor:
+    """Encoder embeddings ("encode") or projection inputs ("align") of a whole set."""
     model.eval()
-    out = [model.encode(survey, *tensors(s, np.arange(i, min(i + batch, len(s)))))
+    fn = model.encode if what == "encode" else model.align_features
+    out = [fn(survey, *tensors(s, np.arange(i, min(i + batch, len(s)))))
            for i in range(0, len(s), batch)]
     return torch.cat(out)
 
@@ -155,8 +157,8 @@ def align(model: SpecClipModel, d: TrainingData, rng: np.random.Generator) -> di
     matcher = D.LabelMatchedPairs(d.lamost.labels, d.xp.labels, cfg.train.pair_neighbours)
     log.info("label-matched pairs: %d LAMOST stars x %d neighbours", len(matcher),
              cfg.train.pair_neighbours)
-    cache = None if tune else (embed_all(model, SURVEY_LAMOST, d.lamost),
-                               embed_all(model, SURVEY_XP, d.xp))
+    cache = None if tune else (embed_all(model, SURVEY_LAMOST, d.lamost, what="align"),
+                               embed_all(model, SURVEY_XP, d.xp, what="align"))
     batch = min(cfg.train.xp_batch_size, max(2, len(matcher) + len(d.real_pairs)))
     state = {"pairs": np.zeros((0, 2), np.int64), "pos": 0}
 
@@ -172,22 +174,24 @@ def align(model: SpecClipModel, d: TrainingData, rng: np.random.Generator) -> di
         lam, xp = tensors(d.lamost, p[:, 0]), tensors(d.xp, p[:, 1])
         if tune:
             model.train()
-            h_l, h_x = model.encode(SURVEY_LAMOST, *lam), model.encode(SURVEY_XP, *xp)
+            h_l = model.align_features(SURVEY_LAMOST, *lam)
+            h_x = model.align_features(SURVEY_XP, *xp)
         else:
             h_l, h_x = cache[0][p[:, 0]], cache[1][p[:, 1]]
         return align_losses(model, h_l, h_x, lam[:2], xp[:2])
 
     groups = [{"params": [*model.proj.parameters(), *model.recon.parameters(),
                           *model.translate.parameters(), *model.clip.parameters()]}]
+    encoders = model.align_encoders()
     if tune:
-        groups.append({"params": list(model.encoders.parameters()),
+        groups.append({"params": list(encoders.parameters()),
                        "lr_scale": cfg.align.encoder_lr_scale})
-    for p in model.encoders.parameters():
+    for p in encoders.parameters():
         p.requires_grad_(tune)
     try:
         return optimise(groups, cfg.train.align_steps, cfg, "align", step)
     finally:
-        for p in model.encoders.parameters():
+        for p in encoders.parameters():
             p.requires_grad_(True)
 
 
@@ -243,12 +247,15 @@ def train(cfg: ModelConfig, out: str | Path, data_root: str | Path | None = None
                                              t.pretrain_lamost_steps, t.batch_size, rng)),
         ("pretrain_xp", lambda: pretrain(model, SURVEY_XP, d.xp, t.pretrain_xp_steps,
                                          t.xp_batch_size, rng)),
-        ("align", lambda: align(model, d, rng)),
         ("heads_lamost", lambda: fit_head(model, SURVEY_LAMOST, d.lamost, t.heads_lamost_steps,
                                           t.batch_size, rng)),
         ("heads_xp", lambda: fit_head(model, SURVEY_XP, d.xp, t.heads_xp_steps,
                                       t.xp_batch_size, rng)),
     ]
+    # the projections read either the pretrained encoders or the heads' fine-tuned copies,
+    # so alignment runs before or after the heads (config align.features)
+    stages.insert(2 if cfg.align.features == "pretrained" else 4,
+                  ("align", lambda: align(model, d, rng)))
     for name, run in stages:
         t0 = time.time()
         report[name] = run()

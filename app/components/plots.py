@@ -69,12 +69,13 @@ def counterpart_figure(predicted: dict, real: dict | None, survey: str) -> go.Fi
     return _layout(fig, title, 300)
 
 
-def map_figure(xy: np.ndarray, ids: Sequence[str], values: Sequence, colour_name: str,
+def map_figure(xy: np.ndarray, ids: Sequence, values: Sequence, colour_name: str,
                hover: Sequence[str], axis_names: tuple[str, str] = ("component 1",
                                                                     "component 2")
                ) -> go.Figure:
-    """WebGL scatter (stays responsive at 40k+ points); customdata carries point ids so a
-    selection event can open the star. Categorical values get one trace each."""
+    """WebGL scatter (stays responsive at 40k+ points); customdata carries `ids` (point ids
+    or row numbers) so a selection event can open the star. Categorical values get one
+    trace each."""
     fig = go.Figure()
     values = np.asarray(values, dtype=object)
     numeric = _as_float(values)

@@ -53,6 +53,9 @@ class XpEncoderConfig:
 class AlignConfig:
     """CLIP stage: split projections, contrastive loss and decoders."""
 
+    features: str = "finetuned"       # projections read: "pretrained" encoders (SpecCLIP order
+    #                                   pretrain -> align -> heads) or "finetuned" = the heads'
+    #                                   label-tuned encoder copies (pretrain -> heads -> align)
     shared_dim: int = 32              # CLIP space (L2-normalised), the same for both instruments
     private_dim: int = 16             # instrument-only part of the split embedding (0 = no split)
     proj_hidden: int = 128            # hidden width of the projection MLPs

@@ -49,6 +49,8 @@ class SpecClipModel(nn.Module):
         labels = {SURVEY_LAMOST: LAMOST_LABELS, SURVEY_XP: XP_LABELS}
         self.heads = nn.ModuleDict({s: ParameterHead(dims[s], h.hidden, labels[s], h.log_teff,
                                                      h.min_sigma) for s in dims})
+        if a.features == "finetuned" and not h.finetune_encoder:
+            raise ValueError("align.features='finetuned' needs heads.finetune_encoder=true")
         if h.finetune_encoder:  # heads read their own fine-tuned copy of each encoder
             self.head_encoders = nn.ModuleDict({SURVEY_LAMOST: LamostEncoder(cfg.lamost),
                                                 SURVEY_XP: XpEncoder(cfg.xp, XP_N_SAMPLES)})
@@ -78,6 +80,23 @@ class SpecClipModel(nn.Module):
                       generator: torch.Generator | None = None) -> torch.Tensor:
         return self.encoders[survey].pretrain_loss(flux, weight, self._scale(survey, scale),
                                                    generator)
+
+    def align_features(self, survey: str, flux: torch.Tensor, weight: torch.Tensor,
+                       scale: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
+        """What the split projection reads (config align.features)."""
+        if self.cfg.align.features == "finetuned":
+            if self.head_encoders is None:
+                raise ValueError("align.features='finetuned' needs heads.finetune_encoder=true")
+            return self.head_encoders[survey](flux, weight, self._scale(survey, scale))
+        if self.cfg.align.features != "pretrained":
+            raise ValueError(f"unknown align.features {self.cfg.align.features!r}")
+        return h if h is not None else self.encode(survey, flux, weight, scale)
+
+    def align_encoders(self) -> nn.ModuleDict:
+        """The encoders whose output the projections read."""
+        if self.cfg.align.features == "finetuned" and self.head_encoders is not None:
+            return self.head_encoders
+        return self.encoders
 
     def split(self, survey: str, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(shared L2-normalised, private)."""

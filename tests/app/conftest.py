@@ -48,12 +48,15 @@ def make_embedder():
         return ProjectionEmbedder(), "projection double"
 
 
-def _pairs() -> tuple[list[str], dict[str, int]]:
+def _pairs() -> tuple[list, dict[str, int]]:
+    """The pairs folder as a source (its LAMOST labels joined) and its obsid -> source_id."""
     if not (PAIRS / "pairs.csv").exists():
         return [], {}
     from indexer.cli import read_crossmatch
+    from indexer.sources import Source
 
-    return [str(PAIRS)], read_crossmatch(str(PAIRS / "pairs.csv"))
+    table = str(PAIRS / "pairs.csv")
+    return [Source(str(PAIRS), (table,))], read_crossmatch(table)
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +79,7 @@ def app_store(tmp_path_factory) -> AppStore:
     try:
         report = Syncer(store=store, embedder=embedder,
                         state_path=str(store_dir / "indexer_state.json"),
-                        crossmatch=crossmatch).run(parse_sources([str(spectra)] + pair_sources))
+                        crossmatch=crossmatch).run(parse_sources([str(spectra)]) + pair_sources)
     finally:
         store.close()
     # what `specclip index --store` writes, so the Status page has a run to list

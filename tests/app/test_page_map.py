@@ -26,9 +26,10 @@ def test_pca_map_has_every_point_coloured_by_the_chosen_key(app_engine):
     rerun(at)
     names = {t["name"] for t in scatter(at)["data"]}
     assert names <= {"LAMOST LRS", "Gaia XP"} and "LAMOST LRS" in names
-    # customdata carries the point ids that a click opens
-    ids = {c for t in scatter(at)["data"] for c in values(t["customdata"])}
-    assert len(ids) == total
+    # customdata carries each point's row in the page's id list: what a click opens
+    rows = sorted(int(c) for t in scatter(at)["data"] for c in values(t["customdata"]))
+    assert rows == list(range(total))
+    assert len(set(at.session_state["map_ids"])) == total
 
 
 def test_tsne_runs_on_a_subsample(app_engine):
@@ -52,9 +53,11 @@ def test_open_a_star_by_obsid(app_engine):
 
 
 def test_selected_point_id_reads_plotly_selection_events():
-    event = {"selection": {"points": [{"point_index": 3, "customdata": "abc"}],
+    ids = ["id-a", "id-b", "id-c"]
+    event = {"selection": {"points": [{"point_index": 0, "customdata": 2}],
                            "box": [], "lasso": []}}
-    assert selected_point_id(event) == "abc"
-    assert selected_point_id({"selection": {"points": [{"customdata": ["xyz"]}]}}) == "xyz"
-    assert selected_point_id({"selection": {"points": []}}) is None
-    assert selected_point_id(None) is None
+    assert selected_point_id(event, ids) == "id-c"
+    assert selected_point_id({"selection": {"points": [{"customdata": [0]}]}}, ids) == "id-a"
+    assert selected_point_id({"selection": {"points": [{"customdata": 7}]}}, ids) is None
+    assert selected_point_id({"selection": {"points": []}}, ids) is None
+    assert selected_point_id(None, ids) is None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.apptest import figures, page_app, rerun, texts
+from tests.app.apptest import figures, frame, page_app, rerun, texts
 from tests.indexer.conftest import write_lamost_file
 
 PAGE = "app.pages.search"
@@ -137,3 +137,7 @@ def test_gaia_source_finds_its_lamost_counterpart(app_engine, app_store):
     titles = [f["layout"]["title"]["text"] for f in figures(at)]
     # the star has both spectra: the predicted LAMOST spectrum is drawn over the real one
     assert "Predicted LAMOST LRS counterpart vs the real spectrum" in titles
+    params = frame(at, "predicted", "sigma", "catalogue")
+    teff = params[params["parameter"] == "teff (K)"].iloc[0]
+    assert teff["sigma"] > 0 and 3000 < teff["catalogue"] < 8000     # APOGEE label beside it
+    assert teff["catalogue source"]

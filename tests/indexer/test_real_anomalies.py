@@ -42,18 +42,20 @@ def test_everything_readable_was_indexed(real_engine):
 
 
 def test_galaxies_and_unknowns_rank_at_the_top_of_lamost_outliers(real_engine):
-    engine, _ = real_engine
+    engine, report = real_engine
     dr7 = str(DATA / "lamost_dr7")
-    odd = {h.object_id for h in engine.store.scroll("spectra")
+    # a galaxy whose 3999-5599 A window is mostly masked cannot be embedded: it is reported
+    unusable = [r for r in report.refused if r["path"].startswith(dr7)]
+    odd = {h.payload[P.OBJECT_ID] for h in engine.store.scroll("spectra")
            if h.payload.get(P.OBJ_CLASS) in ("GALAXY", "Unknown")
            and h.payload["source_path"].startswith(dr7)}
-    assert len(odd) == 13
+    assert len(odd) + len(unusable) == 13
     ranked = [h.object_id for h in engine.outliers("lamost", k=400)
               if h.payload["source_path"].startswith(dr7)]
     in_top13, in_top20 = len(set(ranked[:13]) & odd), len(set(ranked[:20]) & odd)
-    print(f"DR7 outliers: {in_top13}/13 galaxies+unknowns in the top 13, "
-          f"{in_top20}/13 in the top 20")
-    assert in_top20 >= 10
+    print(f"DR7 outliers: {in_top13}/{len(odd)} indexed galaxies+unknowns in the top 13, "
+          f"{in_top20}/{len(odd)} in the top 20")
+    assert in_top20 >= 0.75 * len(odd)
 
 
 def test_repeat_observations_find_each_other(real_engine):
@@ -62,7 +64,7 @@ def test_repeat_observations_find_each_other(real_engine):
     with open(DATA / "lamost_dr8_repeats" / "groups.csv", newline="") as fh:
         for row in csv.DictReader(fh):
             groups.setdefault(row["GroupID"], []).append(str(int(float(row["combined_obsid"]))))
-    indexed = {h.object_id for h in engine.store.scroll("spectra")}
+    indexed = {h.payload[P.OBJECT_ID] for h in engine.store.scroll("spectra")}
     found = total = 0
     for members in groups.values():
         members = [m for m in members if m in indexed]

@@ -13,7 +13,7 @@ from training.losses import align_losses
 
 def all_losses(model: SpecClipModel, lam, xp) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    h_l, h_x = model.encode("lamost", *lam), model.encode("gaia_xp", *xp)
+    h_l, h_x = model.align_features("lamost", *lam), model.align_features("gaia_xp", *xp)
     y_l = torch.tensor([[5000.0, 4.0, 0.0]] * 4)
     y_x = torch.tensor([[5000.0, 4.0, 0.0, 0.1]] * 4)
     return {
@@ -38,7 +38,7 @@ def test_gradient_reaches_every_trainable_parameter(tiny_cfg, lamost_batch, xp_b
 
 def test_split_shapes_and_unit_norm(tiny_cfg, lamost_batch):
     model = SpecClipModel(tiny_cfg).eval()
-    shared, private = model.split("lamost", model.encode("lamost", *lamost_batch))
+    shared, private = model.split("lamost", model.align_features("lamost", *lamost_batch))
     assert shared.shape == (4, 8) and private.shape == (4, 4)
     assert torch.allclose(shared.norm(dim=1), torch.ones(4), atol=1e-5)
     assert model.reconstruct("lamost", shared, private).shape == (4, 1462)
@@ -61,7 +61,7 @@ OPTIONS = [
     ("align", "decoder_hidden", [12]), ("align", "logit_scale_init", 1.0),
     ("align", "learnable_logit_scale", False), ("align", "recon_weight", 0.0),
     ("align", "translation_weight", 0.0), ("heads", "hidden", [12]),
-    ("heads", "finetune_encoder", False), ("heads", "log_teff", False),
+    ("align", "features", "pretrained"), ("heads", "log_teff", False),
     ("heads", "min_sigma", 0.5), ("lamost", "patch_size", 16), ("lamost", "patch_stride", 20),
     ("lamost", "width", 8), ("lamost", "depth", 2), ("lamost", "heads", 4),
     ("lamost", "mlp_ratio", 1.0), ("lamost", "mask_ratio", 0.6), ("lamost", "dropout", 0.5),
@@ -87,3 +87,12 @@ def test_every_model_option_changes_behaviour(section, key, value):
     changed = copy.deepcopy(base)
     changed[section][key] = value
     assert fingerprint(base) != fingerprint(changed)
+
+
+def test_finetuned_features_need_encoder_copies():
+    cfg = tiny_dict()
+    cfg["heads"]["finetune_encoder"] = False
+    with pytest.raises(ValueError, match="finetune_encoder"):
+        SpecClipModel(config_from_dict(cfg))
+    cfg["align"]["features"] = "pretrained"
+    assert SpecClipModel(config_from_dict(cfg)).head_encoders is None
