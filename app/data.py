@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from engine.errors import NotFoundError
 from engine.query import Engine, SearchHit
 from engine.records import SURVEY_LAMOST, SURVEY_XP, SpectrumRecord
 
@@ -114,8 +115,13 @@ def neighbour_lists(engine: Engine, point_ids: list[str], k: int
                     ) -> dict[str, list[tuple[str, float]]]:
     """Shared-space neighbours (id, cosine similarity) of each point, for re-ranking."""
     key = engine_key(engine)
-    return {pid: [(h["id"], float(h["score"])) for h in neighbours(engine, key, pid, k)]
-            for pid in point_ids}
+    out: dict[str, list[tuple[str, float]]] = {}
+    for pid in point_ids:
+        try:
+            out[pid] = [(h["id"], float(h["score"])) for h in neighbours(engine, key, pid, k)]
+        except NotFoundError:  # marked in an older index: that mark pulls on nothing now
+            log.info("marked point %s is no longer indexed", pid)
+    return out
 
 
 # cache_resource, not cache_data: 40k+ payloads would be copied (unpickled) on every rerun.

@@ -47,6 +47,12 @@ def sizing(results: dict[str, Any], n_target: int = 250_000_000) -> dict[str, An
     return out
 
 
+def _largest(hours: dict[str, Any]) -> str:
+    known = {k: v for k, v in hours.items() if v}
+    name = max(known, key=known.get)
+    return f"`{name}` ({known[name]} h)"
+
+
 def sizing_markdown(s: dict[str, Any], hw: dict[str, Any]) -> str:
     t, per, h = s["total_gb"], s["per_point_bytes"], s["hours_on_this_machine"]
     n = s["n_target"] / 1e6
@@ -68,10 +74,10 @@ def sizing_markdown(s: dict[str, Any], hw: dict[str, Any]) -> str:
         f"| HNSW graph (m=16) | {per['hnsw_graph']} | {t['hnsw_graph']} GB | RAM |",
         f"| payload (JSON size) | {per['payload_json']} | {t['payload_json']} GB | disk, "
         "indexed fields in RAM |",
-        f"| **measured** disk per point (Edge shard, float32, no quantization) | "
-        f"{per['measured_disk']} | {t['measured_disk']} GB | |",
-        f"| **measured** RSS per point (Edge, after optimize) | {per['measured_rss']} | "
-        f"{t['measured_rss']} GB | |",
+        f"| **measured** disk per point (Edge shard: shared vector only, payload, 12 payload "
+        f"indexes, HNSW, WAL) | {per['measured_disk']} | {t['measured_disk']} GB | |",
+        f"| **measured** RSS per point (Edge, after optimize, same content) | "
+        f"{per['measured_rss']} | {t['measured_rss']} GB | |",
         "",
         f"RAM with int8 quantization and originals on disk: about {ram_quant:.0f} GB for vectors "
         "and graph, plus payload indexes and page cache: plan 2x, spread over the cluster. With "
@@ -86,7 +92,12 @@ def sizing_markdown(s: dict[str, Any], hw: dict[str, Any]) -> str:
         f"- embedding with the small model on CPU: XP {h['embed_xp_small']} h, LAMOST "
         f"{h['embed_lamost_small']} h (divide by the number of Dask workers; GPUs are far faster)",
         "",
-        "Embedding dominates, and it parallelises: `indexer/distributed.py` spreads the Parquet "
-        "partitions over Dask workers that upsert straight into the sharded cluster.",
+        f"The largest part here is {_largest(h)}. Each part parallelises: embedding over Dask "
+        "workers (`indexer/distributed.py`, GPUs where present), upserts and HNSW builds over "
+        "the shards of the cluster (each node builds the graphs of its own shards).",
+        "",
+        f"Caveat: the machine was shared while measuring (load average "
+        f"{hw.get('load_avg_at_start')} at the start on {hw.get('usable_cores')} cores), so "
+        "times are upper bounds; byte counts do not depend on load.",
     ]
     return "\n".join(lines) + "\n"

@@ -18,8 +18,10 @@ LAMOST LRS x Gaia XP contrastive model, trained from scratch on this project's r
 - XP encoder: `{xp_kind}` on the 343-sample XP spectrum (each spectrum standardised by its own
   mean/std, which enter as extra inputs); embedding width {xp_dim}.
 - Split projections: shared {ds}-d (L2-normalised CLIP space, symmetric InfoNCE, learnable
-  temperature: {learnable}) + private {dp}-d. Own reconstruction reads shared+private;
-  translation LAMOST->XP (343) and XP->LAMOST (1462) reads shared only.
+  temperature: {learnable}) + private {dp}-d, reading the `{features}` encoders
+  ({order}).
+  Own reconstruction reads shared+private; translation LAMOST->XP (343) and XP->LAMOST
+  (1462) reads shared only. The "own" vector is the self-supervised encoder embedding.
 - Heads: {lamost_labels} from LAMOST, {xp_labels} from XP, Gaussian NLL (value and sigma per star);
   fine-tuned encoder copies: {finetune}.
 
@@ -70,8 +72,15 @@ def model_card(cfg: ModelConfig, provenance: dict) -> tuple[str, dict]:
         n_lamost=provenance.get("lamost_train_spectra"),
         n_held=provenance.get("lamost_heldout_spectra"),
         n_lab=provenance.get("lamost_train_labelled"), n_xp=provenance.get("xp_train_spectra"),
-        k=cfg.train.pair_neighbours)
+        k=cfg.train.pair_neighbours, features=cfg.align.features,
+        order=("stages pretrain -> heads -> align: the CLIP space is built on the heads' "
+               "label-tuned encoder copies, because label-matched pairs can only teach "
+               "label information and the self-supervised embeddings aligned poorly "
+               "(first run: top-10 cross-retrieval Teff scatter worse than random)"
+               if cfg.align.features == "finetuned" else
+               "SpecCLIP's order pretrain -> align -> heads"))
     card = {"name": cfg.name, "shared_dim": cfg.align.shared_dim,
+            "align_features": cfg.align.features,
             "own_dim": {"lamost": cfg.lamost.width, "gaia_xp": xp_dim},
             "private_dim": cfg.align.private_dim, "labels": {"lamost": list(LAMOST_LABELS),
                                                               "gaia_xp": list(XP_LABELS)},

@@ -213,6 +213,15 @@ def load_xp(split: str | None, label_names: tuple[str, ...], max_rows: int = 0,
 
 
 # ---- pairs ----------------------------------------------------------------------------------
+def _source_id(text: str) -> int:
+    """Gaia source ids need all 19 digits: parse as int (float would round them)."""
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        return int(text.split(".")[0])  # "3314245809274264832.0" from a float-typed export
+
+
 def read_pair_table(path: str | Path) -> list[tuple[str, int]]:
     """A real cross-match CSV: columns `obsid` and one of source_id / gaia_source_id /
     apogee_gaiaedr3_source_id / gaia_id. Returns [(obsid, source_id)]."""
@@ -223,7 +232,7 @@ def read_pair_table(path: str | Path) -> list[tuple[str, int]]:
                                          "apogee_gaiaedr3_source_id", "gaia_id")
                         if row.get(c, "").strip()), "")
             if row.get("obsid", "").strip() and sid:
-                out.append((row["obsid"].strip(), int(float(sid))))
+                out.append((row["obsid"].strip(), _source_id(sid)))
     return out
 
 

@@ -90,3 +90,20 @@ def test_remove_mark(app_engine, sessions_dir):
     at.button(key="outliers_clear_mark").click()
     rerun(at)
     assert json.loads((sessions_dir / "default.json").read_text())["marks"] == {}
+
+
+def test_marks_on_points_no_longer_indexed_are_kept_but_pull_nothing(app_engine,
+                                                                     sessions_dir):
+    from app.session_store import SessionStore
+
+    store = SessionStore()
+    session = store.load("default")
+    session.mark("00000000-0000-0000-0000-000000000000", "boring", "re-indexed away",
+                 {"survey": "lamost", "object_id": "1"})
+    store.save(session)
+    at = page_app(PAGE, app_engine)
+    at.checkbox(key="outliers_rerank").check()
+    rerun(at)
+    t = table(at)
+    assert (t["pull"] == 0).all()
+    assert any("1 marked" in c for c in texts(at.caption))

@@ -50,6 +50,7 @@ def test_refuses_missing_tensors(bundle_dir):
     path, _ = bundle_dir
     cfg = json.loads((path / "config.json").read_text())
     cfg["heads"]["finetune_encoder"] = False       # weights still hold head_encoders.*
+    cfg["align"]["features"] = "pretrained"
     (path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(BundleError, match="unexpected"):
         load_bundle(path)

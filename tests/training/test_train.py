@@ -77,15 +77,17 @@ def test_tune_encoders_option_moves_the_encoders():
         cfg = dc.replace(cfg, align=dc.replace(cfg.align, tune_encoders=tune))
         torch.manual_seed(0)
         model = SpecClipModel(cfg)
-        before = model.encoders["gaia_xp"].encoder[0].weight.detach().clone()
+        enc = model.align_encoders()["gaia_xp"].encoder[0]
+        before = enc.weight.detach().clone()
         align(model, d, np.random.default_rng(0))
-        moved[tune] = not torch.equal(before, model.encoders["gaia_xp"].encoder[0].weight)
+        moved[tune] = not torch.equal(before, enc.weight)
     assert moved == {False: False, True: True}
 
 
 def test_frozen_heads_leave_encoders_alone():
     cfg = tiny_steps(load_config("small"))
-    cfg = dc.replace(cfg, heads=dc.replace(cfg.heads, finetune_encoder=False))
+    cfg = dc.replace(cfg, heads=dc.replace(cfg.heads, finetune_encoder=False),
+                     align=dc.replace(cfg.align, features="pretrained"))
     model = SpecClipModel(cfg)
     d = synthetic_data()
     before = {k: v.clone() for k, v in model.encoders.state_dict().items()}
@@ -107,9 +109,10 @@ def test_label_matched_pairs_are_nearest_and_resampled():
 
 def test_real_pair_table(tmp_path):
     csv = tmp_path / "pairs.csv"
-    csv.write_text("obsid,apogee_gaiaedr3_source_id\n10,1001\n11,999\n")
+    csv.write_text("obsid,gaia_id,apogee_gaiaedr3_source_id\n10,,1001\n11,999,\n"
+                   "12,,3314245809274264832\n")
     table = D.read_pair_table(csv)
-    assert table == [("10", 1001), ("11", 999)]
+    assert table == [("10", 1001), ("11", 999), ("12", 3314245809274264832)]  # no float rounding
     lam, xp = synthetic_sets(n_lamost=20, n_xp=10)
     lam.ids[5] = "10"
     pairs = D.index_real_pairs(table, lam, xp)
