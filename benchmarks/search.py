@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import tempfile
 import time
 import uuid
@@ -201,6 +202,7 @@ def bench_n(n: int, dim: int, n_q: int, seed: int = 0, with_edge: bool = True) -
         (cols["label_teff"] <= TEFF_RANGE[1])
     ftruth = exact_topk(base, queries, K, mask)
     out: dict[str, Any] = {"n": n, "dim": dim, "queries": n_q,
+                           "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
                            "filter_selectivity": round(float(mask.mean()), 4)}
     log.info("N=%d: numpy", n)
     out["numpy"] = bench_numpy(base, queries, cols, n_q)

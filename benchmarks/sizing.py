@@ -76,7 +76,8 @@ def sizing_markdown(s: dict[str, Any], hw: dict[str, Any]) -> str:
         "indexed fields in RAM |",
         f"| **measured** disk per point (Edge shard: shared vector only, payload, 12 payload "
         f"indexes, HNSW, WAL) | {per['measured_disk']} | {t['measured_disk']} GB | |",
-        f"| **measured** RSS per point (Edge, after optimize, same content) | "
+        f"| **measured** RSS per point (Edge, after optimize, same content; an upper bound: "
+        f"the Python allocator keeps what building the points used) | "
         f"{per['measured_rss']} | {t['measured_rss']} GB | |",
         "",
         f"RAM with int8 quantization and originals on disk: about {ram_quant:.0f} GB for vectors "

@@ -97,7 +97,9 @@ class Engine:
              read_only: bool = True) -> "Engine":
         from engine.store import open_store
 
-        store = open_store(path=store_path, url=url, read_only=read_only)
+        # read_only matters for the embedded store (readers see published generations);
+        # a server handles concurrent readers itself.
+        store = open_store(path=store_path, url=url, read_only=read_only and bool(store_path))
         return cls(store, bundle_path, collection, store_location=store_path or url or "")
 
     @property
@@ -277,6 +279,12 @@ class Engine:
         except Exception as exc:  # Status must render even when the store is down
             out.update(healthy=False, error=f"{type(exc).__name__}: {exc}")
         return out
+
+    def model_card(self) -> dict[str, Any]:
+        """The bundle's card, metrics and version (for the Status page)."""
+        bundle = self.embedder.bundle
+        return {"version": self.embedder.version, "card": dict(getattr(bundle, "card", {}) or {}),
+                "metrics": dict(getattr(bundle, "metrics", {}) or {})}
 
     def close(self) -> None:
         self.store.close()

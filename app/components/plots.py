@@ -21,8 +21,9 @@ COLOURS = {"query": "#1f3b73", "other": "#d1495b", "predicted": "#edae49", "real
 
 def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
     fig.update_layout(title={"text": title, "font": {"size": 13}}, height=height,
-                      margin={"l": 55, "r": 10, "t": 36, "b": 40},
-                      legend={"orientation": "h", "y": -0.25, "font": {"size": 10}},
+                      margin={"l": 55, "r": 10, "t": 36, "b": 70},
+                      legend={"orientation": "h", "y": -0.3, "yanchor": "top",
+                              "font": {"size": 10}},
                       template="plotly_white")
     fig.update_xaxes(title_text=WAVE_LABEL)
     fig.update_yaxes(title_text=FLUX_LABEL)
@@ -54,7 +55,7 @@ def neighbour_figure(query: dict | None, neighbour: dict, similarity: float, ran
     add_curve(fig, neighbour, f"#{rank} {neighbour_name}", COLOURS["other"], width=1.4)
     if query is not None:
         add_curve(fig, query, "query", COLOURS["query"], width=1.0)
-    return _layout(fig, f"#{rank} {neighbour_name} · similarity {similarity:.3f}", 280)
+    return _layout(fig, f"#{rank} {neighbour_name} · similarity {similarity:.3f}", 300)
 
 
 def counterpart_figure(predicted: dict, real: dict | None, survey: str) -> go.Figure:

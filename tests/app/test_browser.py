@@ -22,7 +22,7 @@ from tests.app.conftest import ARTIFACTS, SYNTHETIC_OBSIDS, free_port
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                "--disable-quic", "--window-size=1400,2400")
+                "--disable-quic", "--window-size=1400,3800")
 
 
 def _chromium() -> tuple[str, str]:
@@ -31,9 +31,12 @@ def _chromium() -> tuple[str, str]:
         return shutil.which("chromium"), shutil.which("chromedriver")
 
     if not all(found()) and shutil.which("apt-get"):
+        install = ["apt-get", "install", "-y", "chromium", "chromium-driver"]
         try:
-            subprocess.run(["apt-get", "install", "-y", "chromium", "chromium-driver"],
-                           check=True, capture_output=True, timeout=600)
+            if subprocess.run(install, capture_output=True, timeout=600).returncode != 0:
+                # a fresh image has no package lists yet
+                subprocess.run(["apt-get", "update"], capture_output=True, timeout=300)
+                subprocess.run(install, check=True, capture_output=True, timeout=600)
         except (subprocess.SubprocessError, OSError) as exc:
             pytest.skip(f"chromium/chromium-driver not installable here: {exc}")
     browser, driver = found()

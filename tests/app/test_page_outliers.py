@@ -7,6 +7,8 @@ import json
 
 from astropy.table import Table
 
+from app.pages.outliers import NEIGHBOURS_FOR_MARKS
+from app.reranking import rerank
 from tests.app.apptest import frame, page_app, rerun, texts
 
 PAGE = "app.pages.outliers"
@@ -58,12 +60,17 @@ def test_mark_save_resume_rerank_and_export(app_engine, sessions_dir):
     learned = table(at)
     pulled = learned[learned["pull"] < 0]
     assert len(pulled) > 0
-    nbrs = {h.object_id for h in app_engine.search(pid, target="any", k=20)}
-    assert set(pulled["object_id"]) <= nbrs
-    ranks = dict(zip(before, range(len(before)), strict=True))
-    first_pulled = pulled.iloc[0]
-    assert list(learned["object_id"]).index(first_pulled["object_id"]) >= \
-        ranks[first_pulled["object_id"]] - 1      # moved down (the marked one left the top)
+    nbr_hits = app_engine.search(pid, target="any", k=NEIGHBOURS_FOR_MARKS)
+    assert set(pulled["object_id"]) <= {h.object_id for h in nbr_hits}
+    # the page's order is exactly app.reranking.rerank on the engine's shared-space neighbours
+    hits = app_engine.outliers(None, k=20)
+    expected = rerank([h.id for h in hits], {pid: "boring"},
+                      {pid: [(h.id, h.score) for h in nbr_hits]}, strength=3.0)
+    oid = {h.id: h.object_id for h in hits}
+    assert list(learned["object_id"]) == [oid[r.id] for r in expected]
+    # and learning moved at least one neighbour of the boring star further down
+    assert any(list(learned["object_id"]).index(o) > before.index(o)
+               for o in pulled["object_id"])
 
     # exports carry the mark
     csv_btn, = [b for b in at.get("download_button") if b.key == "outliers_export_csv"]

@@ -17,8 +17,9 @@ from tests.indexer.conftest import write_lamost_file
 from tests.indexer.doubles import ProjectionEmbedder
 
 
-@pytest.fixture
-def engine(tmp_path):
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("query")
     folder = tmp_path / "spectra"
     folder.mkdir()
     for i in range(20):

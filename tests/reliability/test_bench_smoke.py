@@ -1,0 +1,35 @@
+"""`make bench` keeps working: a tiny run of benchmarks/run.py writes its JSON and plot with
+every backend, and the recall figures mean what they say."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_bench_runs_small(tmp_path):
+    pytest.importorskip("faiss")
+    out = subprocess.run([sys.executable, "benchmarks/run.py", "--n", "3000", "--queries", "15",
+                          "--dim", "16", "--skip-encoder", "--skip-indexing", "--out",
+                          str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads((tmp_path / "bench.json").read_text())
+    (row,) = res["search"]
+    assert row["n"] == 3000 and row["dim"] == 16
+    assert row["numpy"]["plain"]["recall_at_10"] == 1.0
+    for backend in ("faiss_hnsw", "edge"):
+        assert 0.9 <= row[backend]["plain"]["recall_at_10"] <= 1.0
+        assert row[backend]["plain"]["p50_ms"] > 0
+    assert row["edge"]["filtered"]["recall_at_10"] >= 0.9
+    assert row["edge"]["ordered"]["top50_exact"] is True
+    assert row["edge"]["disk_per_point_bytes"] > 0
+    assert res["hardware"]["logical_cores"] >= 1 and res["hardware"]["cpu_model"]
+    assert (tmp_path / "bench.png").stat().st_size > 10_000
+    assert "250 million" in (tmp_path / "SIZING.md").read_text()
