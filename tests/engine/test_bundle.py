@@ -75,3 +75,18 @@ def test_refuses_corrupt_weights(bundle_dir):
     (path / "weights.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(BundleError, match="unreadable"):
         load_bundle(path)
+
+
+def test_shipped_bundle_loads_and_carries_its_metrics():
+    from engine.bundle import DEFAULT_BUNDLE
+
+    if not (DEFAULT_BUNDLE / "weights.safetensors").exists():
+        pytest.skip("no shipped bundle in this checkout")
+    size = sum(p.stat().st_size for p in DEFAULT_BUNDLE.iterdir())
+    assert size <= 30 * 1024 * 1024
+    b = load_bundle()
+    assert b.config.name == "small" and b.card["shared_dim"] == b.config.align.shared_dim
+    for key in ("lamost_params", "xp_params", "baseline", "cross_retrieval", "pairs",
+                "translation", "calibration"):
+        assert key in b.metrics
+    assert b.metrics["bundle_version"] == b.version
