@@ -8,7 +8,8 @@ Layout:
     card.json           the card's structured facts (dims, data, splits, limits)
     metrics.json        evaluation results (`specclip evaluate` rewrites it)
     provenance.json     data files, counts, splits, code version, timings
-    VERSION             version id = sha256(weights bytes + canonical config JSON)[:16]
+    spectral.safetensors optional PCA bases of the model inputs (engine/spectral.py)
+    VERSION             version id = sha256(weights + canonical config JSON + spectral)[:16]
 
 `load_bundle` refuses a bundle whose config and weights disagree (missing or unexpected
 tensors, shape mismatches) or whose VERSION does not match its content, with a BundleError.
@@ -29,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from engine.errors import BundleError
 from engine.models.config import ModelConfig, config_from_dict, config_to_dict
 from engine.models.specclip import SpecClipModel
+from engine.spectral import bases_digest, load_bases
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +48,33 @@ class Bundle:
     card: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    spectral: dict[str, Any] = field(default_factory=dict)   # survey -> SpectralBasis
 
 
 def _canonical(cfg_dict: dict) -> bytes:
     return json.dumps(cfg_dict, sort_keys=True, separators=(",", ":")).encode()
 
 
-def version_id(weights_bytes: bytes, cfg_dict: dict) -> str:
-    """Content hash of weights + config: equal ids mean the same model."""
-    return hashlib.sha256(weights_bytes + _canonical(cfg_dict)).hexdigest()[:16]
+def version_id(weights_bytes: bytes, cfg_dict: dict, extra: bytes = b"") -> str:
+    """Content hash of weights + config (+ the spectral bases' digest, when the bundle has
+    them): equal ids mean the same vectors for the same spectrum."""
+    return hashlib.sha256(weights_bytes + _canonical(cfg_dict) + extra).hexdigest()[:16]
+
+
+def restamp_version(out: str | Path) -> str:
+    """Recompute and write VERSION (and card.json's copy) after adding a file to a bundle."""
+    out = Path(out)
+    old = (out / "VERSION").read_text().strip() if (out / "VERSION").exists() else None
+    cfg_dict = _read_json(out / "config.json")
+    version = version_id((out / "weights.safetensors").read_bytes(), cfg_dict,
+                         bases_digest(out))
+    (out / "VERSION").write_text(version + "\n")
+    if (out / "card.json").exists():
+        _write_json(out / "card.json", {**_read_json(out / "card.json"), "version": version})
+    if old and (out / "card.md").exists():
+        card_md = out / "card.md"
+        card_md.write_text(card_md.read_text().replace(old, version))
+    return version
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -128,7 +148,7 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
     check_state(model, state, str(path))
     model.load_state_dict(state)
     model.eval()
-    version = version_id(weights.read_bytes(), config_to_dict(cfg))
+    version = version_id(weights.read_bytes(), config_to_dict(cfg), bases_digest(path))
     stored = (path / "VERSION").read_text().strip() if (path / "VERSION").exists() else version
     if stored != version:
         raise BundleError(f"{path}: VERSION {stored} does not match its content ({version})")
@@ -136,4 +156,4 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
     card["markdown"] = (path / "card.md").read_text()
     metrics = _read_json(path / "metrics.json") if (path / "metrics.json").exists() else {}
     return Bundle(path, cfg, model, version, _read_json(path / "norms.json"), card, metrics,
-                  _read_json(path / "provenance.json"))
+                  _read_json(path / "provenance.json"), load_bases(path))

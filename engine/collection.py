@@ -21,21 +21,27 @@ def versioned_name(alias: str, model_version: str) -> str:
     return f"{alias}__{safe}"
 
 
-def vector_specs(shared_dim: int, own_dims: dict[str, int]) -> list[VectorSpec]:
+def vector_specs(shared_dim: int, own_dims: dict[str, int],
+                 spectrum_dims: dict[str, int | None] | None = None) -> list[VectorSpec]:
     specs = [VectorSpec(P.VECTOR_SHARED, shared_dim)]
     for survey in (SURVEY_LAMOST, SURVEY_XP):
         specs.append(VectorSpec(P.VECTOR_OWN[survey], own_dims[survey]))
+    for survey, dim in (spectrum_dims or {}).items():
+        if dim:
+            specs.append(VectorSpec(P.VECTOR_SPECTRUM[survey], dim))
     return specs
 
 
 def ensure_collection(store: VectorStore, name: str, shared_dim: int, own_dims: dict[str, int],
-                      options: CollectionOptions | None = None) -> bool:
+                      options: CollectionOptions | None = None,
+                      spectrum_dims: dict[str, int | None] | None = None) -> bool:
     """Create the collection with its vectors and payload indexes if missing.
 
     Returns True when it was created now.
     """
     if name in store.list_collections():
         return False
-    store.create_collection(name, vector_specs(shared_dim, own_dims), dict(P.PAYLOAD_INDEXES),
+    store.create_collection(name, vector_specs(shared_dim, own_dims, spectrum_dims),
+                            dict(P.PAYLOAD_INDEXES),
                             options or CollectionOptions())
     return True

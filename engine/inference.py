@@ -34,6 +34,7 @@ class EmbeddingBatch:
     recon_error: np.ndarray       # [N] RMS of own reconstruction over good pixels (decoder space)
     translated: np.ndarray        # [N, L_other] counterpart on the other model grid
     valid: np.ndarray             # [N] bool; False rows hold zeros / NaN
+    spectral: np.ndarray | None = None  # [N, Dp] PCA spectrum vector (engine/spectral.py)
 
     def __len__(self) -> int:
         return int(self.valid.shape[0])
@@ -92,7 +93,18 @@ class Embedder:
             raise ValueError("Embedder.embed needs at least one record")
         survey = _survey_of(records)
         x = self.inputs(records)
-        return self.embed_arrays(survey, x.flux, x.weight, x.scale, x.valid)
+        batch = self.embed_arrays(survey, x.flux, x.weight, x.scale, x.valid)
+        basis = self.bundle.spectral.get(survey)
+        if basis is not None:
+            spectral = basis.project(x.flux, x.weight)
+            spectral[~np.asarray(x.valid, bool)] = 0.0
+            batch.spectral = spectral
+        return batch
+
+    def spectral_dim(self, survey: str) -> int | None:
+        """Dimension of the spectrum-space vector, None when the bundle has no basis."""
+        basis = self.bundle.spectral.get(survey)
+        return basis.dim if basis is not None else None
 
     def reconstruct(self, records: Sequence[SpectrumRecord]) -> np.ndarray:
         """Own-spectrum reconstruction [N, L] from shared + private, model-input units."""

@@ -1,8 +1,10 @@
 """Payload keys of a spectrum point in the store, and which of them get payload indexes.
 
-One point per spectrum. Named vectors: `shared` (the CLIP space both instruments share) and the
-instrument's own embedding under its survey name (`lamost` or `gaia_xp`). The payload keeps the
-original identifiers and units (degrees, Kelvin, dex); models never see these.
+One point per spectrum. Named vectors: `shared` (the CLIP space both instruments share),
+the instrument's own encoder embedding under its survey name (`lamost` or `gaia_xp`), and,
+when the bundle has spectral bases, `<survey>_spectrum` (PCA of the normalised spectrum).
+The payload keeps the original identifiers and units (degrees, Kelvin, dex); models never
+see these.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from engine.records import LABEL_NAMES, SURVEY_LAMOST, SURVEY_XP
 
 VECTOR_SHARED = "shared"
 VECTOR_OWN = {SURVEY_LAMOST: "lamost", SURVEY_XP: "gaia_xp"}
+# PCA of the normalised spectrum (engine/spectral.py): repeat observations and spectral twins
+VECTOR_SPECTRUM = {SURVEY_LAMOST: "lamost_spectrum", SURVEY_XP: "gaia_xp_spectrum"}
 
 SURVEY = "survey"
 OBJECT_ID = "object_id"
@@ -59,6 +63,7 @@ PAYLOAD_INDEXES: dict[str, str] = {
     SUBCLASS: "keyword",
     LABEL_SOURCE: "keyword",
     SOURCE_PATH: "keyword",
+    "source_root": "keyword",
     CONTENT_HASH: "keyword",
     **{label_key(n): "float" for n in LABEL_NAMES},
     **{pred_key(n): "float" for n in LABEL_NAMES},

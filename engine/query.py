@@ -4,9 +4,12 @@
     hits = engine.search(("obsid", "938509188"), target="gaia_xp", k=10)
     odd = engine.outliers("lamost", k=20)
 
-Same-instrument searches use the instrument's own embedding (finer detail); cross-instrument
-and "any" searches use the shared CLIP space, where both instruments' spectra of one star
-land close together.
+Which vector a search uses (`space`):
+- "spectrum": PCA of the normalised spectrum (repeat observations, spectral twins);
+- "own": the instrument encoder's embedding (physics-level similarity within one instrument);
+- "shared": the CLIP space both instruments share (cross-instrument and "any" searches).
+"auto" (the default) picks "spectrum" for same-instrument searches when the bundle has it,
+else "own", and "shared" across instruments.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from engine.store.types import Filter, Hit, Match, MatchAny, Range
 log = logging.getLogger(__name__)
 
 TARGETS = ("any",) + SURVEYS
+SPACES = ("auto", "spectrum", "own", "shared")
 Query = Union[SpectrumRecord, str, tuple]
 
 
@@ -133,24 +137,42 @@ class Engine:
             emb = self.embedder.embed([query])
             if not bool(emb.valid[0]):
                 raise SpecClipError(f"{query.source_path}: too few usable pixels to embed")
-            return query.survey, {P.VECTOR_SHARED: emb.shared[0],
-                                  P.VECTOR_OWN[query.survey]: emb.own[0]}, None
+            vectors = {P.VECTOR_SHARED: emb.shared[0], P.VECTOR_OWN[query.survey]: emb.own[0]}
+            if getattr(emb, "spectral", None) is not None:
+                vectors[P.VECTOR_SPECTRUM[query.survey]] = emb.spectral[0]
+            return query.survey, vectors, None
         hit = self._point_for(query)
         return hit.payload[P.SURVEY], dict(hit.vectors or {}), hit.id
 
     # -- searches -------------------------------------------------------------------------
     def search(self, query: Query, target: str = "any", k: int = 10,
-               filters: dict | None = None) -> list[SearchHit]:
+               filters: dict | None = None, space: str = "auto") -> list[SearchHit]:
         """Nearest neighbours of a spectrum, a point id, ("obsid", x) or ("source_id", x)."""
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+        if space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, not {space!r}")
         survey, vectors, self_id = self.vectors_for(query)
-        same = target == survey
-        name = P.VECTOR_OWN[survey] if same else P.VECTOR_SHARED
+        name = self._vector_name(survey, target, space, vectors)
         flt = build_filter(filters, None if target == "any" else target)
         raw = self.store.search(self.collection, name, vectors[name], k + 1, filter=flt)
         hits = [SearchHit.from_hit(h) for h in raw if h.id != self_id]
         return hits[:k]
+
+    @staticmethod
+    def _vector_name(survey: str, target: str, space: str, vectors: dict) -> str:
+        same = target == survey
+        if space in ("spectrum", "own") and not same:
+            raise ValueError(f"space {space!r} compares spectra of one instrument: "
+                             f"use target={survey!r} or space='shared'")
+        if space == "shared" or not same:
+            return P.VECTOR_SHARED
+        spectrum = P.VECTOR_SPECTRUM[survey]
+        if space == "spectrum" or (space == "auto" and spectrum in vectors):
+            if spectrum not in vectors:
+                raise ValueError("this index has no spectrum vectors (bundle without bases)")
+            return spectrum
+        return P.VECTOR_OWN[survey]
 
     def outliers(self, survey: str | None = SURVEY_LAMOST, k: int = 50,
                  filters: dict | None = None, score: str = P.ANOMALY) -> list[SearchHit]:

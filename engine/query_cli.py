@@ -32,6 +32,8 @@ def register_query(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--radius", type=float, default=2.0 / 3600, help="cone radius (deg)")
     p.add_argument("--target", choices=["lamost", "gaia_xp", "any"], default="any")
     p.add_argument("-k", type=int, default=10)
+    p.add_argument("--space", choices=["auto", "spectrum", "own", "shared"], default="auto",
+                   help="auto: spectrum PCA within one instrument, shared CLIP space across")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=LO:HI|VALUE",
                    help="payload filter, e.g. label_teff=4000:6000 or obj_class=STAR")
     p.set_defaults(func=run_query)
@@ -87,11 +89,12 @@ def run_query(args: argparse.Namespace) -> int:
             query = ("obsid", args.obsid)
         else:
             query = ("source_id", args.source_id)
-        hits = engine.search(query, target=args.target, k=args.k, filters=filters)
+        hits = engine.search(query, target=args.target, k=args.k, filters=filters,
+                             space=args.space)
         json.dump([h.to_dict() for h in hits], sys.stdout, indent=1, default=str)
         sys.stdout.write("\n")
         return 0
-    except SpecClipError as exc:
+    except (SpecClipError, ValueError) as exc:
         print(json.dumps({"error": str(exc)}), file=sys.stderr)
         return 1
     finally:

@@ -77,5 +77,7 @@ def build_points(records: Sequence[SpectrumRecord], batch: Any, ids: Sequence[st
             P.VECTOR_SHARED: np.asarray(batch.shared[i], dtype=np.float32),
             own_name: np.asarray(batch.own[i], dtype=np.float32),
         }
+        if getattr(batch, "spectral", None) is not None:
+            vectors[P.VECTOR_SPECTRUM[batch.survey]] = np.asarray(batch.spectral[i], np.float32)
         points.append(Point(id=ids[i], vectors=vectors, payload=payload))
     return points

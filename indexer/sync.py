@@ -80,7 +80,9 @@ class Syncer:
                             sources=[s.spec for s in sources],
                             started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)))
         own_dims = {s: self.embedder.own_dim(s) for s in SURVEYS}
-        ensure_collection(self.store, target, self.embedder.shared_dim, own_dims, self.options)
+        spectral = getattr(self.embedder, "spectral_dim", lambda s: None)
+        ensure_collection(self.store, target, self.embedder.shared_dim, own_dims, self.options,
+                          {s: spectral(s) for s in SURVEYS})
         for source in sources:
             state.register(source.spec, source.labels)
         seen: set[str] = set()

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from engine.bundle import save_bundle
+from training.spectral_fit import add_spectral_bases
 from engine.models.config import ModelConfig, config_to_dict
 from engine.models.specclip import LAMOST_LABELS, XP_LABELS, SpecClipModel
 from engine.records import SURVEY_LAMOST, SURVEY_XP
@@ -274,4 +275,5 @@ def train(cfg: ModelConfig, out: str | Path, data_root: str | Path | None = None
         norms[f"labels_{s}"] = {n: {"mean": float(h.label_mean[i]), "std": float(h.label_std[i])}
                                 for i, n in enumerate(h.labels)}
     card_md, card = model_card(cfg, provenance)
-    return save_bundle(out, model, norms, provenance, card_md, card)
+    save_bundle(out, model, norms, provenance, card_md, card)
+    return add_spectral_bases(out, d.lamost, d.xp)
