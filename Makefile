@@ -14,7 +14,7 @@ PORT   ?= 8501
 
 LAMOST_ARGS = $(if $(LAMOST),$(LAMOST)) $(if $(LAMOST_LABELS),--labels $(LAMOST_LABELS))
 
-.PHONY: setup run index app test test-fast bench bundle evaluate lint clean
+.PHONY: setup run index app test test-fast bench bench-full bundle evaluate lint clean
 
 setup: $(VENV)/.installed
 
@@ -39,12 +39,21 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not browser"
 
+# Benchmarks: JSON + PNG under benchmarks/results/. Default: the store up to 100k points,
+# numpy and FAISS to 1M (~6-8 min quiet); bench-full builds the store at 1M too (~20+ min).
+BENCH_ARGS ?=
 bench: setup
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+bench-full: setup
+	$(BIN)/python benchmarks/run.py --edge-max-n 1000000 $(BENCH_ARGS)
 
 # Reproduce the shipped small bundle from the real data in ../shared/data (CPU, minutes).
 bundle: setup
 	$(BIN)/specclip -v train --config small --out engine/bundles/small
+	$(BIN)/specclip -v evaluate --bundle engine/bundles/small --into-bundle \
+		--lamost ../shared/data/lamost_dr10 --lamost-labels ../shared/data/lamost_dr10/labels.csv \
+		--out var/metrics.json
 
 evaluate: setup
 	$(BIN)/specclip -v evaluate --lamost ../shared/data/lamost_dr10/spectra \

@@ -50,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--watch", action="store_true", help="keep syncing as files arrive")
     p.add_argument("--interval", type=float, default=10.0, help="seconds between watch cycles")
     p.add_argument("--max-cycles", type=int, help="stop watching after N cycles")
+    p.add_argument("--dask", metavar="N|ADDRESS",
+                   help="embed on a Dask cluster: N local workers or a scheduler address")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -98,7 +100,16 @@ def run(args: argparse.Namespace) -> int:
         return data
 
     try:
-        if args.watch:
+        if args.dask:
+            from indexer.distributed import distributed_sync
+
+            workers = int(args.dask) if args.dask.isdigit() else args.dask
+            report = distributed_sync(sources, store, embedder, default_state_path(args),
+                                      workers, store_url=args.url, alias=args.alias,
+                                      options=options, crossmatch=syncer.crossmatch,
+                                      progress=bar.update)
+            print(json.dumps({k: v for k, v in emit(report).items() if k != "refused"}))
+        elif args.watch:
             watch(syncer, sources, args.interval, args.max_cycles, on_report=emit)
         else:
             data = emit(syncer.run(sources))

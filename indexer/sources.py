@@ -85,3 +85,34 @@ class Source:
 
 def parse_sources(specs: list[str], labels: list[str] | None = None) -> list[Source]:
     return [Source(spec, tuple(labels or ())) for spec in specs]
+
+
+def prefetch(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
+    """Read the next batches in a background thread while the caller embeds this one.
+
+    Reading (astropy, gzip, numpy) and embedding (torch) both release the GIL for most of
+    their work, so on two cores they overlap; the queue bound keeps memory flat. An exception
+    in the reader is re-raised in the caller, at the batch where it happened.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def work() -> None:
+        try:
+            for b in batches:
+                q.put(b)
+        except BaseException as exc:  # handed to the consumer, never lost
+            q.put(exc)
+        q.put(done)
+
+    threading.Thread(target=work, name="specclip-prefetch", daemon=True).start()
+    while True:
+        item = q.get()
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item

@@ -24,7 +24,7 @@ from engine.store.types import CollectionOptions, Filter, MatchAny, VectorStore
 from indexer.ids import content_hash, point_id
 from indexer.points import build_points
 from indexer.scoring import score_collection
-from indexer.sources import Batch, Source
+from indexer.sources import Batch, Source, prefetch
 from indexer.state import SyncState, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class Syncer:
             if not source.exists():
                 log.warning("source %s is gone: its points will be deleted", source.spec)
                 continue
-            for batch in source.iter_batches(self.batch_size):
+            for batch in prefetch(source.iter_batches(self.batch_size)):
                 self._sync_batch(batch, target, seen, report, state)
         self._delete_missing(sources, target, seen, report, state)
         if report.wrote or not state.scores_fresh.get(target, False):
