@@ -6,8 +6,9 @@ instrument's view), so two observations of one star and two different stars with
 Teff/logg/[Fe/H] look alike to them. Finding repeat observations, spectral twins and
 duplicates needs the pixels' fine detail with the noise averaged out, which a low-rank PCA of
 the normalised spectrum gives (measured on the 220 real LAMOST DR8 repeats: a repeat of the
-same star is the nearest neighbour for 62% of spectra with a 16-component basis fitted on
-other LAMOST data, and within the top 10 for 95%; the encoder's own embedding: 10% and 38%).
+same star is the nearest neighbour for 133 of 220 spectra with the shipped 16-component basis
+(fitted on the training spectra), and within the top 10 for 210; the encoder's own
+embedding: 22 and 84; the shared CLIP space: 66 and 184).
 """
 
 from __future__ import annotations
@@ -61,8 +62,10 @@ def fit_basis(survey: str, flux: np.ndarray, weight: np.ndarray,
     from sklearn.decomposition import PCA
 
     x = transform(survey, flux)
-    col_mean = np.nanmean(np.where(weight > 0, x, np.nan), axis=0)
-    col_mean = np.nan_to_num(col_mean)
+    good = weight > 0
+    counts = good.sum(axis=0)
+    # a pixel masked in every training spectrum gets 0 (the transform's continuum level)
+    col_mean = np.where(good, x, 0.0).sum(axis=0) / np.maximum(counts, 1)
     x = np.where(weight > 0, x, col_mean)
     pca = PCA(n_components=n_components, svd_solver="full").fit(x)
     return SpectralBasis(survey, pca.mean_.astype(np.float64),
