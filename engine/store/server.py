@@ -92,6 +92,15 @@ def _vectors(v: Any) -> dict[str, np.ndarray] | None:
     return {k: np.asarray(x, dtype=np.float32) for k, x in v.items()}
 
 
+def _with_payload(keys: Sequence[str] | None) -> bool | list[str]:
+    """qdrant-client's with_payload for search's ``payload_keys`` (None: all; empty: none)."""
+    if keys is None:
+        return True
+    if isinstance(keys, str):       # a str is a Sequence[str] too: "ra" would mean r and a
+        raise TypeError("payload_keys takes a sequence of keys, not one string")
+    return list(keys) or False
+
+
 def _hit(p: Any, score: float) -> Hit:
     return Hit(id=str(p.id), score=float(score), payload=dict(p.payload or {}),
                vectors=_vectors(p.vector))
@@ -290,7 +299,10 @@ class ServerStore:
 
     def search(self, collection: str, vector_name: str, vector: np.ndarray, k: int,
                filter: Filter | None = None, with_vectors: bool = False,
-               exact: bool = False) -> list[Hit]:
+               exact: bool = False, payload_keys: Sequence[str] | None = None) -> list[Hit]:
+        """Top-k by similarity on one named vector; ``payload_keys`` limits each hit's
+        payload to those keys (None: all of it), which the server then neither reads nor
+        sends for the rest."""
         opts = self._opts(collection)
         quant = None
         if opts.quantization:
@@ -303,8 +315,8 @@ class ServerStore:
         res = self._call(
             f"search {collection}", self.client.query_points, collection,
             query=np.asarray(vector, dtype=np.float32).tolist(), using=vector_name,
-            query_filter=to_qdrant_filter(filter), limit=k, with_payload=True,
-            with_vectors=with_vectors,
+            query_filter=to_qdrant_filter(filter), limit=k,
+            with_payload=_with_payload(payload_keys), with_vectors=with_vectors,
             search_params=params)
         return [_hit(p, p.score) for p in res.points]
 

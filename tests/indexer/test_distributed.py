@@ -27,8 +27,16 @@ N_FILES = 10
 def dask_address():
     from dask.distributed import LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+    # worker processes import torch & astropy: on a loaded 2-core machine their start can
+    # exceed dask's default timeouts ("Nanny failed to start"), so allow one more try
+    for attempt in range(2):
+        try:
+            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, timeout=120)
+            break
+        except RuntimeError:
+            if attempt:
+                raise
     yield cluster.scheduler_address
     cluster.close()
 
