@@ -134,6 +134,7 @@ class Engine:
     def vectors_for(self, query: Query) -> tuple[str, dict[str, np.ndarray], str | None]:
         """(survey, {vector name: vector}, point id or None) for any kind of query."""
         if isinstance(query, SpectrumRecord):
+            self.check_model_matches_index()
             emb = self.embedder.embed([query])
             if not bool(emb.valid[0]):
                 raise SpecClipError(f"{query.source_path}: too few usable pixels to embed")
@@ -143,6 +144,20 @@ class Engine:
             return query.survey, vectors, None
         hit = self._point_for(query)
         return hit.payload[P.SURVEY], dict(hit.vectors or {}), hit.id
+
+    def index_model_version(self) -> str | None:
+        """The model version the collection behind the alias was built with."""
+        resolved = self.store.resolve(self.collection) or ""
+        return resolved.split("__", 1)[1] if "__" in resolved else None
+
+    def check_model_matches_index(self) -> None:
+        """Vectors from two different models are not comparable: refuse, don't mislead."""
+        built = self.index_model_version()
+        if built and built != self.embedder.version:
+            raise SpecClipError(
+                f"the index {self.store_location or ''} was built with model {built} but the "
+                f"loaded bundle is {self.embedder.version}: re-run `specclip index` with this "
+                f"bundle, or pass the bundle the index was built with (--bundle)")
 
     # -- searches -------------------------------------------------------------------------
     def search(self, query: Query, target: str = "any", k: int = 10,

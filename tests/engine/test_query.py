@@ -93,3 +93,13 @@ def test_angular_separation_known_values():
     assert np.isclose(angular_separation_deg(0, 0, 90, 0), 90)
     assert np.isclose(angular_separation_deg(359.99, 0, 0.01, 0), 0.02)
     assert np.isclose(angular_separation_deg(10, 89.9, 190, 89.9), 0.2)
+
+
+def test_a_spectrum_query_with_another_model_than_the_index_is_refused(engine):
+    from engine.errors import SpecClipError
+
+    record = engine.get_spectrum(engine.lookup(obsid="105")[0])
+    other = Engine(engine.store)
+    other._embedder = ProjectionEmbedder("another-model")
+    with pytest.raises(SpecClipError, match="built with model test-projection-1"):
+        other.search(record, target="lamost")
