@@ -168,11 +168,32 @@ class Engine:
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, not {space!r}")
         survey, vectors, self_id = self.vectors_for(query)
+        if target == "any" and space == "auto":
+            return self._search_both(survey, vectors, self_id, k, filters)
         name = self._vector_name(survey, target, space, vectors)
         flt = build_filter(filters, None if target == "any" else target)
         raw = self.store.search(self.collection, name, vectors[name], k + 1, filter=flt)
         hits = [SearchHit.from_hit(h) for h in raw if h.id != self_id]
         return hits[:k]
+
+    def _search_both(self, survey: str, vectors: dict, self_id: str | None, k: int,
+                     filters: dict | None) -> list[SearchHit]:
+        """target "any": the best of each instrument, interleaved by rank. Cosine scores are
+        not comparable across instruments (the CLIP "modality gap": same-instrument
+        neighbours score ~0.9, the same star seen by the other instrument ~0.6), so one
+        merged sort would bury every cross-instrument match."""
+        other = SURVEY_XP if survey == SURVEY_LAMOST else SURVEY_LAMOST
+        per = {}
+        for target in (survey, other):
+            name = self._vector_name(survey, target, "auto", vectors)
+            raw = self.store.search(self.collection, name, vectors[name], k + 1,
+                                    filter=build_filter(filters, target))
+            per[target] = [SearchHit.from_hit(h) for h in raw if h.id != self_id]
+        merged = []
+        for pair in zip(per[other], per[survey], strict=False):
+            merged.extend(pair)
+        merged += per[other][len(per[survey]):] + per[survey][len(per[other]):]
+        return merged[:k]
 
     @staticmethod
     def _vector_name(survey: str, target: str, space: str, vectors: dict) -> str:

@@ -15,8 +15,8 @@ the latest generation and switch to a newer one when the writer publishes; they 
 working shard, whose WAL lock would refuse them anyway.
 
 Edge ignores shard_number, replication_factor and write_consistency_factor (a single local
-shard). Scalar int8 quantization, on-disk vectors, HNSW m / ef_construct and the indexing
-threshold are honoured; HNSW is built only by ``optimize()``.
+shard). Scalar int8 quantization, on-disk vectors, HNSW m / ef_construct, the indexing
+threshold and search_threads are honoured; HNSW is built only by ``optimize()``.
 """
 
 from __future__ import annotations
@@ -107,6 +107,8 @@ def _edge_config(vectors: Sequence[VectorSpec], options: CollectionOptions) -> q
         quant = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, always_ram=True)
     elif options.quantization is not None:
         raise StoreError(f"quantization {options.quantization!r} not supported (None | 'int8')")
+    if options.search_threads is not None and options.search_threads < 1:
+        raise StoreError(f"search_threads must be >= 1 or None, not {options.search_threads}")
     kb = threshold_kb(options.indexing_threshold, vectors)
     return qe.EdgeConfig(
         vectors={v.name: qe.EdgeVectorParams(size=v.dim, distance=_DISTANCE[v.distance],
@@ -115,6 +117,7 @@ def _edge_config(vectors: Sequence[VectorSpec], options: CollectionOptions) -> q
                                        full_scan_threshold=kb),
         quantization_config=quant,
         optimizers=qe.EdgeOptimizersConfig(indexing_threshold=kb),
+        max_search_threads=options.search_threads,   # persisted: published copies keep it
     )
 
 

@@ -1,5 +1,6 @@
 """Store on a Qdrant server or cluster through qdrant-client (and its ``:memory:`` mode, which
 is brute force and ignores HNSW, quantization and payload indexes: fine for tests only).
+CollectionOptions.search_threads is Edge's: a server's search threads are its own config.
 
 Collections map 1:1 to Qdrant collections and aliases to real Qdrant aliases. Every call is
 retried with exponential backoff on transient failures (connection refused/reset, timeouts,

@@ -25,18 +25,29 @@ N_FILES = 10
 
 @pytest.fixture(scope="module")
 def dask_address():
+    import sys
+
     from dask.distributed import LocalCluster
 
-    # worker processes import torch & astropy: on a loaded 2-core machine their start can
-    # exceed dask's default timeouts ("Nanny failed to start"), so allow one more try
-    for attempt in range(2):
-        try:
-            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, timeout=120)
-            break
-        except RuntimeError:
-            if attempt:
-                raise
+    # Spawned worker processes re-run `__main__.__file__`. Streamlit's AppTest (tests/app runs
+    # earlier in the same session) leaves __main__ pointing at a temporary page script that
+    # cannot run on its own, so hide it while the workers start.
+    main = sys.modules["__main__"]
+    saved = main.__dict__.pop("__file__", None)
+    try:
+        # worker processes import torch & astropy: on a loaded 2-core machine their start can
+        # exceed dask's default timeouts ("Nanny failed to start"), so allow one more try
+        for attempt in range(2):
+            try:
+                cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, timeout=120)
+                break
+            except RuntimeError:
+                if attempt:
+                    raise
+    finally:
+        if saved is not None:
+            main.__file__ = saved
     yield cluster.scheduler_address
     cluster.close()
 

@@ -3,6 +3,7 @@ readers, HNSW after optimize()."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -235,3 +236,25 @@ def test_payload_hnsw_option_reaches_the_payload_indexes(tmp_path, payload_hnsw)
         # the indexes still filter and order either way
         assert s.count("c", Filter(must=(Range("source_index", 2, 5),))) == 4
         assert s.order_by("c", "source_index", 1)[0].score == 19
+
+
+def test_search_threads_option_is_persisted_for_readers_and_keeps_answers(tmp_path):
+    """search_threads reaches Edge's config of the working shard and of the published
+    generation readers load; the answers are those of a default collection."""
+    pts = make_points(300, seed=50)
+    q = np.random.default_rng(51).normal(size=16)
+    with open_store(path=tmp_path / "s") as s:
+        with pytest.raises(StoreError, match="search_threads"):
+            s.create_collection("bad", VECTORS, INDEXES, CollectionOptions(search_threads=0))
+        s.create_collection("one", VECTORS, INDEXES, CollectionOptions(search_threads=1))
+        s.create_collection("dflt", VECTORS, INDEXES)
+        for name in ("one", "dflt"):
+            s.upsert(name, pts)
+    r = open_store(path=tmp_path / "s", read_only=True)
+    pub = tmp_path / "s" / "published" / "one" / f"{r.info('one')['generation']:010d}"
+    for shard in (tmp_path / "s" / "collections" / "one" / "shard", pub / "shard"):
+        assert json.loads((shard / "edge_config.json").read_text())["max_search_threads"] == 1
+    a, b = r.search("one", "shared", q, 10), r.search("dflt", "shared", q, 10)
+    assert [(h.id, h.payload) for h in a] == [(h.id, h.payload) for h in b]
+    np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-6)
+    r.close()
