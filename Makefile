@@ -10,9 +10,12 @@ STORE  ?= var/store
 SOURCES ?= xp-library
 LAMOST ?=
 LAMOST_LABELS ?=
+CROSSMATCH ?=
 PORT   ?= 8501
 
-LAMOST_ARGS = $(if $(LAMOST),$(LAMOST)) $(if $(LAMOST_LABELS),--labels $(LAMOST_LABELS))
+# e.g. make run LAMOST=../shared/data/pairs_lamost_xp CROSSMATCH=../shared/data/pairs_lamost_xp/pairs.csv
+LAMOST_ARGS = $(if $(LAMOST),$(LAMOST)) $(if $(LAMOST_LABELS),--labels $(LAMOST_LABELS)) \
+	$(if $(CROSSMATCH),--crossmatch $(CROSSMATCH))
 
 .PHONY: setup run index app test test-fast bench bench-full bundle evaluate lint clean
 

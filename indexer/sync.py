@@ -99,10 +99,11 @@ class Syncer:
             report.scored = True
         if report.wrote or report.scored:
             self.store.optimize(target)
-        self._switch_alias(target)
-        self.store.flush()
-        if hasattr(self.store, "publish"):
-            self.store.publish()
+        switched = self._switch_alias(target)
+        if report.wrote or report.scored or switched:
+            # flush publishes a new read-only generation for readers (the app); an
+            # unchanged run writes nothing at all
+            self.store.flush()
         report.seconds = round(self.clock() - t0, 3)
         summary = {k: v for k, v in report.to_dict().items() if k != "refused"}
         state.runs = (state.runs + [summary])[-20:]
@@ -127,19 +128,17 @@ class Syncer:
         existing = {h.id: h.payload.get(P.CONTENT_HASH) for h in self.store.retrieve(target, ids)}
         todo = [i for i, pid in enumerate(ids) if existing.get(pid) != hashes[i]]
         report.skipped += len(ids) - len(todo)
-        if todo:
-            self._mark_scores_stale(state, target)
         for survey in SURVEYS:
             idx = [i for i in todo if keep[i].survey == survey]
             if idx:
                 self._embed_and_upsert([keep[i] for i in idx], [ids[i] for i in idx],
                                        [hashes[i] for i in idx], existing, batch.source,
-                                       target, report)
+                                       target, report, state)
         self.progress(len(batch.records) + len(batch.refused))
 
     def _embed_and_upsert(self, records: list[SpectrumRecord], ids: list[str], hashes: list[str],
                           existing: dict, source_root: str, target: str,
-                          report: SyncReport) -> None:
+                          report: SyncReport, state: SyncState) -> None:
         emb = self.embedder.embed(records)
         points = build_points(records, emb, ids, hashes, source_root, self.embedder.version)
         for i, r in enumerate(records):
@@ -147,6 +146,9 @@ class Syncer:
                 report.refused.append({"path": r.source_path,
                                        "reason": f"{r.survey} {r.object_id}: too few usable "
                                                  "pixels for the model"})
+        if not points:   # all refused by the model: nothing changes in the store
+            return
+        self._mark_scores_stale(state, target)
         self.store.upsert(target, points)
         for p in points:
             if p.id in existing:
@@ -180,14 +182,15 @@ class Syncer:
             report.deleted += len(gone)
         state.sources = [s for s in state.sources if Source(s["spec"]).exists()]
 
-    def _switch_alias(self, target: str) -> None:
+    def _switch_alias(self, target: str) -> bool:
         previous = self.store.resolve(self.alias)
         if previous == target:
-            return
+            return False
         self.store.set_alias(self.alias, target)
         log.info("alias %s -> %s (was %s)", self.alias, target, previous)
         if previous and previous != target:
             self.store.delete_collection(previous)
+        return True
 
 
 def write_report(report: SyncReport, path: str) -> None:

@@ -150,7 +150,7 @@ def _with_payload(keys: Sequence[str] | None) -> bool | list[str]:
 # The binding converts a point's payload (nested dicts included) into a new dict on every
 # `.payload` access, so hits take it as it comes: no copy. `.vector` is read only when asked
 # for. Profiled at 100k points, k=10: these conversions are ~4 us per hit, while fetching
-# payloads inside Edge's own query costs ~0.13 ms per query (see search's docstring).
+# payloads inside Edge's own query costs ~0.13-0.17 ms per query (see search's docstring).
 
 def _hit(p: Any, score: float | None = None) -> Hit:
     if score is None:
@@ -478,10 +478,11 @@ class EdgeStore:
         ``exact=True`` bypasses HNSW (ground truth for recall checks). ``payload_keys``
         limits each hit's payload to those keys (the ones a point has); None: all of it.
 
-        Payloads are most of a query's cost: at 100k points, k=10 and ~28 payload keys,
-        Edge's query takes ~0.18 ms without payloads and ~0.31 ms with them (fetched and
-        decoded inside Edge), and turning them into Python dicts ~0.02 ms more. Asking for
-        the few keys a caller shows saves part of both."""
+        Payloads are most of a query's cost: at 100k points, k=10 and ~28 payload keys
+        (2 busy cores), Edge's query takes ~0.15 ms without payloads and ~0.3 ms with them
+        (fetched and decoded inside Edge), and turning them into Python dicts ~0.02 ms
+        more. Asking for the few keys a caller shows saves part of both (~0.05-0.09 ms);
+        CollectionOptions(search_threads=1) saves about as much again."""
         with self._lock:
             c = self._coll(collection)
             req = qe.QueryRequest(

@@ -129,3 +129,25 @@ def test_watch_picks_up_new_files(tmp_path, lamost_folder, n_cycles):
     assert cycles == 2
     assert reports[0].added == 12 and reports[1].added == 1 and reports[1].skipped == 12
     store.close()
+
+
+def test_a_spectrum_the_model_refuses_does_not_make_later_runs_write(tmp_path, lamost_folder):
+    import numpy as np
+
+    from tests.indexer.doubles import ProjectionEmbedder as Base
+
+    class RefusesOne(Base):
+        def embed(self, records):
+            batch = super().embed(records)
+            batch.valid = np.array([r.object_id != "1004" for r in records])
+            return batch
+
+    store = open_store(path=str(tmp_path / "store"))
+    sources = parse_sources([str(lamost_folder)])
+    first = make_syncer(store, tmp_path, RefusesOne()).run(sources)
+    assert first.added == 11 and [r["reason"] for r in first.refused if "1004" in r["reason"]]
+    counting = CountingStore(store)
+    second = make_syncer(counting, tmp_path, RefusesOne()).run(sources)
+    assert second.skipped == 11 and not second.scored and counting.writes == 0
+    assert len(second.refused) == 1          # still reported, every run
+    store.close()
