@@ -142,13 +142,14 @@ def _edge_ids_only(store: Any, queries: np.ndarray, n_q: int) -> dict:
 def bench_edge(base: np.ndarray, queries: np.ndarray, truth: np.ndarray,
                ftruth: np.ndarray, cols: dict, n_q: int, workdir: Path) -> dict:
     """The engine's embedded store, through engine.store's public API only."""
-    from engine.store import (CollectionOptions, Filter, Match, Range, VectorSpec, open_store)
+    from engine.collection import DEFAULT_OPTIONS  # the options the indexer uses
+    from engine.store import Filter, Match, Range, VectorSpec, open_store
 
     gc.collect()
     rss0 = rss_bytes()
     store = open_store(path=workdir / "edge")
     store.create_collection(COLLECTION, [VectorSpec("shared", base.shape[1])],
-                            dict(PAYLOAD_INDEXES), CollectionOptions())
+                            dict(PAYLOAD_INDEXES), DEFAULT_OPTIONS)
     upsert_s = _edge_fill(store, base, cols)
     t = time.perf_counter()
     store.optimize(COLLECTION)

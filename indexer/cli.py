@@ -47,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--on-disk", action="store_true", help="keep original vectors on disk")
     p.add_argument("--shards", type=int, default=1)
     p.add_argument("--replication", type=int, default=1)
+    p.add_argument("--search-threads", type=int, default=1,
+                   help="embedded store: threads per query (1 is fastest for one query at a time)")
     p.add_argument("--watch", action="store_true", help="keep syncing as files arrive")
     p.add_argument("--interval", type=float, default=10.0, help="seconds between watch cycles")
     p.add_argument("--max-cycles", type=int, help="stop watching after N cycles")
@@ -79,7 +81,8 @@ def default_state_path(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     options = CollectionOptions(quantization=args.quantization, on_disk=args.on_disk,
-                                shard_number=args.shards, replication_factor=args.replication)
+                                shard_number=args.shards, replication_factor=args.replication,
+                                search_threads=args.search_threads)
     store = open_store(path=args.store, url=args.url, options=options)
     embedder = Embedder(load_bundle(args.bundle))
     bar = tqdm(desc="indexing", unit="spectra", disable=args.no_progress, file=sys.stderr)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from engine import payload as P
-from engine.collection import DEFAULT_ALIAS, ensure_collection, versioned_name
+from engine.collection import DEFAULT_ALIAS, DEFAULT_OPTIONS, ensure_collection, versioned_name
 from engine.records import SURVEYS, SpectrumRecord
 from engine.store.types import CollectionOptions, Filter, MatchAny, VectorStore
 from indexer.ids import content_hash, point_id
@@ -64,7 +64,7 @@ class Syncer:
     state_path: str
     alias: str = DEFAULT_ALIAS
     batch_size: int = 256
-    options: CollectionOptions = field(default_factory=CollectionOptions)
+    options: CollectionOptions = DEFAULT_OPTIONS
     crossmatch: dict[str, int] = field(default_factory=dict)   # LAMOST obsid -> Gaia source_id
     progress: Callable[[int], None] = lambda n: None
     clock: Callable[[], float] = time.time
