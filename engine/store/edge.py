@@ -36,7 +36,7 @@ import qdrant_edge as qe
 from engine.errors import StoreError
 from engine.store import generations as gens
 from engine.store.spec import (check_collection_spec, check_points, meta_dict, meta_from_dict,
-                               threshold_kb)
+                               threshold_kb, vectors_as_arrays, with_payload_arg)
 from engine.store.types import (CollectionOptions, Filter, HasId, Hit, Match, MatchAny, Point,
                                 Range, VectorSpec)
 
@@ -132,19 +132,6 @@ def _search_params(options: CollectionOptions, exact: bool = False,
                            acorn=acorn)
 
 
-def _vectors(v: Any) -> dict[str, np.ndarray] | None:
-    if not v:
-        return None
-    return {k: np.asarray(x, dtype=np.float32) for k, x in v.items()}
-
-
-def _with_payload(keys: Sequence[str] | None) -> bool | list[str]:
-    """Edge's with_payload for search's ``payload_keys`` (None: all; empty: none)."""
-    if keys is None:
-        return True
-    if isinstance(keys, str):       # a str is a Sequence[str] too: "ra" would mean r and a
-        raise TypeError("payload_keys takes a sequence of keys, not one string")
-    return list(keys) or False
 
 
 # The binding converts a point's payload (nested dicts included) into a new dict on every
@@ -155,7 +142,7 @@ def _with_payload(keys: Sequence[str] | None) -> bool | list[str]:
 def _hit(p: Any, score: float | None = None) -> Hit:
     if score is None:
         score = p.score if hasattr(p, "score") else 0.0
-    return Hit(str(p.id), float(score), p.payload or {}, _vectors(p.vector))
+    return Hit(str(p.id), float(score), p.payload or {}, vectors_as_arrays(p.vector))
 
 
 def _scored_hits(points: Sequence[Any], with_vectors: bool) -> list[Hit]:
@@ -490,7 +477,7 @@ class EdgeStore:
                                                 using=vector_name),
                 filter=to_edge_filter(filter),
                 params=c.search_params(exact, filter is not None),
-                with_payload=_with_payload(payload_keys), with_vector=with_vectors)
+                with_payload=with_payload_arg(payload_keys), with_vector=with_vectors)
             with _edge_errors(f"search {collection}"):
                 return _scored_hits(c.shard.query(req), with_vectors)
 

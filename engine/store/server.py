@@ -22,7 +22,8 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from engine.errors import StoreError
-from engine.store.spec import check_collection_spec, check_points, threshold_kb
+from engine.store.spec import (check_collection_spec, check_points, threshold_kb,
+                               vectors_as_arrays, with_payload_arg)
 from engine.store.types import (CollectionOptions, Filter, HasId, Hit, Match, MatchAny, Point,
                                 Range, VectorSpec)
 
@@ -87,24 +88,11 @@ def to_qdrant_filter(f: Filter | None) -> qm.Filter | None:
                      should=[_condition(c) for c in f.should] or None)
 
 
-def _vectors(v: Any) -> dict[str, np.ndarray] | None:
-    if not v:
-        return None
-    return {k: np.asarray(x, dtype=np.float32) for k, x in v.items()}
-
-
-def _with_payload(keys: Sequence[str] | None) -> bool | list[str]:
-    """qdrant-client's with_payload for search's ``payload_keys`` (None: all; empty: none)."""
-    if keys is None:
-        return True
-    if isinstance(keys, str):       # a str is a Sequence[str] too: "ra" would mean r and a
-        raise TypeError("payload_keys takes a sequence of keys, not one string")
-    return list(keys) or False
 
 
 def _hit(p: Any, score: float) -> Hit:
     return Hit(id=str(p.id), score=float(score), payload=dict(p.payload or {}),
-               vectors=_vectors(p.vector))
+               vectors=vectors_as_arrays(p.vector))
 
 
 class ServerStore:
@@ -317,7 +305,7 @@ class ServerStore:
             f"search {collection}", self.client.query_points, collection,
             query=np.asarray(vector, dtype=np.float32).tolist(), using=vector_name,
             query_filter=to_qdrant_filter(filter), limit=k,
-            with_payload=_with_payload(payload_keys), with_vectors=with_vectors,
+            with_payload=with_payload_arg(payload_keys), with_vectors=with_vectors,
             search_params=params)
         return [_hit(p, p.score) for p in res.points]
 

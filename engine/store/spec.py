@@ -8,6 +8,8 @@ import uuid
 from dataclasses import asdict
 from typing import Any, Sequence
 
+import numpy as np
+
 from engine.errors import StoreError
 from engine.store.types import CollectionOptions, Point, VectorSpec
 
@@ -70,3 +72,20 @@ def meta_dict(vectors: Sequence[VectorSpec], payload_indexes: dict[str, str],
 def meta_from_dict(d: dict[str, Any]) -> tuple[list[VectorSpec], dict[str, str], CollectionOptions]:
     return ([VectorSpec(**v) for v in d["vectors"]], dict(d["payload_indexes"]),
             CollectionOptions(**d["options"]))
+
+
+def vectors_as_arrays(v: Any) -> dict[str, np.ndarray] | None:
+    """A backend's named vectors as float32 arrays (None when the point has none)."""
+    if not v:
+        return None
+    return {k: np.asarray(x, dtype=np.float32) for k, x in v.items()}
+
+
+def with_payload_arg(keys: Sequence[str] | None) -> bool | list[str]:
+    """Qdrant's with_payload for search's ``payload_keys`` (None: all; empty: none); both
+    backends take the same value."""
+    if keys is None:
+        return True
+    if isinstance(keys, str):       # a str is a Sequence[str] too: "ra" would mean r and a
+        raise TypeError("payload_keys takes a sequence of keys, not one string")
+    return list(keys) or False
