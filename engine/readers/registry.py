@@ -100,7 +100,8 @@ def read(source: Any, format: str | None = None, path: str | None = None) -> lis
     name = source_name(source, path)
     if format is not None:
         if format not in _READERS:
-            raise UnknownFormatError(name, f"unknown format {format!r}; known: {', '.join(_READERS)}")
+            known = ", ".join(_READERS)
+            raise UnknownFormatError(name, f"unknown format {format!r}; known: {known}")
         entry = _READERS[format]
     else:
         entry = identify_format(source, name)
@@ -109,4 +110,5 @@ def read(source: Any, format: str | None = None, path: str | None = None) -> lis
     except SpectrumReadError:
         raise
     except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError) as exc:
-        raise SpectrumReadError(name, f"{entry.name} reader failed: {type(exc).__name__}: {exc}") from exc
+        reason = f"{entry.name} reader failed: {type(exc).__name__}: {exc}"
+        raise SpectrumReadError(name, reason) from exc
