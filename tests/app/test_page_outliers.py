@@ -68,9 +68,16 @@ def test_mark_save_resume_rerank_and_export(app_engine, sessions_dir):
                       {pid: [(h.id, h.score) for h in nbr_hits]}, strength=3.0)
     oid = {h.id: h.object_id for h in hits}
     assert list(learned["object_id"]) == [oid[r.id] for r in expected]
-    # and learning moved at least one neighbour of the boring star further down
-    assert any(list(learned["object_id"]).index(o) > before.index(o)
-               for o in pulled["object_id"])
+    # and learning moved the boring star's neighbours down as a group: only they lose score,
+    # so their mean position cannot rise, and it falls unless they already sat at the bottom
+    # (possible on the tiny data set used without ../shared)
+    # (positions among the other stars: the marked star itself is demoted too)
+    rest_before = [o for o in before if o != mark["object_id"]]
+    rest_after = [o for o in learned["object_id"] if o != mark["object_id"]]
+    old_pos = [rest_before.index(o) for o in pulled["object_id"]]
+    new_pos = [rest_after.index(o) for o in pulled["object_id"]]
+    at_bottom = set(old_pos) == set(range(len(rest_before) - len(old_pos), len(rest_before)))
+    assert sum(new_pos) > sum(old_pos) or (at_bottom and sum(new_pos) == sum(old_pos))
 
     # exports carry the mark
     csv_btn, = [b for b in at.get("download_button") if b.key == "outliers_export_csv"]
