@@ -1,4 +1,5 @@
-"""Fixtures for the reader tests: tiny generated files in the repo, real files beside it."""
+"""Fixtures for the reader tests: tiny files generated from tests/fixtures/make_fixtures.py
+(kept in the repo; its output is not), real files beside the project."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.make_fixtures import main as make_fixtures
+
 ROOT = Path(__file__).resolve().parents[3]
-FIXTURES = ROOT / "tests" / "fixtures" / "spectra"
+FIXTURES = make_fixtures(ROOT / "tests" / "fixtures" / "spectra")
 SHARED = (ROOT / ".." / "shared" / "data").resolve()
 
 
