@@ -8,8 +8,9 @@
 - `anomaly`: the highest of the available scores' percentile ranks within the survey, so
   scores of different units combine and a spectrum flagged strongly by any one signal ranks
   high (a galaxy may sit in a dense corner of the shared space yet be badly reconstructed;
-  averaging the ranks would hide it: on the real DR7 plate the mean put 7 of its 12 indexed
-  galaxies/unknowns in the top 20, the maximum 9).
+  averaging the ranks would hide it: with the shipped bundle, in a store of the real DR7
+  plate plus the DR10 sample, the mean put 5 of the plate's 12 indexed galaxies/unknowns in
+  its top 20, the maximum 9).
 
 The k-NN pass is an exact chunked matrix product in numpy: exact, and fast for the sizes
 one machine indexes (40k x 40k in seconds); at survey scale it would use the store's search.

@@ -98,21 +98,34 @@ def prefetch(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
     import threading
 
     q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
+    done, stop = object(), threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():      # a consumer that gave up must not strand this thread
+            try:
+                q.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def work() -> None:
         try:
             for b in batches:
-                q.put(b)
+                if not put(b):
+                    return
         except BaseException as exc:  # handed to the consumer, never lost
-            q.put(exc)
-        q.put(done)
+            put(exc)
+        put(done)
 
     threading.Thread(target=work, name="specclip-prefetch", daemon=True).start()
-    while True:
-        item = q.get()
-        if item is done:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()

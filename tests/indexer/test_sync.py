@@ -151,3 +151,30 @@ def test_a_spectrum_the_model_refuses_does_not_make_later_runs_write(tmp_path, l
     assert second.skipped == 11 and not second.scored and counting.writes == 0
     assert len(second.refused) == 1          # still reported, every run
     store.close()
+
+
+def test_prefetch_keeps_order_reraises_and_frees_its_thread_when_abandoned():
+    import threading
+    import time
+
+    from indexer.sources import prefetch
+
+    assert list(prefetch(iter(range(7)))) == list(range(7))
+
+    def failing():
+        yield 1
+        raise OSError("disk gone")
+
+    got = []
+    with pytest.raises(OSError, match="disk gone"):
+        for item in prefetch(failing()):
+            got.append(item)
+    assert got == [1]
+
+    gen = prefetch(iter(range(1000)), depth=1)
+    next(gen)
+    gen.close()                       # the consumer stops early
+    deadline = time.time() + 5
+    while any(t.name == "specclip-prefetch" for t in threading.enumerate()):
+        assert time.time() < deadline, "prefetch thread left blocked"
+        time.sleep(0.05)
