@@ -105,7 +105,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="largest N at which the engine's store is built (numpy/FAISS run at all N)")
     p.add_argument("--dim", type=int, help="vector dimension (default: the bundle's shared dim)")
     p.add_argument("--lamost", default=str(DEFAULT_LAMOST), help="LAMOST FITS folder to index")
-    p.add_argument("--index-files", type=int, default=200)
+    p.add_argument("--index-files", type=int, default=None,
+                   help="index only the first N files of --lamost (default: all)")
+    p.add_argument("--index-repeats", type=int, default=3,
+                   help="alternating floor/indexer runs (the ratio is their median)")
     p.add_argument("--skip-search", action="store_true")
     p.add_argument("--skip-indexing", action="store_true")
     p.add_argument("--skip-encoder", action="store_true")
@@ -142,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         results["encoder"] = encoder_throughput()
     if not args.skip_indexing:
         if Path(args.lamost).is_dir():
-            results["indexing"] = indexing_throughput(args.lamost, args.index_files)
+            results["indexing"] = indexing_throughput(args.lamost, args.index_files,
+                                                      args.index_repeats)
         else:
             results["indexing"] = {"skipped": f"{args.lamost} not found"}
     results["end_to_end"] = end_to_end(results)

@@ -130,25 +130,60 @@ def encode_one(embedder: Any, records: list) -> dict[str, Any]:
     return percentiles_ms(times)
 
 
-def indexing_throughput(folder: str, limit: int = 200) -> dict[str, Any]:
-    """`files -> store` through the real indexer (readers, preprocessing, the shipped bundle's
-    embedder, stable ids, upsert, scoring, optimize, publish) on the first `limit` files of
-    `folder`, beside the astropy floor and the readers alone on the same files."""
+def _index_once(files: list[str], embedder: Any, read_workers: int) -> dict[str, Any]:
+    """One `files -> store` run through the real indexer into a fresh store, with the
+    indexer process's own time split into its parts (reading happens in the reader
+    process when `read_workers` > 0, so it shows up here only as waiting)."""
+    import indexer.sync as sync_module
+    from engine.store import open_store
+    from indexer.sources import Source
+    from indexer.sync import Syncer
+
+    with tempfile.TemporaryDirectory(prefix="specclip-index-bench-") as tmp:
+        src = Path(tmp) / "files"
+        src.mkdir()
+        for f in files:               # a folder holding exactly these files
+            os.symlink(os.path.abspath(f), src / Path(f).name)
+        store = _Timed(open_store(path=Path(tmp) / "store"), ("upsert", "retrieve"))
+        finish = _Timed(store._inner, ("optimize", "flush", "publish", "scroll"))
+        admin = _Timed(finish, ("create_collection", "set_alias", "resolve", "list_collections"))
+        store._inner = admin
+        timed_embedder = _Timed(embedder, ("embed",))
+        timed_sync = _Timed(sync_module, ("score_collection",))
+        t = time.perf_counter()
+        with mock.patch("indexer.sync.score_collection", timed_sync.score_collection):
+            report = Syncer(store=store, embedder=timed_embedder, read_workers=read_workers,
+                            state_path=str(Path(tmp) / "state.json")).run([Source(str(src))])
+        dt = time.perf_counter() - t
+        finish._inner.close()      # the real store under the timing proxies
+    return {"read_workers": read_workers, "added": report.added,
+            "refused": len(report.refused), "seconds": round(dt, 3),
+            "files_per_s": round(len(files) / dt, 1),
+            "seconds_embedding": round(timed_embedder.seconds, 3),
+            "seconds_anomaly_scoring": round(timed_sync.seconds, 3),
+            "seconds_upsert_retrieve": round(store.seconds, 3),
+            "seconds_scroll_optimize_publish": round(finish.seconds, 3),
+            "seconds_create_alias": round(admin.seconds, 3)}
+
+
+def indexing_throughput(folder: str, limit: int | None = None, repeats: int = 3
+                        ) -> dict[str, Any]:
+    """`files -> store` through the real indexer (reader process, preprocessing, the shipped
+    bundle's embedder, stable ids, upsert, scoring, optimize, publish) on the files of
+    `folder`, beside the astropy-only read floor of the same files.
+
+    This machine's speed drifts by tens of percent from minute to minute (a shared VM), so
+    floor and indexer run alternately `repeats` times and the ratio is the median of the
+    per-pair ratios. Once, the same indexer reading in a thread of its own process (the
+    previous design, `read_workers=0`) runs beside them as a baseline."""
     files = sorted(str(p) for p in Path(folder).iterdir() if ".fits" in p.name)[:limit]
     if not files:
         return {"skipped": f"no FITS files in {folder}"}
-    out: dict[str, Any] = {"folder": folder, "files": len(files),
-                           "astropy_floor": astropy_floor(files)}
-    try:
-        from engine import readers
-        from engine.inference import Embedder
-        from engine.store import open_store
-        import indexer.sync as sync_module
-        from indexer.sync import Syncer
-        from indexer.sources import Source
-    except ImportError as e:          # a part of the engine is not there yet
-        out["indexer"] = {"skipped": f"import failed: {e}"}
-        return out
+    from engine import readers
+    from engine.inference import Embedder
+    from indexer.reading import default_read_workers
+
+    out: dict[str, Any] = {"folder": folder, "files": len(files), "repeats": repeats}
     t = time.perf_counter()
     records, refused = readers.read_many(files)
     dt = time.perf_counter() - t
@@ -156,37 +191,29 @@ def indexing_throughput(folder: str, limit: int = 200) -> dict[str, Any]:
                       "seconds": round(dt, 3), "files_per_s": round(len(files) / dt, 1)}
     embedder, out["embedder"] = _embedder(Embedder)
     out["encode_one"] = encode_one(embedder, records[:40])
-    with tempfile.TemporaryDirectory(prefix="specclip-index-bench-") as tmp:
-        src = Path(tmp) / "files"
-        src.mkdir()
-        for f in files:               # a folder holding exactly these files
-            os.symlink(f, src / Path(f).name)
-        store = _Timed(open_store(path=Path(tmp) / "store"), ("upsert", "retrieve"))
-        finish = _Timed(store._inner, ("optimize", "flush", "publish", "scroll"))
-        admin = _Timed(finish, ("create_collection", "set_alias", "resolve", "list_collections"))
-        store._inner = admin
-        timed_embedder = _Timed(embedder, ("embed",))
-        timed_readers = _Timed(readers, ("read_many",))
-        timed_sync = _Timed(sync_module, ("score_collection",))
-        t = time.perf_counter()
-        with mock.patch("indexer.sources.readers", timed_readers), \
-                mock.patch("indexer.sync.score_collection", timed_sync.score_collection):
-            report = Syncer(store=store, embedder=timed_embedder,
-                            state_path=str(Path(tmp) / "state.json")).run([Source(str(src))])
-        dt = time.perf_counter() - t
-        finish._inner.close()      # the real store under the timing proxies
-    floor = out["astropy_floor"]["files_per_s"]
-    parts = (timed_readers.seconds + timed_embedder.seconds + timed_sync.seconds +
-             store.seconds + finish.seconds + admin.seconds)
-    out["indexer"] = {"added": report.added, "refused": len(report.refused),
-                      "seconds": round(dt, 3), "files_per_s": round(len(files) / dt, 1),
-                      "seconds_reading": round(timed_readers.seconds, 3),
-                      "seconds_embedding": round(timed_embedder.seconds, 3),
-                      "seconds_anomaly_scoring": round(timed_sync.seconds, 3),
-                      "seconds_upsert_retrieve": round(store.seconds, 3),
-                      "seconds_scroll_optimize_publish": round(finish.seconds, 3),
-                      "seconds_create_alias": round(admin.seconds, 3),
-                      "seconds_other": round(dt - parts, 3)}     # ids, hashes, payloads, state
-    out["indexer_over_floor"] = round(out["indexer"]["files_per_s"] / floor, 3)
-    out["readers_over_floor"] = round(out["readers"]["files_per_s"] / floor, 3)
+    del records
+    workers = default_read_workers()
+    runs = []
+    for i in range(repeats):
+        floor = astropy_floor(files)
+        run = _index_once(files, embedder, workers)
+        run["floor_files_per_s"] = floor["files_per_s"]
+        run["over_floor"] = round(run["files_per_s"] / floor["files_per_s"], 3)
+        runs.append(run)
+        log.info("indexing run %d/%d: %s", i + 1, repeats, run)
+    floor = astropy_floor(files)
+    baseline = _index_once(files, embedder, 0)
+    baseline["floor_files_per_s"] = floor["files_per_s"]
+    baseline["over_floor"] = round(baseline["files_per_s"] / floor["files_per_s"], 3)
+    log.info("indexing baseline (reading in a thread): %s", baseline)
+    out["runs"] = runs
+    out["baseline_thread_reader"] = baseline
+    out["astropy_floor"] = {"files_per_s": float(np.median([r["floor_files_per_s"]
+                                                            for r in runs]))}
+    out["indexer"] = {"read_workers": workers,
+                      "files_per_s": float(np.median([r["files_per_s"] for r in runs]))}
+    out["indexer_over_floor"] = float(np.median([r["over_floor"] for r in runs]))
+    out["baseline_over_floor"] = baseline["over_floor"]
+    out["readers_over_floor"] = round(out["readers"]["files_per_s"]
+                                      / out["astropy_floor"]["files_per_s"], 3)
     return out

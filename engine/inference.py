@@ -6,10 +6,11 @@ Never imports training code. Everything runs under torch.inference_mode.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -54,6 +55,18 @@ class Embedder:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.model = self.bundle.model.eval()
         self.batch_size = int(batch_size)
+
+    @contextlib.contextmanager
+    def threads(self, n: int) -> Iterator[None]:
+        """Run torch on `n` intra-op threads inside the block (restored after). The indexer
+        gives the embedder the cores its reader processes leave free: torch's idle threads
+        spin for a while before sleeping, so more threads than free cores slow the readers."""
+        before = torch.get_num_threads()
+        torch.set_num_threads(max(1, int(n)))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     @property
     def version(self) -> str:

@@ -198,11 +198,21 @@ def lamost_inputs(records: Sequence[SpectrumRecord], use_pipeline: bool = True,
 
 
 def _nanmedian_rows(a: np.ndarray) -> np.ndarray:
-    """Row medians ignoring NaN; NaN for all-NaN rows (without numpy's warning)."""
+    """Row medians ignoring NaN; NaN for rows with no finite value (no numpy warning).
+
+    Same values as `np.nanmedian(a, axis=1)`, computed with one sort: for rows this long
+    numpy's nanmedian loops over rows in Python (apply_along_axis), ~4x slower here.
+    """
+    a = np.asarray(a, dtype=np.float64)
     out = np.full(a.shape[0], np.nan)
     some = np.isfinite(a).any(axis=1)
-    if some.any():
-        out[some] = np.nanmedian(a[some], axis=1)
+    if not some.any():
+        return out
+    rows = np.sort(a[some], axis=1)                  # NaN sorts last
+    count = (~np.isnan(rows)).sum(axis=1)
+    lo = rows[np.arange(len(rows)), (count - 1) // 2]
+    hi = rows[np.arange(len(rows)), count // 2]
+    out[some] = (lo + hi) / 2
     return out
 
 

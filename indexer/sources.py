@@ -11,6 +11,7 @@ from typing import Iterator
 
 from engine import readers
 from engine.records import SpectrumRecord
+from indexer.reading import FileReader, chunked
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +51,21 @@ class Source:
     def exists(self) -> bool:
         return self.kind == "xp-library" or os.path.exists(self.spec)
 
-    def iter_batches(self, batch_size: int = 256) -> Iterator[Batch]:
+    def files(self) -> list[str]:
+        """The spectrum files of a folder/file source, in the stable order they are read."""
+        if self.kind != "files":
+            return []
+        return sorted(readers.iter_spectrum_files([self.spec]))
+
+    def iter_batches(self, batch_size: int = 256,
+                     reader: FileReader | None = None) -> Iterator[Batch]:
+        """Batches in a stable order. `reader` reads files (default: in this thread)."""
         if self.kind == "xp-library":
             yield from self._library_batches(batch_size)
         elif self.kind == "catalogue":
             yield from self._catalogue_batches(batch_size)
         else:
-            yield from self._file_batches(batch_size)
+            yield from self._file_batches(batch_size, reader or FileReader(workers=0))
 
     def _library_batches(self, batch_size: int) -> Iterator[Batch]:
         split = self.spec.split(":", 1)[1] if ":" in self.spec else "all"
@@ -71,13 +80,13 @@ class Source:
         for i in range(0, len(records), batch_size):
             yield Batch(records[i:i + batch_size], [], self.key)
 
-    def _file_batches(self, batch_size: int) -> Iterator[Batch]:
-        files = sorted(readers.iter_spectrum_files([self.spec]))
+    def _file_batches(self, batch_size: int, reader: FileReader) -> Iterator[Batch]:
         label_tables = [readers.lamost_labels.load_lamost_labels(p) for p in self.labels]
-        # LAMOST files hold one spectrum each; read a modest number per batch.
+        # LAMOST files hold one spectrum each; read a modest number per batch, and fewer in
+        # the first so the embedder is not idle while the reader fills a whole batch.
         files_per_batch = max(1, min(batch_size, 64))
-        for i in range(0, len(files), files_per_batch):
-            records, refused = readers.read_many(files[i:i + files_per_batch])
+        chunks = chunked(self.files(), min(16, files_per_batch), files_per_batch)
+        for records, refused in reader.read_chunks(chunks):
             for table in label_tables:
                 records = readers.lamost_labels.attach_labels(records, table)
             yield Batch(records, refused, self.key)

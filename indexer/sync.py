@@ -11,6 +11,7 @@ then write the bookkeeping file and the report.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -23,6 +24,8 @@ from engine.records import SURVEYS, SpectrumRecord
 from engine.store.types import CollectionOptions, Filter, MatchAny, VectorStore
 from indexer.ids import content_hash, point_id
 from indexer.points import build_points
+from indexer.reading import (MIN_FILES_FOR_PROCESS, FileReader, default_read_workers,
+                             usable_cores)
 from indexer.scoring import score_collection
 from indexer.sources import Batch, Source, prefetch
 from indexer.state import SyncState, write_json_atomic
@@ -68,12 +71,29 @@ class Syncer:
     crossmatch: dict[str, int] = field(default_factory=dict)   # LAMOST obsid -> Gaia source_id
     progress: Callable[[int], None] = lambda n: None
     clock: Callable[[], float] = time.time
+    # processes reading files (0: a thread of this process); default: cores - 1, at most 4
+    read_workers: int = field(default_factory=default_read_workers)
 
     def run(self, sources: Sequence[Source]) -> SyncReport:
-        t0 = self.clock()
         state = SyncState.load(self.state_path)
         if not sources:  # no sources named: re-sync everything registered before
             sources = [Source(s["spec"], tuple(s.get("labels", ()))) for s in state.sources]
+        n_files = sum(len(s.files()) for s in sources if s.exists()) if self.read_workers else 0
+        # Started first, so the reader process boots while the collection is prepared.
+        workers = self.read_workers if n_files >= MIN_FILES_FOR_PROCESS else 0
+        with FileReader(workers) as reader, self._embedder_threads(workers):
+            return self._run(sources, state, reader.start())
+
+    def _embedder_threads(self, read_workers: int):
+        """The embedder gets the cores the reader processes leave (see Embedder.threads)."""
+        limit = getattr(self.embedder, "threads", None)
+        if not read_workers or limit is None:
+            return contextlib.nullcontext()
+        return limit(max(1, usable_cores() - read_workers))
+
+    def _run(self, sources: Sequence[Source], state: SyncState,
+             reader: FileReader) -> SyncReport:
+        t0 = self.clock()
         target = versioned_name(self.alias, self.embedder.version)
         report = SyncReport(collection=target, alias=self.alias,
                             model_version=self.embedder.version,
@@ -90,7 +110,7 @@ class Syncer:
             if not source.exists():
                 log.warning("source %s is gone: its points will be deleted", source.spec)
                 continue
-            for batch in prefetch(source.iter_batches(self.batch_size)):
+            for batch in prefetch(source.iter_batches(self.batch_size, reader)):
                 self._sync_batch(batch, target, seen, report, state)
         self._delete_missing(sources, target, seen, report, state)
         if report.wrote or not state.scores_fresh.get(target, False):

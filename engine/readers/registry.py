@@ -77,19 +77,21 @@ def _rewind(source: Any) -> None:
 def identify_format(source: Any, path: str | None = None) -> ReaderEntry:
     """Pick the one reader that claims the file, or raise UnknownFormatError."""
     name = source_name(source, path)
-    claims = []
+    # The first reader (in registration order) that claims the file wins, so the rest are
+    # not asked: each probe re-reads the file's head, ~0.4 ms a reader on a gzip LAMOST file.
     for entry in _READERS.values():
         _rewind(source)
         try:
-            if entry.identify(source, path=name):
-                claims.append(entry)
+            claimed = entry.identify(source, path=name)
         except Exception as exc:  # identify must not raise; be defensive all the same
             log.debug("identify %s raised on %s: %s", entry.name, name, exc)
+            claimed = False
+        if claimed:
+            _rewind(source)
+            return entry
     _rewind(source)
-    if not claims:
-        raise UnknownFormatError(name, "not a recognised LAMOST LRS or Gaia XP file "
-                                       f"(tried: {', '.join(_READERS)})")
-    return claims[0]
+    raise UnknownFormatError(name, "not a recognised LAMOST LRS or Gaia XP file "
+                                   f"(tried: {', '.join(_READERS)})")
 
 
 def read(source: Any, format: str | None = None, path: str | None = None) -> list[SpectrumRecord]:

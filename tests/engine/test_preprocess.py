@@ -125,3 +125,18 @@ def test_real_layouts_all_valid():
     assert out.pipeline_norm.tolist() == [True, False, True, False]
     good = out.weight > 0
     assert 0.8 < np.median(out.flux[good]) < 1.1
+
+
+def test_row_medians_equal_numpy_nanmedian():
+    from engine.preprocess import _nanmedian_rows
+
+    rng = np.random.default_rng(3)
+    for n_cols in (1, 2, 7, 600, 1462):
+        a = rng.normal(size=(9, n_cols))
+        a[rng.random(a.shape) < 0.3] = np.nan
+        a[0] = np.nan                      # no finite value: NaN, not a warning
+        a[1, 0] = np.inf                   # an infinity counts as a value, as in numpy
+        expected = np.array([np.nanmedian(r) if np.isfinite(r).any() else np.nan for r in a])
+        got = _nanmedian_rows(a)
+        assert np.array_equal(np.isnan(got), np.isnan(expected))
+        assert np.array_equal(got[~np.isnan(got)], expected[~np.isnan(expected)])
