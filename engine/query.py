@@ -18,7 +18,7 @@ import logging
 import math
 import uuid
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 import numpy as np
 
@@ -51,6 +51,13 @@ class SearchHit:
     def to_dict(self) -> dict:
         return {"id": self.id, "survey": self.survey, "object_id": self.object_id,
                 "score": self.score, "payload": self.payload}
+
+
+def _with_identity(keys: Sequence[str] | None) -> list[str] | None:
+    """The asked payload keys plus the two every SearchHit is named by."""
+    if keys is None:
+        return None
+    return list(dict.fromkeys([P.SURVEY, P.OBJECT_ID, *keys]))
 
 
 def build_filter(filters: dict[str, Any] | None, survey: str | None = None) -> Filter | None:
@@ -161,23 +168,39 @@ class Engine:
 
     # -- searches -------------------------------------------------------------------------
     def search(self, query: Query, target: str = "any", k: int = 10,
-               filters: dict | None = None, space: str = "auto") -> list[SearchHit]:
-        """Nearest neighbours of a spectrum, a point id, ("obsid", x) or ("source_id", x)."""
+               filters: dict | None = None, space: str = "auto",
+               payload_keys: Sequence[str] | None = None) -> list[SearchHit]:
+        """Nearest neighbours of a spectrum, a point id, ("obsid", x) or ("source_id", x).
+
+        `payload_keys` limits each hit's payload to those fields (None: all of them; the
+        hit's survey and object id are always filled in)."""
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, not {space!r}")
         survey, vectors, self_id = self.vectors_for(query)
         if target == "any" and space == "auto":
-            return self._search_both(survey, vectors, self_id, k, filters)
+            return self._search_both(survey, vectors, self_id, k, filters, payload_keys)
         name = self._vector_name(survey, target, space, vectors)
-        flt = build_filter(filters, None if target == "any" else target)
-        raw = self.store.search(self.collection, name, vectors[name], k + 1, filter=flt)
-        hits = [SearchHit.from_hit(h) for h in raw if h.id != self_id]
-        return hits[:k]
+        return self.search_vector(vectors[name], name, k, filters,
+                                  None if target == "any" else target, self_id, payload_keys)
+
+    def search_vector(self, vector: np.ndarray, vector_name: str = P.VECTOR_SHARED,
+                      k: int = 10, filters: dict | None = None, target: str | None = None,
+                      exclude_id: str | None = None,
+                      payload_keys: Sequence[str] | None = None) -> list[SearchHit]:
+        """Nearest neighbours of a vector already in hand (say, from your own `Embedder`
+        run) in one named space: `shared`, `<survey>_own` or `<survey>_spectrum`.
+        `target` keeps one instrument; `exclude_id` drops that point (the query itself)."""
+        keys = _with_identity(payload_keys)
+        flt = build_filter(filters, target)
+        raw = self.store.search(self.collection, vector_name, vector,
+                                k + (exclude_id is not None), filter=flt, payload_keys=keys)
+        return [SearchHit.from_hit(h) for h in raw if h.id != exclude_id][:k]
 
     def _search_both(self, survey: str, vectors: dict, self_id: str | None, k: int,
-                     filters: dict | None) -> list[SearchHit]:
+                     filters: dict | None, payload_keys: Sequence[str] | None = None
+                     ) -> list[SearchHit]:
         """target "any": the best of each instrument, interleaved by rank. Cosine scores are
         not comparable across instruments (the CLIP "modality gap": same-instrument
         neighbours score ~0.9, the same star seen by the other instrument ~0.6), so one
@@ -186,9 +209,8 @@ class Engine:
         per = {}
         for target in (survey, other):
             name = self._vector_name(survey, target, "auto", vectors)
-            raw = self.store.search(self.collection, name, vectors[name], k + 1,
-                                    filter=build_filter(filters, target))
-            per[target] = [SearchHit.from_hit(h) for h in raw if h.id != self_id]
+            per[target] = self.search_vector(vectors[name], name, k, filters, target, self_id,
+                                             payload_keys)
         merged = []
         for pair in zip(per[other], per[survey], strict=False):
             merged.extend(pair)

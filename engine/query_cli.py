@@ -36,6 +36,9 @@ def register_query(subparsers: argparse._SubParsersAction) -> None:
                    help="auto: spectrum PCA within one instrument, shared CLIP space across")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=LO:HI|VALUE",
                    help="payload filter, e.g. label_teff=4000:6000 or obj_class=STAR")
+    p.add_argument("--fields", metavar="KEY,KEY,...",
+                   help="payload fields to return per hit (default: all); survey and "
+                        "object_id are always there")
     p.set_defaults(func=run_query)
 
 
@@ -89,8 +92,10 @@ def run_query(args: argparse.Namespace) -> int:
             query = ("obsid", args.obsid)
         else:
             query = ("source_id", args.source_id)
+        fields = [f.strip() for f in args.fields.split(",") if f.strip()] \
+            if args.fields else None
         hits = engine.search(query, target=args.target, k=args.k, filters=filters,
-                             space=args.space)
+                             space=args.space, payload_keys=fields)
         json.dump([h.to_dict() for h in hits], sys.stdout, indent=1, default=str)
         sys.stdout.write("\n")
         return 0

@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--state", help="bookkeeping file (default: STORE/indexer_state.json)")
     p.add_argument("--quantization", choices=["int8"], help="scalar quantization with rescoring")
     p.add_argument("--on-disk", action="store_true", help="keep original vectors on disk")
+    p.add_argument("--payload-on-disk", action="store_true",
+                   help="read payloads from disk per hit instead of holding them in RAM "
+                        "(~0.75 KB a point; for 100M+ points; queries ~3x slower)")
     p.add_argument("--shards", type=int, default=1)
     p.add_argument("--replication", type=int, default=1)
     p.add_argument("--search-threads", type=int, default=1,
@@ -84,6 +87,7 @@ def default_state_path(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     options = CollectionOptions(quantization=args.quantization, on_disk=args.on_disk,
+                                payload_on_disk=args.payload_on_disk,
                                 shard_number=args.shards, replication_factor=args.replication,
                                 search_threads=args.search_threads)
     store = open_store(path=args.store, url=args.url, options=options)

@@ -191,7 +191,7 @@ class ServerStore:
             hnsw_config=qm.HnswConfigDiff(m=options.hnsw_m, ef_construct=options.hnsw_ef_construct,
                                           full_scan_threshold=kb),
             optimizers_config=qm.OptimizersConfigDiff(indexing_threshold=kb),
-            quantization_config=quant, on_disk_payload=options.on_disk,
+            quantization_config=quant, on_disk_payload=options.payload_on_disk,
             metadata={"specclip_options": asdict(options)})
 
     def delete_collection(self, name: str) -> None:

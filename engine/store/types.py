@@ -29,6 +29,12 @@ class CollectionOptions:
     search_ef: int = 128
     quantization: str | None = None     # None | "int8" (scalar, with rescoring)
     on_disk: bool = False               # original vectors on disk
+    payload_on_disk: bool = False       # payloads read from disk per hit instead of held in
+                                        # RAM. In RAM (Edge: Memory.Cached, Qdrant:
+                                        # on_disk_payload=false) a 100k-point query with full
+                                        # payloads took 0.29 ms; on disk ("cold"), 0.9-1.1 ms
+                                        # until every payload had been read once. On disk
+                                        # saves ~0.75 KB of RAM per point: for 100M+ points
     shard_number: int = 1
     replication_factor: int = 1
     write_consistency_factor: int = 1

@@ -103,3 +103,26 @@ def test_a_spectrum_query_with_another_model_than_the_index_is_refused(engine):
     other._embedder = ProjectionEmbedder("another-model")
     with pytest.raises(SpecClipError, match="built with model test-projection-1"):
         other.search(record, target="lamost")
+
+
+def test_payload_keys_limit_the_payload_but_not_the_ranking(engine):
+    full = engine.search(("obsid", "110"), target="lamost", k=5)
+    light = engine.search(("obsid", "110"), target="lamost", k=5, payload_keys=["snr"])
+    assert [h.id for h in light] == [h.id for h in full]
+    assert [h.score for h in light] == pytest.approx([h.score for h in full])
+    for h in light:              # named by survey and object id whatever was asked
+        assert set(h.payload) == {P.SURVEY, P.OBJECT_ID, P.SNR}
+        assert h.survey == "lamost" and h.object_id
+    assert len(full[0].payload) > 10
+
+
+def test_search_vector_is_search_without_the_lookup(engine):
+    point = engine.store.retrieve(engine.collection, [engine.lookup(obsid="110")[0].id],
+                                  with_vectors=True)[0]
+    name = P.VECTOR_OWN["lamost"]
+    by_vector = engine.search_vector(point.vectors[name], name, k=5, target="lamost",
+                                     exclude_id=point.id)
+    by_id = engine.search(("obsid", "110"), target="lamost", k=5, space="own")
+    assert [h.id for h in by_vector] == [h.id for h in by_id]
+    with_self = engine.search_vector(point.vectors[name], name, k=1, target="lamost")
+    assert with_self[0].id == point.id and with_self[0].score == pytest.approx(1.0, abs=1e-5)

@@ -258,3 +258,24 @@ def test_search_threads_option_is_persisted_for_readers_and_keeps_answers(tmp_pa
     assert [(h.id, h.payload) for h in a] == [(h.id, h.payload) for h in b]
     np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-6)
     r.close()
+
+
+@pytest.mark.parametrize("on_disk, memory", [(False, "cached"), (True, "cold")])
+def test_payload_placement_is_persisted_for_readers_and_keeps_answers(tmp_path, on_disk,
+                                                                      memory):
+    """Payloads are held in RAM by default (Edge Memory.Cached): the published generation
+    that readers load says so too, and the answers do not depend on where payloads live."""
+    pts = make_points(200, seed=60)
+    q = np.random.default_rng(61).normal(size=16)
+    with open_store(path=tmp_path / "s") as s:
+        s.create_collection("c", VECTORS, INDEXES, CollectionOptions(payload_on_disk=on_disk))
+        s.create_collection("ref", VECTORS, INDEXES)
+        for name in ("c", "ref"):
+            s.upsert(name, pts)
+    r = open_store(path=tmp_path / "s", read_only=True)
+    pub = tmp_path / "s" / "published" / "c" / f"{r.info('c')['generation']:010d}"
+    for shard in (tmp_path / "s" / "collections" / "c" / "shard", pub / "shard"):
+        assert json.loads((shard / "edge_config.json").read_text())["payload_memory"] == memory
+    a, b = r.search("c", "shared", q, 10), r.search("ref", "shared", q, 10)
+    assert [(h.id, h.payload) for h in a] == [(h.id, h.payload) for h in b]
+    r.close()
