@@ -105,7 +105,7 @@ def bench_faiss(base: np.ndarray, queries: np.ndarray, truth: np.ndarray, n_q: i
     times, found = time_each(lambda i: index.search(queries[i:i + 1], K)[1][0].tolist(), n_q)
     faiss.omp_set_num_threads(0)
     return {"plain": {**percentiles_ms(times), "recall_at_10": recall_at_k(found, truth)},
-            "build_s": round(build, 2)}
+            "build_s": round(build, 2), "index": faiss.serialize_index(index)}
 
 
 def _edge_fill(store: Any, base: np.ndarray, cols: dict, batch: int = 2000) -> float:
@@ -146,7 +146,9 @@ LIGHT_PAYLOAD = ("survey", "object_id")
 
 
 def bench_edge(base: np.ndarray, queries: np.ndarray, truth: np.ndarray,
-               ftruth: np.ndarray, cols: dict, n_q: int, workdir: Path) -> dict:
+               ftruth: np.ndarray, cols: dict, n_q: int, workdir: Path,
+               spectrum_files: list[str] | None = None,
+               faiss_bytes: np.ndarray | None = None) -> dict:
     """The engine's embedded store, through engine.store's public API only.
 
     Built here; queried in a *fresh process* that opens the store read-only, as the app and
@@ -177,7 +179,8 @@ def bench_edge(base: np.ndarray, queries: np.ndarray, truth: np.ndarray,
     order_truth = np.argsort(-np.where(cols["survey"] == "lamost", cols["anomaly"], -np.inf))[:50]
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
         measured = pool.submit(measure_edge_queries, str(workdir / "edge"), queries, truth,
-                               ftruth, order_truth.tolist(), n_q).result()
+                               ftruth, order_truth.tolist(), n_q, spectrum_files,
+                               faiss_bytes).result()
     n = len(base)
     return {**measured, "upsert_s": round(upsert_s, 2), "optimize_s": round(optimize_s, 2),
             "upsert_points_per_s": round(n / upsert_s, 1),
@@ -186,8 +189,12 @@ def bench_edge(base: np.ndarray, queries: np.ndarray, truth: np.ndarray,
 
 
 def measure_edge_queries(path: str, queries: np.ndarray, truth: np.ndarray, ftruth: np.ndarray,
-                         order_truth: list[int], n_q: int) -> dict:
-    """Runs in a fresh process: plain, filtered and ordered latency on the read-only store."""
+                         order_truth: list[int], n_q: int,
+                         spectrum_files: list[str] | None = None,
+                         faiss_bytes: np.ndarray | None = None) -> dict:
+    """Runs in a fresh process: plain, filtered and ordered latency on the read-only store;
+    with `spectrum_files`, also end to end: Engine.search(a LAMOST spectrum) = preprocess +
+    the shipped small model + search of the Gaia XP points + full payloads, one call."""
     from engine.query import Engine
     from engine.store import Filter, Match, Range, open_store
 
@@ -215,6 +222,9 @@ def measure_edge_queries(path: str, queries: np.ndarray, truth: np.ndarray, ftru
     engine = Engine(store, collection=COLLECTION)
     etimes, efound = time_each(lambda i: [_index(h.id) for h in engine.search_vector(
         queries[i], "shared", K)], n_q)
+    paired = engine_beside_faiss(engine, faiss_bytes, queries, n_q) \
+        if faiss_bytes is not None else None
+    e2e = end_to_end_search(engine, spectrum_files) if spectrum_files else None
     raw = _edge_ids_only(store, queries, n_q)
     ofl = Filter(must=(Match("survey", "lamost"),))
     otimes, ofound = time_each(lambda i: [_index(h.id) for h in store.order_by(
@@ -229,10 +239,59 @@ def measure_edge_queries(path: str, queries: np.ndarray, truth: np.ndarray, ftru
                                      "payload": "full"},
             "filtered": {**percentiles_ms(ftimes), "recall_at_10": recall_at_k(ffound, ftruth)},
             "ordered": {**percentiles_ms(otimes), "top50_exact": ofound[0] == order_truth},
-            "ids_only_diagnostic": raw, "queried_in": "fresh process, read-only store"}
+            "engine_beside_faiss": paired,
+            "ids_only_diagnostic": raw, "end_to_end_search_spectrum": e2e,
+            "queried_in": "fresh process, read-only store"}
 
 
-def bench_n(n: int, dim: int, n_q: int, seed: int = 0, with_edge: bool = True) -> dict:
+def engine_beside_faiss(engine: Any, faiss_bytes: np.ndarray, queries: np.ndarray,
+                        n_q: int, rounds: int = 3) -> dict:
+    """The same FAISS index (built by the parent) and Engine.search_vector, timed query by
+    query in turns, in this one process: both see the same moment of a machine whose speed
+    drifts, so their ratio is steadier than one of two separate runs."""
+    import faiss
+
+    index = faiss.deserialize_index(faiss_bytes)
+    faiss.omp_set_num_threads(1)
+    f_times, e_times, overlap = [], [], []
+    for r in range(rounds):
+        for i in range(n_q):
+            q = queries[i:i + 1]
+            t = time.perf_counter()
+            f_ids = index.search(q, K)[1][0]
+            t1 = time.perf_counter()
+            hits = engine.search_vector(queries[i], "shared", K)
+            t2 = time.perf_counter()
+            if r:                                      # the first round warms both up
+                f_times.append(t1 - t)
+                e_times.append(t2 - t1)
+                overlap.append(len({_index(h.id) for h in hits} & set(f_ids.tolist())) / K)
+    f, e = percentiles_ms(f_times), percentiles_ms(e_times)
+    return {"faiss_hnsw": f, "engine_search_vector_full_payload": e,
+            "p50_ratio": round(e["p50_ms"] / f["p50_ms"], 2),
+            "top10_overlap_with_faiss": round(float(np.mean(overlap)), 4)}
+
+
+def end_to_end_search(engine: Any, files: list[str], rounds: int = 3) -> dict:
+    """p50 of `engine.search(record, target="gaia_xp", k=10)` for real LAMOST spectra read
+    beforehand: everything a query by file does after reading it."""
+    try:
+        from engine import readers
+
+        records = [readers.read(f)[0] for f in files]
+        engine.search(records[0], target="gaia_xp", k=K)      # loads the model
+    except Exception as e:  # noqa: BLE001 - no bundle or no data: say so in the JSON
+        return {"skipped": f"{type(e).__name__}: {e}"}
+    times, found = time_each(lambda i: engine.search(records[i % len(records)],
+                                                     target="gaia_xp", k=K),
+                             rounds * len(records))
+    return {**percentiles_ms(times), "spectra": len(records),
+            "hits_per_query": int(np.median([len(f) for f in found])),
+            "model": engine.embedder.version}
+
+
+def bench_n(n: int, dim: int, n_q: int, seed: int = 0, with_edge: bool = True,
+            spectrum_files: list[str] | None = None) -> dict:
     """All three backends at one N on identical vectors and queries (the store only when
     `with_edge`: its HNSW build is the slow part, minutes per million points on 2 cores)."""
     t0 = time.perf_counter()
@@ -252,18 +311,22 @@ def bench_n(n: int, dim: int, n_q: int, seed: int = 0, with_edge: bool = True) -
     out["numpy"] = bench_numpy(base, queries, cols, n_q)
     log.info("N=%d: faiss", n)
     out["faiss_hnsw"] = bench_faiss(base, queries, truth, n_q)
+    faiss_bytes = out["faiss_hnsw"].pop("index")
     out["seconds"] = round(time.perf_counter() - t0, 1)
     if not with_edge:
         out["edge_skipped"] = "N above --edge-max-n"
         return out
     log.info("N=%d: edge", n)
     with tempfile.TemporaryDirectory(prefix="specclip-bench-") as tmp:
-        out["edge"] = bench_edge(base, queries, truth, ftruth, cols, n_q, Path(tmp))
+        out["edge"] = bench_edge(base, queries, truth, ftruth, cols, n_q, Path(tmp),
+                                 spectrum_files, faiss_bytes)
     e, f, x = out["edge"]["plain"], out["faiss_hnsw"]["plain"], out["numpy"]["plain"]
     light = out["edge"]["plain_light_payload"]
     out["ratios"] = {"edge_p50_over_faiss_p50": round(e["p50_ms"] / f["p50_ms"], 2),
                      "engine_p50_over_faiss_p50": round(
                          out["edge"]["engine_search_vector"]["p50_ms"] / f["p50_ms"], 2),
+                     "engine_p50_over_faiss_p50_in_turns": (
+                         out["edge"].get("engine_beside_faiss") or {}).get("p50_ratio"),
                      "edge_light_payload_p50_over_faiss_p50": round(
                          light["p50_ms"] / f["p50_ms"], 2),
                      "edge_p50_over_numpy_p50": round(e["p50_ms"] / x["p50_ms"], 3),
