@@ -50,7 +50,7 @@ def plot(results: dict, path: Path) -> None:
     rows = results["search"]
 
     def series(key, kind, field):
-        pts = [(r["n"], r[key][kind][field]) for r in rows if key in r]
+        pts = [(r["n"], r[key][kind][field]) for r in rows if kind in r.get(key, {})]
         return [p[0] for p in pts], [p[1] for p in pts]
 
     fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -59,6 +59,8 @@ def plot(results: dict, path: Path) -> None:
         ax[0].plot(*series(key, "plain", "p50_ms"), style, label=f"{name} p50")
         ax[0].plot(*series(key, "plain", "p95_ms"), style, alpha=0.4, label=f"{name} p95")
         ax[1].plot(*series(key, "plain", "recall_at_10"), style, label=name)
+    ax[0].plot(*series("edge", "engine_search_vector", "p50_ms"), "x-",
+               label="Engine.search_vector, full payload p50")
     for name, key, style in (("Edge filtered", ("edge", "filtered"), "o-"),
                              ("Edge ordered (anomaly)", ("edge", "ordered"), "d-"),
                              ("numpy filtered", ("numpy", "filtered"), "^:"),
@@ -118,7 +120,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lamost", default=str(DEFAULT_LAMOST), help="LAMOST FITS folder to index")
     p.add_argument("--index-files", type=int, default=None,
                    help="index only the first N files of --lamost (default: all)")
-    p.add_argument("--index-repeats", type=int, default=3,
+    p.add_argument("--index-repeats", type=int, default=5,
                    help="alternating floor/indexer runs (the ratio is their median)")
     p.add_argument("--skip-search", action="store_true")
     p.add_argument("--skip-indexing", action="store_true")

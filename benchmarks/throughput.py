@@ -130,6 +130,15 @@ def encode_one(embedder: Any, records: list) -> dict[str, Any]:
     return percentiles_ms(times)
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the reader processes)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _index_once(files: list[str], embedder: Any, read_workers: int) -> dict[str, Any]:
     """One `files -> store` run through the real indexer into a fresh store, with the
     indexer process's own time split into its parts (reading happens in the reader
@@ -150,13 +159,16 @@ def _index_once(files: list[str], embedder: Any, read_workers: int) -> dict[str,
         store._inner = admin
         timed_embedder = _Timed(embedder, ("embed",))
         timed_sync = _Timed(sync_module, ("score_collection",))
+        cpu0 = _cpu_seconds()
         t = time.perf_counter()
         with mock.patch("indexer.sync.score_collection", timed_sync.score_collection):
             report = Syncer(store=store, embedder=timed_embedder, read_workers=read_workers,
                             state_path=str(Path(tmp) / "state.json")).run([Source(str(src))])
         dt = time.perf_counter() - t
+        cpu = _cpu_seconds() - cpu0
         finish._inner.close()      # the real store under the timing proxies
     return {"read_workers": read_workers, "added": report.added,
+            "cpu_seconds_indexer_and_readers": round(cpu, 3),
             "refused": len(report.refused), "seconds": round(dt, 3),
             "files_per_s": round(len(files) / dt, 1),
             "seconds_embedding": round(timed_embedder.seconds, 3),
@@ -166,7 +178,7 @@ def _index_once(files: list[str], embedder: Any, read_workers: int) -> dict[str,
             "seconds_create_alias": round(admin.seconds, 3)}
 
 
-def indexing_throughput(folder: str, limit: int | None = None, repeats: int = 3
+def indexing_throughput(folder: str, limit: int | None = None, repeats: int = 5
                         ) -> dict[str, Any]:
     """`files -> store` through the real indexer (reader process, preprocessing, the shipped
     bundle's embedder, stable ids, upsert, scoring, optimize, publish) on the files of
@@ -174,8 +186,9 @@ def indexing_throughput(folder: str, limit: int | None = None, repeats: int = 3
 
     This machine's speed drifts by tens of percent from minute to minute (a shared VM), so
     floor and indexer run alternately `repeats` times and the ratio is the median of the
-    per-pair ratios. Once, the same indexer reading in a thread of its own process (the
-    previous design, `read_workers=0`) runs beside them as a baseline."""
+    per-pair ratios. Once each, the same indexer reading in a thread of its own process (the
+    previous design, `read_workers=0`) and with one reader process run beside them as
+    baselines (each after its own floor run)."""
     files = sorted(str(p) for p in Path(folder).iterdir() if ".fits" in p.name)[:limit]
     if not files:
         return {"skipped": f"no FITS files in {folder}"}
@@ -201,13 +214,19 @@ def indexing_throughput(folder: str, limit: int | None = None, repeats: int = 3
         run["over_floor"] = round(run["files_per_s"] / floor["files_per_s"], 3)
         runs.append(run)
         log.info("indexing run %d/%d: %s", i + 1, repeats, run)
-    floor = astropy_floor(files)
-    baseline = _index_once(files, embedder, 0)
-    baseline["floor_files_per_s"] = floor["files_per_s"]
-    baseline["over_floor"] = round(baseline["files_per_s"] / floor["files_per_s"], 3)
-    log.info("indexing baseline (reading in a thread): %s", baseline)
+    baselines = {}
+    for name, w in (("thread_reader", 0), ("one_reader_process", 1)):
+        if w == workers:
+            continue
+        floor = astropy_floor(files)
+        baselines[name] = _index_once(files, embedder, w)
+        baselines[name]["floor_files_per_s"] = floor["files_per_s"]
+        baselines[name]["over_floor"] = round(baselines[name]["files_per_s"]
+                                              / floor["files_per_s"], 3)
+        log.info("indexing baseline (%s): %s", name, baselines[name])
     out["runs"] = runs
-    out["baseline_thread_reader"] = baseline
+    out["baselines"] = baselines
+    baseline = baselines["thread_reader"]
     out["astropy_floor"] = {"files_per_s": float(np.median([r["floor_files_per_s"]
                                                             for r in runs]))}
     out["indexer"] = {"read_workers": workers,

@@ -18,15 +18,15 @@ def main(argv: list[str] | None = None) -> int:
     conn = Client(argv[0], family="AF_UNIX", authkey=key)
     from engine import readers        # after connecting: the indexer is not kept waiting
 
-    with conn:
-        while True:
-            try:
-                paths = conn.recv()
-            except (EOFError, OSError):
-                # The indexer hung up: nothing is buffered, so skip the interpreter's
-                # teardown (~0.2 s with astropy loaded) that the indexer would wait for.
-                os._exit(0)
-            conn.send(readers.read_many(paths))
+    while True:
+        try:
+            paths = conn.recv()
+            result = readers.read_many(paths)
+            conn.send(result)
+        except (EOFError, OSError):
+            # The indexer hung up (or died): nothing is buffered, so skip the interpreter's
+            # teardown (~0.2 s with astropy loaded) that the indexer would wait for.
+            os._exit(0)
 
 
 if __name__ == "__main__":
