@@ -73,6 +73,7 @@ class Syncer:
     clock: Callable[[], float] = time.time
     # processes reading files (0: a thread of this process); default: cores - 1, at most 4
     read_workers: int = field(default_factory=default_read_workers)
+    min_files_for_process: int = MIN_FILES_FOR_PROCESS   # fewer files: read in a thread
 
     def run(self, sources: Sequence[Source]) -> SyncReport:
         state = SyncState.load(self.state_path)
@@ -80,7 +81,7 @@ class Syncer:
             sources = [Source(s["spec"], tuple(s.get("labels", ()))) for s in state.sources]
         n_files = sum(len(s.files()) for s in sources if s.exists()) if self.read_workers else 0
         # Started first, so the reader process boots while the collection is prepared.
-        workers = self.read_workers if n_files >= MIN_FILES_FOR_PROCESS else 0
+        workers = self.read_workers if n_files >= self.min_files_for_process else 0
         with FileReader(workers) as reader, self._embedder_threads(workers):
             return self._run(sources, state, reader.start())
 

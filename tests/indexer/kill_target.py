@@ -1,7 +1,8 @@
 """Run one sync in a subprocess (the kill -9 test kills this process mid-run).
 
-usage: python -m tests.indexer.kill_target STORE STATE SOURCE DELAY
-DELAY seconds of sleep per embedded batch widen the window in which a kill lands mid-run.
+usage: python -m tests.indexer.kill_target STORE STATE SOURCE DELAY [READ_WORKERS]
+DELAY seconds of sleep per embedded batch widen the window in which a kill lands mid-run;
+READ_WORKERS reader processes (default 0: read in a thread), used however few the files.
 """
 
 import json
@@ -27,8 +28,10 @@ class SlowEmbedder(ProjectionEmbedder):
 
 if __name__ == "__main__":
     store_path, state_path, source, delay = sys.argv[1:5]
+    workers = int(sys.argv[5]) if len(sys.argv) > 5 else 0
     store = open_store(path=store_path)
     report = Syncer(store=store, embedder=SlowEmbedder(float(delay)), state_path=state_path,
-                    batch_size=4).run(parse_sources([source]))
+                    batch_size=4, read_workers=workers, min_files_for_process=1
+                    ).run(parse_sources([source]))
     store.close()
     print(json.dumps({"added": report.added, "skipped": report.skipped}))

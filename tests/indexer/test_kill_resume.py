@@ -19,14 +19,15 @@ from tests.indexer.conftest import write_lamost_file
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def start(store, state, folder, delay):
+def start(store, state, folder, delay, read_workers=0):
     return subprocess.Popen([sys.executable, "-m", "tests.indexer.kill_target", str(store),
-                             str(state), str(folder), str(delay)], cwd=ROOT,
+                             str(state), str(folder), str(delay), str(read_workers)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.slow
-def test_kill_9_then_resume_gives_exactly_the_expected_points(tmp_path):
+@pytest.mark.parametrize("read_workers", [0, 2], ids=["thread-reader", "reader-processes"])
+def test_kill_9_then_resume_gives_exactly_the_expected_points(tmp_path, read_workers):
     folder = tmp_path / "spectra"
     folder.mkdir()
     n = 40
@@ -34,7 +35,7 @@ def test_kill_9_then_resume_gives_exactly_the_expected_points(tmp_path):
         write_lamost_file(str(folder / f"spec-{5000 + i}.fits"), 5000 + i, teff=4000 + 60 * i,
                           seed=i)
     store, state = tmp_path / "store", tmp_path / "state.json"
-    proc = start(store, state, folder, delay=0.2)
+    proc = start(store, state, folder, delay=0.2, read_workers=read_workers)
     seen = 0
     deadline = time.time() + 60
     while seen < 4 and time.time() < deadline:   # kill mid-run: after the 4th of 10 batches
@@ -44,7 +45,7 @@ def test_kill_9_then_resume_gives_exactly_the_expected_points(tmp_path):
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
 
-    proc = start(store, state, folder, delay=0.0)
+    proc = start(store, state, folder, delay=0.0, read_workers=read_workers)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     resumed = json.loads(out.strip().splitlines()[-1])

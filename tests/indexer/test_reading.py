@@ -16,7 +16,6 @@ import pytest
 
 from engine import readers
 from engine.store import open_store
-from indexer import reading
 from indexer.ids import content_hash
 from indexer.reading import FileReader, chunked
 from indexer.sources import parse_sources
@@ -77,15 +76,13 @@ def test_a_reader_that_dies_falls_back_in_process_without_losing_a_file(files, c
     assert "reading the remaining files in-process" in caplog.text
 
 
-def test_syncer_points_do_not_depend_on_how_files_were_read(tmp_path, files, embedder,
-                                                           monkeypatch):
-    monkeypatch.setattr(reading, "MIN_FILES_FOR_PROCESS", 1)
-    monkeypatch.setattr("indexer.sync.MIN_FILES_FOR_PROCESS", 1)
+def test_syncer_points_do_not_depend_on_how_files_were_read(tmp_path, files, embedder):
     folder = os.path.dirname(files[0])
     found = {}
     for workers in (0, 1):
         store = open_store(path=tmp_path / f"store{workers}")
         report = Syncer(store=store, embedder=embedder, read_workers=workers, batch_size=16,
+                        min_files_for_process=1,
                         state_path=str(tmp_path / f"state{workers}.json")
                         ).run(parse_sources([folder]))
         assert report.added == 60 and len(report.refused) == 1
