@@ -238,26 +238,36 @@ def test_payload_hnsw_option_reaches_the_payload_indexes(tmp_path, payload_hnsw)
         assert s.order_by("c", "source_index", 1)[0].score == 19
 
 
+def _option_beside_default(tmp_path, options, seed):
+    """Collection "c" with `options` and "ref" with the defaults, holding the same points.
+    Returns the Edge configs of c's working shard and of the generation readers load, and
+    both collections' answers to one query, asked by a reader."""
+    pts = make_points(200, seed=seed)
+    q = np.random.default_rng(seed + 1).normal(size=16)
+    with open_store(path=tmp_path / "s") as s:
+        s.create_collection("c", VECTORS, INDEXES, options)
+        s.create_collection("ref", VECTORS, INDEXES)
+        for name in ("c", "ref"):
+            s.upsert(name, pts)
+    r = open_store(path=tmp_path / "s", read_only=True)
+    pub = tmp_path / "s" / "published" / "c" / f"{r.info('c')['generation']:010d}"
+    configs = [json.loads((shard / "edge_config.json").read_text())
+               for shard in (tmp_path / "s" / "collections" / "c" / "shard", pub / "shard")]
+    a, b = r.search("c", "shared", q, 10), r.search("ref", "shared", q, 10)
+    r.close()
+    assert [(h.id, h.payload) for h in a] == [(h.id, h.payload) for h in b]
+    np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-6)
+    return configs
+
+
 def test_search_threads_option_is_persisted_for_readers_and_keeps_answers(tmp_path):
     """search_threads reaches Edge's config of the working shard and of the published
     generation readers load; the answers are those of a default collection."""
-    pts = make_points(300, seed=50)
-    q = np.random.default_rng(51).normal(size=16)
-    with open_store(path=tmp_path / "s") as s:
+    with open_store(path=tmp_path / "bad") as s:
         with pytest.raises(StoreError, match="search_threads"):
             s.create_collection("bad", VECTORS, INDEXES, CollectionOptions(search_threads=0))
-        s.create_collection("one", VECTORS, INDEXES, CollectionOptions(search_threads=1))
-        s.create_collection("dflt", VECTORS, INDEXES)
-        for name in ("one", "dflt"):
-            s.upsert(name, pts)
-    r = open_store(path=tmp_path / "s", read_only=True)
-    pub = tmp_path / "s" / "published" / "one" / f"{r.info('one')['generation']:010d}"
-    for shard in (tmp_path / "s" / "collections" / "one" / "shard", pub / "shard"):
-        assert json.loads((shard / "edge_config.json").read_text())["max_search_threads"] == 1
-    a, b = r.search("one", "shared", q, 10), r.search("dflt", "shared", q, 10)
-    assert [(h.id, h.payload) for h in a] == [(h.id, h.payload) for h in b]
-    np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-6)
-    r.close()
+    configs = _option_beside_default(tmp_path, CollectionOptions(search_threads=1), seed=50)
+    assert [c["max_search_threads"] for c in configs] == [1, 1]
 
 
 @pytest.mark.parametrize("on_disk, memory", [(False, "cached"), (True, "cold")])
@@ -265,17 +275,6 @@ def test_payload_placement_is_persisted_for_readers_and_keeps_answers(tmp_path, 
                                                                       memory):
     """Payloads are held in RAM by default (Edge Memory.Cached): the published generation
     that readers load says so too, and the answers do not depend on where payloads live."""
-    pts = make_points(200, seed=60)
-    q = np.random.default_rng(61).normal(size=16)
-    with open_store(path=tmp_path / "s") as s:
-        s.create_collection("c", VECTORS, INDEXES, CollectionOptions(payload_on_disk=on_disk))
-        s.create_collection("ref", VECTORS, INDEXES)
-        for name in ("c", "ref"):
-            s.upsert(name, pts)
-    r = open_store(path=tmp_path / "s", read_only=True)
-    pub = tmp_path / "s" / "published" / "c" / f"{r.info('c')['generation']:010d}"
-    for shard in (tmp_path / "s" / "collections" / "c" / "shard", pub / "shard"):
-        assert json.loads((shard / "edge_config.json").read_text())["payload_memory"] == memory
-    a, b = r.search("c", "shared", q, 10), r.search("ref", "shared", q, 10)
-    assert [(h.id, h.payload) for h in a] == [(h.id, h.payload) for h in b]
-    r.close()
+    configs = _option_beside_default(tmp_path, CollectionOptions(payload_on_disk=on_disk),
+                                     seed=60)
+    assert [c["payload_memory"] for c in configs] == [memory, memory]
