@@ -164,6 +164,17 @@ def _seal(path: Path) -> None:
         qe.EdgeShard.load(str(path)).close()
 
 
+def _warn_if_payload_on_disk(name: str, shard_dir: Path, meta: dict) -> None:
+    """Collections built before payloads were held in RAM by default keep them on disk (a
+    segment's payload storage is fixed when it is written): say so, and how to fix it."""
+    cfg = gens.read_json(shard_dir / "edge_config.json") or {}
+    wanted_on_disk = bool(meta.get("options", {}).get("payload_on_disk", False))
+    if not wanted_on_disk and str(cfg.get("payload_memory", "cold")).lower() == "cold":
+        log.warning("collection %s keeps its payloads on disk (built before they were held "
+                    "in RAM by default): queries take ~1 ms more until each payload has been "
+                    "read once. Re-index into a new store folder to fix it.", name)
+
+
 class _Collection:
     """One open collection: its shard, spec and (for readers) the generation lease."""
 
@@ -309,6 +320,7 @@ class EdgeStore:
             meta = gens.read_json(self._cdir(name) / "meta.json")
             with _edge_errors(f"load {name}"):
                 shard = qe.EdgeShard.load(str(self._cdir(name) / "shard"))
+            _warn_if_payload_on_disk(name, self._cdir(name) / "shard", meta)
             c = _Collection(shard, meta, marker=self._cdir(name) / "unpublished")
             self._open[name] = c
         return c
@@ -341,6 +353,8 @@ class EdgeStore:
             raise
         if c is not None:
             c.close()
+        else:
+            _warn_if_payload_on_disk(name, lease.path / "shard", meta)
         log.info("reader switched %s to generation %d", name, gen)
         c = self._open[name] = _Collection(shard, meta, lease=lease, stamp=st)
         return c

@@ -278,3 +278,28 @@ def test_payload_placement_is_persisted_for_readers_and_keeps_answers(tmp_path, 
     configs = _option_beside_default(tmp_path, CollectionOptions(payload_on_disk=on_disk),
                                      seed=60)
     assert [c["payload_memory"] for c in configs] == [memory, memory]
+
+
+def test_a_collection_built_with_payloads_on_disk_by_an_older_version_is_reported(tmp_path,
+                                                                                 caplog):
+    """Before payloads were held in RAM by default, collections kept them on disk and their
+    meta.json had no payload_on_disk key: opening one says how to get the fast default."""
+    with open_store(path=tmp_path / "s") as s:
+        s.create_collection("c", VECTORS, INDEXES, CollectionOptions(payload_on_disk=True))
+        s.upsert("c", make_points(20, seed=70))
+    meta_path = tmp_path / "s" / "collections" / "c" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["options"]["payload_on_disk"]          # what an older version wrote
+    meta_path.write_text(json.dumps(meta))
+    with caplog.at_level("WARNING", logger="engine.store.edge"):
+        with open_store(path=tmp_path / "s") as s:
+            assert s.count("c") == 20
+    assert "keeps its payloads on disk" in caplog.text
+    caplog.clear()
+    with open_store(path=tmp_path / "t") as s:       # a new default collection: no warning
+        s.create_collection("c", VECTORS, INDEXES)
+        s.upsert("c", make_points(20, seed=71))
+    with caplog.at_level("WARNING", logger="engine.store.edge"):
+        with open_store(path=tmp_path / "t") as s:
+            assert s.count("c") == 20
+    assert "keeps its payloads on disk" not in caplog.text
