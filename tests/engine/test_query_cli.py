@@ -1,0 +1,81 @@
+"""`specclip query` and `specclip outliers` as scripts call them: JSON hits with survey,
+object_id, score and payload, on a store built by `specclip index` with the shipped model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.indexer.conftest import write_lamost_file
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def specclip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("query_cli")
+    folder = tmp / "spectra"
+    folder.mkdir()
+    for i in range(12):
+        write_lamost_file(str(folder / f"spec-{300 + i}.fits"), 300 + i, teff=4200 + 150 * i,
+                          seed=i, klass="GALAXY" if i == 11 else "STAR")
+    out = specclip("index", "--store", str(tmp / "store"), str(folder), "--no-progress")
+    assert out.returncode == 0, out.stderr[-2000:]
+    return tmp / "store", folder
+
+
+def hits_of(out: subprocess.CompletedProcess) -> list[dict]:
+    assert out.returncode == 0, out.stderr[-2000:]
+    hits = json.loads(out.stdout)
+    for h in hits:
+        assert {"survey", "object_id", "score", "payload"} <= set(h)
+    return hits
+
+
+def test_query_by_obsid_file_and_position(store):
+    path, folder = store
+    by_obsid = hits_of(specclip("query", "--store", str(path), "--obsid", "305", "--target",
+                                "lamost", "-k", "3", "--json"))
+    assert len(by_obsid) == 3 and "305" not in [h["object_id"] for h in by_obsid]
+    assert all(h["survey"] == "lamost" for h in by_obsid)
+    scores = [h["score"] for h in by_obsid]
+    assert scores == sorted(scores, reverse=True)
+    assert by_obsid[0]["payload"]["source_path"].endswith(".fits")
+
+    by_file = hits_of(specclip("query", "--store", str(path), "--file",
+                               str(folder / "spec-305.fits"), "--target", "lamost", "-k", "4",
+                               "--json"))
+    assert by_file[0]["object_id"] == "305"          # itself, found by its pixels
+    assert by_file[0]["score"] == pytest.approx(1.0, abs=1e-4)
+
+    ra, dec = 10.0 + 305 % 7, 20.0 + 305 % 5          # the fixture's position of obsid 305
+    by_position = hits_of(specclip("query", "--store", str(path), "--ra", str(ra), "--dec",
+                                   str(dec), "--target", "lamost", "-k", "2", "--json"))
+    assert len(by_position) == 2
+
+
+def test_fields_limit_the_payload(store):
+    path, _ = store
+    hits = hits_of(specclip("query", "--store", str(path), "--obsid", "305", "--target",
+                            "lamost", "-k", "2", "--fields", "pred_teff,snr", "--json"))
+    assert all(set(h["payload"]) == {"survey", "object_id", "pred_teff", "snr"} for h in hits)
+
+
+def test_outliers_and_a_clear_error_for_an_unknown_star(store):
+    path, _ = store
+    odd = hits_of(specclip("outliers", "--store", str(path), "--survey", "lamost", "-k", "5",
+                           "--json"))
+    scores = [h["payload"]["anomaly"] for h in odd]
+    assert len(odd) == 5 and scores == sorted(scores, reverse=True)
+    missing = specclip("query", "--store", str(path), "--obsid", "999999", "--json")
+    assert missing.returncode == 1
+    assert "999999" in json.loads(missing.stderr.strip().splitlines()[-1])["error"]
