@@ -72,8 +72,9 @@ def sizing_markdown(s: dict[str, Any], hw: dict[str, Any]) -> str:
         f"| int8 scalar-quantized copies | {per['vectors_int8']} | {t['vectors_int8']} GB | RAM "
         "(searched; originals rescore the top hits) |",
         f"| HNSW graph (m=16) | {per['hnsw_graph']} | {t['hnsw_graph']} GB | RAM |",
-        f"| payload (JSON size) | {per['payload_json']} | {t['payload_json']} GB | disk, "
-        "indexed fields in RAM |",
+        f"| payload (JSON size) | {per['payload_json']} | {t['payload_json']} GB | disk "
+        "(`--payload-on-disk`: the default holds payloads in RAM, for stores up to tens of "
+        "millions of points), indexed fields in RAM |",
         f"| **measured** disk per point (Edge shard: shared vector only, payload, 12 payload "
         f"indexes, HNSW, WAL) | {per['measured_disk']} | {t['measured_disk']} GB | |",
         f"| **measured** RSS per point (Edge, after optimize, same content; an upper bound: "
