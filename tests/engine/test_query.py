@@ -13,18 +13,14 @@ from engine.store import open_store
 from engine.store.types import Match, MatchAny, Range
 from indexer.sources import parse_sources
 from indexer.sync import Syncer
-from tests.indexer.conftest import write_lamost_file
+from tests.indexer.conftest import write_lamost_folder
 from tests.indexer.doubles import ProjectionEmbedder
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("query")
-    folder = tmp_path / "spectra"
-    folder.mkdir()
-    for i in range(20):
-        write_lamost_file(str(folder / f"spec-{100 + i}.fits"), 100 + i, teff=4000 + 100 * i,
-                          seed=i, klass="GALAXY" if i == 19 else "STAR")
+    folder = write_lamost_folder(tmp_path / "spectra", 20, 100, 4000, 100, last_is_galaxy=True)
     store = open_store(path=str(tmp_path / "store"))
     Syncer(store=store, embedder=ProjectionEmbedder(),
            state_path=str(tmp_path / "state.json")).run(parse_sources([str(folder)]))

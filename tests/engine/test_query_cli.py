@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.indexer.conftest import write_lamost_file
+from tests.indexer.conftest import write_lamost_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,11 +23,7 @@ def specclip(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("query_cli")
-    folder = tmp / "spectra"
-    folder.mkdir()
-    for i in range(12):
-        write_lamost_file(str(folder / f"spec-{300 + i}.fits"), 300 + i, teff=4200 + 150 * i,
-                          seed=i, klass="GALAXY" if i == 11 else "STAR")
+    folder = write_lamost_folder(tmp / "spectra", 12, 300, 4200, 150, last_is_galaxy=True)
     out = specclip("index", "--store", str(tmp / "store"), str(folder), "--no-progress")
     assert out.returncode == 0, out.stderr[-2000:]
     return tmp / "store", folder

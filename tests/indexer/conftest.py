@@ -36,6 +36,18 @@ def write_lamost_file(path: str, obsid: int, teff: float = 5500.0, n: int = 3908
     return path
 
 
+def write_lamost_folder(folder, n: int, first_obsid: int, teff0: float, dteff: float,
+                        last_is_galaxy: bool = False):
+    """`folder` (created) with n synthetic spectra along a Teff sequence; obsids from
+    first_obsid; the last one classed GALAXY when asked."""
+    folder.mkdir(parents=True)
+    for i in range(n):
+        klass = "GALAXY" if last_is_galaxy and i == n - 1 else "STAR"
+        write_lamost_file(str(folder / f"spec-{first_obsid + i}.fits"), first_obsid + i,
+                          teff=teff0 + dteff * i, seed=i, klass=klass)
+    return folder
+
+
 @pytest.fixture
 def lamost_folder(tmp_path):
     folder = tmp_path / "spectra"
