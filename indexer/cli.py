@@ -53,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--search-threads", type=int, default=1,
                    help="embedded store: threads per query (1 is fastest for one query at a time)")
     p.add_argument("--read-workers", type=int, default=None,
-                   help="processes reading files while this one embeds (default: cores - 1, "
-                        "at most 4; 0 reads in a thread of the indexer)")
+                   help="processes reading files while this one embeds (default: one per "
+                        "core, at most 4; 0 reads in a thread of the indexer)")
     p.add_argument("--watch", action="store_true", help="keep syncing as files arrive")
     p.add_argument("--interval", type=float, default=10.0, help="seconds between watch cycles")
     p.add_argument("--max-cycles", type=int, help="stop watching after N cycles")

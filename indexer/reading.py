@@ -178,10 +178,9 @@ class FileReader:
                 if not submit():
                     break
             while pending:
-                chunk, proc = pending[0]
-                result = proc.conn().recv()
+                result = pending[0][1].conn().recv()
+                submit()              # may fail: the chunk stays pending and is re-read
                 pending.popleft()
-                submit()
                 yield result
         except (OSError, EOFError) as exc:
             log.warning("reader process failed (%s); reading the remaining files in-process",

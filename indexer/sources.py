@@ -57,15 +57,17 @@ class Source:
             return []
         return sorted(readers.iter_spectrum_files([self.spec]))
 
-    def iter_batches(self, batch_size: int = 256,
-                     reader: FileReader | None = None) -> Iterator[Batch]:
-        """Batches in a stable order. `reader` reads files (default: in this thread)."""
+    def iter_batches(self, batch_size: int = 256, reader: FileReader | None = None,
+                     files: list[str] | None = None) -> Iterator[Batch]:
+        """Batches in a stable order. `reader` reads files (default: in this thread);
+        `files` is this source's `files()` when the caller has listed them already."""
         if self.kind == "xp-library":
             yield from self._library_batches(batch_size)
         elif self.kind == "catalogue":
             yield from self._catalogue_batches(batch_size)
         else:
-            yield from self._file_batches(batch_size, reader or FileReader(workers=0))
+            yield from self._file_batches(batch_size, reader or FileReader(workers=0),
+                                          self.files() if files is None else files)
 
     def _library_batches(self, batch_size: int) -> Iterator[Batch]:
         split = self.spec.split(":", 1)[1] if ":" in self.spec else "all"
@@ -80,12 +82,13 @@ class Source:
         for i in range(0, len(records), batch_size):
             yield Batch(records[i:i + batch_size], [], self.key)
 
-    def _file_batches(self, batch_size: int, reader: FileReader) -> Iterator[Batch]:
+    def _file_batches(self, batch_size: int, reader: FileReader,
+                      files: list[str]) -> Iterator[Batch]:
         label_tables = [readers.lamost_labels.load_lamost_labels(p) for p in self.labels]
         # LAMOST files hold one spectrum each; read a modest number per batch, and fewer in
         # the first so the embedder is not idle while the reader fills a whole batch.
         files_per_batch = max(1, min(batch_size, 64))
-        chunks = chunked(self.files(), min(16, files_per_batch), files_per_batch)
+        chunks = chunked(files, min(16, files_per_batch), files_per_batch)
         for records, refused in reader.read_chunks(chunks):
             for table in label_tables:
                 records = readers.lamost_labels.attach_labels(records, table)

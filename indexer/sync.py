@@ -71,19 +71,21 @@ class Syncer:
     crossmatch: dict[str, int] = field(default_factory=dict)   # LAMOST obsid -> Gaia source_id
     progress: Callable[[int], None] = lambda n: None
     clock: Callable[[], float] = time.time
-    # processes reading files (0: a thread of this process); default: cores - 1, at most 4
+    # processes reading files (0: a thread of this process); default: one per core, at most 4
     read_workers: int = field(default_factory=default_read_workers)
     min_files_for_process: int = MIN_FILES_FOR_PROCESS   # fewer files: read in a thread
 
     def run(self, sources: Sequence[Source]) -> SyncReport:
+        t0 = self.clock()
         state = SyncState.load(self.state_path)
         if not sources:  # no sources named: re-sync everything registered before
             sources = [Source(s["spec"], tuple(s.get("labels", ()))) for s in state.sources]
-        n_files = sum(len(s.files()) for s in sources if s.exists()) if self.read_workers else 0
-        # Started first, so the reader process boots while the collection is prepared.
+        listings = {s.spec: s.files() for s in sources if s.exists()}   # listed once
+        n_files = sum(len(f) for f in listings.values())
         workers = self.read_workers if n_files >= self.min_files_for_process else 0
+        # Started first, so the reader processes boot while the collection is prepared.
         with FileReader(workers) as reader, self._embedder_threads(workers):
-            return self._run(sources, state, reader.start())
+            return self._run(sources, state, reader.start(), listings, t0)
 
     def _embedder_threads(self, read_workers: int):
         """The embedder gets the cores the reader processes leave (see Embedder.threads)."""
@@ -92,9 +94,8 @@ class Syncer:
             return contextlib.nullcontext()
         return limit(max(1, usable_cores() - read_workers))
 
-    def _run(self, sources: Sequence[Source], state: SyncState,
-             reader: FileReader) -> SyncReport:
-        t0 = self.clock()
+    def _run(self, sources: Sequence[Source], state: SyncState, reader: FileReader,
+             listings: dict[str, list[str]], t0: float) -> SyncReport:
         target = versioned_name(self.alias, self.embedder.version)
         report = SyncReport(collection=target, alias=self.alias,
                             model_version=self.embedder.version,
@@ -111,7 +112,8 @@ class Syncer:
             if not source.exists():
                 log.warning("source %s is gone: its points will be deleted", source.spec)
                 continue
-            for batch in prefetch(source.iter_batches(self.batch_size, reader)):
+            for batch in prefetch(source.iter_batches(self.batch_size, reader,
+                                                        listings.get(source.spec))):
                 self._sync_batch(batch, target, seen, report, state)
         self._delete_missing(sources, target, seen, report, state)
         if report.wrote or not state.scores_fresh.get(target, False):

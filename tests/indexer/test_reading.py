@@ -76,6 +76,33 @@ def test_a_reader_that_dies_falls_back_in_process_without_losing_a_file(files, c
     assert "reading the remaining files in-process" in caplog.text
 
 
+class _SendFailsOnce:
+    """A reader connection whose `n`-th send fails, as when a reader dies between answering
+    one chunk and being handed the next."""
+
+    def __init__(self, conn, n: int):
+        self._conn, self._n, self.sends = conn, n, 0
+
+    def send(self, obj) -> None:
+        self.sends += 1
+        if self.sends == self._n:
+            raise BrokenPipeError(32, "Broken pipe")
+        self._conn.send(obj)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def test_a_failed_hand_off_after_an_answer_loses_no_chunk(files, caplog):
+    expected, _ = readers.read_many(files)
+    with FileReader(1) as reader:
+        proc = reader.start()._procs[0]
+        proc._conn = _SendFailsOnce(proc.conn(), n=3)   # 2 sent up front, the 3rd fails
+        results = list(reader.read_chunks(chunked(files, 10, 10)))
+    _same([r for recs, _ in results for r in recs], expected)
+    assert "reading the remaining files in-process" in caplog.text
+
+
 def test_syncer_points_do_not_depend_on_how_files_were_read(tmp_path, files, embedder):
     folder = os.path.dirname(files[0])
     found = {}
