@@ -110,9 +110,10 @@ def hardware() -> dict[str, Any]:
     except OSError:
         pass
     import psutil
+
+    from indexer.reading import usable_cores
     info = {"cpu_model": cpu, "logical_cores": os.cpu_count(),
-            "usable_cores": (len(os.sched_getaffinity(0))
-                             if hasattr(os, "sched_getaffinity") else os.cpu_count()),
+            "usable_cores": usable_cores(),
             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(), "platform": platform.platform(),
             "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}

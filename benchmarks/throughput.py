@@ -178,6 +178,15 @@ def _index_once(files: list[str], embedder: Any, read_workers: int) -> dict[str,
             "seconds_create_alias": round(admin.seconds, 3)}
 
 
+def _beside_the_floor(files: list[str], embedder: Any, read_workers: int) -> dict[str, Any]:
+    """An astropy floor run, then an indexer run right after it, and their ratio."""
+    floor = astropy_floor(files)["files_per_s"]
+    run = _index_once(files, embedder, read_workers)
+    run["floor_files_per_s"] = floor
+    run["over_floor"] = round(run["files_per_s"] / floor, 3)
+    return run
+
+
 def indexing_throughput(folder: str, limit: int | None = None, repeats: int = 5
                         ) -> dict[str, Any]:
     """`files -> store` through the real indexer (reader process, preprocessing, the shipped
@@ -208,31 +217,21 @@ def indexing_throughput(folder: str, limit: int | None = None, repeats: int = 5
     workers = default_read_workers()
     runs = []
     for i in range(repeats):
-        floor = astropy_floor(files)
-        run = _index_once(files, embedder, workers)
-        run["floor_files_per_s"] = floor["files_per_s"]
-        run["over_floor"] = round(run["files_per_s"] / floor["files_per_s"], 3)
-        runs.append(run)
-        log.info("indexing run %d/%d: %s", i + 1, repeats, run)
-    baselines = {}
-    for name, w in (("thread_reader", 0), ("one_reader_process", 1)):
-        if w == workers:
-            continue
-        floor = astropy_floor(files)
-        baselines[name] = _index_once(files, embedder, w)
-        baselines[name]["floor_files_per_s"] = floor["files_per_s"]
-        baselines[name]["over_floor"] = round(baselines[name]["files_per_s"]
-                                              / floor["files_per_s"], 3)
-        log.info("indexing baseline (%s): %s", name, baselines[name])
+        runs.append(_beside_the_floor(files, embedder, workers))
+        log.info("indexing run %d/%d: %s", i + 1, repeats, runs[-1])
+    baselines = {name: _beside_the_floor(files, embedder, w)
+                 for name, w in (("thread_reader", 0), ("one_reader_process", 1))
+                 if w != workers}
+    for name, run in baselines.items():
+        log.info("indexing baseline (%s): %s", name, run)
     out["runs"] = runs
     out["baselines"] = baselines
-    baseline = baselines["thread_reader"]
     out["astropy_floor"] = {"files_per_s": float(np.median([r["floor_files_per_s"]
                                                             for r in runs]))}
     out["indexer"] = {"read_workers": workers,
                       "files_per_s": float(np.median([r["files_per_s"] for r in runs]))}
     out["indexer_over_floor"] = float(np.median([r["over_floor"] for r in runs]))
-    out["baseline_over_floor"] = baseline["over_floor"]
+    out["baseline_over_floor"] = baselines["thread_reader"]["over_floor"]
     out["readers_over_floor"] = round(out["readers"]["files_per_s"]
                                       / out["astropy_floor"]["files_per_s"], 3)
     return out

@@ -16,6 +16,15 @@ from engine.grids import lamost_model_wavelength, xp_wavelength_angstrom  # noqa
 CREDIT = "LAMOST (Guoshoujing Telescope) public data; ESA Gaia DR3; APOGEE DR17 labels"
 
 
+def _finish(fig, path: Path, title: str) -> str:
+    """Title (with the data credit), save and close one figure; its path as a string."""
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return str(path)
+
+
 def _pred_vs_label(path: Path, title: str, batch, labels: np.ndarray, names) -> str:
     fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 4))
     for ax, (k, name) in zip(np.atleast_1d(axes), enumerate(names), strict=False):
@@ -24,11 +33,7 @@ def _pred_vs_label(path: Path, title: str, batch, labels: np.ndarray, names) -> 
         ax.plot([lo, hi], [lo, hi], "k--", lw=1)
         ax.set_xlabel(f"label {name}")
         ax.set_ylabel(f"predicted {name}")
-    fig.suptitle(f"{title}\n{CREDIT}", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return str(path)
+    return _finish(fig, path, f"{title}\n{CREDIT}")
 
 
 def _resid_vs_snr(path: Path, title: str, batch, labels, snr, names) -> str:
@@ -39,11 +44,7 @@ def _resid_vs_snr(path: Path, title: str, batch, labels, snr, names) -> str:
         ax.set_xscale("log")
         ax.set_xlabel("SNR")
         ax.set_ylabel(f"pred - label {name}")
-    fig.suptitle(f"{title}\n{CREDIT}", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return str(path)
+    return _finish(fig, path, f"{title}\n{CREDIT}")
 
 
 def _translations(path: Path, pair_lam, pair_lam_b, xp_all, pair_idx) -> str:
@@ -59,11 +60,7 @@ def _translations(path: Path, pair_lam, pair_lam_b, xp_all, pair_idx) -> str:
         ax = axes[row, 1]
         ax.plot(wl, pair_lam.flux[li], "k", lw=0.5, label="real LAMOST")
         ax.set_title("LAMOST (model input)", fontsize=7)
-    fig.suptitle(f"LAMOST -> XP translation on real pairs\n{CREDIT}", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return str(path)
+    return _finish(fig, path, f"LAMOST -> XP translation on real pairs\n{CREDIT}")
 
 
 def write_plots(folder: Path, lam, lam_b, xp, xp_b, pair_lam, pair_lam_b, xp_all, pair_idx
