@@ -30,6 +30,7 @@ from engine.readers import (
 )
 from engine.readers.gaia_xp_library import is_xp_test_split, read_xp_library, xp_library_path
 from engine.readers.fitsio import GZIP_MAGIC, head_bytes, is_fits_head
+from engine.readers.guards import collect_row_refusals, require_regular_file
 from engine.readers.registry import ReaderEntry, identify_format, readers, register
 from engine.readers.registry import read as _registry_read
 from engine.records import SURVEY_LAMOST, SURVEY_XP, SpectrumRecord
@@ -90,7 +91,7 @@ def _unknown_reason(source: Any) -> str | None:
         else:
             name = str(getattr(source, "name", "")).lower()
         head = head_bytes(source, 2880)
-    except (OSError, EOFError, ValueError, zlib.error) as exc:
+    except (OSError, EOFError, ValueError, zlib.error, SpectrumReadError) as exc:
         return f"cannot read the file ({type(exc).__name__}: {exc})"
     if not head:
         return "file is empty (0 bytes)"
@@ -126,7 +127,12 @@ def iter_spectrum_files(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
 def _is_spectrum_table(path: str) -> bool:
     """Does a CSV/ECSV header name Gaia XP spectrum columns? (labels tables do not)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
+        require_regular_file(path)
+    except SpectrumReadError:
+        return True  # not a regular file: let the reader refuse it with the reason
+    try:
+        # utf-8-sig: a byte-order mark must not hide the first column's name
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:
             for line in fh:
                 if not line.startswith("#") and line.strip():
                     columns = {c.strip().strip('"').lower() for c in line.split(",")}
@@ -141,7 +147,8 @@ def read_many(paths: Iterable[str | os.PathLike], progress: bool = False
               ) -> tuple[list[SpectrumRecord], list[dict[str, str]]]:
     """Read many files; a bad file never stops the batch.
 
-    Returns (records, refused) where refused is [{"path": ..., "reason": ...}].
+    Returns (records, refused) where refused is [{"path": ..., "reason": ...}]: whole files,
+    and single rows of a table (those also carry "row"; the file's other rows are read).
     `progress=True` shows a tqdm bar (for CLIs; library callers leave it off).
     """
     files = list(iter_spectrum_files(paths))
@@ -153,12 +160,19 @@ def read_many(paths: Iterable[str | os.PathLike], progress: bool = False
     records: list[SpectrumRecord] = []
     refused: list[dict[str, str]] = []
     for path in iterator:
-        try:
-            records.extend(read(path))
-        except SpectrumReadError as exc:
-            refused.append({"path": exc.path or path, "reason": exc.reason})
-        except OSError as exc:  # unreadable file (permissions, vanished)
-            refused.append({"path": path, "reason": f"cannot open: {exc}"})
+        with collect_row_refusals() as rows:
+            try:
+                records.extend(read(path))
+            except SpectrumReadError as exc:
+                refused.append({"path": exc.path or path, "reason": exc.reason})
+            except OSError as exc:  # unreadable file (permissions, vanished)
+                refused.append({"path": path, "reason": f"cannot open: {exc}"})
+            except Exception as exc:  # noqa: BLE001 - one file's failure is its refusal
+                log.warning("unexpected %s reading %s", type(exc).__name__, path,
+                            exc_info=True)
+                refused.append({"path": path,
+                                "reason": f"cannot read: {type(exc).__name__}: {exc}"})
+        refused.extend(rows)
     for item in refused:
         log.info("refused %s: %s", item["path"], item["reason"])
     return records, refused

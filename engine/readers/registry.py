@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from engine.errors import SpectrumReadError, UnknownFormatError
+from engine.readers.guards import require_regular_file
 from engine.records import SpectrumRecord
 
 log = logging.getLogger(__name__)
@@ -97,9 +98,14 @@ def identify_format(source: Any, path: str | None = None) -> ReaderEntry:
 def read(source: Any, format: str | None = None, path: str | None = None) -> list[SpectrumRecord]:
     """Read every spectrum in one file, choosing the reader by `format` or by detection.
 
-    Raises SpectrumReadError (with the file and the reason) when the file is unusable.
+    Raises SpectrumReadError (with the file and the reason) when the file is unusable, and
+    for any other exception a reader lets through: one file's failure is that file's
+    refusal. Paths that are not regular files (FIFOs, devices) are refused by stat.
     """
     name = source_name(source, path)
+    if isinstance(source, (str, os.PathLike)):
+        # Before any reader probes it: a FIFO or device would block open() forever.
+        require_regular_file(source)
     if format is not None:
         if format not in _READERS:
             known = ", ".join(_READERS)
@@ -111,6 +117,9 @@ def read(source: Any, format: str | None = None, path: str | None = None) -> lis
         return entry.read(source, path=name)
     except SpectrumReadError:
         raise
-    except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError) as exc:
+    except MemoryError as exc:
+        raise SpectrumReadError(name, f"{entry.name} reader ran out of memory on this "
+                                      "file") from exc
+    except Exception as exc:  # any failure on one file is that file's refusal (issue 15)
         reason = f"{entry.name} reader failed: {type(exc).__name__}: {exc}"
         raise SpectrumReadError(name, reason) from exc
