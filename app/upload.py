@@ -4,6 +4,12 @@ The bytes are read through `engine.readers.read` on a BytesIO (the reader picks 
 from the content and the file name). Some formats are only recognised from a real file, so a
 failure is retried once from a file inside a TemporaryDirectory, which is removed at once:
 the records hold their arrays in memory and nothing of the upload stays on disk.
+
+Limits hold however the app was started (`specclip app` also sets Streamlit's own
+`server.maxUploadSize`, `streamlit run app/main.py` does not): `read_upload` refuses more
+than MAX_UPLOAD_BYTES, and gzip content is inflated under MAX_INFLATED_BYTES before any
+reader sees it. The upload's name is the user's: it is cleaned for messages and never used
+as a path (the temporary file has a fixed name with the upload's suffix).
 """
 
 from __future__ import annotations
@@ -11,33 +17,66 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import tempfile
 
 from engine import readers
 from engine.errors import SpecClipError, SpectrumReadError
+from engine.readers import guards
 from engine.records import SpectrumRecord
 
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD_MB = 20
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+# A gzipped upload may inflate this far: a LAMOST file is ~0.5 MB, a table of a few
+# thousand XP sources tens of MB. A gzip bomb (1000x) is refused before it is inflated.
+MAX_INFLATED_BYTES = 4 * MAX_UPLOAD_BYTES
 ACCEPTED = ("fits", "fit", "fits.gz", "fit.gz", "gz", "csv", "ecsv", "xml", "vot")
+MAX_NAME_CHARS = 100
 
 
 class UploadError(SpecClipError):
     """An upload the app refuses or cannot read; the message is shown to the user as is."""
 
 
+def display_name(name: str | None) -> str:
+    """The upload's name as shown in messages: no directories, NULs or control characters,
+    at most MAX_NAME_CHARS; 'upload' when nothing usable is left ('..', '.', '')."""
+    text = re.sub(r"[\x00-\x1f\x7f]", "", str(name or ""))
+    text = text.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    if text in ("", ".", ".."):
+        return "upload"
+    if len(text) > MAX_NAME_CHARS:
+        suffix = _suffix(text)
+        text = text[: MAX_NAME_CHARS - len(suffix) - 3] + "..." + suffix
+    return text
+
+
+def _suffix(name: str) -> str:
+    """The accepted suffix the name ends with ('.fits.gz', '.csv', ...) or ''."""
+    lower = name.lower()
+    for ext in sorted(ACCEPTED, key=len, reverse=True):
+        if lower.endswith("." + ext):
+            return name[-(len(ext) + 1):]
+    return ""
+
+
 def read_upload(name: str, content: bytes, max_bytes: int = MAX_UPLOAD_BYTES
                 ) -> list[SpectrumRecord]:
     """The spectra in an uploaded file (LAMOST LRS FITS; Gaia XP CSV/ECSV/FITS/VOTable)."""
-    base = os.path.basename(name or "upload")
+    base = display_name(name)
     if len(content) > max_bytes:
         raise UploadError(f"{base} is {len(content) / 1e6:.1f} MB; the limit is "
                           f"{max_bytes / 1e6:.0f} MB. Upload a single spectrum or a small "
                           "table of XP sources.")
     if not content:
         raise UploadError(f"{base} is empty.")
+    if content[:2] == guards.GZIP_MAGIC:
+        try:
+            content = guards.gunzip(content, base, MAX_INFLATED_BYTES)
+        except SpectrumReadError as exc:
+            raise UploadError(f"Could not read {base}: {exc.reason}") from exc
     try:
         records = readers.read(io.BytesIO(content), path=base)
     except (SpectrumReadError, OSError, ValueError) as first:
@@ -51,7 +90,7 @@ def read_upload(name: str, content: bytes, max_bytes: int = MAX_UPLOAD_BYTES
 
 def _read_via_tempfile(base: str, content: bytes, first: Exception) -> list[SpectrumRecord]:
     with tempfile.TemporaryDirectory(prefix="specclip-upload-") as folder:
-        path = os.path.join(folder, base)
+        path = os.path.join(folder, "upload" + _suffix(base))
         with open(path, "wb") as fh:
             fh.write(content)
         try:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from engine import readers
+from engine.readers.guards import collect_row_refusals
 from engine.records import SpectrumRecord
 from indexer.reading import FileReader, chunked
 
@@ -78,8 +79,11 @@ class Source:
     def _catalogue_batches(self, batch_size: int) -> Iterator[Batch]:
         from engine.catalogue import read_catalogue
 
-        records = read_catalogue(self.spec)
-        for i in range(0, len(records), batch_size):
+        with collect_row_refusals() as refused:     # rows refused with their reasons
+            records = read_catalogue(self.spec)
+        if records or refused:
+            yield Batch(records[:batch_size], refused, self.key)
+        for i in range(batch_size, len(records), batch_size):
             yield Batch(records[i:i + batch_size], [], self.key)
 
     def _file_batches(self, batch_size: int, reader: FileReader,

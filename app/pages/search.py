@@ -57,7 +57,8 @@ def _query_inputs(mode: str) -> None:
         c3.number_input("Radius (arcsec)", 0.1, 3600.0, 5.0, key="search_radius")
     elif mode == "Upload a file":
         st.file_uploader(f"LAMOST LRS FITS, or Gaia XP CSV/ECSV/FITS (at most "
-                         f"{upload.MAX_UPLOAD_MB} MB)", key="search_upload")
+                         f"{upload.MAX_UPLOAD_MB} MB)", key="search_upload",
+                         max_upload_size=upload.MAX_UPLOAD_MB)   # however the app started
         st.number_input("Row of a multi-spectrum file (0 = first)", 0, 100_000, 0,
                         key="search_upload_pick")
     else:

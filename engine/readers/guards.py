@@ -176,7 +176,8 @@ def _values_per_cell(dims: list[str]) -> int | None:
 def check_declared_arrays(head: bytes, path: str, max_values: int, what: str) -> None:
     """Refuse an ECSV header or VOTable whose declared per-cell array size exceeds
     `max_values` (the instrument's largest array), before a parser allocates it."""
-    found = [(m.group(0), _values_per_cell(m.group(2).decode("ascii", "replace").split(",")))
+    found = [(m.group(1) + b"[" + m.group(2) + b"]",
+              _values_per_cell(m.group(2).decode("ascii", "replace").split(",")))
              for m in _ECSV_SUBTYPE.finditer(head)]
     found += [(m.group(0), _values_per_cell(m.group(1).decode("ascii", "replace").split("x")))
               for m in _VOT_ARRAYSIZE.finditer(head)]
@@ -185,7 +186,8 @@ def check_declared_arrays(head: bytes, path: str, max_values: int, what: str) ->
         if n == -1:
             raise SpectrumReadError(path, f"malformed array declaration {declared!r}")
         if n is not None and n > max_values:
-            raise SpectrumReadError(path, f"declares {n:,} values per cell ({declared}); "
+            raise SpectrumReadError(path, f"declares {n:,} values per cell ({declared}) "
+                                          "before any data; "
                                           f"{what} arrays hold at most {max_values:,}")
 
 
