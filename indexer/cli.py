@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import os
@@ -14,6 +13,7 @@ from tqdm import tqdm
 from engine.bundle import load_bundle
 from engine.collection import DEFAULT_ALIAS
 from engine.inference import Embedder
+from engine.readers.crossmatch import read_crossmatch
 from engine.store import open_store
 from engine.store.types import CollectionOptions
 from indexer.sources import parse_sources
@@ -62,18 +62,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="embed on a Dask cluster: N local workers or a scheduler address")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
-
-
-def read_crossmatch(path: str) -> dict[str, int]:
-    """obsid -> Gaia source_id from a user's cross-match table (pairs.csv works as is)."""
-    out: dict[str, int] = {}
-    with open(path, newline="") as fh:
-        for row in csv.DictReader(fh):
-            gaia = (row.get("source_id") or row.get("gaia_source_id")
-                    or row.get("apogee_gaiaedr3_source_id") or "").strip()
-            if row.get("obsid") and gaia:
-                out[str(int(float(row["obsid"])))] = int(gaia)
-    return out
 
 
 def default_state_path(args: argparse.Namespace) -> str:

@@ -22,6 +22,7 @@ from dataclasses import replace
 from typing import Iterable
 
 from engine.errors import SpectrumReadError
+from engine.readers.guards import require_regular_file
 from engine.records import SURVEY_LAMOST, SpectrumRecord
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,9 @@ def load_lamost_labels(path: str) -> dict[str, LabelEntry]:
     `obsid` nor a `filename` column, or no label column.
     """
     path = str(path)
-    with open(path, newline="") as fh:
+    require_regular_file(path)
+    # utf-8-sig: a byte-order mark (spreadsheet exports) must not hide the first column
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         fields = [f.strip() for f in (reader.fieldnames or [])]
         present = [name for name, col in COLUMNS.items() if col in fields]
@@ -56,15 +59,24 @@ def load_lamost_labels(path: str) -> dict[str, LabelEntry]:
                                           "'filename' and at least one of teff/logg/feh")
         source = SOURCE_DR1 if any(f.endswith("_err") for f in fields) else SOURCE_LASP
         table: dict[str, LabelEntry] = {}
+        lines: dict[str, int] = {}
         for row in reader:
+            row = {(k or "").strip(): v for k, v in row.items()}
             entry = _entry(row, present, source)
             if entry is None:
                 continue
+            keys = []
             obsid = (row.get("obsid") or "").strip()
             if obsid:
-                table[_obsid_key(obsid)] = entry
+                keys.append(_obsid_key(obsid))
             if row.get("filename"):
-                table[filename_key(row["filename"])] = entry
+                keys.append(filename_key(row["filename"]))
+            for key in keys:
+                if key in table and table[key][:2] != entry[:2]:
+                    log.warning("%s line %d: %s already has different labels (line %d); "
+                                "the later line is used", path, reader.line_num, key,
+                                lines[key])
+                table[key], lines[key] = entry, reader.line_num
     log.info("%s: %d label keys (%s)", path, len(table), source)
     return table
 
