@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import zlib
 from typing import Any, Iterable, Iterator
 
@@ -135,7 +136,8 @@ def _is_spectrum_table(path: str) -> bool:
         with open(path, encoding="utf-8-sig", errors="replace") as fh:
             for line in fh:
                 if not line.startswith("#") and line.strip():
-                    columns = {c.strip().strip('"').lower() for c in line.split(",")}
+                    # archive files are comma-separated; astropy's own ECSV uses spaces
+                    columns = {c.strip('"').lower() for c in re.split(r"[,\s]+", line) if c}
                     return "source_id" in columns and bool(
                         {"flux", "bp_coefficients", "rp_coefficients"} & columns)
     except OSError:
