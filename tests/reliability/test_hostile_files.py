@@ -109,7 +109,7 @@ def test_a_gzip_bomb_is_refused_before_it_is_inflated(tmp_path):
     path = tmp_path / "spec-bomb.fits.gz"
     path.write_bytes(bomb)
     for source in (str(path), io.BytesIO(bomb)):
-        out, peak = _peak_while(lambda: readers.read(source, path="spec-bomb.fits.gz"))
+        out, peak = _peak_while(lambda s=source: readers.read(s, path="spec-bomb.fits.gz"))
         assert isinstance(out, SpectrumReadError), out
         assert "inflates to more than" in out.reason
         assert peak < 40 * MB, f"peak {peak / MB:.0f} MB"
