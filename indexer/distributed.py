@@ -119,9 +119,13 @@ def read_partition(part: Partition) -> tuple[list[SpectrumRecord], list[dict]]:
 
     if part.kind == "catalogue":
         from engine.catalogue import read_catalogue
-        if part.row_groups is not None:
-            return read_catalogue(part.files[0], row_groups=list(part.row_groups)), []
-        return read_catalogue(part.files[0]), []
+        from engine.readers.guards import collect_row_refusals
+
+        with collect_row_refusals() as refused:      # bad rows, each with its reason
+            if part.row_groups is not None:
+                return read_catalogue(part.files[0],
+                                      row_groups=list(part.row_groups)), refused
+            return read_catalogue(part.files[0]), refused
     records, refused = readers.read_many(list(part.files))
     for table in (readers.lamost_labels.load_lamost_labels(p) for p in part.labels):
         records = readers.lamost_labels.attach_labels(records, table)

@@ -80,7 +80,12 @@ class Source:
         from engine.catalogue import read_catalogue
 
         with collect_row_refusals() as refused:     # rows refused with their reasons
-            records = read_catalogue(self.spec)
+            try:
+                records = read_catalogue(self.spec)
+            except Exception as exc:  # noqa: BLE001 - a bad catalogue is its refusal, too
+                records = []
+                refused.append({"path": self.spec, "reason": "cannot read the catalogue "
+                                f"({type(exc).__name__}: {exc})"})
         if records or refused:
             yield Batch(records[:batch_size], refused, self.key)
         for i in range(batch_size, len(records), batch_size):

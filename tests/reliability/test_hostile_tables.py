@@ -136,3 +136,21 @@ def test_the_upload_widget_has_the_limit_however_the_app_is_started():
     rerun(at)
     (widget,) = at.get("file_uploader")
     assert widget.proto.max_upload_size_mb == upload.MAX_UPLOAD_MB
+
+
+def test_a_corrupt_catalogue_is_refused_and_the_other_sources_go_on(tmp_path):
+    bad = tmp_path / "broken.parquet"
+    bad.write_bytes(b"PAR1 this is not parquet")
+    folder = tmp_path / "spectra"
+    folder.mkdir()
+    write_lamost_file(str(folder / "spec-901.fits"), 901)
+    store = open_store(path=tmp_path / "store")
+    try:
+        report = Syncer(store=store, embedder=ProjectionEmbedder(),
+                        state_path=str(tmp_path / "state.json")
+                        ).run(parse_sources([str(bad), str(folder)]))
+    finally:
+        store.close()
+    assert report.added == 1
+    assert [r["path"] for r in report.refused] == [str(bad)]
+    assert "cannot read the catalogue" in report.refused[0]["reason"]
