@@ -146,7 +146,7 @@ def _is_spectrum_table(path: str) -> bool:
 
 
 def read_many(paths: Iterable[str | os.PathLike], progress: bool = False
-              ) -> tuple[list[SpectrumRecord], list[dict[str, str]]]:
+              ) -> tuple[list[SpectrumRecord], list[dict[str, Any]]]:
     """Read many files; a bad file never stops the batch.
 
     Returns (records, refused) where refused is [{"path": ..., "reason": ...}]: whole files,
@@ -160,7 +160,7 @@ def read_many(paths: Iterable[str | os.PathLike], progress: bool = False
 
         iterator = tqdm(files, desc="reading", unit="file")
     records: list[SpectrumRecord] = []
-    refused: list[dict[str, str]] = []
+    refused: list[dict[str, Any]] = []
     for path in iterator:
         with collect_row_refusals() as rows:
             try:
