@@ -143,6 +143,7 @@ class FileReader:
     def __init__(self, workers: int = 1):
         self.workers = max(0, int(workers))
         self._procs: list[_ReaderProcess] = []
+        self._isolated = False          # after a reader died: one file per request
 
     def start(self) -> "FileReader":
         try:
@@ -173,6 +174,9 @@ class FileReader:
     def read_chunks(self, chunks: Iterable[list[str]]) -> Iterator[ReadResult]:
         """(records, refused) per chunk, in order."""
         it = iter(chunks)
+        if self._isolated:             # a reader died earlier in this run: stay careful
+            yield from self._read_isolated(it)
+            return
         if self.workers:
             self.start()
         if not self.workers:
@@ -206,6 +210,7 @@ class FileReader:
             log.warning("reader process failed (%s); reading the remaining files one at a "
                         "time in a fresh reader process", exc)
             self._fall_back()
+            self._isolated = True
             yield from self._read_isolated([chunk for chunk, _ in pending], it)
 
     def _read_isolated(self, *chunk_lists: Iterable[list[str]]) -> Iterator[ReadResult]:

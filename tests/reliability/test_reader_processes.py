@@ -66,8 +66,11 @@ def test_a_file_that_kills_its_reader_process_is_refused_alone(tmp_path, good, m
     files = good[:2] + [str(killer)] + good[2:]
     with FileReader(1) as reader:
         results = list(reader.read_chunks(chunked(files, 2, 3)))
-    assert _ids(results) == [str(7000 + i) for i in range(6)]
-    assert "died reading this file (exit code 70)" in _refused(results)[killer.name]
+        assert _ids(results) == [str(7000 + i) for i in range(6)]
+        assert "died reading this file (exit code 70)" in _refused(results)[killer.name]
+        # the next source of the same run: read as carefully, never in the indexer itself
+        later = list(reader.read_chunks(chunked([str(killer), good[0]], 2, 2)))
+    assert _ids(later) == ["7000"] and killer.name in _refused(later)
 
 
 def test_a_fifo_named_like_a_spectrum_is_refused_not_waited_on(tmp_path, good):
