@@ -87,8 +87,8 @@ def load_table(source: Any, path: str) -> Table:
 
 
 def _declarations(data: bytes, kind: str) -> bytes:
-    """The part of a text table that declares its columns: ECSV's '#' header lines, or a
-    VOTable's markup before its first data row (FIELDs precede DATA)."""
+    """The part of a text table that declares its columns: ECSV's '#' header lines, or the
+    whole VOTable (a second TABLE may declare FIELDs after the first one's DATA)."""
     if kind == "ecsv":
         lines = []
         for line in io.BytesIO(data):
@@ -96,8 +96,7 @@ def _declarations(data: bytes, kind: str) -> bytes:
                 break
             lines.append(line)
         return b"".join(lines)
-    end = data.find(b"<DATA")
-    return data if end < 0 else data[:end]
+    return data
 
 
 def _fits_table(hdul: fits.HDUList, path: str) -> Table:
