@@ -5,10 +5,11 @@ from the content and the file name). Some formats are only recognised from a rea
 failure is retried once from a file inside a TemporaryDirectory, which is removed at once:
 the records hold their arrays in memory and nothing of the upload stays on disk.
 
-Limits hold however the app was started (`specclip app` also sets Streamlit's own
-`server.maxUploadSize`, `streamlit run app/main.py` does not): `read_upload` refuses more
-than MAX_UPLOAD_BYTES, and gzip content is inflated under MAX_INFLATED_BYTES before any
-reader sees it. The upload's name is the user's: it is cleaned for messages and never used
+Limits hold however the app was started: the upload widget carries MAX_UPLOAD_MB (the
+browser enforces it), `read_upload` refuses more than MAX_UPLOAD_BYTES before any reader
+runs, and gzip content is inflated under MAX_INFLATED_BYTES. Streamlit's server-side
+`server.maxUploadSize` is set by `specclip app` (a flag) and, for `streamlit run
+app/main.py` from the repository root, by `.streamlit/config.toml`. The upload's name is the user's: it is cleaned for messages and never used
 as a path (the temporary file has a fixed name with the upload's suffix).
 """
 

@@ -124,18 +124,33 @@ def test_a_gzipped_upload_is_bounded_before_the_readers(tmp_path):
 
 def test_the_upload_widget_has_the_limit_however_the_app_is_started():
     """Before: `streamlit run app/main.py` let a 60 MB upload through (only `specclip app`
-    set the server's limit); now the widget itself carries it."""
+    set the server's limit); now the widget itself carries it, whatever the server's."""
     upload = pytest.importorskip("app.upload")
     from streamlit import config
 
     from tests.app.apptest import page_app, rerun
 
-    assert config.get_option("server.maxUploadSize") > upload.MAX_UPLOAD_MB  # the default
-    at = page_app("app.pages.search", None)          # nothing reaches the engine here
-    at.radio(key="search_mode").set_value("Upload a file")
-    rerun(at)
-    (widget,) = at.get("file_uploader")
+    before = config.get_option("server.maxUploadSize")
+    config.set_option("server.maxUploadSize", 200)   # Streamlit's default: no flag, no file
+    try:
+        at = page_app("app.pages.search", None)      # nothing reaches the engine here
+        at.radio(key="search_mode").set_value("Upload a file")
+        rerun(at)
+        (widget,) = at.get("file_uploader")
+    finally:
+        config.set_option("server.maxUploadSize", before)
     assert widget.proto.max_upload_size_mb == upload.MAX_UPLOAD_MB
+
+
+def test_streamlit_run_from_the_repository_root_has_the_server_limit():
+    """The server side for `streamlit run app/main.py` (started from the repository root, as
+    app/main.py says): .streamlit/config.toml holds the same limit as `specclip app`."""
+    import tomllib
+
+    upload = pytest.importorskip("app.upload")
+    root = Path(__file__).resolve().parents[2]
+    config = tomllib.loads((root / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] == upload.MAX_UPLOAD_MB
 
 
 def test_a_corrupt_catalogue_is_refused_and_the_other_sources_go_on(tmp_path):
