@@ -9,8 +9,10 @@ Limits hold however the app was started: the upload widget carries MAX_UPLOAD_MB
 browser enforces it), `read_upload` refuses more than MAX_UPLOAD_BYTES before any reader
 runs, and gzip content is inflated under MAX_INFLATED_BYTES. Streamlit's server-side
 `server.maxUploadSize` is set by `specclip app` (a flag) and, for `streamlit run
-app/main.py` from the repository root, by `.streamlit/config.toml`. The upload's name is the user's: it is cleaned for messages and never used
-as a path (the temporary file has a fixed name with the upload's suffix).
+app/main.py` from the repository root, by `.streamlit/config.toml`.
+
+The upload's name is the user's: it is cleaned for messages and never used as a path (the
+temporary file has a fixed name with the upload's suffix).
 """
 
 from __future__ import annotations
