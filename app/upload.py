@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 MAX_UPLOAD_MB = 20
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
-ACCEPTED = ("fits", "fit", "fits.gz", "fit.gz", "gz", "csv", "ecsv", "xml", "vot")
+ACCEPTED = ("fits", "fit", "fits.gz", "fit.gz", "gz", "csv", "ecsv", "xml", "vot", "txt",
+            "dat", "tsv")
 
 
 class UploadError(SpecClipError):
@@ -30,7 +31,9 @@ class UploadError(SpecClipError):
 
 def read_upload(name: str, content: bytes, max_bytes: int = MAX_UPLOAD_BYTES
                 ) -> list[SpectrumRecord]:
-    """The spectra in an uploaded file (LAMOST LRS FITS; Gaia XP CSV/ECSV/FITS/VOTable)."""
+    """The spectra in an uploaded file (LAMOST LRS FITS; Gaia XP CSV/ECSV/FITS/VOTable;
+    SDSS spec files; generic CSV/TXT tables and FITS tables/images that state air or
+    vacuum, resampled onto the LAMOST grid by the generic readers)."""
     base = os.path.basename(name or "upload")
     if len(content) > max_bytes:
         raise UploadError(f"{base} is {len(content) / 1e6:.1f} MB; the limit is "
