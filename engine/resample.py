@@ -9,8 +9,9 @@ the same way (own continuum fit over the window and 100 px either side).
 Flux-conserving resampling: each input pixel is a bin of constant flux density between its
 edges (geometric midpoints between neighbouring wavelengths; the two outer edges half a step
 out; across a step more than GAP_FACTOR times its neighbours', a gap: each side keeps half
-its other step and the space between is uncovered), and each output pixel gets the overlap-weighted mean flux density of the usable input
-bins it covers, so integrals of flux over any range of whole output pixels are kept.
+its other step and the space between is uncovered), and each output pixel gets the
+overlap-weighted mean flux density of the usable input bins it covers, so integrals of flux
+over any range of whole output pixels are kept.
 Variances add with the squared overlap weights. An output pixel is masked when less than
 `min_coverage` of its width is covered by usable input (gaps, masked pixels, beyond the ends).
 

@@ -10,8 +10,9 @@ Folder scans and tables that are not spectra: a folder holds label tables and RE
 the spectra (labels.csv, pairs.csv, groups.csv, catalogue.csv). When a *folder* is scanned,
 CSV/ECSV/TXT/DAT/TSV files whose header has neither Gaia XP spectrum columns nor a
 wavelength and a flux column are skipped silently (they are not spectra, so they are neither
-read nor refused); headerless text of 2 or 3 numeric columns counts as a spectrum. A file the user *names explicitly* is
-always attempted, so a labels CSV named on the command line is refused with a reason.
+read nor refused); headerless text of 2 or 3 numeric columns counts as a spectrum. A file
+the user *names explicitly* is always attempted, so a labels CSV named on the command line
+is refused with a reason.
 """
 
 from __future__ import annotations

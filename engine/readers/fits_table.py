@@ -80,9 +80,9 @@ def read(source: Any, *, path: str = "", **options: Any) -> list[SpectrumRecord]
         rows = _as_spectra(data, names[w_index], path)
         records = []
         for i in rows:
-            def cell(role: str) -> np.ndarray:
+            def cell(role: str, row: int | None = i) -> np.ndarray:
                 values = data[names[roles[role][0]]]
-                return np.asarray(values[i] if rows != [None] else values,
+                return np.asarray(values if row is None else values[row],
                                   dtype=np.float64).ravel()
 
             ivar = uncertainty_to_ivar(cell(uncertainty), uncertainty) if uncertainty else None

@@ -104,8 +104,8 @@ def read(source: Any, *, path: str = "") -> list[SpectrumRecord]:
         object_id = (f"sdss-{plate:04d}-{mjd:05d}-{fiber:04d}"
                      if None not in (plate, mjd, fiber) else None)
         sn = np.atleast_1d(np.asarray(info.get("SN_MEDIAN", []), dtype=np.float64))
-        snr = {b: float(v) for b, v in zip("ugriz", sn) if np.isfinite(v)} if sn.size == 5 \
-            else {}
+        snr = ({b: float(v) for b, v in zip("ugriz", sn, strict=True) if np.isfinite(v)}
+               if sn.size == 5 else {})
         run2d = str(info.get("RUN2D", header.get("RUN2D", "")) or "").strip()
         meta = {"plate": plate, "mjd": mjd, "fiberid": fiber, "run2d": run2d,
                 "resolution": f"degraded to R={1800:.0f} ({sigma_source})",

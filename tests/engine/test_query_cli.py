@@ -85,8 +85,8 @@ def test_query_file_with_format_and_reader_options(store, tmp_path):
     path, folder = store
     (record,) = readers.read(str(folder / "spec-305.fits"))
     table = tmp_path / "star.txt"
-    table.write_text("\n".join(f"{float(w)!r} {float(f)!r}" for w, f, m in
-                               zip(record.wavelength, record.flux, record.mask) if not m))
+    rows = zip(record.wavelength, record.flux, record.mask, strict=True)
+    table.write_text("\n".join(f"{float(w)!r} {float(f)!r}" for w, f, m in rows if not m))
     hits = hits_of(specclip("query", "--store", str(path), "--file", str(table), "--format",
                             "text-table", "--medium", "vacuum", "--target", "lamost", "-k",
                             "2", "--json"))

@@ -52,7 +52,7 @@ def test_variance_of_averaged_pixels():
     """Four input pixels of variance 1 per output pixel: the mean has variance ~1/4."""
     edges = 10 ** (3.5682 + 1e-4 * (np.arange(1000, 1101) - 0.5))
     fine = np.sort(np.concatenate([np.linspace(a, b, 5)[:-1] for a, b in
-                                   zip(edges[:-1], edges[1:])]))
+                                   zip(edges[:-1], edges[1:], strict=True)]))
     fine = fine[:-1] + np.diff(fine) / 2
     out = resample_to_lamost_grid(fine, np.ones(fine.size), np.ones(fine.size))
     inner = out.ivar[2:-2]

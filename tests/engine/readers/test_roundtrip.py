@@ -22,7 +22,7 @@ def _csv(record, air: bool) -> list:
     wave = vacuum_to_air(record.wavelength) if air else record.wavelength
     head = "wavelength_air,flux,ivar" if air else "# vacuum wavelengths\nwavelength,flux,ivar"
     text = head + "\n" + "\n".join(f"{float(w)!r},{float(f)!r},{float(v)!r}"
-                                   for w, f, v in zip(wave, record.flux, ivar))
+                                   for w, f, v in zip(wave, record.flux, ivar, strict=True))
     return readers.read(io.BytesIO(text.encode()), path=f"{record.object_id}.csv")
 
 
@@ -52,7 +52,7 @@ def test_generic_table_round_trip_matches_native_reader(shared_data, route):
                "fits-float32-loglam": _fits_float32_loglam}[route]
     generic = [rec for r in native for rec in convert(r)]
     assert all(g.meta["resampled"] and g.pixel_offset == n.pixel_offset
-               for g, n in zip(generic, native))
+               for g, n in zip(generic, native, strict=True))
     embedder = Embedder()
     a, b = embedder.embed(native), embedder.embed(generic)
     np.testing.assert_array_equal(a.valid, b.valid)
