@@ -40,7 +40,9 @@ def identify(source: Any, *, path: str = "") -> bool:
         if is_claimed_by_survey_reader(source, path):
             return False
         with open_fits(source, path or "<identify>") as hdul:
-            return _spectrum_table(hdul) is not None
+            # A table with a flux column but no wavelength is claimed too, so that `read`
+            # refuses it with that reason instead of "not recognised".
+            return _spectrum_table(hdul, need_axis=False) is not None
     except Exception:  # identify never raises
         return False
     finally:
@@ -51,11 +53,12 @@ def identify(source: Any, *, path: str = "") -> bool:
                 pass
 
 
-def _spectrum_table(hdul: fits.HDUList) -> fits.BinTableHDU | None:
+def _spectrum_table(hdul: fits.HDUList, need_axis: bool = True) -> fits.BinTableHDU | None:
     for hdu in hdul:
         if isinstance(hdu, fits.BinTableHDU):
             roles = find_columns(list(hdu.columns.names))
-            if ("wave" in roles or "loglam" in roles) and "flux" in roles:
+            axis = "wave" in roles or "loglam" in roles
+            if "flux" in roles and (axis or not need_axis):
                 return hdu
     return None
 
@@ -65,8 +68,11 @@ def read(source: Any, *, path: str = "", **options: Any) -> list[SpectrumRecord]
     with open_fits(source, path) as hdul:
         hdu = _spectrum_table(hdul)
         if hdu is None:
-            raise SpectrumReadError(path, "no binary table with wavelength and flux columns "
-                                          "(wavelength/wave/lambda/loglam and flux)")
+            reason = ("cannot place the spectrum on a wavelength axis: a table has a flux "
+                      "column but none has a wavelength column"
+                      if _spectrum_table(hdul, need_axis=False) is not None else
+                      "no binary table with wavelength and flux columns")
+            raise SpectrumReadError(path, reason + " (wavelength/wave/lambda/loglam, flux)")
         names = list(hdu.columns.names)
         roles = find_columns(names)
         log10 = "wave" not in roles

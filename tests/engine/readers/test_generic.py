@@ -93,6 +93,7 @@ def test_caller_options_override_the_file(generic):
     ("table-third-unnamed.csv", None, "third column is not named"),
     ("spectrum-wcs-none.fits", None, "no CRVAL1"),
     ("spectrum-wcs-none.fits", "fits-table", "no binary table"),
+    ("spectrum-table-no-wave.fits", None, "none has a wavelength column"),
     ("spectrum-rows-unsorted.fits", None, "not a monotonic wavelength"),
     ("spectrum-table.fits", "fits-rows", "not 2 x N or 3 x N"),
 ])
@@ -143,5 +144,42 @@ def test_folder_scan_reads_generic_spectra_and_skips_other_tables(generic, tmp_p
     records, refused = readers.read_many([generic])
     assert {r["path"].rsplit("/", 1)[-1] for r in refused} == {
         "table-no-medium.csv", "table-third-unnamed.csv", "spectrum-wcs-none.fits",
-        "spectrum-rows-unsorted.fits"}
-    assert len(records) == 10     # 14 files, 4 refused
+        "spectrum-rows-unsorted.fits", "spectrum-table-no-wave.fits"}
+    assert len(records) == 10     # 15 files, 5 refused
+
+
+REAL_WCS = "UM669_nF-cut.fits.gz"   # real MagE 1-D spectrum, log-linear WCS (DC-FLAG = 1)
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_real_log_linear_wcs_file_four_ways(way):
+    """A real 1-D image (tests/fixtures/specutils/README.md) that does not state air or
+    vacuum: refused with that reason, read once the caller states it."""
+    import gzip
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "fixtures" / "specutils" / REAL_WCS
+    with pytest.raises(SpectrumReadError, match="air or vacuum wavelengths not stated"):
+        readers.read(str(path))
+    options = {"medium": "vacuum"}
+    if way == "direct":
+        records = readers.read(str(path), format="fits-wcs-1d", options=options)
+    elif way == "auto":
+        assert readers.identify_format(str(path)).name == "fits-wcs-1d"
+        records = readers.read(str(path), options=options)
+    elif way == "fileobj":
+        records = readers.read(io.BytesIO(path.read_bytes()), path=path.name, options=options)
+    else:
+        with fits.open(io.BytesIO(gzip.decompress(path.read_bytes()))) as hdul:
+            records = readers.read(hdul, path=path.name, options=options)
+    (record,) = records
+    assert record.object_id == "UM669" and record.meta["layout"] == "fits-wcs-1d"
+    # 3041-5759 A: from the first LAMOST pixel (3700 A) to ~5750 A, no gaps
+    assert record.pixel_offset == 0 and 1900 < record.n_pixels < 1925
+    assert not record.mask.any() and np.isfinite(record.flux).all()
+    # the resampled flux keeps the file's mean over the same wavelengths (flux conserving)
+    with fits.open(io.BytesIO(gzip.decompress(path.read_bytes()))) as hdul:
+        raw = hdul[0].data.astype(float)
+    wave = 10 ** (3.48308100271 + 3.18703100992e-05 * np.arange(raw.size))
+    inside = (wave > record.wavelength[100]) & (wave < record.wavelength[1800])
+    assert np.mean(record.flux[100:1800]) == pytest.approx(np.mean(raw[inside]), rel=0.01)
