@@ -29,11 +29,12 @@ class UploadError(SpecClipError):
     """An upload the app refuses or cannot read; the message is shown to the user as is."""
 
 
-def read_upload(name: str, content: bytes, max_bytes: int = MAX_UPLOAD_BYTES
-                ) -> list[SpectrumRecord]:
+def read_upload(name: str, content: bytes, max_bytes: int = MAX_UPLOAD_BYTES,
+                options: dict | None = None) -> list[SpectrumRecord]:
     """The spectra in an uploaded file (LAMOST LRS FITS; Gaia XP CSV/ECSV/FITS/VOTable;
     SDSS spec files; generic CSV/TXT tables and FITS tables/images that state air or
-    vacuum, resampled onto the LAMOST grid by the generic readers)."""
+    vacuum, resampled onto the LAMOST grid by the generic readers). `options` (unit, medium,
+    uncertainty) go to the generic readers, for files that do not say."""
     base = os.path.basename(name or "upload")
     if len(content) > max_bytes:
         raise UploadError(f"{base} is {len(content) / 1e6:.1f} MB; the limit is "
@@ -42,23 +43,24 @@ def read_upload(name: str, content: bytes, max_bytes: int = MAX_UPLOAD_BYTES
     if not content:
         raise UploadError(f"{base} is empty.")
     try:
-        records = readers.read(io.BytesIO(content), path=base)
+        records = readers.read(io.BytesIO(content), path=base, options=options)
     except (SpectrumReadError, OSError, ValueError) as first:
         # OSError/ValueError: a reader that let a library error through; the upload is
         # untrusted input, so it must end as a message, never as a crashed page
-        records = _read_via_tempfile(base, content, first)
+        records = _read_via_tempfile(base, content, first, options)
     if not records:
         raise UploadError(f"{base} holds no spectrum that the readers accept.")
     return records
 
 
-def _read_via_tempfile(base: str, content: bytes, first: Exception) -> list[SpectrumRecord]:
+def _read_via_tempfile(base: str, content: bytes, first: Exception,
+                       options: dict | None = None) -> list[SpectrumRecord]:
     with tempfile.TemporaryDirectory(prefix="specclip-upload-") as folder:
         path = os.path.join(folder, base)
         with open(path, "wb") as fh:
             fh.write(content)
         try:
-            return readers.read(path)
+            return readers.read(path, options=options)
         except (SpectrumReadError, OSError, ValueError) as exc:
             log.info("upload %s refused: %s / %s", base, first, exc)
             reason = getattr(first, "reason", None) or getattr(exc, "reason", None) or str(exc)

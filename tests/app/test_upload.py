@@ -64,5 +64,8 @@ def test_real_sdss_upload_and_a_generic_refusal():
     sdss = GENERIC / "sdss" / "spec-4961-55719-0378-cut.fits.gz"
     (record,) = read_upload(sdss.name, sdss.read_bytes())
     assert record.obj_class == "STAR" and record.meta["instrument"] == "SDSS/BOSS"
+    table = b"wavelength,flux\n5000,1\n5001,1\n5002,1\n"
     with pytest.raises(UploadError, match="air or vacuum"):
-        read_upload("star.csv", b"wavelength,flux\n5000,1\n5001,1\n5002,1\n")
+        read_upload("star.csv", table)
+    (stated,) = read_upload("star.csv", table, options={"medium": "air"})
+    assert stated.meta["wavelength_medium"] == "air"
