@@ -7,7 +7,8 @@ the unit (from the file or the `unit` option; unstated = Angstrom, but only when
 look like Angstrom), air or vacuum (from the file or the `medium` option; never guessed:
 an unstated medium is refused, because 1.4 A at 5000 A is more than a LAMOST pixel), and for
 a third, unnamed column or row whether it is an inverse variance or an error (`uncertainty`
-option). Options given by the caller win over what the file says.
+option; it also wins over a FITS BANDID3/ROW3 description, but named table columns such as
+`ivar` or `error` are read as named). The `unit` and `medium` options win over the file.
 
 The records are LAMOST-like (survey "lamost"): the flux is put on LAMOST's native log-linear
 grid by `engine.resample`, `pixel_offset` is set, and `meta["instrument"]` keeps the origin.
