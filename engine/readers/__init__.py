@@ -52,7 +52,7 @@ __all__ = [
 
 SPECTRUM_SUFFIXES = (".fits", ".fits.gz", ".fit", ".fit.gz", ".fts", ".csv", ".ecsv",
                      ".xml", ".vot", ".txt", ".dat", ".tsv")
-TABLE_SUFFIXES = (".csv", ".ecsv", ".txt", ".dat", ".tsv")
+TABLE_SUFFIXES = (".csv", ".ecsv", ".txt", ".dat", ".tsv")  # header-sniffed in folder scans
 
 # The explicit list. Order matters only when two readers claim one file (first wins);
 # identify functions are written so that they do not overlap.

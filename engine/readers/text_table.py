@@ -7,7 +7,8 @@ optional error or inverse variance), read as LAMOST-like input (see `generic.py`
 - Without a header row, two numeric columns are (wavelength, flux) and a third needs
   `uncertainty=ivar|error`.
 - Comment lines start with `#`; a comment may state the medium (`# vacuum`, `# air
-  wavelengths`) and the unit (`# unit: nm`, `# wavelength unit = Angstrom`).
+  wavelengths`, `# medium: air`: the word alone, or beside "wave", "lambda" or "medium") and
+  the unit (`# unit: nm`, `# wavelength unit = Angstrom`; not a comment about flux).
 - Separators: comma, semicolon, tab or whitespace; gzip is undone by magic number.
 """
 
@@ -27,9 +28,11 @@ from engine.readers.generic import (
 from engine.records import SpectrumRecord
 
 NAME = "text-table"
-SUFFIXES = (".csv", ".txt", ".dat", ".tsv", ".tab", ".ascii", ".csv.gz", ".txt.gz", ".dat.gz")
+SUFFIXES = (".csv", ".txt", ".dat", ".tsv", ".tab", ".ascii", ".ecsv", ".csv.gz", ".txt.gz",
+            ".dat.gz")
 COMMENT = ("#", "%", "!")
 _MEDIUM_RE = re.compile(r"\b(air|vacuum|vac)\b", re.IGNORECASE)
+_ABOUT_AXIS_RE = re.compile(r"wave|lambda|medium", re.IGNORECASE)
 _UNIT_RE = re.compile(r"unit\w*\s*[:=]\s*\[?([A-Za-z\u00c5\u00b5]+)", re.IGNORECASE)
 
 
@@ -152,7 +155,11 @@ def _roles(names: list[str] | None, width: int, opts: AxisOptions, path: str) ->
 
 
 def _comment_medium(comments: list[str], path: str) -> str | None:
-    found = {m.lower().replace("vacuum", "vac") for c in comments for m in _MEDIUM_RE.findall(c)}
+    """Air or vacuum from comments that state it ('# vacuum', '# air wavelengths'), not from
+    any comment that happens to contain the word ('# air-glow removed')."""
+    stating = [c for c in comments if c.strip().lower() in ("air", "vacuum", "vac")
+               or _ABOUT_AXIS_RE.search(c)]
+    found = {m.lower().replace("vacuum", "vac") for c in stating for m in _MEDIUM_RE.findall(c)}
     if len(found) > 1:
         raise SpectrumReadError(path, "comments mention both air and vacuum; pass "
                                       "medium=air|vacuum")

@@ -183,3 +183,16 @@ def test_real_log_linear_wcs_file_four_ways(way):
     wave = 10 ** (3.48308100271 + 3.18703100992e-05 * np.arange(raw.size))
     inside = (wave > record.wavelength[100]) & (wave < record.wavelength[1800])
     assert np.mean(record.flux[100:1800]) == pytest.approx(np.mean(raw[inside]), rel=0.01)
+
+
+def test_comments_state_the_medium_only_when_they_mean_it(tmp_path):
+    wave = lamost_native_wavelength(50, 400)
+    body = "wavelength,flux\n" + "\n".join(f"{float(w)!r},1.0" for w in wave)
+    noisy = tmp_path / "noisy.csv"
+    noisy.write_text("# air-glow lines removed by hand\n" + body)
+    with pytest.raises(SpectrumReadError, match="air or vacuum wavelengths not stated"):
+        readers.read(str(noisy))
+    stated = tmp_path / "stated.csv"
+    stated.write_text("# wavelengths in air, Angstrom\n" + body)
+    (record,) = readers.read(str(stated))
+    assert record.meta["wavelength_medium"] == "air"
