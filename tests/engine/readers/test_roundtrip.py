@@ -38,9 +38,19 @@ def _fits_float32_loglam(record) -> list:
     return readers.read(hdul, path=f"{record.object_id}.fits")
 
 
+def _fits_rows(record) -> list:
+    """A 3 x N image: wavelength, flux, ivar (BANDID3 says so)."""
+    ivar = np.where(record.mask, 0.0, record.ivar)
+    header = fits.Header({"VACUUM": True, "BANDID3": "ivar"})
+    hdul = fits.HDUList([fits.PrimaryHDU(np.stack([record.wavelength, record.flux, ivar]),
+                                         header=header)])
+    return readers.read(hdul, path=f"{record.object_id}-rows.fits")
+
+
 @pytest.mark.slow
 @pytest.mark.real_data
-@pytest.mark.parametrize("route", ["csv-vacuum", "csv-air", "fits-float32-loglam"])
+@pytest.mark.parametrize("route", ["csv-vacuum", "csv-air", "fits-float32-loglam",
+                                   "fits-rows-3xN"])
 def test_generic_table_round_trip_matches_native_reader(shared_data, route):
     from engine.inference import Embedder
 
@@ -49,7 +59,7 @@ def test_generic_table_round_trip_matches_native_reader(shared_data, route):
     assert len(native) >= 100
     convert = {"csv-vacuum": lambda r: _csv(r, air=False),
                "csv-air": lambda r: _csv(r, air=True),
-               "fits-float32-loglam": _fits_float32_loglam}[route]
+               "fits-float32-loglam": _fits_float32_loglam, "fits-rows-3xN": _fits_rows}[route]
     generic = [rec for r in native for rec in convert(r)]
     assert all(g.meta["resampled"] and g.pixel_offset == n.pixel_offset
                for g, n in zip(generic, native, strict=True))
