@@ -23,8 +23,8 @@ from astropy.io import fits
 from engine.errors import SpectrumReadError
 from engine.readers.fitsio import head_bytes, is_fits_head, open_fits
 from engine.readers.generic import (
-    AxisOptions, find_columns, header_medium, is_claimed_by_survey_reader, lamost_like_record,
-    uncertainty_to_ivar,
+    AxisOptions, default_object_id, find_columns, header_medium, is_claimed_by_survey_reader,
+    lamost_like_record, uncertainty_to_ivar,
 )
 from engine.records import SpectrumRecord
 
@@ -115,8 +115,6 @@ def _as_spectra(data: fits.FITS_rec, wave_name: str, path: str) -> list:
 
 
 def _object_id(hdul: fits.HDUList, path: str, row: int | None) -> str | None:
-    from engine.readers.generic import default_object_id
-
     header = hdul[0].header
     name = str(header.get("OBJECT", header.get("OBJNAME", "")) or "").strip()
     base = name or default_object_id(path)
