@@ -35,7 +35,8 @@ MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 # A gzipped upload may inflate this far: a LAMOST file is ~0.5 MB, a table of a few
 # thousand XP sources tens of MB. A gzip bomb (1000x) is refused before it is inflated.
 MAX_INFLATED_BYTES = 4 * MAX_UPLOAD_BYTES
-ACCEPTED = ("fits", "fit", "fits.gz", "fit.gz", "gz", "csv", "ecsv", "xml", "vot")
+ACCEPTED = ("fits", "fit", "fits.gz", "fit.gz", "gz", "csv", "ecsv", "xml", "vot", "txt",
+            "dat", "tsv")
 MAX_NAME_CHARS = 100
 
 
@@ -65,9 +66,12 @@ def _suffix(name: str) -> str:
     return ""
 
 
-def read_upload(name: str, content: bytes, max_bytes: int = MAX_UPLOAD_BYTES
-                ) -> list[SpectrumRecord]:
-    """The spectra in an uploaded file (LAMOST LRS FITS; Gaia XP CSV/ECSV/FITS/VOTable)."""
+def read_upload(name: str, content: bytes, max_bytes: int = MAX_UPLOAD_BYTES,
+                options: dict | None = None) -> list[SpectrumRecord]:
+    """The spectra in an uploaded file (LAMOST LRS FITS; Gaia XP CSV/ECSV/FITS/VOTable;
+    SDSS spec files; generic CSV/TXT tables and FITS tables/images that state air or
+    vacuum, resampled onto the LAMOST grid by the generic readers). `options` (unit, medium,
+    uncertainty) go to the generic readers, for files that do not say."""
     base = display_name(name)
     if len(content) > max_bytes:
         raise UploadError(f"{base} is {len(content) / 1e6:.1f} MB; the limit is "
@@ -81,23 +85,24 @@ def read_upload(name: str, content: bytes, max_bytes: int = MAX_UPLOAD_BYTES
         except SpectrumReadError as exc:
             raise UploadError(f"Could not read {base}: {exc.reason}") from exc
     try:
-        records = readers.read(io.BytesIO(content), path=base)
+        records = readers.read(io.BytesIO(content), path=base, options=options)
     except (SpectrumReadError, OSError, ValueError) as first:
         # OSError/ValueError: a reader that let a library error through; the upload is
         # untrusted input, so it must end as a message, never as a crashed page
-        records = _read_via_tempfile(base, content, first)
+        records = _read_via_tempfile(base, content, first, options)
     if not records:
         raise UploadError(f"{base} holds no spectrum that the readers accept.")
     return records
 
 
-def _read_via_tempfile(base: str, content: bytes, first: Exception) -> list[SpectrumRecord]:
+def _read_via_tempfile(base: str, content: bytes, first: Exception,
+                       options: dict | None = None) -> list[SpectrumRecord]:
     with tempfile.TemporaryDirectory(prefix="specclip-upload-") as folder:
         path = os.path.join(folder, "upload" + _suffix(base))
         with open(path, "wb") as fh:
             fh.write(content)
         try:
-            return readers.read(path)
+            return readers.read(path, options=options)
         except (SpectrumReadError, OSError, ValueError) as exc:
             log.info("upload %s refused: %s / %s", base, first, exc)
             reason = getattr(first, "reason", None) or getattr(exc, "reason", None) or str(exc)

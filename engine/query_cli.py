@@ -26,8 +26,10 @@ def register_query(subparsers: argparse._SubParsersAction) -> None:
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--obsid", help="LAMOST obsid")
     q.add_argument("--source-id", help="Gaia DR3/EDR3 source_id")
-    q.add_argument("--file", help="a LAMOST FITS or Gaia XP file (first spectrum is used)")
+    q.add_argument("--file", help="a spectrum file: LAMOST, Gaia XP, SDSS, or a generic "
+                                  "table/image (first spectrum is used)")
     q.add_argument("--ra", type=float, help="cone search centre RA (deg); needs --dec")
+    add_reader_args(p)
     p.add_argument("--dec", type=float)
     p.add_argument("--radius", type=float, default=2.0 / 3600, help="cone radius (deg)")
     p.add_argument("--target", choices=["lamost", "gaia_xp", "any"], default="any")
@@ -40,6 +42,28 @@ def register_query(subparsers: argparse._SubParsersAction) -> None:
                    help="payload fields to return per hit (default: all); survey and "
                         "object_id are always there")
     p.set_defaults(func=run_query)
+
+
+def add_reader_args(p: argparse.ArgumentParser) -> None:
+    """--format and the generic readers' options (engine/readers/generic.py)."""
+    # Reader names are not listed as argparse choices: that would import the readers (and
+    # astropy) for every specclip command. An unknown name is refused with the known ones.
+    p.add_argument("--format", metavar="NAME",
+                   help="reader to use instead of detection (lamost-lrs, sdss-spec, "
+                        "text-table, fits-table, fits-wcs-1d, fits-rows, gaia-xp-...)")
+    p.add_argument("--wavelength-unit", metavar="UNIT",
+                   help="generic readers: wavelength unit when the file does not say "
+                        "(Angstrom, nm, um)")
+    p.add_argument("--medium", choices=["air", "vacuum"],
+                   help="generic readers: air or vacuum wavelengths when the file does not say")
+    p.add_argument("--uncertainty", choices=["ivar", "error"],
+                   help="generic readers: what an unnamed third column/row holds")
+
+
+def reader_options(args: argparse.Namespace) -> dict:
+    """The generic readers' options given on the command line (None = not given)."""
+    return {"unit": args.wavelength_unit, "medium": args.medium,
+            "uncertainty": args.uncertainty}
 
 
 def register_outliers(subparsers: argparse._SubParsersAction) -> None:
@@ -74,6 +98,14 @@ def _open(args):
 def run_query(args: argparse.Namespace) -> int:
     from engine import readers
 
+    given = [flag for flag, value in (("--format", args.format),
+                                      ("--wavelength-unit", args.wavelength_unit),
+                                      ("--medium", args.medium),
+                                      ("--uncertainty", args.uncertainty)) if value]
+    if given and not args.file:
+        print(json.dumps({"error": f"{', '.join(given)} only apply to --file"}),
+              file=sys.stderr)
+        return 2
     engine = _open(args)
     try:
         filters = parse_filters(args.filter)
@@ -87,7 +119,8 @@ def run_query(args: argparse.Namespace) -> int:
                                     f"({args.ra}, {args.dec})")
             query = found[0].id
         elif args.file:
-            query = readers.read(args.file)[0]
+            query = readers.read(args.file, format=args.format,
+                                 options=reader_options(args))[0]
         elif args.obsid:
             query = ("obsid", args.obsid)
         else:

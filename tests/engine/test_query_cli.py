@@ -75,3 +75,26 @@ def test_outliers_and_a_clear_error_for_an_unknown_star(store):
     missing = specclip("query", "--store", str(path), "--obsid", "999999", "--json")
     assert missing.returncode == 1
     assert "999999" in json.loads(missing.stderr.strip().splitlines()[-1])["error"]
+
+
+def test_query_file_with_format_and_reader_options(store, tmp_path):
+    """A LAMOST spectrum written as a headerless 2-column text table, read with --format
+    text-table --medium vacuum, finds its own stored spectrum first."""
+    from engine import readers
+
+    path, folder = store
+    (record,) = readers.read(str(folder / "spec-305.fits"))
+    table = tmp_path / "star.txt"
+    rows = zip(record.wavelength, record.flux, record.mask, strict=True)
+    table.write_text("\n".join(f"{float(w)!r} {float(f)!r}" for w, f, m in rows if not m))
+    hits = hits_of(specclip("query", "--store", str(path), "--file", str(table), "--format",
+                            "text-table", "--medium", "vacuum", "--target", "lamost", "-k",
+                            "2", "--json"))
+    assert hits[0]["object_id"] == "305"
+    # without the medium the table cannot be placed on a wavelength axis: refused, with why
+    out = specclip("query", "--store", str(path), "--file", str(table), "--json")
+    assert out.returncode == 1 and "air or vacuum" in json.loads(out.stderr)["error"]
+    out = specclip("query", "--store", str(path), "--obsid", "305", "--medium", "air")
+    assert out.returncode == 2 and "only apply to --file" in out.stderr
+    out = specclip("query", "--store", str(path), "--file", str(table), "--format", "nope")
+    assert out.returncode == 1 and "unknown format 'nope'" in out.stderr
