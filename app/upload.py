@@ -1,9 +1,9 @@
 """Reading a user's uploaded spectrum file: size-limited, from memory, with clear errors.
 
-The bytes are read through `engine.readers.read` on a BytesIO (the reader picks the format
-from the content and the file name). Some formats are only recognised from a real file, so a
-failure is retried once from a file inside a TemporaryDirectory, which is removed at once:
-the records hold their arrays in memory and nothing of the upload stays on disk.
+The bytes are read through `engine.query.read_spectra` on a BytesIO (the reader picks the
+format from the content and the file name). Nothing of the upload is written to disk: every
+reader reads from a file object as it does from a path (tests/app/test_upload.py checks the
+archive formats), so a file that fails from memory is refused with the reader's reason.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from __future__ import annotations
 import io
 import logging
 import os
-import tempfile
 
-from engine import readers
 from engine.errors import SpecClipError, SpectrumReadError
+from engine.query import read_spectra
 from engine.records import SpectrumRecord
 
 log = logging.getLogger(__name__)
@@ -39,24 +38,13 @@ def read_upload(name: str, content: bytes, max_bytes: int = MAX_UPLOAD_BYTES
     if not content:
         raise UploadError(f"{base} is empty.")
     try:
-        records = readers.read(io.BytesIO(content), path=base)
-    except (SpectrumReadError, OSError, ValueError) as first:
+        records = read_spectra(io.BytesIO(content), path=base)
+    except (SpectrumReadError, OSError, ValueError) as exc:
         # OSError/ValueError: a reader that let a library error through; the upload is
         # untrusted input, so it must end as a message, never as a crashed page
-        records = _read_via_tempfile(base, content, first)
+        log.info("upload %s refused: %s", base, exc)
+        reason = getattr(exc, "reason", None) or str(exc)
+        raise UploadError(f"Could not read {base}: {reason}") from exc
     if not records:
         raise UploadError(f"{base} holds no spectrum that the readers accept.")
     return records
-
-
-def _read_via_tempfile(base: str, content: bytes, first: Exception) -> list[SpectrumRecord]:
-    with tempfile.TemporaryDirectory(prefix="specclip-upload-") as folder:
-        path = os.path.join(folder, base)
-        with open(path, "wb") as fh:
-            fh.write(content)
-        try:
-            return readers.read(path)
-        except (SpectrumReadError, OSError, ValueError) as exc:
-            log.info("upload %s refused: %s / %s", base, first, exc)
-            reason = getattr(first, "reason", None) or getattr(exc, "reason", None) or str(exc)
-            raise UploadError(f"Could not read {base}: {reason}") from exc
