@@ -8,6 +8,7 @@ t-SNE shows local structure better but is slow on few cores, so it runs on a sub
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -33,9 +34,15 @@ BOX_LIST_MAX = 500          # rows listed from one box selection
 
 def main(engine: Engine) -> None:
     st.title("Map of the shared embedding space")
+    held = data.surveys_held(engine, data.engine_key(engine))
+    if not held:
+        st.info(data.empty_state(held))
+        acknowledgement()
+        return
     c1, c2, c3 = st.columns(3)
     method = METHODS[c1.selectbox("Projection", list(METHODS), key="map_method")]
-    survey = SURVEYS[c2.selectbox("Spectra", list(SURVEYS), key="map_survey")]
+    options = SURVEYS if len(held) > 1 else {k: v for k, v in SURVEYS.items() if v in held}
+    survey = options[c2.selectbox("Spectra", list(options), key="map_survey")]
     colour = c3.selectbox("Colour by", COLOUR_KEYS, index=1, key="map_colour",
                           format_func=plots.colour_title)
     c4, c5 = st.columns(2)
@@ -50,8 +57,7 @@ def main(engine: Engine) -> None:
     # the chart carries row numbers, not 36-character ids: a third less data at 40k points
     st.session_state["map_ids"] = ids
     if not ids:
-        st.info(data.empty_state(data.surveys_held(engine, data.engine_key(engine)))
-                or "No spectra of this instrument in the store.")
+        st.info(data.empty_state(held, survey) or "No spectra of this instrument in the store.")
         acknowledgement()
         return
     values = [p.get(colour) for p in payloads]
@@ -128,7 +134,8 @@ def _boxed_list() -> None:
     st.dataframe(tables.styled(frame, {c: f for c, f in _FORMATS.items()
                                        if c in frame.columns}),
                  hide_index=True, width="stretch", height=260, key="map_box_table",
-                 selection_mode="single-row", on_select=_on_box_row, args=(shown,))
+                 selection_mode="single-row",
+                 on_select=functools.partial(_on_box_row, shown))
 
 
 _FORMATS = {"pred Teff (K)": "{:.0f}", "cat Teff (K)": "{:.0f}", "pred log g": "{:.2f}",

@@ -228,10 +228,9 @@ def _show_result(engine: Engine, result: dict) -> None:
         left.plotly_chart(plots.observed_figure(result["full"], "Query spectrum (observed)"),
                           width="stretch", key="search_query_spectrum")
     with right:
-        st.markdown("**The query's predicted parameters**")
-        st.dataframe(tables.parameters_frame(result.get("params") or {}, {}
-                                             if "record" not in result else
-                                             _record_labels(result["record"])),
+        st.markdown("**The query's predicted parameters (± σ) and catalogue labels**")
+        labels = _record_labels(result["record"]) if "record" in result else result["payload"]
+        st.dataframe(tables.parameters_frame(result.get("params") or {}, labels),
                      hide_index=True, width="stretch", key="search_query_params")
     survey = result["curve"]["survey"] if result.get("curve") else \
         result.get("payload", {}).get("survey")
