@@ -51,7 +51,10 @@ def hits_table(hits: Sequence[Any], score_name: str = "similarity", score_digits
                      _fmt(h.score, score_digits), _fmt(p.get(P.RA), 5), _fmt(p.get(P.DEC), 5),
                      _fmt(p.get(P.SNR), 1)]
                     + [_fmt(p.get(P.pred_key(n)), d) for n, _, d in PARAMETERS])
-    return render(rows, header) if rows else "(no hits)"
+    if not rows:
+        return "(no hits)"
+    keep = [j for j in range(len(header)) if any(r[j] for r in rows)]   # drop empty columns
+    return render([[r[j] for j in keep] for r in rows], [header[j] for j in keep])
 
 
 def parameters_line(params: dict[str, tuple[float, float]]) -> str:

@@ -9,7 +9,6 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import streamlit as st
-from pandas.io.formats.style import Styler
 
 from engine import payload as P
 from engine.query import SearchHit
@@ -43,12 +42,16 @@ def _formats(frame: pd.DataFrame, score_name: str, score_digits: int) -> dict[st
     return {c: f for c, f in fmt.items() if c in frame.columns}
 
 
-def styled(frame: pd.DataFrame, formats: dict[str, str]) -> Styler | pd.DataFrame:
-    """Rounded display and blank cells for missing values (the data keep full precision,
-    so sorting a column still sorts numbers)."""
-    if frame.empty:
-        return frame
-    return frame.style.format(formats, na_rep="")
+def styled(frame: pd.DataFrame, formats: dict[str, str]) -> pd.DataFrame:
+    """The frame as it should read: numbers rounded by `formats` and missing values blank.
+    Those columns become text, because Streamlit's grid prints "None" for a missing number
+    whatever a Styler says."""
+    out = frame.copy()
+    for column, fmt in formats.items():
+        if column in out.columns:
+            out[column] = [fmt.format(v) if v is not None and np.isfinite(_num(v)) else ""
+                           for v in out[column]]
+    return out
 
 
 def hits_frame(hits: Sequence[SearchHit], score_name: str = "similarity") -> pd.DataFrame:

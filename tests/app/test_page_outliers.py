@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import pandas as pd
 from astropy.table import Table
 
 from app.pages.outliers import NEIGHBOURS_FOR_MARKS
@@ -15,7 +16,12 @@ PAGE = "app.pages.outliers"
 
 
 def table(at):
-    return frame(at, "rank score", "new score")
+    """The candidates table, its number columns (shown as rounded text) back as numbers."""
+    t = frame(at, "rank score", "new score").copy()
+    for column in ("rank score", "pull", "new score", "anomaly", "anomaly_knn"):
+        if column in t.columns:
+            t[column] = pd.to_numeric(t[column], errors="coerce")
+    return t
 
 
 def test_ranked_by_the_chosen_score(app_engine, sessions_dir):
