@@ -1,5 +1,9 @@
 """The Streamlit entry point: open the engine once, then navigate between four pages.
 
+The pages live in app/views/, not app/pages/: Streamlit treats a pages/ folder beside
+the main script as file-based pages and would list and serve those files raw (a blank page
+at /map, a lowercase menu) before st.navigation takes over.
+
     streamlit run app/main.py -- --store var/store [--bundle DIR]
     specclip app --store var/store            # the same, via the CLI
 
@@ -16,8 +20,8 @@ from typing import Any, Callable
 import streamlit as st
 
 from app import data
-from app.pages import map as map_page
-from app.pages import outliers, search, status
+from app.views import map as map_page
+from app.views import outliers, search, status
 from engine.errors import SpecClipError
 
 

@@ -147,10 +147,10 @@ def map_figure(xy: np.ndarray, ids: Sequence, values: Sequence, colour_name: str
                 text=[h for h, s in zip(hover, sel, strict=True) if s],
                 marker={"size": 4, "opacity": 0.8},
                 name=SURVEY_NAMES.get(cat, cat), **common))
-    # clickmode "event+select": a single click selects the point under the cursor (and so
-    # reaches Streamlit's on_select); dragging draws a box
-    fig.update_layout(height=560, template="plotly_white", dragmode="select",
-                      clickmode="event+select",
+    # dragmode "zoom", not "select": Streamlit makes a click select a scatter point only
+    # while the drag mode is neither select nor lasso (it then sets clickmode
+    # "event+select"); the box-select tool in the modebar still lists a box of stars
+    fig.update_layout(height=560, template="plotly_white", dragmode="zoom",
                       margin={"l": 40, "r": 10, "t": 20, "b": 40})
     fig.update_xaxes(title_text=axis_names[0])
     fig.update_yaxes(title_text=axis_names[1])

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from app.pages.map import BOXED, SELECTED, selected_point_id, selected_point_ids
+from app.views.map import BOXED, SELECTED, selected_point_id, selected_point_ids
 from tests.app.apptest import figures, page_app, rerun, texts, values
 
-PAGE = "app.pages.map"
+PAGE = "app.views.map"
 
 
 def scatter(at) -> dict:

@@ -8,11 +8,11 @@ import json
 import pandas as pd
 from astropy.table import Table
 
-from app.pages.outliers import NEIGHBOURS_FOR_MARKS
+from app.views.outliers import NEIGHBOURS_FOR_MARKS
 from app.reranking import rerank
 from tests.app.apptest import frame, page_app, rerun, texts
 
-PAGE = "app.pages.outliers"
+PAGE = "app.views.outliers"
 
 
 def table(at):

@@ -9,7 +9,7 @@ import pytest
 from tests.app.apptest import figures, frame, page_app, rerun, texts, values
 from tests.indexer.conftest import write_lamost_file
 
-PAGE = "app.pages.search"
+PAGE = "app.views.search"
 
 
 def search(at, mode: str, target: str | None = None, k: int = 5, **inputs):

@@ -10,7 +10,7 @@ def metric(at, label):
 
 
 def test_status_shows_counts_mode_and_reports(app_engine, app_store):
-    at = page_app("app.pages.status", app_engine)
+    at = page_app("app.views.status", app_engine)
     stats = app_engine.stats()
     assert metric(at, "Store") == "healthy"
     assert metric(at, "Spectra indexed") == f"{stats['total']:,}"

@@ -8,7 +8,7 @@ import pytest
 
 from tests.app.apptest import frame, page_app, rerun, texts
 
-PAGES = ("app.pages.search", "app.pages.outliers", "app.pages.map", "app.pages.status")
+PAGES = ("app.views.search", "app.views.outliers", "app.views.map", "app.views.status")
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -20,13 +20,13 @@ def test_an_empty_store_says_what_to_run(empty_engine, page):
 
 
 def test_status_of_an_empty_store(empty_engine):
-    at = page_app("app.pages.status", empty_engine)
+    at = page_app("app.views.status", empty_engine)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Store"] == "healthy" and metrics["Spectra indexed"] == "0"
 
 
 def test_search_defaults_to_the_instrument_held(xp_only_engine):
-    at = page_app("app.pages.search", xp_only_engine)
+    at = page_app("app.views.search", xp_only_engine)
     assert at.selectbox(key="search_target").options == ["Gaia XP"]
     assert any("no LAMOST LRS spectra" in t and "specclip index" in t
                for t in texts(at.caption))
@@ -44,7 +44,7 @@ def test_search_defaults_to_the_instrument_held(xp_only_engine):
 
 
 def test_outliers_default_to_the_instrument_held(xp_only_engine, sessions_dir):
-    at = page_app("app.pages.outliers", xp_only_engine)
+    at = page_app("app.views.outliers", xp_only_engine)
     assert at.selectbox(key="outliers_survey").options == ["Gaia XP"]
     t = frame(at, "rank score", "new score")
     assert len(t) == 12 and set(t["instrument"]) == {"Gaia XP"}
@@ -52,6 +52,6 @@ def test_outliers_default_to_the_instrument_held(xp_only_engine, sessions_dir):
 
 
 def test_map_of_an_xp_only_store(xp_only_engine):
-    at = page_app("app.pages.map", xp_only_engine)
+    at = page_app("app.views.map", xp_only_engine)
     assert at.selectbox(key="map_survey").options == ["Gaia XP"]
     assert len(at.session_state["map_ids"]) == 12

@@ -64,8 +64,9 @@ def main(engine: Engine) -> None:
     hover = [f"{p.get('survey')} {p.get('object_id')}: {_fmt(v)}"
              for p, v in zip(payloads, values, strict=True)]
     axes = _axis_names(method, proj["explained"])
-    st.caption(f"{len(ids):,} spectra · {axes[0]} vs {axes[1]} · click a point to open it, "
-               "or drag a box to list the stars inside")
+    st.caption(f"{len(ids):,} spectra · {axes[0]} vs {axes[1]} · click a point to open it; "
+               "pick the box-select tool (top right of the chart) and drag a box to list "
+               "the stars inside")
     rows = np.arange(len(ids), dtype=np.int32)
     st.plotly_chart(plots.map_figure(xy, rows, values, colour, hover, axes), width="stretch",
                     key="map_chart", on_select=_on_select,
