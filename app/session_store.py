@@ -21,6 +21,7 @@ from typing import Any
 from astropy.table import MaskedColumn, Table
 
 from app.reranking import LABELS
+from engine import payload as P
 
 FORMAT_VERSION = 1
 EXPORT_COLUMNS = ("id", "survey", "object_id", "gaia_source_id", "ra", "dec", "label", "note",
@@ -65,11 +66,11 @@ class HuntingSession:
         if label not in LABELS:
             raise ValueError(f"label must be one of {LABELS}, not {label!r}")
         p = payload or {}
-        gaia = p.get("gaia_source_id")
-        m = Mark(label=label, note=note, survey=str(p.get("survey", "")),
-                 object_id=str(p.get("object_id", "")),
+        gaia = p.get(P.GAIA_SOURCE_ID)
+        m = Mark(label=label, note=note, survey=str(p.get(P.SURVEY, "")),
+                 object_id=str(p.get(P.OBJECT_ID, "")),
                  gaia_source_id=int(gaia) if gaia is not None else None,
-                 ra=_float_or_none(p.get("ra")), dec=_float_or_none(p.get("dec")),
+                 ra=_float_or_none(p.get(P.RA)), dec=_float_or_none(p.get(P.DEC)),
                  score_name=score_name,
                  score=_float_or_none(p.get(score_name)) if score_name else None,
                  marked_at=_iso(clock()))
@@ -101,7 +102,8 @@ class HuntingSession:
                    data.get("updated_at", ""))
 
     def to_table(self) -> Table:
-        """One row per mark, with units on the coordinates (missing values masked: blank in CSV, null in VOTable)."""
+        """One row per mark, with units on the coordinates; missing values are masked
+        (a blank CSV cell, a VOTable null), never a sentinel."""
         items = list(self.marks.items())
         nan = float("nan")
         t = Table()

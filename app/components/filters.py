@@ -14,6 +14,7 @@ import math
 import streamlit as st
 
 from app import data
+from engine import payload as P
 from engine.query import Engine
 
 # name -> (unit, fallback lower, fallback upper, step): the fallback serves an empty store
@@ -43,20 +44,21 @@ def filter_controls(prefix: str, engine: Engine | None = None) -> dict:
                                horizontal=True, disabled=not use)]
         cols = st.columns(len(PARAMETERS))
         for col, (name, (unit, flo, fhi, step)) in zip(cols, PARAMETERS.items(), strict=False):
-            lo, hi = slider_limits(engine, f"{basis}_{name}", (flo, fhi), step)
+            field = P.pred_key(name) if basis == "pred" else P.label_key(name)
+            lo, hi = slider_limits(engine, field, (flo, fhi), step)
             with col:
                 # the key carries the basis: its limits differ, and a kept value outside
                 # new limits would be an error
                 rng = st.slider(f"{name} ({unit})", lo, hi, (lo, hi), step=step,
                                 key=f"{prefix}_{name}_{basis}", disabled=not use)
             if use and (rng[0] > lo or rng[1] < hi):
-                filters[f"{basis}_{name}"] = (float(rng[0]), float(rng[1]))
+                filters[field] = (float(rng[0]), float(rng[1]))
         snr = st.number_input("Minimum SNR (LAMOST g band or XP median; 0 = any)",
                               min_value=0.0, value=0.0, step=5.0, key=f"{prefix}_snr")
         if snr > 0:
-            filters["snr"] = (float(snr), None)
+            filters[P.SNR] = (float(snr), None)
         classes = st.multiselect("LAMOST class (empty = any; a class drops XP spectra)",
                                  CLASSES, key=f"{prefix}_class")
         if classes:
-            filters["obj_class"] = list(classes)
+            filters[P.OBJ_CLASS] = list(classes)
     return filters

@@ -10,6 +10,7 @@ import streamlit as st
 
 from app import data
 from app.components import plots, tables
+from engine import payload as P
 from engine.errors import SpecClipError
 from engine.query import Engine
 from engine.records import SpectrumRecord
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 def title_of(survey: str, object_id: str, payload: dict) -> str:
     name = plots.SURVEY_NAMES.get(survey, survey)
     ident = f"obsid {object_id}" if survey == "lamost" else f"Gaia DR3 {object_id}"
-    gaia = payload.get("gaia_source_id")
+    gaia = payload.get(P.GAIA_SOURCE_ID)
     extra = f" · Gaia {gaia}" if gaia and survey == "lamost" else ""
     return f"{name} {ident}{extra}"
 
@@ -30,7 +31,7 @@ def star_panel(engine: Engine, point_id: str, payload: dict, prefix: str,
     """Everything about one stored point. Errors (e.g. its source file moved) are shown, not
     raised, so one bad point never breaks a page."""
     key = data.engine_key(engine)
-    survey, object_id = payload.get("survey", ""), str(payload.get("object_id", ""))
+    survey, object_id = payload.get(P.SURVEY, ""), str(payload.get(P.OBJECT_ID, ""))
     st.subheader(title_of(survey, object_id, payload))
     try:
         curve = data.spectrum_curve(engine, key, point_id)
@@ -41,7 +42,7 @@ def star_panel(engine: Engine, point_id: str, payload: dict, prefix: str,
         return
     real = None
     other = data.counterpart_point(engine, key, survey, object_id,
-                                   payload.get("gaia_source_id"))
+                                   payload.get(P.GAIA_SOURCE_ID))
     if other is not None:
         try:
             real = data.spectrum_curve(engine, key, other["id"])
@@ -62,8 +63,8 @@ def record_panel(engine: Engine, record: SpectrumRecord, prefix: str) -> None:
     except SpecClipError as exc:
         st.warning(f"Cannot run the model on this spectrum: {exc}")
         return
-    payload = {f"label_{k}": v for k, v in record.labels.items()}
-    payload["label_source"] = record.label_source
+    payload = {P.label_key(k): v for k, v in record.labels.items()}
+    payload[P.LABEL_SOURCE] = record.label_source
     _render(full, outputs, payload, None, prefix)
 
 

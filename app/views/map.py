@@ -18,15 +18,15 @@ import streamlit as st
 from app import data
 from app.components import plots, star, tables
 from app.components.footer import acknowledgement
+from engine import payload as P
 from engine.query import Engine, SearchHit, is_point_id
 
 log = logging.getLogger(__name__)
 
 METHODS = {"PCA (all points)": "pca", "t-SNE (random subsample)": "tsne"}
 SURVEYS = {"both instruments": None, "LAMOST LRS": "lamost", "Gaia XP": "gaia_xp"}
-COLOUR_KEYS = ("survey", "pred_teff", "pred_logg", "pred_feh", "pred_alpha_m", "label_teff",
-               "label_logg", "label_feh", "anomaly", "anomaly_knn", "anomaly_recon",
-               "anomaly_translation", "snr")
+COLOUR_KEYS = (P.SURVEY, *(P.pred_key(n) for n in ("teff", "logg", "feh", "alpha_m")),
+               *(P.label_key(n) for n in ("teff", "logg", "feh")), *P.ANOMALY_SCORES, P.SNR)
 SELECTED = "map_selected"
 BOXED = "map_boxed"
 BOX_LIST_MAX = 500          # rows listed from one box selection
@@ -61,7 +61,7 @@ def main(engine: Engine) -> None:
         acknowledgement()
         return
     values = [p.get(colour) for p in payloads]
-    hover = [f"{p.get('survey')} {p.get('object_id')}: {_fmt(v)}"
+    hover = [f"{p.get(P.SURVEY)} {p.get(P.OBJECT_ID)}: {_fmt(v)}"
              for p, v in zip(payloads, values, strict=True)]
     axes = _axis_names(method, proj["explained"])
     st.caption(f"{len(ids):,} spectra · {axes[0]} vs {axes[1]} · click a point to open it; "
@@ -129,7 +129,7 @@ def _boxed_list() -> None:
     st.markdown(f"**{len(boxed)} stars in the selection**"
                 + (f" (the first {BOX_LIST_MAX} listed)" if len(boxed) > BOX_LIST_MAX else "")
                 + ": click a row to open that star")
-    hits = [SearchHit(pid, known[pid].get("survey", ""), str(known[pid].get("object_id", "")),
+    hits = [SearchHit(pid, known[pid].get(P.SURVEY, ""), str(known[pid].get(P.OBJECT_ID, "")),
                       0.0, known[pid]) for pid in shown]
     frame = tables.hits_frame(hits, "score").drop(columns=["score"], errors="ignore")
     st.dataframe(tables.styled(frame, {c: f for c, f in _FORMATS.items()

@@ -19,14 +19,16 @@ from app.components import filters as filter_ui
 from app.components import star, tables
 from app.components.footer import acknowledgement
 from app.session_store import HuntingSession, SessionStore
+from engine import payload as P
 from engine.errors import SpecClipError
 from engine.query import Engine, SearchHit
 
 log = logging.getLogger(__name__)
 
 SURVEYS = {"LAMOST LRS": "lamost", "Gaia XP": "gaia_xp", "both instruments": None}
-SCORES = {"anomaly": "combined (highest percentile rank of the three)", "anomaly_knn": "isolation (k-NN distance)",
-          "anomaly_recon": "reconstruction error", "anomaly_translation":
+SCORES = {P.ANOMALY: "combined (highest percentile rank of the three)",
+          P.ANOMALY_KNN: "isolation (k-NN distance)",
+          P.ANOMALY_RECON: "reconstruction error", P.ANOMALY_TRANSLATION:
           "cross-instrument disagreement (stars with both spectra)"}
 NEIGHBOURS_FOR_MARKS = 20
 
@@ -136,10 +138,10 @@ def _table(order: list[tuple[SearchHit, reranking.Ranked]], score: str,
         rows.append({"#": i, "instrument": tables.INSTRUMENTS.get(h.survey, h.survey),
                      "id": h.object_id, "mark": mark.label if mark else "",
                      "note": mark.note if mark else "", score: h.payload.get(score),
-                     "pred Teff (K)": h.payload.get("pred_teff"),
-                     "pred log g": h.payload.get("pred_logg"),
-                     "pred [Fe/H]": h.payload.get("pred_feh"),
-                     "SNR": h.payload.get("snr"), "class": h.payload.get("obj_class") or "",
+                     "pred Teff (K)": h.payload.get(P.pred_key("teff")),
+                     "pred log g": h.payload.get(P.pred_key("logg")),
+                     "pred [Fe/H]": h.payload.get(P.pred_key("feh")),
+                     "SNR": h.payload.get(P.SNR), "class": h.payload.get(P.OBJ_CLASS) or "",
                      "rank score": r.base, "pull": r.pull, "new score": r.score})
     frame = pd.DataFrame(rows)
     formats = {score: "{:.3f}", "pred Teff (K)": "{:.0f}", "pred log g": "{:.2f}",

@@ -18,6 +18,7 @@ from app import data, upload
 from app.components import filters as filter_ui
 from app.components import plots, star, tables
 from app.components.footer import acknowledgement
+from engine import payload as P
 from engine.errors import BundleError, SpecClipError
 from engine.query import Engine
 
@@ -168,10 +169,10 @@ def _run_search(engine: Engine, mode: str, target: str, k: int, filters: dict,
         return {"error": str(exc)}
     if "point" in query:   # the address bar now links to this search
         p = query["payload"]
-        if p.get("survey") == "lamost":
-            st.query_params.from_dict({"obsid": str(p.get("object_id"))})
+        if p.get(P.SURVEY) == "lamost":
+            st.query_params.from_dict({"obsid": str(p.get(P.OBJECT_ID))})
         else:
-            st.query_params.from_dict({"source_id": str(p.get("object_id"))})
+            st.query_params.from_dict({"source_id": str(p.get(P.OBJECT_ID))})
         st.session_state["search_link"] = tuple(sorted(st.query_params.to_dict().items()))
     hits = [h for t in groups for h in groups[t]]
     return {**query, "groups": groups, "hits": hits, "target": target, "filters": filters}
@@ -206,7 +207,7 @@ def _query_name(result: dict) -> str:
         rec = result["record"]
         return f"{plots.SURVEY_NAMES.get(rec.survey, rec.survey)} {rec.object_id} (uploaded)"
     p = result["payload"]
-    return star.title_of(p.get("survey", ""), str(p.get("object_id", "")), p)
+    return star.title_of(p.get(P.SURVEY, ""), str(p.get(P.OBJECT_ID, "")), p)
 
 
 def _show_result(engine: Engine, result: dict) -> None:
@@ -233,7 +234,7 @@ def _show_result(engine: Engine, result: dict) -> None:
         st.dataframe(tables.parameters_frame(result.get("params") or {}, labels),
                      hide_index=True, width="stretch", key="search_query_params")
     survey = result["curve"]["survey"] if result.get("curve") else \
-        result.get("payload", {}).get("survey")
+        result.get("payload", {}).get(P.SURVEY)
     all_hits = []
     for target, items in result["groups"].items():
         hits = data.hits_from_dicts(items)
@@ -243,8 +244,8 @@ def _show_result(engine: Engine, result: dict) -> None:
 
 
 def _record_labels(record) -> dict:
-    payload = {f"label_{k}": v for k, v in record.labels.items()}
-    payload["label_source"] = record.label_source
+    payload = {P.label_key(k): v for k, v in record.labels.items()}
+    payload[P.LABEL_SOURCE] = record.label_source
     return payload
 
 
