@@ -1,9 +1,9 @@
 """Reading a user's uploaded spectrum file: size-limited, from memory, with clear errors.
 
-The bytes are read through `engine.readers.read` on a BytesIO (the reader picks the format
-from the content and the file name). Some formats are only recognised from a real file, so a
-failure is retried once from a file inside a TemporaryDirectory, which is removed at once:
-the records hold their arrays in memory and nothing of the upload stays on disk.
+The bytes are read through `engine.query.read_spectra` on a BytesIO (the reader picks the
+format from the content and the file name). Nothing of the upload is written to disk: every
+reader reads from a file object as it does from a path (tests/app/test_upload.py checks the
+archive formats), so a file that fails from memory is refused with the reader's reason.
 
 Limits hold however the app was started: the upload widget carries MAX_UPLOAD_MB (the
 browser enforces it), `read_upload` refuses more than MAX_UPLOAD_BYTES before any reader
@@ -11,20 +11,17 @@ runs, and gzip content is inflated under MAX_INFLATED_BYTES. Streamlit's server-
 `server.maxUploadSize` is set by `specclip app` (a flag) and, for `streamlit run
 app/main.py` from the repository root, by `.streamlit/config.toml`.
 
-The upload's name is the user's: it is cleaned for messages and never used as a path (the
-temporary file has a fixed name with the upload's suffix).
+The upload's name is the user's: it is cleaned for messages and never used as a path.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import os
 import re
-import tempfile
 
-from engine import readers
 from engine.errors import SpecClipError, SpectrumReadError
+from engine.query import read_spectra
 from engine.readers import guards
 from engine.records import SpectrumRecord
 
@@ -85,25 +82,13 @@ def read_upload(name: str, content: bytes, max_bytes: int = MAX_UPLOAD_BYTES,
         except SpectrumReadError as exc:
             raise UploadError(f"Could not read {base}: {exc.reason}") from exc
     try:
-        records = readers.read(io.BytesIO(content), path=base, options=options)
-    except (SpectrumReadError, OSError, ValueError) as first:
+        records = read_spectra(io.BytesIO(content), path=base, options=options)
+    except (SpectrumReadError, OSError, ValueError) as exc:
         # OSError/ValueError: a reader that let a library error through; the upload is
         # untrusted input, so it must end as a message, never as a crashed page
-        records = _read_via_tempfile(base, content, first, options)
+        log.info("upload %s refused: %s", base, exc)
+        reason = getattr(exc, "reason", None) or str(exc)
+        raise UploadError(f"Could not read {base}: {reason}") from exc
     if not records:
         raise UploadError(f"{base} holds no spectrum that the readers accept.")
     return records
-
-
-def _read_via_tempfile(base: str, content: bytes, first: Exception,
-                       options: dict | None = None) -> list[SpectrumRecord]:
-    with tempfile.TemporaryDirectory(prefix="specclip-upload-") as folder:
-        path = os.path.join(folder, "upload" + _suffix(base))
-        with open(path, "wb") as fh:
-            fh.write(content)
-        try:
-            return readers.read(path, options=options)
-        except (SpectrumReadError, OSError, ValueError) as exc:
-            log.info("upload %s refused: %s / %s", base, first, exc)
-            reason = getattr(first, "reason", None) or getattr(exc, "reason", None) or str(exc)
-            raise UploadError(f"Could not read {base}: {reason}") from exc

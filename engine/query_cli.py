@@ -1,4 +1,6 @@
-"""`specclip query` and `specclip outliers`: the query API for scripts, JSON on stdout."""
+"""`specclip query` and `specclip outliers`: a readable table on a terminal; JSON (a list of
+hits with survey, object_id, score and payload) with --json or whenever stdout is not a
+terminal, so scripts that pipe the output keep working."""
 
 from __future__ import annotations
 
@@ -6,9 +8,12 @@ import argparse
 import json
 import sys
 
+from engine import hit_table
 from engine import payload as P
 from engine.collection import DEFAULT_ALIAS
 from engine.errors import SpecClipError
+from engine.query import read_spectra
+from engine.records import SpectrumRecord
 
 
 def _add_store_args(p: argparse.ArgumentParser) -> None:
@@ -17,7 +22,8 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     where.add_argument("--url", help="Qdrant server/cluster URL (API key from QDRANT_API_KEY)")
     p.add_argument("--bundle", help="model bundle (default: the shipped small model)")
     p.add_argument("--collection", default=DEFAULT_ALIAS)
-    p.add_argument("--json", action="store_true", help="print JSON (the default for scripts)")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON instead of a table (the default when stdout is piped)")
 
 
 def register_query(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +44,9 @@ def register_query(subparsers: argparse._SubParsersAction) -> None:
                    help="auto: spectrum PCA within one instrument, shared CLIP space across")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=LO:HI|VALUE",
                    help="payload filter, e.g. label_teff=4000:6000 or obj_class=STAR")
+    p.add_argument("--with-query", action="store_true",
+                   help="JSON: an object {query: {survey, object_id, predicted: {name: "
+                        "[value, sigma]}}, hits: [...]} instead of the bare list of hits")
     p.add_argument("--fields", metavar="KEY,KEY,...",
                    help="payload fields to return per hit (default: all); survey and "
                         "object_id are always there")
@@ -95,9 +104,43 @@ def _open(args):
                        collection=args.collection)
 
 
-def run_query(args: argparse.Namespace) -> int:
-    from engine import readers
+def wants_json(args: argparse.Namespace, stream=None) -> bool:
+    """JSON when asked, or when the output goes to a pipe or a file (scripts)."""
+    stream = sys.stdout if stream is None else stream
+    return bool(args.json) or not stream.isatty()
 
+
+def _query_summary(engine, query) -> dict:
+    """The query's identity and its own predicted parameters."""
+    if isinstance(query, SpectrumRecord):
+        survey, object_id = query.survey, query.object_id
+    else:
+        hit = engine.points([query])[0] if isinstance(query, str) else None
+        kind, value = query if isinstance(query, tuple) else ("id", query)
+        found = [hit] if hit else engine.lookup(**{"obsid" if kind == "obsid" else
+                                                    "source_id": value})
+        survey = found[0].survey if found else ""
+        object_id = found[0].object_id if found else str(value)
+    return {"survey": survey, "object_id": object_id,
+            "predicted": {k: list(v) for k, v in engine.query_parameters(query).items()}}
+
+
+def _print_hits(args, hits, summary: dict | None, score_name: str = "similarity") -> None:
+    if wants_json(args):
+        items = [h.to_dict() for h in hits]
+        out = {"query": summary, "hits": items} if summary is not None else items
+        json.dump(out, sys.stdout, indent=1, default=str)
+        sys.stdout.write("\n")
+        return
+    if summary is not None:
+        name = hit_table.SURVEY_NAMES.get(summary["survey"], summary["survey"])
+        params = {k: tuple(v) for k, v in summary["predicted"].items()}
+        print(f"query: {name} {summary['object_id']}  predicted "
+              f"{hit_table.parameters_line(params)}")
+    print(hit_table.hits_table(hits, score_name))
+
+
+def run_query(args: argparse.Namespace) -> int:
     given = [flag for flag, value in (("--format", args.format),
                                       ("--wavelength-unit", args.wavelength_unit),
                                       ("--medium", args.medium),
@@ -119,7 +162,7 @@ def run_query(args: argparse.Namespace) -> int:
                                     f"({args.ra}, {args.dec})")
             query = found[0].id
         elif args.file:
-            query = readers.read(args.file, format=args.format,
+            query = read_spectra(args.file, format=args.format,
                                  options=reader_options(args))[0]
         elif args.obsid:
             query = ("obsid", args.obsid)
@@ -129,8 +172,11 @@ def run_query(args: argparse.Namespace) -> int:
             if args.fields else None
         hits = engine.search(query, target=args.target, k=args.k, filters=filters,
                              space=args.space, payload_keys=fields)
-        json.dump([h.to_dict() for h in hits], sys.stdout, indent=1, default=str)
-        sys.stdout.write("\n")
+        # the table always shows the query's predictions; JSON only when asked, so the
+        # bare list that scripts read stays as it was
+        summary = _query_summary(engine, query) \
+            if args.with_query or not wants_json(args) else None
+        _print_hits(args, hits, summary)
         return 0
     except (SpecClipError, ValueError) as exc:
         print(json.dumps({"error": str(exc)}), file=sys.stderr)
@@ -144,8 +190,7 @@ def run_outliers(args: argparse.Namespace) -> int:
     try:
         hits = engine.outliers(None if args.survey == "any" else args.survey, k=args.k,
                                filters=parse_filters(args.filter), score=args.score)
-        json.dump([h.to_dict() for h in hits], sys.stdout, indent=1, default=str)
-        sys.stdout.write("\n")
+        _print_hits(args, hits, None, score_name=args.score)
         return 0
     finally:
         engine.close()

@@ -530,6 +530,15 @@ class EdgeStore:
                 return int(c.shard.count(qe.CountRequest(exact=True,
                                                          filter=to_edge_filter(filter))))
 
+    def facet(self, collection: str, key: str, filter: Filter | None = None,
+              limit: int = 100) -> dict[str, int]:
+        """Exact counts of the values of an indexed keyword payload field."""
+        with self._lock:
+            c = self._coll(collection)
+            req = qe.FacetRequest(key, limit=limit, exact=True, filter=to_edge_filter(filter))
+            with _edge_errors(f"facet {collection} by {key}"):
+                return {str(h.value): int(h.count) for h in c.shard.facet(req).hits}
+
     def info(self, collection: str) -> dict[str, Any]:
         """Points, segments and HNSW-indexed vectors of a collection (and its generation)."""
         with self._lock:

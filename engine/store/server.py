@@ -336,6 +336,13 @@ class ServerStore:
         return int(self._call(f"count {collection}", self.client.count, collection,
                               count_filter=to_qdrant_filter(filter), exact=True).count)
 
+    def facet(self, collection: str, key: str, filter: Filter | None = None,
+              limit: int = 100) -> dict[str, int]:
+        """Exact counts of the values of an indexed keyword payload field."""
+        res = self._call(f"facet {collection} by {key}", self.client.facet, collection, key,
+                         facet_filter=to_qdrant_filter(filter), limit=limit, exact=True)
+        return {str(h.value): int(h.count) for h in res.hits}
+
     def info(self, collection: str) -> dict[str, Any]:
         i = self._call(f"get {collection}", self.client.get_collection, collection)
         return {"points": i.points_count, "segments": i.segments_count,

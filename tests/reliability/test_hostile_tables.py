@@ -133,7 +133,7 @@ def test_the_upload_widget_has_the_limit_however_the_app_is_started():
     before = config.get_option("server.maxUploadSize")
     config.set_option("server.maxUploadSize", 200)   # Streamlit's default: no flag, no file
     try:
-        at = page_app("app.pages.search", None)      # nothing reaches the engine here
+        at = page_app("app.views.search", None)      # nothing reaches the engine here
         at.radio(key="search_mode").set_value("Upload a file")
         rerun(at)
         (widget,) = at.get("file_uploader")
