@@ -69,3 +69,23 @@ def test_real_sdss_upload_and_a_generic_refusal():
         read_upload("star.csv", table)
     (stated,) = read_upload("star.csv", table, options={"medium": "air"})
     assert stated.meta["wavelength_medium"] == "air"
+
+
+def test_the_upload_widget_has_the_limit_however_the_app_is_started(app_engine):
+    """Before: `streamlit run app/main.py` let a 60 MB upload through (only `specclip app`
+    set the server's limit); now the widget itself carries it, whatever the server's."""
+    upload = pytest.importorskip("app.upload")
+    from streamlit import config
+
+    from tests.app.apptest import page_app, rerun
+
+    before = config.get_option("server.maxUploadSize")
+    config.set_option("server.maxUploadSize", 200)   # Streamlit's default: no flag, no file
+    try:
+        at = page_app("app.views.search", app_engine)
+        at.radio(key="search_mode").set_value("Upload a file")
+        rerun(at)
+        (widget,) = at.get("file_uploader")
+    finally:
+        config.set_option("server.maxUploadSize", before)
+    assert widget.proto.max_upload_size_mb == upload.MAX_UPLOAD_MB

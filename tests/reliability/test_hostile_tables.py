@@ -122,26 +122,6 @@ def test_a_gzipped_upload_is_bounded_before_the_readers(tmp_path):
     assert upload.read_upload("spec.fits.gz", hostile.gzip_bomb(good, 0))[0].object_id == "10"
 
 
-def test_the_upload_widget_has_the_limit_however_the_app_is_started():
-    """Before: `streamlit run app/main.py` let a 60 MB upload through (only `specclip app`
-    set the server's limit); now the widget itself carries it, whatever the server's."""
-    upload = pytest.importorskip("app.upload")
-    from streamlit import config
-
-    from tests.app.apptest import page_app, rerun
-
-    before = config.get_option("server.maxUploadSize")
-    config.set_option("server.maxUploadSize", 200)   # Streamlit's default: no flag, no file
-    try:
-        at = page_app("app.views.search", None)      # nothing reaches the engine here
-        at.radio(key="search_mode").set_value("Upload a file")
-        rerun(at)
-        (widget,) = at.get("file_uploader")
-    finally:
-        config.set_option("server.maxUploadSize", before)
-    assert widget.proto.max_upload_size_mb == upload.MAX_UPLOAD_MB
-
-
 def test_streamlit_run_from_the_repository_root_has_the_server_limit():
     """The server side for `streamlit run app/main.py` (started from the repository root, as
     app/main.py says): .streamlit/config.toml holds the same limit as `specclip app`."""
