@@ -94,10 +94,8 @@ def metrics_section(metrics: dict | None) -> str:
     """Markdown tables of the measured numbers in metrics.json (empty card section before
     `specclip evaluate --into-bundle`)."""
     if not metrics or "lamost_params" not in metrics:
-        return ("## Measured accuracy
-Not yet measured: run `specclip evaluate --into-bundle` "
-                "(make bundle does).
-")
+        return ("## Measured accuracy\nNot yet measured: run `specclip evaluate --into-bundle` "
+                "(make bundle does).\n")
     out = ["## Measured accuracy (test splits, `specclip evaluate`)",
            f"Splits: {metrics.get('splits', {}).get('lamost')}; XP: "
            f"{metrics.get('splits', {}).get('xp')}. Robust sigma = 1.4826 MAD of "

@@ -1,13 +1,21 @@
-"""Losses of the alignment stage, returned as named parts (open_clip style).
+"""The training objective: `training_forward(model, batch) -> (losses, report)` for every
+stage (open_clip style: named loss terms whose sum is minimised, plus floats to log).
 
-Terms (SpecCLIP, arXiv 2507.01939, sec. 3): symmetric InfoNCE between the shared parts of
-paired embeddings (engine/models/clip.py); own-spectrum reconstruction from shared + private;
-cross-instrument translation from the shared part only (engine/models/decoders.py).
+Terms, to check against SpecCLIP (arXiv 2507.01939):
+- pretraining, LAMOST: masked-patch modelling, MSE on the masked patches only
+  (`LamostEncoder.pretrain_loss`); XP: autoencoder reconstruction (`XpEncoder.pretrain_loss`);
+- alignment: symmetric InfoNCE between the L2-normalised shared parts of paired embeddings
+  with a learnable temperature (`ClipLoss`); own-spectrum reconstruction from shared + private
+  and cross-instrument translation from the shared part only (`SpectrumDecoder.loss`),
+  weighted by `align.recon_weight` and `align.translation_weight`;
+- heads: Gaussian negative log likelihood of each finite label (`ParameterHead.nll`).
 Additions of this project: soft CLIP targets from label distance (label-matched pairs make
 near-duplicates in a batch) and reconstruction on unpaired spectra of both surveys.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -59,4 +67,57 @@ def align_losses(model: SpecClipModel, h_l: torch.Tensor, h_x: torch.Tensor,
     loss = clip["loss"] + cfg.recon_weight * recon + cfg.translation_weight * translation
     acc = 0.5 * (clip["acc_a2b"] + clip["acc_b2a"])
     return {"loss": loss, "clip": clip["loss"].detach(), "recon": recon.detach(),
-            "translation": translation.detach(), "acc": acc}
+            "translation": translation.detach(), "acc": acc, "clip_term": clip["loss"],
+            "recon_term": recon, "translation_term": translation}
+
+
+@dataclass
+class StageBatch:
+    """One optimisation step's inputs. `stage` is "pretrain", "head" or "align".
+
+    pretrain: survey, inputs (flux, weight, scale), generator.
+    head: survey, labels, and either inputs (run through the head's encoder) or features.
+    align: h_lamost, h_xp (projection inputs of paired rows), lamost and xp (flux, weight)
+    targets, optional soft targets and unpaired rows (see `align_losses`).
+    """
+
+    stage: str
+    survey: str | None = None
+    inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    labels: torch.Tensor | None = None
+    features: torch.Tensor | None = None
+    generator: torch.Generator | None = None
+    h_lamost: torch.Tensor | None = None
+    h_xp: torch.Tensor | None = None
+    lamost: tuple[torch.Tensor, torch.Tensor] | None = None
+    xp: tuple[torch.Tensor, torch.Tensor] | None = None
+    soft: torch.Tensor | None = None
+    unpaired: tuple | None = None
+
+
+def training_forward(model: SpecClipModel, batch: StageBatch
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """(losses, report): the weighted terms to sum and minimise, and floats to log (every
+    term, the total as "loss", and the CLIP retrieval accuracy in the batch for align)."""
+    if batch.stage == "pretrain":
+        name = "masked_patch" if batch.survey == SURVEY_LAMOST else "reconstruction"
+        losses = {name: model.pretrain_loss(batch.survey, *batch.inputs,
+                                            generator=batch.generator)}
+        extra: dict[str, float] = {}
+    elif batch.stage == "head":
+        feats = (batch.features if batch.features is not None
+                 else model.head_features(batch.survey, *batch.inputs))
+        losses = {"gaussian_nll": model.heads[batch.survey].nll(feats, batch.labels)}
+        extra = {}
+    elif batch.stage == "align":
+        parts = align_losses(model, batch.h_lamost, batch.h_xp, batch.lamost, batch.xp,
+                             soft=batch.soft, unpaired=batch.unpaired)
+        w = model.cfg.align
+        losses = {"clip": parts["clip_term"], "recon": w.recon_weight * parts["recon_term"],
+                  "translation": w.translation_weight * parts["translation_term"]}
+        extra = {"acc": float(parts["acc"])}
+    else:
+        raise ValueError(f"unknown training stage {batch.stage!r}")
+    report = {k: float(v.detach()) for k, v in losses.items()}
+    report["loss"] = sum(report.values())
+    return losses, {**report, **extra}

@@ -38,7 +38,7 @@ from engine.records import SURVEY_LAMOST, SURVEY_XP
 from training import data as D
 from training.augment import augment_lamost
 from training.card import model_card
-from training.losses import align_losses, soft_targets
+from training.losses import StageBatch, soft_targets, training_forward
 from training.spectral_fit import add_spectral_bases
 
 log = logging.getLogger(__name__)
@@ -115,8 +115,10 @@ def lr_at(step: int, steps: int, lr: float) -> float:
 
 
 def optimise(groups: list[dict], steps: int, cfg: ModelConfig, name: str,
-             loss_fn: Callable[[int], dict[str, torch.Tensor]]) -> dict[str, float]:
-    """AdamW over param groups (each may carry "lr_scale"); returns the last logged parts."""
+             forward: Callable[[int], tuple[dict[str, torch.Tensor], dict[str, float]]]
+             ) -> dict[str, float]:
+    """AdamW over param groups (each may carry "lr_scale") minimising the sum of the losses
+    `forward(step)` returns (training_forward's contract); returns the last logged report."""
     opt = torch.optim.AdamW(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     params = [p for g in groups for p in g["params"]]
     last: dict[str, float] = {}
@@ -125,13 +127,13 @@ def optimise(groups: list[dict], steps: int, cfg: ModelConfig, name: str,
         lr = lr_at(step, steps, cfg.train.lr)
         for g in opt.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
-        parts = loss_fn(step)
+        losses, report = forward(step)
         opt.zero_grad(set_to_none=True)
-        parts["loss"].backward()
+        sum(losses.values()).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)  # one bad batch must not wreck the run
         opt.step()
         if step % max(1, steps // 10) == 0 or step == steps - 1:
-            last = {k: float(v.detach()) for k, v in parts.items()}
+            last = report
             log.info("%s step %d/%d %s (%.0fs)", name, step + 1, steps,
                      " ".join(f"{k}={v:.4f}" for k, v in last.items()), time.time() - t0)
     return last
@@ -155,9 +157,10 @@ def pretrain(model: SpecClipModel, survey: str, s: D.SpectraSet, steps: int, bat
     gen = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
     model.train()
 
-    def step(_: int) -> dict[str, torch.Tensor]:
+    def step(_: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         idx = rng.choice(len(s), size=min(batch, len(s)), replace=False)
-        return {"loss": model.pretrain_loss(survey, *tensors(s, idx), generator=gen)}
+        return training_forward(model, StageBatch("pretrain", survey, tensors(s, idx),
+                                                  generator=gen))
 
     groups = [{"params": list(model.encoders[survey].parameters())}]
     return optimise(groups, steps, model.cfg, f"pretrain[{survey}]", step)
@@ -193,7 +196,7 @@ def align(model: SpecClipModel, d: TrainingData, rng: np.random.Generator) -> di
         state["pos"] += batch
         return state["pairs"][state["pos"] - batch: state["pos"]]
 
-    def step(_: int) -> dict[str, torch.Tensor]:
+    def step(_: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         p = next_batch()
         lam, xp = tensors(d.lamost, p[:, 0]), tensors(d.xp, p[:, 1])
         if tune:
@@ -212,7 +215,9 @@ def align(model: SpecClipModel, d: TrainingData, rng: np.random.Generator) -> di
             ux = rng.integers(0, len(d.xp), len(p))
             unpaired = (cache[0][ul], tensors(d.lamost, ul)[:2],
                         cache[1][ux], tensors(d.xp, ux)[:2])
-        return align_losses(model, h_l, h_x, lam[:2], xp[:2], soft=soft, unpaired=unpaired)
+        return training_forward(model, StageBatch("align", h_lamost=h_l, h_xp=h_x,
+                                                  lamost=lam[:2], xp=xp[:2], soft=soft,
+                                                  unpaired=unpaired))
 
     groups = [{"params": [*model.proj.parameters(), *model.recon.parameters(),
                           *model.translate.parameters(), *model.clip.parameters()]}]
@@ -299,20 +304,19 @@ def fit_head(model: SpecClipModel, survey: str, s: D.SpectraSet, val: D.SpectraS
         if nll < best["nll"]:
             best.update(nll=nll, step=step, state=[copy.deepcopy(m.state_dict()) for m in tuned])
 
-    def step(i: int) -> dict[str, torch.Tensor]:
+    def step(i: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         if i and i % every == 0:
             check(i)
         pick = rng.choice(len(rows), size=min(batch, len(rows)), replace=False)
         y = torch.from_numpy(s.labels[rows[pick]])
         model.train()
         if cache is not None:
-            feats = cache[pick]
-        else:
-            f, w, sc = tensors(s, rows[pick])
-            if augment:
-                f, w, y = augment_lamost(f, w, y, head.labels, gen)
-            feats = model.head_features(survey, f, w, sc)
-        return {"loss": head.nll(feats, y)}
+            return training_forward(model, StageBatch("head", survey, labels=y,
+                                                      features=cache[pick]))
+        f, w, sc = tensors(s, rows[pick])
+        if augment:
+            f, w, y = augment_lamost(f, w, y, head.labels, gen)
+        return training_forward(model, StageBatch("head", survey, (f, w, sc), labels=y))
 
     last = optimise(groups, steps, model.cfg, f"head[{survey}]", step)
     check(steps)
