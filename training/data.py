@@ -251,7 +251,8 @@ def load_xp(split: str | None, label_names: tuple[str, ...], max_rows: int = 0,
     s = _read_xp("test" if split == "test" else None if split is None else "train", label_names)
     if split in ("train", "val"):
         _, pair_sources = pair_ids(data_root or default_data_root())
-        keep = [i for i, (a, g) in enumerate(zip(s.extra["apogee_id"], s.extra["gaia_source_id"]))
+        ids = zip(s.extra["apogee_id"], s.extra["gaia_source_id"], strict=True)
+        keep = [i for i, (a, g) in enumerate(ids)
                 if xp_split(a) == split and int(g) not in pair_sources]
         s = s.subset(np.array(keep, dtype=np.int64))
     if max_rows and len(s) > max_rows:

@@ -170,7 +170,8 @@ def evaluate(bundle: str | None, lamost_dir: str, labels_csv: str, out: str,
     exclude = D.pair_filenames(root)
     pair_obsids, _ = D.pair_ids(root)
     keep = np.array([Path(p).name not in exclude and o not in pair_obsids
-                     for p, o in zip(lam_all.extra["source_path"], lam_all.ids)], bool)
+                     for p, o in zip(lam_all.extra["source_path"], lam_all.ids, strict=True)],
+                    bool)
     lam_all = lam_all.subset(np.where(keep)[0])
     test = np.array([D.lamost_split(o) == "test" for o in lam_all.ids], bool)
     lam_test = lam_all if all_lamost else lam_all.subset(np.where(test)[0])
@@ -213,6 +214,9 @@ def evaluate(bundle: str | None, lamost_dir: str, labels_csv: str, out: str,
         LAYOUT_TABLE: params_block(lam_tab_b, lam_tab.labels, LAMOST_LABELS),
         LAYOUT_IMAGE: params_block(lam_img_b, lam_img.labels, LAMOST_LABELS)}
     metrics["xp_params"] = params_block(xp_test_b, xp_test.labels, XP_LABELS)
+    metrics["validation"] = {  # the split choices were made on, beside the baseline's
+        "lamost_params": params_block(embed_set(emb, lam_val), lam_val.labels, LAMOST_LABELS),
+        "xp_params": params_block(embed_set(emb, xp_val), xp_val.labels, XP_LABELS)}
     base_l = B.fit(SURVEY_LAMOST, lam_train.flux, lam_train.weight, lam_train.labels,
                    lam_val.flux, lam_val.weight, lam_val.labels, LAMOST_LABELS)
     base_x = B.fit(SURVEY_XP, xp_train.flux, xp_train.weight, xp_train.labels,
@@ -271,6 +275,6 @@ def layout_agreement(a: EmbeddingBatch, b: EmbeddingBatch, k: int = RETRIEVAL_K)
     if len(a) > 1:
         na, nb = M.top_k(a.shared, a.shared, kk + 1), M.top_k(b.shared, a.shared, kk + 1)
         out[f"same_top{kk}_neighbours"] = float(np.mean(
-            [set(x) == set(y) for x, y in zip(na, nb)]))
+            [set(x) == set(y) for x, y in zip(na, nb, strict=True)]))
     out["n"] = int(len(a))
     return out

@@ -321,7 +321,7 @@ def fit_head(model: SpecClipModel, survey: str, s: D.SpectraSet, val: D.SpectraS
     last = optimise(groups, steps, model.cfg, f"head[{survey}]", step)
     check(steps)
     if best["state"] is not None:
-        for m, state in zip(tuned, best["state"]):
+        for m, state in zip(tuned, best["state"], strict=True):
             m.load_state_dict(state)
     log.info("head[%s]: kept step %d (validation NLL %.4f)", survey, best["step"], best["nll"])
     return {**last, "val_nll": best["nll"], "best_step": best["step"],

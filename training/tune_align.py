@@ -14,7 +14,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file
 

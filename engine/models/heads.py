@@ -1,4 +1,5 @@
-"""Parameter heads: Teff, logg, [Fe/H] (+ RV for LAMOST, [alpha/M] for XP) with a Gaussian sigma per star.
+"""Parameter heads: Teff, logg, [Fe/H] (+ RV for LAMOST, [alpha/M] for XP), each with a
+Gaussian sigma per star.
 
 The head predicts, per label, a mean and log sigma in standardised units (Teff optionally as
 log10 Teff, because Teff errors grow with Teff); training minimises the Gaussian negative log

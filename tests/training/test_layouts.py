@@ -58,5 +58,5 @@ def test_dr10_files_in_image_layout_get_the_same_answers(tmp_path):
     assert np.all(np.abs(a.params["teff"] - b.params["teff"])[ok] < 30)
     na = top_k(a.shared[ok], a.shared[ok], 6)
     nb = top_k(b.shared[ok], a.shared[ok], 6)
-    assert np.mean([set(x) == set(y) for x, y in zip(na, nb)]) > 0.95
+    assert np.mean([set(x) == set(y) for x, y in zip(na, nb, strict=True)]) > 0.95
     assert set(a.continuum[ok]) == set(b.continuum[ok]) == {"own"}
