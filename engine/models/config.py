@@ -2,8 +2,10 @@
 
 The JSON files live in training/configs/ (small for this CPU, paper for a GPU); the resolved
 config is also stored inside every bundle so the weights can always be rebuilt. Every field
-changes behaviour somewhere (tests/training/test_config_cli.py loads and refuses configs;
-`preprocess` is part of the config so that a preprocessing change changes the version id).
+changes behaviour somewhere: tests/engine/models/test_specclip.py
+(test_every_model_option_changes_behaviour) checks the model options, and
+tests/training/test_config_cli.py that configs load and unknown keys are refused. `preprocess`
+is part of the config so that a preprocessing change changes the bundle's version id.
 """
 
 from __future__ import annotations

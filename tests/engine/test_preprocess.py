@@ -53,8 +53,8 @@ def test_weight_zero_at_masked_and_uncovered_pixels():
 
 def test_pipeline_norm_option_changes_inputs():
     rec = lamost_record(norm=True)
-    pipe = lamost_inputs([rec])
-    own = lamost_inputs([rec], use_pipeline=False)
+    pipe = lamost_inputs([rec], use_pipeline=True)
+    own = lamost_inputs([rec])                       # default: our continuum, every layout
     assert pipe.pipeline_norm[0] and not own.pipeline_norm[0]
     np.testing.assert_allclose(pipe.flux[0], np.clip(rec.norm_flux[338:1800], -1, 5), rtol=1e-6)
     assert not np.array_equal(pipe.flux, own.flux)
