@@ -120,11 +120,13 @@ def test_real_layouts_all_valid():
         "lamost_dr1/spectra/spec-55862-B6212_sp06-003.fits",
         "lamost_dr8_repeats/spectra/spec-55859-F5902_sp03-232.fits.gz")]
     records, refused = readers.read_many(paths)
-    out = lamost_inputs(records)
+    out = lamost_inputs(records)                     # default: own continuum, every layout
     assert not refused and out.valid.all()
-    assert out.pipeline_norm.tolist() == [True, False, True, False]
+    assert out.pipeline_norm.tolist() == [False] * 4
     good = out.weight > 0
     assert 0.8 < np.median(out.flux[good]) < 1.1
+    pipe = lamost_inputs(records, use_pipeline=True)  # DR10 and pilot/DR1 carry their own
+    assert pipe.pipeline_norm.tolist() == [True, False, True, False]
 
 
 def test_row_medians_equal_numpy_nanmedian():
