@@ -30,6 +30,7 @@ SOURCE_PATH = "source_path"
 SOURCE_INDEX = "source_index"
 CONTENT_HASH = "content_hash"
 MODEL_VERSION = "model_version"
+CONTINUUM = "continuum"                # LAMOST: normalisation the model saw, "own" or "pipeline"
 
 ANOMALY = "anomaly"                    # combined score used for default outlier ranking
 ANOMALY_KNN = "anomaly_knn"            # distance to the k-th neighbour in the shared space
@@ -67,5 +68,7 @@ PAYLOAD_INDEXES: dict[str, str] = {
     CONTENT_HASH: "keyword",
     **{label_key(n): "float" for n in LABEL_NAMES},
     **{pred_key(n): "float" for n in LABEL_NAMES},
+    pred_key("rv"): "float",           # LAMOST radial velocity (km/s) from the RV head
+    CONTINUUM: "keyword",
     **{k: "float" for k in ANOMALY_SCORES},
 }
