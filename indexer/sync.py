@@ -20,15 +20,15 @@ from typing import Any, Callable, Sequence
 
 from engine import payload as P
 from engine.collection import DEFAULT_ALIAS, DEFAULT_OPTIONS, ensure_collection, versioned_name
+from engine.jsonfile import atomic_write_json
 from engine.records import SURVEYS, SpectrumRecord
 from engine.store.types import CollectionOptions, Filter, MatchAny, VectorStore
 from indexer.ids import content_hash, point_id
 from indexer.points import build_points
-from indexer.reading import (MIN_FILES_FOR_PROCESS, FileReader, default_read_workers,
-                             usable_cores)
+from indexer.reading import MIN_FILES_FOR_PROCESS, FileReader, default_read_workers, usable_cores
 from indexer.scoring import score_collection
 from indexer.sources import Batch, Source, prefetch
-from indexer.state import SyncState, write_json_atomic
+from indexer.state import SyncState
 
 log = logging.getLogger(__name__)
 
@@ -217,4 +217,4 @@ class Syncer:
 
 
 def write_report(report: SyncReport, path: str) -> None:
-    write_json_atomic(path, report.to_dict())
+    atomic_write_json(path, report.to_dict())

@@ -18,39 +18,17 @@ This module knows nothing about Qdrant: it moves folders and files.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from engine.errors import StoreError
+from engine.jsonfile import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
 CURRENT = "CURRENT"
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write JSON so that a concurrent reader sees the old file or the new one, never half."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_json(path: Path, default: Any = None) -> Any:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return default
-    except (OSError, ValueError) as e:
-        raise StoreError(f"{path}: unreadable store metadata ({e})") from e
 
 
 def sparse_copy(src: str, dst: str) -> str:

@@ -22,10 +22,15 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from engine.errors import StoreError
-from engine.store.spec import (check_collection_spec, check_points, threshold_kb,
-                               vectors_as_arrays, with_payload_arg)
-from engine.store.types import (CollectionOptions, Filter, HasId, Hit, Match, MatchAny, Point,
-                                Range, VectorSpec)
+from engine.store import filters
+from engine.store.spec import (
+    check_collection_spec,
+    check_points,
+    threshold_kb,
+    vectors_as_arrays,
+    with_payload_arg,
+)
+from engine.store.types import CollectionOptions, Filter, Hit, Point, VectorSpec
 
 log = logging.getLogger(__name__)
 
@@ -62,32 +67,32 @@ def _is_transient(e: Exception) -> bool:
 
 # ---- translation of the backend-neutral types -------------------------------------------
 
-def _condition(c: Any) -> Any:
-    if isinstance(c, Filter):
-        return to_qdrant_filter(c)
-    if isinstance(c, Match):
-        return qm.FieldCondition(key=c.key, match=qm.MatchValue(value=c.value))
-    if isinstance(c, MatchAny):
-        values = list(c.values)
-        if any(isinstance(v, bool) for v in values):   # MatchAny takes str/int lists only
-            return qm.Filter(should=[qm.FieldCondition(key=c.key, match=qm.MatchValue(value=v))
-                                     for v in values])
-        return qm.FieldCondition(key=c.key, match=qm.MatchAny(any=values))
-    if isinstance(c, Range):
-        return qm.FieldCondition(key=c.key, range=qm.Range(gte=c.gte, lte=c.lte))
-    if isinstance(c, HasId):
-        return qm.HasIdCondition(has_id=list(c.ids))
-    raise StoreError(f"unknown filter condition {c!r}")
+class _QdrantFilters:
+    """qdrant-client's constructors for engine.store.filters.translate."""
+
+    @staticmethod
+    def match(key: str, value: Any) -> Any:
+        return qm.FieldCondition(key=key, match=qm.MatchValue(value=value))
+
+    @staticmethod
+    def match_any(key: str, values: list) -> Any:
+        return qm.FieldCondition(key=key, match=qm.MatchAny(any=values))
+
+    @staticmethod
+    def range(key: str, gte: float | None, lte: float | None) -> Any:
+        return qm.FieldCondition(key=key, range=qm.Range(gte=gte, lte=lte))
+
+    @staticmethod
+    def has_id(ids: Sequence[str]) -> Any:
+        return qm.HasIdCondition(has_id=list(ids))
+
+    @staticmethod
+    def filter(must: list | None, must_not: list | None, should: list | None) -> Any:
+        return qm.Filter(must=must, must_not=must_not, should=should)
 
 
 def to_qdrant_filter(f: Filter | None) -> qm.Filter | None:
-    if f is None:
-        return None
-    return qm.Filter(must=[_condition(c) for c in f.must] or None,
-                     must_not=[_condition(c) for c in f.must_not] or None,
-                     should=[_condition(c) for c in f.should] or None)
-
-
+    return filters.translate(f, _QdrantFilters)
 
 
 def _hit(p: Any, score: float) -> Hit:
