@@ -4,6 +4,7 @@ this module knows what Edge needs for a shard to be shared)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import qdrant_edge as qe
@@ -30,4 +31,25 @@ def publish_shard(shard: object, collection_dir: Path, published_dir: Path) -> i
     next generation under ``published_dir``; returns the generation number."""
     with edge_errors(f"flush {collection_dir.name}"):
         shard.flush()   # type: ignore[attr-defined]
-    return gens.publish(collection_dir, published_dir, prepare=lambda tmp: seal(tmp / "shard"))
+    # The WAL is the writer's private journal (and holds its lock): readers never need it.
+    return gens.publish(collection_dir, published_dir, prepare=lambda tmp: seal(tmp / "shard"),
+                        linkable=linkable, ignore=("wal", "unpublished"))
+
+
+# Files of a segment that Edge writes once and never again: vector data, HNSW links, the
+# built payload indexes' data, point-id mappings, payload pages. Checked on qdrant-edge-py
+# 0.9.0 (tests/engine/store/test_publish.py holds it to that): neither loading a shard (a
+# reader, or seal()) nor the writer's later updates change them in place unless their stat
+# changes (new points go to the appendable segment; a deletion marks flags in small files;
+# a payload change moves the point to the appendable segment). Everything else (versions,
+# deletion flags, trackers, journals, configs) is copied on every publication: small, and
+# some of it is rewritten by loading.
+_WRITE_ONCE = re.compile(
+    r"(^|/)(matrix\.dat|chunk_\d+\.mmap|links[a-z_]*\.bin|graph\.bin|point_to_values\.bin"
+    r"|values_to_points\.bin|data\.bin|id_tracker\.mappings|page_\d+\.dat)$")
+
+
+def linkable(rel: str) -> bool:
+    """May this file of a shard be shared between generations (see _WRITE_ONCE)?"""
+    return rel.startswith("shard/segments/") and bool(_WRITE_ONCE.search(rel))
+
