@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import time
 from typing import Iterable, Sequence
 
 _SCHEMA = """
@@ -34,13 +35,22 @@ CREATE TABLE IF NOT EXISTS complete (coll TEXT, source TEXT, context TEXT,
 FileStat = tuple[int, int, int]          # (inode, size, mtime_ns)
 
 
-def file_stat(path: str) -> FileStat | None:
-    """What identifies an unchanged file: one stat. None when it vanished."""
+# A file modified less than this long before it was stat'ed may change again within the same
+# mtime tick (file systems stamp with a coarse clock) without its stat changing: such a
+# "racily clean" file (git's term) is recorded so that the next run reads it again.
+RACY_NS = 2_000_000_000
+
+
+def file_stat(path: str, now_ns: int | None = None) -> FileStat | None:
+    """What identifies an unchanged file: one stat. None when it vanished. A racily new
+    file (see RACY_NS) gets an mtime of -1, which no later stat matches."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    mtime = st.st_mtime_ns if st.st_mtime_ns < now_ns - RACY_NS else -1
+    return (st.st_ino, st.st_size, mtime)
 
 
 def context_of(label_paths: Iterable[str], crossmatch: dict[str, int]) -> str:

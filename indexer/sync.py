@@ -83,8 +83,9 @@ class SourcePlan:
 
 
 def index_path_for(state_path: str) -> str:
-    """The file index lives beside the bookkeeping file."""
-    return os.path.join(os.path.dirname(os.path.abspath(state_path)), "indexer_files.sqlite")
+    """The file index belongs to its bookkeeping file (one per store): state.json ->
+    state.files.sqlite."""
+    return os.path.splitext(os.path.abspath(state_path))[0] + ".files.sqlite"
 
 
 @dataclass
@@ -130,9 +131,10 @@ class Syncer:
                 files = s.files() if s.exists() else []
                 ctx = context_of(s.labels, self.crossmatch)
                 recorded = {} if self.verify else index.recorded(target, s.key)
-                stats = {file_key(f): file_stat(f) for f in files}
+                now = time.time_ns()
+                stats = {file_key(f): file_stat(f, now) for f in files}
                 unchanged = {k for k, st in stats.items()
-                             if st is not None and recorded.get(k) == (st, ctx)}
+                             if st is not None and st[2] >= 0 and recorded.get(k) == (st, ctx)}
                 plans[s.spec] = SourcePlan(
                     s, ctx, [f for f in files if file_key(f) not in unchanged], stats,
                     sorted(unchanged), sorted(set(recorded) - set(stats)))
@@ -210,6 +212,15 @@ class Syncer:
             seen.update(i for i, path in index.owners(target, ids).items() if path in unread)
         changes = embed_changes(records, batch.source, self.embedder,
                                 self._stored_hashes(target), seen)
+        self.apply_changes(batch, plan, changes, index, target, report, state)
+        self.progress.advance("embedding", len(records))
+        self.progress.advance("reading", len(batch.files))
+
+    def apply_changes(self, batch: Batch, plan: SourcePlan | None, changes: Changes,
+                      index: FileIndex, target: str, report: SyncReport,
+                      state: SyncState) -> None:
+        """Write one batch's changes (embedded here or on a Dask worker), then record its
+        files. ``batch.refused`` are the reader's refusals, ``batch.files`` the files read."""
         report.refused.extend(changes.refused)
         report.skipped += changes.skipped
         report.duplicates += changes.duplicates
@@ -220,8 +231,6 @@ class Syncer:
         report.updated += changes.updated
         if plan is not None:
             self._record_files(batch, plan, changes, index, target, report, state)
-        self.progress.advance("embedding", len(records))
-        self.progress.advance("reading", len(batch.files))
 
     def _stored_hashes(self, target: str) -> Callable[[list[str]], dict[str, Any]]:
         def stored(ids: list[str]) -> dict[str, Any]:
