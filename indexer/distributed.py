@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -205,6 +206,7 @@ def distributed_sync(sources: Sequence[str | Source], store: VectorStore, embedd
     verify : read every file, also those unchanged since they were indexed.
     Returns the SyncReport of the whole run.
     """
+    t0 = time.time()
     srcs = [s if isinstance(s, Source) else Source(s) for s in sources]
     syncer = Syncer(store=store, embedder=embedder, state_path=state_path, alias=alias,
                     options=options or DEFAULT_OPTIONS, crossmatch=dict(crossmatch or {}),
@@ -247,7 +249,9 @@ def distributed_sync(sources: Sequence[str | Source], store: VectorStore, embedd
     report.refused = merged.refused + [r for r in report.refused
                                        if (r["path"], r["reason"]) not in again]
     report.deleted += merged.deleted
+    report.files_unchanged -= merged.files_read            # recorded by this run
     report.files_read += merged.files_read
+    report.seconds = round(time.time() - t0, 3)
     return report
 
 
