@@ -191,7 +191,10 @@ def bench_edge(base: np.ndarray, queries: np.ndarray, truth: np.ndarray,
     return {**measured, "upsert_s": round(upsert_s, 2), "optimize_s": round(optimize_s, 2),
             "upsert_points_per_s": round(n / upsert_s, 1),
             "rss_delta_bytes": rss1 - rss0, "rss_per_point_bytes": round((rss1 - rss0) / n, 1),
-            "disk_bytes": disk, "disk_per_point_bytes": round(disk / n, 1), "info": info}
+            "disk_bytes": disk, "disk_per_point_bytes": round(disk / n, 1), "info": info,
+            "store_shape": {"vectors": {v.name: v.dim for v in
+                                        real_shaped_vector_specs(base.shape[1])},
+                            "payload_indexes": len(real_payload_indexes())}}
 
 
 def measure_edge_queries(path: str, queries: np.ndarray, truth: np.ndarray, ftruth: np.ndarray,

@@ -88,6 +88,9 @@ def default_state_path(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dask and args.watch:
+        raise SystemExit("specclip index: --watch runs the single-process sync on a timer; "
+                         "it cannot be combined with --dask")
     options = CollectionOptions(quantization=args.quantization, on_disk=args.on_disk,
                                 payload_on_disk=args.payload_on_disk,
                                 shard_number=args.shards, replication_factor=args.replication,

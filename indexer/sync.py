@@ -181,8 +181,10 @@ class Syncer:
         self.progress.finish("embedding")
         self._delete_missing(sources, plans, index, target, seen, report, state)
         if report.wrote or not state.scores_fresh.get(target, False):
-            self.progress.start("scoring", self.store.count(target))
+            n_points = self.store.count(target)
+            self.progress.start("scoring", n_points)
             score_collection(self.store, target, self.embedder)
+            self.progress.advance("scoring", n_points)   # one pass over every point
             self.progress.finish("scoring")
             state.scores_fresh[target] = True
             report.scored = True
