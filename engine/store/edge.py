@@ -20,6 +20,10 @@ working shard, whose WAL lock would refuse them anyway.
 Edge ignores shard_number, replication_factor and write_consistency_factor (a single local
 shard). Scalar int8 quantization, on-disk vectors, HNSW m / ef_construct, the indexing
 threshold and search_threads are honoured; HNSW is built only by ``optimize()``.
+
+Over 400 lines on purpose: what is left here after the split is one job, the VectorStore API
+on one class, whose every method takes the same lock and goes through the same reader
+switch (``_coll``); cutting it further would scatter one contract over several files.
 """
 
 from __future__ import annotations
