@@ -174,6 +174,12 @@ def bench_add(n: int, lamost_files: list[str], embedder: Any, scoring: bool = Tr
         time.sleep(RACY_WAIT_S)
         one = _sync(store, embedder, state, _link_folder(root / "one", lamost_files[:1]))
         log.info("incremental N=%d: +1 file %.2f s", n, one["seconds"])
+        # the first publication after a build copies the segments its optimize wrote (racily
+        # new then); a second file shows the steady state
+        time.sleep(RACY_WAIT_S)
+        one_more = _sync(store, embedder, state, _link_folder(root / "one_more",
+                                                              lamost_files[1001:1002]))
+        log.info("incremental N=%d: +1 more file %.2f s", n, one_more["seconds"])
         thousand = _sync(store, embedder, state,
                          _link_folder(root / "thousand", lamost_files[1:1001]))
         log.info("incremental N=%d: +%d spectra %.2f s", n, thousand["added"],
@@ -185,7 +191,7 @@ def bench_add(n: int, lamost_files: list[str], embedder: Any, scoring: bool = Tr
     return {"n": n, "scoring": "every point rescored after each add (indexer/scoring.py)"
             if scoring else "left out (see bench_add)", "points_after": points,
             "full_build_store_side": build,
-            "add_1_file": one, "add_1000_spectra": thousand,
+            "add_1_file": one, "add_1000_spectra": thousand, "add_1_more_file": one_more,
             "waited_after_build_s": RACY_WAIT_S,
             "ratios": {
                 "add_1_file_over_store_build": round(one["seconds"] / build["total_s"], 4),
@@ -232,7 +238,7 @@ def bench_unchanged_resync(folders: list[str], embedder: Any) -> dict:
 
 
 def incremental(ns: list[int], lamost_folder: str, shared_lamost: list[str],
-                scored_max_n: int = 10_000) -> dict:
+                scored_max_n: int = 10_000, resync: bool = True) -> dict:
     from engine import readers
     from engine.bundle import load_bundle
     from engine.inference import Embedder
@@ -240,12 +246,13 @@ def incremental(ns: list[int], lamost_folder: str, shared_lamost: list[str],
     embedder = Embedder(load_bundle(None))
     files = sorted(readers.iter_spectrum_files([lamost_folder])) \
         if os.path.isdir(lamost_folder) else []
-    if len(files) < 1001:
-        return {"skipped": f"{lamost_folder}: needs 1,001 LAMOST files, found {len(files)}"}
+    if len(files) < 1002:
+        return {"skipped": f"{lamost_folder}: needs 1,002 LAMOST files, found {len(files)}"}
     rows = [bench_add(n, files, embedder, scoring=False) for n in ns]
     rows += [bench_add(n, files, embedder, scoring=True) for n in ns if n <= scored_max_n]
     out: dict[str, Any] = {"rows": rows,
-                           "unchanged_resync": bench_unchanged_resync(shared_lamost, embedder),
+                           "unchanged_resync": bench_unchanged_resync(shared_lamost, embedder)
+                           if resync else {"skipped": "--skip-resync"},
                            "model": embedder.version}
     return out
 

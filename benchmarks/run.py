@@ -130,6 +130,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scored-max-n", type=int, default=10_000,
                    help="largest store size to time with the collection-wide rescoring")
     p.add_argument("--skip-incremental", action="store_true")
+    p.add_argument("--skip-resync", action="store_true",
+                   help="leave out the unchanged re-sync of the shared LAMOST folders")
     p.add_argument("--skip-search", action="store_true")
     p.add_argument("--skip-indexing", action="store_true")
     p.add_argument("--skip-encoder", action="store_true")
@@ -173,9 +175,17 @@ def main(argv: list[str] | None = None) -> int:
         else:
             results["indexing"] = {"skipped": f"{args.lamost} not found"}
     if not args.skip_incremental:
-        results["incremental"] = incremental(
-            [int(x) for x in args.incremental_n.split(",") if x.strip()], args.lamost,
-            [str(SHARED / d) for d in LAMOST_FOLDERS], args.scored_max_n)
+        inc = incremental([int(x) for x in args.incremental_n.split(",") if x.strip()],
+                          args.lamost, [str(SHARED / d) for d in LAMOST_FOLDERS],
+                          args.scored_max_n, resync=not args.skip_resync)
+        old = previous.get("incremental") or {}
+        if old.get("rows") and inc.get("rows"):       # --keep-skipped: rows of other N stay
+            mine = {(r["n"], r["scoring"]) for r in inc["rows"]}
+            inc["rows"] = sorted([r for r in old["rows"] if (r["n"], r["scoring"]) not in mine]
+                                 + inc["rows"], key=lambda r: (r["scoring"], r["n"]))
+        if args.skip_resync and "unchanged_resync" in old:
+            inc["unchanged_resync"] = old["unchanged_resync"]
+        results["incremental"] = inc
         (out / "bench.json").write_text(json.dumps(results, indent=1))
         plot_incremental(results["incremental"], out / "bench_incremental.png")
     elif "incremental" in previous:
