@@ -28,6 +28,7 @@ Z = "z"
 LABEL_SOURCE = "label_source"
 SOURCE_PATH = "source_path"
 SOURCE_INDEX = "source_index"
+SOURCE_ROOT = "source_root"          # the source spec (absolute path) a point was synced from
 CONTENT_HASH = "content_hash"
 MODEL_VERSION = "model_version"
 CONTINUUM = "continuum"                # LAMOST: normalisation the model saw, "own" or "pipeline"
@@ -64,7 +65,7 @@ PAYLOAD_INDEXES: dict[str, str] = {
     SUBCLASS: "keyword",
     LABEL_SOURCE: "keyword",
     SOURCE_PATH: "keyword",
-    "source_root": "keyword",
+    SOURCE_ROOT: "keyword",
     CONTENT_HASH: "keyword",
     **{label_key(n): "float" for n in LABEL_NAMES},
     **{pred_key(n): "float" for n in LABEL_NAMES},

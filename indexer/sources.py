@@ -24,6 +24,7 @@ class Batch:
     records: list[SpectrumRecord]
     refused: list[dict]                 # [{"path", "reason"}]
     source: str                         # the source spec this batch belongs to
+    files: tuple[str, ...] = ()         # the files read for it (folder/file sources)
 
 
 @dataclass(frozen=True)
@@ -97,11 +98,11 @@ class Source:
         # LAMOST files hold one spectrum each; read a modest number per batch, and fewer in
         # the first so the embedder is not idle while the reader fills a whole batch.
         files_per_batch = max(1, min(batch_size, 64))
-        chunks = chunked(files, min(16, files_per_batch), files_per_batch)
-        for records, refused in reader.read_chunks(chunks):
+        chunks = list(chunked(files, min(16, files_per_batch), files_per_batch))
+        for chunk, (records, refused) in zip(chunks, reader.read_chunks(chunks), strict=True):
             for table in label_tables:
                 records = readers.lamost_labels.attach_labels(records, table)
-            yield Batch(records, refused, self.key)
+            yield Batch(records, refused, self.key, tuple(chunk))
 
 
 def parse_sources(specs: list[str], labels: list[str] | None = None) -> list[Source]:
