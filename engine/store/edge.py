@@ -383,7 +383,7 @@ class EdgeStore:
         with self._lock:
             c = self._coll(collection)
             req = qe.FacetRequest(key, limit=limit, exact=True, filter=to_edge_filter(filter))
-            with _edge_errors(f"facet {collection} by {key}"):
+            with edge_errors(f"facet {collection} by {key}"):
                 return {str(h.value): int(h.count) for h in c.shard.facet(req).hits}
 
     def info(self, collection: str) -> dict[str, Any]:
