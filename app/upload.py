@@ -21,8 +21,7 @@ import logging
 import re
 
 from engine.errors import SpecClipError, SpectrumReadError
-from engine.query import read_spectra
-from engine.readers import guards
+from engine.query import inflate_gzip, read_spectra
 from engine.records import SpectrumRecord
 
 log = logging.getLogger(__name__)
@@ -76,9 +75,9 @@ def read_upload(name: str, content: bytes, max_bytes: int = MAX_UPLOAD_BYTES,
                           "table of XP sources.")
     if not content:
         raise UploadError(f"{base} is empty.")
-    if content[:2] == guards.GZIP_MAGIC:
+    if content[:2] == b"\x1f\x8b":   # gzip magic
         try:
-            content = guards.gunzip(content, base, MAX_INFLATED_BYTES)
+            content = inflate_gzip(content, base, MAX_INFLATED_BYTES)
         except SpectrumReadError as exc:
             raise UploadError(f"Could not read {base}: {exc.reason}") from exc
     try:

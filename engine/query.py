@@ -417,6 +417,14 @@ class Engine:
         self.store.close()
 
 
+def inflate_gzip(content: bytes, name: str, max_bytes: int) -> bytes:
+    """Gzip bytes inflated under a bound (a bomb is refused with SpectrumReadError before it
+    is inflated past `max_bytes`); for callers that hold an upload in memory (the app)."""
+    from engine.readers import guards
+
+    return guards.gunzip(content, name, max_bytes)
+
+
 def read_spectra(source: Any, path: str | None = None, format: str | None = None,
                  options: dict[str, Any] | None = None) -> list[SpectrumRecord]:
     """Every spectrum in one file (a path or a binary file object; `path` names an
@@ -437,4 +445,4 @@ def is_point_id(text: str) -> bool:
 
 
 __all__ = ["Engine", "SearchHit", "build_filter", "angular_separation_deg", "is_point_id",
-           "read_spectra", "TARGETS"]
+           "read_spectra", "inflate_gzip", "TARGETS"]

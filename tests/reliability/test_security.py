@@ -79,34 +79,31 @@ def test_server_store_takes_api_key_from_env(monkeypatch):
 def test_oversized_upload_is_refused_before_reading(monkeypatch):
     upload = pytest.importorskip("app.upload")
     called = []
-    monkeypatch.setattr(upload.readers, "read", lambda *a, **k: called.append(a) or [],
-                        raising=False)
+    monkeypatch.setattr(upload, "read_spectra", lambda *a, **k: called.append(a) or [])
     with pytest.raises(upload.UploadError, match="limit"):
         upload.read_upload("big.fits", b"x" * (upload.MAX_UPLOAD_BYTES + 1))
     assert not called
 
 
-def test_upload_is_written_only_inside_a_temp_folder(monkeypatch, tmp_path):
-    """A hostile file name cannot steer the write out of the temporary folder, and the
-    folder is gone afterwards."""
+def test_upload_is_never_written_to_disk(monkeypatch, tmp_path):
+    """A hostile file name cannot steer a write anywhere: the upload is read from memory
+    only (no temporary file at all), and the name reaches the reader cleaned."""
     upload = pytest.importorskip("app.upload")
     from engine.errors import SpectrumReadError
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     seen = []
 
-    def fake_read(source, format=None, path=None):
-        if isinstance(source, (str, os.PathLike)):
-            seen.append(os.path.realpath(source))
-            assert os.path.exists(source)
-        raise SpectrumReadError(path or str(source), "not a spectrum")
+    def fake_read(source, path=None, options=None):
+        seen.append((source, path))
+        raise SpectrumReadError(path or "?", "not a spectrum")
 
-    monkeypatch.setattr(upload.readers, "read", fake_read, raising=False)
+    monkeypatch.setattr(upload, "read_spectra", fake_read)
     for name in ("../../escape.fits", "/etc/passwd", "..\\..\\x.fits", "ok.fits"):
         with pytest.raises(upload.UploadError):
             upload.read_upload(name, b"SIMPLE  = T")
     assert len(seen) == 4
-    for path in seen:
-        assert path.startswith(str(tmp_path.resolve()) + os.sep), path
-        assert not os.path.exists(path)
-    assert list(tmp_path.iterdir()) == []                # nothing left behind
+    for source, path in seen:
+        assert not isinstance(source, (str, os.PathLike))      # a BytesIO, never a path
+        assert "/" not in path and "\\" not in path and ".." not in path.replace("...", "")
+    assert list(tmp_path.iterdir()) == []                # nothing written
