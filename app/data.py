@@ -176,7 +176,8 @@ def indexer_reports(engine: Engine, limit: int = 20) -> list[dict]:
 
 
 def hits_from_dicts(items: list[dict]) -> list[SearchHit]:
-    return [SearchHit(d["id"], d["survey"], d["object_id"], d["score"], d["payload"])
+    return [SearchHit(d["id"], d["survey"], d["object_id"], d["score"], d["payload"],
+                      d.get("space", ""), d.get("similarity_percentile"))
             for d in items]
 
 

@@ -36,6 +36,16 @@ def register_query(subparsers: argparse._SubParsersAction) -> None:
                    help="auto: spectrum PCA within one instrument, shared CLIP space across")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=LO:HI|VALUE",
                    help="payload filter, e.g. label_teff=4000:6000 or obj_class=STAR")
+    p.add_argument("--quality-cut", choices=["auto", "on", "off"], default="auto",
+                   help="leave out spectra flagged low_quality (low SNR or mostly masked; "
+                        "noisy spectra crowd cross-instrument results). auto: only among the "
+                        "other instrument's hits")
+    p.add_argument("--grouped", action="store_true",
+                   help="with --target any: {\"lamost\": [...], \"gaia_xp\": [...]}, each "
+                        "instrument searched in its own space, instead of one interleaved list")
+    p.add_argument("--with-query", action="store_true",
+                   help="print {\"query\": flags, \"hits\": [...]}; flags: ood, "
+                        "low_quality and their reasons for the query spectrum")
     p.add_argument("--fields", metavar="KEY,KEY,...",
                    help="payload fields to return per hit (default: all); survey and "
                         "object_id are always there")
@@ -94,9 +104,20 @@ def run_query(args: argparse.Namespace) -> int:
             query = ("source_id", args.source_id)
         fields = [f.strip() for f in args.fields.split(",") if f.strip()] \
             if args.fields else None
-        hits = engine.search(query, target=args.target, k=args.k, filters=filters,
-                             space=args.space, payload_keys=fields)
-        json.dump([h.to_dict() for h in hits], sys.stdout, indent=1, default=str)
+        cut = {"auto": None, "on": True, "off": False}[args.quality_cut]
+        if args.grouped:
+            if args.target != "any":
+                raise SpecClipError("--grouped needs --target any")
+            groups = engine.search_by_instrument(query, k=args.k, filters=filters,
+                                                 payload_keys=fields, quality_cut=cut)
+            out: object = {s: [h.to_dict() for h in hs] for s, hs in groups.items()}
+        else:
+            hits = engine.search(query, target=args.target, k=args.k, filters=filters,
+                                 space=args.space, payload_keys=fields, quality_cut=cut)
+            out = [h.to_dict() for h in hits]
+        if args.with_query:
+            out = {"query": engine.flags(query), "hits": out}
+        json.dump(out, sys.stdout, indent=1, default=str)
         sys.stdout.write("\n")
         return 0
     except (SpecClipError, ValueError) as exc:

@@ -170,7 +170,7 @@ def embed_partition(part: Partition, embedder_factory: Callable[[], Any], collec
         recs = [keep[i] for i in idx]
         emb = embedder.embed(recs)
         points = build_points(recs, emb, [ids[i] for i in idx], [hashes[i] for i in idx],
-                              part.source, embedder.version)
+                              part.source, embedder.version, embedder=embedder)
         res.refused += [{"path": r.source_path, "reason": f"{r.survey} {r.object_id}: too few "
                          "usable pixels for the model"} for j, r in enumerate(recs)
                         if not bool(emb.valid[j])]

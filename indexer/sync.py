@@ -5,7 +5,8 @@ Order of work per batch (so kill -9 anywhere loses nothing and duplicates nothin
 2. ask the store which of those ids already hold that hash -> skip them;
 3. embed only what is new or changed, upsert (idempotent by id);
 then, after every source: delete points whose source no longer yields them, recompute the
-collection-wide anomaly scores if anything changed, optimise, switch the alias, and only
+anomaly scores of what changed (indexer/scoring.py: incremental, or a full pass when due),
+optimise, switch the alias, and only
 then write the bookkeeping file and the report.
 """
 
@@ -26,7 +27,7 @@ from indexer.ids import content_hash, point_id
 from indexer.points import build_points
 from indexer.reading import (MIN_FILES_FOR_PROCESS, FileReader, default_read_workers,
                              usable_cores)
-from indexer.scoring import score_collection
+from indexer.scoring import refresh_scores
 from indexer.sources import Batch, Source, prefetch
 from indexer.state import SyncState, write_json_atomic
 
@@ -45,6 +46,7 @@ class SyncReport:
     duplicates: int = 0
     refused: list[dict] = field(default_factory=list)
     scored: bool = False
+    scoring: dict = field(default_factory=dict)   # indexer.scoring.ScoringReport
     sources: list[str] = field(default_factory=list)
     seconds: float = 0.0
     started_at: str = ""
@@ -116,10 +118,7 @@ class Syncer:
                                                         listings.get(source.spec))):
                 self._sync_batch(batch, target, seen, report, state)
         self._delete_missing(sources, target, seen, report, state)
-        if report.wrote or not state.scores_fresh.get(target, False):
-            score_collection(self.store, target, self.embedder)
-            state.scores_fresh[target] = True
-            report.scored = True
+        self._refresh_scores(target, report, state)
         if report.wrote or report.scored:
             self.store.optimize(target)
         switched = self._switch_alias(target)
@@ -132,6 +131,23 @@ class Syncer:
         state.runs = (state.runs + [summary])[-20:]
         state.save(self.state_path)
         return report
+
+    def _refresh_scores(self, target: str, report: SyncReport, state: SyncState,
+                        force_full: bool = False) -> None:
+        """Score what changed (see indexer/scoring.py). A run that died after writing
+        leaves `scores_fresh` False: with nothing flagged left, the full pass is the safe
+        way to finish its work."""
+        unfinished = not state.scores_fresh.get(target, False) and not report.wrote
+        scoring = refresh_scores(self.store, target, self.embedder,
+                                 state.scores_stale.get(target, 0), report.wrote,
+                                 report.deleted, state.score_quantiles.get(target, {}),
+                                 force_full=force_full or unfinished)
+        state.scores_stale[target] = scoring.stale if scoring.mode != "full" else 0
+        state.score_quantiles[target] = scoring.quantiles
+        state.scores_fresh[target] = True
+        report.scored = scoring.mode != "none"
+        report.scoring = {k: v for k, v in dataclasses.asdict(scoring).items()
+                          if k != "quantiles"}
 
     # -- one batch -------------------------------------------------------------------------
     def _sync_batch(self, batch: Batch, target: str, seen: set[str], report: SyncReport,
@@ -163,7 +179,8 @@ class Syncer:
                           existing: dict, source_root: str, target: str,
                           report: SyncReport, state: SyncState) -> None:
         emb = self.embedder.embed(records)
-        points = build_points(records, emb, ids, hashes, source_root, self.embedder.version)
+        points = build_points(records, emb, ids, hashes, source_root, self.embedder.version,
+                              embedder=self.embedder)
         for i, r in enumerate(records):
             if not bool(emb.valid[i]):
                 report.refused.append({"path": r.source_path,

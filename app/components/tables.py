@@ -30,6 +30,8 @@ def hits_frame(hits: Sequence[SearchHit], score_name: str = "similarity") -> pd.
     for i, h in enumerate(hits, 1):
         p = h.payload
         row = {"rank": i, "survey": h.survey, "object_id": h.object_id, score_name: h.score,
+               # percentile among typical neighbours in the same space (engine/similarity.py)
+               "similarity percentile": _num(h.similarity_percentile),
                "gaia_source_id": str(p.get("gaia_source_id") or ""),
                "ra (deg)": _num(p.get("ra")), "dec (deg)": _num(p.get("dec")),
                "snr": _num(p.get("snr")), "class": p.get("obj_class") or "",

@@ -25,9 +25,12 @@ from engine.query import Engine, SearchHit
 log = logging.getLogger(__name__)
 
 SURVEYS = {"LAMOST LRS": "lamost", "Gaia XP": "gaia_xp", "both instruments": None}
-SCORES = {"anomaly": "combined (rank average)", "anomaly_knn": "isolation (k-NN distance)",
-          "anomaly_recon": "reconstruction error", "anomaly_translation":
-          "cross-instrument disagreement (stars with both spectra)"}
+SCORES = {"anomaly": "combined: the highest of the three own-survey percentiles",
+          "anomaly_recon": "reconstruction chi² (own noise + look-alikes' model error)",
+          "anomaly_features": "expected spectral features missing (noise units)",
+          "anomaly_knn": "isolation relative to its neighbours",
+          "anomaly_translation":
+          "cross-instrument disagreement (ranked among stars with both spectra only)"}
 NEIGHBOURS_FOR_MARKS = 20
 
 
@@ -109,7 +112,9 @@ def _table(order: list[tuple[SearchHit, reranking.Ranked]], score: str,
                      "new score": r.score, "mark": mark.label if mark else "",
                      "note": mark.note if mark else "",
                      "pred_teff (K)": h.payload.get("pred_teff"),
-                     "snr": h.payload.get("snr"), "class": h.payload.get("obj_class") or ""})
+                     "snr": h.payload.get("snr"), "class": h.payload.get("obj_class") or "",
+                     "low quality": h.payload.get("low_quality"),
+                     "outside training data": h.payload.get("ood")})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=320,
                  key="outliers_table", selection_mode="single-row",
                  on_select=functools.partial(_on_row, _labels(order)))

@@ -37,8 +37,12 @@ def main(engine: Engine) -> None:
     target = TARGETS[c1.selectbox("Search among", list(TARGETS), key="search_target")]
     k = c2.slider("Number of neighbours (k)", 1, 50, 9, key="search_k")
     filters = filter_ui.filter_controls("search")
+    cut = st.checkbox("Leave out low-quality spectra of the other instrument", True,
+                      key="search_quality_cut",
+                      help="Spectra flagged low_quality (low SNR or mostly masked) sit near "
+                           "everything in the shared space and crowd cross-instrument results.")
     if st.button("Search", key="search_go", type="primary"):
-        st.session_state[RESULT] = _run_search(engine, mode, target, int(k), filters)
+        st.session_state[RESULT] = _run_search(engine, mode, target, int(k), filters, cut)
     result = st.session_state.get(RESULT)
     if result is not None:
         _show_result(engine, result)
@@ -115,12 +119,15 @@ def _resolve_upload() -> dict:
     return {"record": records[row], "note": note}
 
 
-def _run_search(engine: Engine, mode: str, target: str, k: int, filters: dict) -> dict:
+def _run_search(engine: Engine, mode: str, target: str, k: int, filters: dict,
+                quality_cut: bool = True) -> dict:
     try:
         query = _resolve(engine, mode)
         with st.spinner("Searching..."):
             q = query.get("record") or query["point"]
-            hits = engine.search(q, target=target, k=k, filters=filters or None)
+            # None: the engine's default (the cut among the other instrument's hits only)
+            hits = engine.search(q, target=target, k=k, filters=filters or None,
+                                 quality_cut=None if quality_cut else False)
             if "record" in query:
                 query["curve"] = data.record_curve(engine, query["record"])
     except SpecClipError as exc:
