@@ -36,8 +36,8 @@ ANOMALY_RECON = "anomaly_recon"        # reconstruction chi^2 vs own noise + loo
 ANOMALY_FEATURES = "anomaly_features"  # expected features missing, in noise units
 ANOMALY_KNN = "anomaly_knn"            # local isolation (k-NN distance over its neighbours')
 KNN_DISTANCE = "knn_distance"          # cosine distance to the 10th same-survey neighbour
-# ANOMALY: the highest of the three own-survey scores' percentiles within the survey (from
-# the distribution stored at the last full scoring pass), so any strong signal ranks high
+# ANOMALY: Fisher's combination -sum(log(1 - p)) of the three own-survey scores' percentiles
+# within the survey (from the distribution stored at the last full scoring pass)
 ANOMALY = "anomaly"
 # only for stars with both spectra, ranked only among them; never part of ANOMALY
 ANOMALY_TRANSLATION = "anomaly_translation"

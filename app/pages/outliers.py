@@ -25,7 +25,8 @@ from engine.query import Engine, SearchHit
 log = logging.getLogger(__name__)
 
 SURVEYS = {"LAMOST LRS": "lamost", "Gaia XP": "gaia_xp", "both instruments": None}
-SCORES = {"anomaly": "combined: the highest of the three own-survey percentiles",
+SCORES = {"anomaly": "combined: Fisher's -Σ log(1 - percentile) of the three own-survey "
+                     "scores",
           "anomaly_recon": "reconstruction chi² (own noise + look-alikes' model error)",
           "anomaly_features": "expected spectral features missing (noise units)",
           "anomaly_knn": "isolation relative to its neighbours",

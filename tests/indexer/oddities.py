@@ -16,8 +16,8 @@ continuum kept, so flux and the pipeline's normalised flux stay consistent):
 - `cosmic_ray`: three adjacent pixels at 20x (LAMOST) / one sample at 5x (XP) the flux;
 - `dead_segment`: 120 pixels (LAMOST) / 25 samples (XP) set to zero with their errors kept
   (an undetected dead CCD region);
-- `inverted`: absorption lines turned into emission (2 - normalised flux; LAMOST), the
-  spectral energy distribution reversed in wavelength (XP);
+- `inverted` (LAMOST): absorption lines turned into emission (2 - normalised flux);
+- `flat` (XP): a flat continuum at the star's 550 nm level, noise and errors kept;
 - `redshifted_galaxy` (LAMOST): a DR7 plate galaxy moved a further z = 0.05 to the red.
 """
 
@@ -119,7 +119,10 @@ def xp_injections(base: SpectrumRecord, hot: SpectrumRecord, cool: SpectrumRecor
     dead = f.copy()
     dead[i550 - 60:i550 - 35] = 0.0
     out["dead_segment"] = make(dead, "dead_segment")
-    out["inverted"] = make(f[::-1] * f[i550] / f[::-1][i550], "inverted")
+    rng = np.random.default_rng(0)
+    with np.errstate(divide="ignore"):
+        err = np.where(base.ivar > 0, 1 / np.sqrt(base.ivar), 0.0)
+    out["flat"] = make(f[i550] + rng.normal(0, 1, len(f)) * err, "flat")
     return out
 
 
