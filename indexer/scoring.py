@@ -24,9 +24,9 @@ flagged `scores_pending` are scored, through store searches, plus the existing p
 their 50 nearest that they come closer to than those points' 10th neighbour (their
 `knn_distance` and `anomaly_knn` are redone). The points *around* those keep an
 `anomaly_knn` computed with an older neighbour distance, and a point further than the 50th
-that the new one entered is not found: that is the bounded staleness; once the count of such points since the last full pass exceeds
-`STALE_FRACTION` of the collection, or after deletions, the next sync rescores everything
-(as `specclip rescore` does).
+that the new one entered is not found: that is the staleness. It is bounded: once the count
+of the former since the last full pass exceeds `STALE_FRACTION` of the collection, or after
+deletions, the next sync rescores everything (as `specclip rescore` does).
 """
 
 from __future__ import annotations
