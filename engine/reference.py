@@ -203,7 +203,8 @@ def save_reference(folder: str | Path, ref: Reference) -> None:
                                             for k, v in r.quantiles.items()},
                               **ref.meta.get("per_survey", {}).get(s, {})}
     save_file(tensors, str(folder / REFERENCE_FILE))
-    (folder / REFERENCE_META).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    # quantile lists on one line each: thousands of numbers, not thousands of lines
+    (folder / REFERENCE_META).write_text(json.dumps(meta, sort_keys=True) + "\n")
 
 
 def load_reference(folder: str | Path, bundle_version: str | None = None) -> Reference | None:
