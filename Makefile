@@ -12,6 +12,8 @@ LAMOST ?=
 LAMOST_LABELS ?=
 CROSSMATCH ?=
 PORT   ?= 8501
+# make run ADDRESS=0.0.0.0 serves the app to other machines (default: this machine only)
+ADDRESS ?= 127.0.0.1
 
 # e.g. make run LAMOST=../shared/data/pairs_lamost_xp CROSSMATCH=../shared/data/pairs_lamost_xp/pairs.csv
 LAMOST_ARGS = $(if $(LAMOST),$(LAMOST)) $(if $(LAMOST_LABELS),--labels $(LAMOST_LABELS)) \
@@ -32,7 +34,7 @@ index: setup
 	$(BIN)/specclip -v index --store $(STORE) $(SOURCES) $(LAMOST_ARGS) --report var/index-report.json
 
 app: setup
-	$(BIN)/specclip app --store $(STORE) --port $(PORT)
+	$(BIN)/specclip app --store $(STORE) --port $(PORT) --address $(ADDRESS)
 
 run: index app
 

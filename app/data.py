@@ -12,6 +12,7 @@ import glob
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,13 +43,19 @@ class EngineConfig:
                    env.get("SPECCLIP_BUNDLE") or None)
 
 
-@st.cache_resource(show_spinner="Opening the spectrum store...")
+@st.cache_resource(show_spinner="Opening the spectrum store (the first page waits for it)...")
 def open_engine(store: str | None, url: str | None, bundle: str | None) -> Engine:
     """One engine (one store client) per store folder/URL for the whole server process:
-    an embedded store is a folder that only one client may hold."""
+    an embedded store is a folder that only one client may hold. The collection is loaded
+    here (one count), under the spinner, rather than by whichever page asks first."""
     log.info("opening engine store=%s url=%s bundle=%s", store, url, bundle)
+    started = time.perf_counter()
     # read_only only applies to embedded folders (a server restricts access by API key).
-    return Engine.open(store_path=store, url=url, bundle_path=bundle, read_only=bool(store))
+    engine = Engine.open(store_path=store, url=url, bundle_path=bundle, read_only=bool(store))
+    held = engine.surveys_held()
+    log.info("engine open in %.2f s (instruments held: %s)", time.perf_counter() - started,
+             ", ".join(held) or "none")
+    return engine
 
 
 def engine_key(engine: Engine) -> str:
@@ -75,6 +82,52 @@ def record_curve(engine: Engine, record: SpectrumRecord) -> dict[str, Any]:
     flux = np.where(np.asarray(weight) > 0, flux, np.nan)
     return {"wave": np.asarray(wave, float), "flux": np.asarray(flux, float),
             "survey": record.survey, "object_id": record.object_id}
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def full_curve(_engine: Engine, key: str, point_id: str) -> dict[str, Any]:
+    """The whole observed spectrum of a stored point (see `record_full_curve`)."""
+    return record_full_curve(_engine, _engine.get_spectrum(point_id))
+
+
+def record_full_curve(engine: Engine, record: SpectrumRecord) -> dict[str, Any]:
+    """The observed spectrum over its whole range, with its normalisation named in "ylabel".
+
+    LAMOST: the pipeline's continuum-normalised flux where the file has it, else the flux
+    divided by its median over the model window (the model reads only 3999-5599 A of it).
+    Gaia XP: the model input already covers all of 336-1020 nm."""
+    if record.survey != SURVEY_LAMOST:
+        curve = record_curve(engine, record)
+        return {**curve, "ylabel": None}
+    wave = np.asarray(record.wavelength, float)
+    bad = np.asarray(record.mask, bool)
+    if record.norm_flux is not None and len(record.norm_flux) == len(wave):
+        flux, label = np.asarray(record.norm_flux, float), "Continuum-normalised flux (pipeline)"
+    else:
+        raw = np.asarray(record.flux, float)
+        window = (wave >= 3999.0) & (wave <= 5599.0) & ~bad & np.isfinite(raw)
+        scale = float(np.median(raw[window])) if window.any() else float("nan")
+        flux, label = raw / scale, "Flux / median flux in 3999-5599 Å"
+    return {"wave": wave, "flux": np.where(bad, np.nan, flux), "survey": record.survey,
+            "object_id": record.object_id, "ylabel": label}
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def surveys_held(_engine: Engine, key: str) -> list[str]:
+    """The instruments with at least one indexed spectrum (count calls, cheap)."""
+    return _engine.surveys_held()
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def value_range(_engine: Engine, key: str, field: str) -> tuple[float, float] | None:
+    """(min, max) of a numeric payload field over the store, for filter sliders."""
+    return _engine.value_range(field)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def query_parameters(_engine: Engine, key: str, point_id: str) -> dict[str, tuple[float, float]]:
+    """A stored point's predicted parameters (value, sigma), as the indexer stored them."""
+    return _engine.query_parameters(point_id)
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -173,6 +226,25 @@ def indexer_reports(engine: Engine, limit: int = 20) -> list[dict]:
         except (OSError, ValueError) as exc:
             out.append({"file": os.path.basename(path), "error": str(exc)})
     return out
+
+
+def empty_state(held: list[str], wanted: str | None = None) -> str | None:
+    """What to tell a user whose store lacks an instrument (None when nothing is missing)."""
+    if not held:
+        return ("The store holds no spectra yet. Index some with `specclip index --store "
+                "DIR xp-library` (the Gaia XP library) or `specclip index --store DIR "
+                "path/to/lamost/fits` (LAMOST LRS files).")
+    missing = [s for s in (wanted,) if s and s not in held] or \
+        [s for s in (SURVEY_LAMOST, SURVEY_XP) if s not in held and wanted is None]
+    if not missing:
+        return None
+    how = {SURVEY_LAMOST: "`specclip index --store DIR path/to/lamost/fits` (add "
+                          "`--crossmatch pairs.csv` to link stars that Gaia also observed)",
+           SURVEY_XP: "`specclip index --store DIR xp-library` (or a folder of Gaia XP "
+                      "files)"}
+    names = {SURVEY_LAMOST: "LAMOST LRS", SURVEY_XP: "Gaia XP"}
+    return " ".join(f"This store holds no {names[m]} spectra; to add them run {how[m]}."
+                    for m in missing)
 
 
 def hits_from_dicts(items: list[dict]) -> list[SearchHit]:

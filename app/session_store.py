@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from astropy.table import Table
+from astropy.table import MaskedColumn, Table
 
 from app.reranking import LABELS
+from engine import payload as P
 
 FORMAT_VERSION = 1
 EXPORT_COLUMNS = ("id", "survey", "object_id", "gaia_source_id", "ra", "dec", "label", "note",
@@ -65,11 +66,11 @@ class HuntingSession:
         if label not in LABELS:
             raise ValueError(f"label must be one of {LABELS}, not {label!r}")
         p = payload or {}
-        gaia = p.get("gaia_source_id")
-        m = Mark(label=label, note=note, survey=str(p.get("survey", "")),
-                 object_id=str(p.get("object_id", "")),
+        gaia = p.get(P.GAIA_SOURCE_ID)
+        m = Mark(label=label, note=note, survey=str(p.get(P.SURVEY, "")),
+                 object_id=str(p.get(P.OBJECT_ID, "")),
                  gaia_source_id=int(gaia) if gaia is not None else None,
-                 ra=_float_or_none(p.get("ra")), dec=_float_or_none(p.get("dec")),
+                 ra=_float_or_none(p.get(P.RA)), dec=_float_or_none(p.get(P.DEC)),
                  score_name=score_name,
                  score=_float_or_none(p.get(score_name)) if score_name else None,
                  marked_at=_iso(clock()))
@@ -101,21 +102,27 @@ class HuntingSession:
                    data.get("updated_at", ""))
 
     def to_table(self) -> Table:
-        """One row per mark, with units on the coordinates (missing values: NaN, -1, '')."""
+        """One row per mark, with units on the coordinates; missing values are masked
+        (a blank CSV cell, a VOTable null), never a sentinel."""
         items = list(self.marks.items())
         nan = float("nan")
         t = Table()
         t["id"] = [pid for pid, _ in items] or _empty(str)
         for name in ("survey", "object_id", "label", "note", "score_name", "marked_at"):
             t[name] = [str(getattr(m, name) or "") for _, m in items] or _empty(str)
-        t["gaia_source_id"] = [m.gaia_source_id if m.gaia_source_id is not None else -1
-                               for _, m in items] or _empty("i8")
+        # a masked column: CSV writes an empty cell and VOTable a null, never a sentinel
+        gaia = [m.gaia_source_id for _, m in items]
+        t["gaia_source_id"] = MaskedColumn([g if g is not None else 0 for g in gaia] or
+                                           _empty("i8"), dtype="i8",
+                                           mask=[g is None for g in gaia] or _empty(bool))
         for name in ("ra", "dec", "score"):
-            t[name] = [nan if getattr(m, name) is None else float(getattr(m, name))
-                       for _, m in items] or _empty("f8")
+            vals = [getattr(m, name) for _, m in items]
+            t[name] = MaskedColumn([nan if v is None else float(v) for v in vals] or
+                                   _empty("f8"), dtype="f8",
+                                   mask=[v is None for v in vals] or _empty(bool))
         t = t[list(EXPORT_COLUMNS)]
         t["ra"].unit = t["dec"].unit = "deg"
-        t["gaia_source_id"].description = "Gaia source_id (-1 when none)"
+        t["gaia_source_id"].description = "Gaia source_id (empty when none)"
         t.meta["session"] = self.name
         return t
 

@@ -12,12 +12,33 @@ from typing import Any, Callable
 
 import numpy as np
 
-# Payload keys like engine/payload.py's, with realistic value types and sizes, so that disk
-# and memory per point include a payload of the size the indexer writes.
-PAYLOAD_INDEXES = {"survey": "keyword", "obj_class": "keyword", "data_release": "keyword",
-                   "snr": "float", "label_teff": "float", "pred_teff": "float",
-                   "pred_logg": "float", "pred_feh": "float", "anomaly": "float",
-                   "ra": "float", "dec": "float", "object_id": "keyword"}
+# The collection's shape as the indexer makes it with the shipped bundle
+# (engine.collection.collection_spec): the shared space at the benchmark's dim, each
+# survey's own encoder vector (64-d) and spectrum-space vector (16-d), and every payload
+# index of engine/payload.py. All vectors are synthetic (see clustered_vectors).
+OWN_DIM, SPECTRUM_DIM = 64, 16
+
+
+def real_shaped_vector_specs(shared_dim: int) -> list:
+    from engine.collection import vector_specs
+    return vector_specs(shared_dim, {"lamost": OWN_DIM, "gaia_xp": OWN_DIM},
+                        {"lamost": SPECTRUM_DIM, "gaia_xp": SPECTRUM_DIM})
+
+
+def real_payload_indexes() -> dict[str, str]:
+    from engine import payload as P
+    return dict(P.PAYLOAD_INDEXES)
+
+
+def side_vectors(n: int, seed: int = 3) -> dict[str, np.ndarray]:
+    """Synthetic own and spectrum-space vectors: each point carries its survey's pair."""
+    return {"own": clustered_vectors(n, OWN_DIM, seed, n_clusters=256),
+            "spectrum": clustered_vectors(n, SPECTRUM_DIM, seed + 1, n_clusters=128)}
+
+
+def point_vectors(base: np.ndarray, side: dict[str, np.ndarray], survey: str,
+                  i: int) -> dict[str, np.ndarray]:
+    return {"shared": base[i], survey: side["own"][i], f"{survey}_spectrum": side["spectrum"][i]}
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:

@@ -25,13 +25,16 @@ if str(ROOT) not in sys.path:          # run as a script: make the project impor
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import hardware  # noqa: E402
+from benchmarks.incremental import incremental, plot_incremental  # noqa: E402
 from benchmarks.search import bench_n  # noqa: E402
 from benchmarks.sizing import sizing, sizing_markdown  # noqa: E402
 from benchmarks.throughput import encoder_throughput, indexing_throughput  # noqa: E402
 
 log = logging.getLogger("benchmarks")
 RESULTS = ROOT / "benchmarks" / "results"
-DEFAULT_LAMOST = ROOT.parent / "shared" / "data" / "lamost_dr10" / "spectra"
+SHARED = ROOT.parent / "shared" / "data"
+DEFAULT_LAMOST = SHARED / "lamost_dr10" / "spectra"
+LAMOST_FOLDERS = ("lamost_dr10", "lamost_dr8_repeats", "lamost_dr7", "lamost_dr1", "lamost_misc")
 
 
 def model_dim() -> tuple[int, str]:
@@ -122,6 +125,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="index only the first N files of --lamost (default: all)")
     p.add_argument("--index-repeats", type=int, default=5,
                    help="alternating floor/indexer runs (the ratio is their median)")
+    p.add_argument("--incremental-n", default="10000,100000",
+                   help="store sizes (synthetic points) to add real spectra to")
+    p.add_argument("--scored-max-n", type=int, default=10_000,
+                   help="largest store size to time with the collection-wide rescoring")
+    p.add_argument("--skip-incremental", action="store_true")
+    p.add_argument("--skip-resync", action="store_true",
+                   help="leave out the unchanged re-sync of the shared LAMOST folders")
     p.add_argument("--skip-search", action="store_true")
     p.add_argument("--skip-indexing", action="store_true")
     p.add_argument("--skip-encoder", action="store_true")
@@ -143,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = json.loads((out / "bench.json").read_text()) \
         if args.keep_skipped and (out / "bench.json").exists() else {}
     for section, skipped in (("search", args.skip_search), ("encoder", args.skip_encoder),
+                             ("incremental", args.skip_incremental),
                              ("indexing", args.skip_indexing)):
         if (skipped or section == "search") and section in previous:
             results[section] = previous[section]     # search rows of other N are kept too
@@ -163,6 +174,22 @@ def main(argv: list[str] | None = None) -> int:
                                                       args.index_repeats)
         else:
             results["indexing"] = {"skipped": f"{args.lamost} not found"}
+    if not args.skip_incremental:
+        inc = incremental([int(x) for x in args.incremental_n.split(",") if x.strip()],
+                          args.lamost, [str(SHARED / d) for d in LAMOST_FOLDERS],
+                          args.scored_max_n, resync=not args.skip_resync)
+        old = previous.get("incremental") or {}
+        if old.get("rows") and inc.get("rows"):       # --keep-skipped: rows of other N stay
+            mine = {(r["n"], r["scoring"]) for r in inc["rows"]}
+            inc["rows"] = sorted([r for r in old["rows"] if (r["n"], r["scoring"]) not in mine]
+                                 + inc["rows"], key=lambda r: (r["scoring"], r["n"]))
+        if args.skip_resync and "unchanged_resync" in old:
+            inc["unchanged_resync"] = old["unchanged_resync"]
+        results["incremental"] = inc
+        (out / "bench.json").write_text(json.dumps(results, indent=1))
+        plot_incremental(results["incremental"], out / "bench_incremental.png")
+    elif "incremental" in previous:
+        results["incremental"] = previous["incremental"]
     results["end_to_end"] = end_to_end(results)
     results["sizing"] = sizing(results)
     results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

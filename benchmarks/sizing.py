@@ -35,7 +35,14 @@ def sizing(results: dict[str, Any], n_target: int = 250_000_000) -> dict[str, An
     optimize_per_point = edge["optimize_s"] / largest["n"]
     xp_rate = enc.get("gaia_xp", {}).get("spectra_per_s")
     lamost_rate = enc.get("lamost", {}).get("spectra_per_s")
+    shape = edge.get("store_shape")
     out = {"n_target": n_target, "from_n": largest["n"], "shared_dim": dim, "own_dim": own,
+           "store_shape": (f"{len(shape['vectors'])} named vectors "
+                           f"({', '.join(f'{k} {v}-d' for k, v in shape['vectors'].items())}), "
+                           f"{shape['payload_indexes']} payload indexes") if shape else
+           "shared vector only, 12 payload indexes (a run before the store was benchmarked "
+           "in the indexer's shape)",
+           "sync": sync_costs(results.get("incremental") or {}),
            "per_point_bytes": per,
            "total_gb": {k: round(v * n_target / GB, 1) for k, v in per.items()},
            "hours_on_this_machine": {
@@ -45,6 +52,62 @@ def sizing(results: dict[str, Any], n_target: int = 250_000_000) -> dict[str, An
                "embed_lamost_small": (round(n_target / lamost_rate / 3600, 1)
                                       if lamost_rate else None)}}
     return out
+
+
+def sync_costs(inc: dict[str, Any]) -> dict[str, Any]:
+    """Per-point and per-file costs of a sync, from benchmarks/incremental.py's rows."""
+    rows = [r for r in inc.get("rows", []) if r.get("scoring", "").startswith("left out")]
+    out: dict[str, Any] = {}
+    for r in rows:
+        add = r["add_1000_spectra"]
+        out[r["n"]] = {"add_1_file_s": r["add_1_file"]["seconds"],
+                       "add_1_more_file_s": (r.get("add_1_more_file") or {}).get("seconds"),
+                       "add_1000_s": add["seconds"],
+                       "ms_per_added_spectrum": round(1e3 * add["seconds"] / max(1, add["added"]),
+                                                      1),
+                       "store_build_s": r["full_build_store_side"]["total_s"]}
+    scored = [r for r in inc.get("rows", []) if not r.get("scoring", "").startswith("left out")]
+    if scored:
+        r = scored[-1]
+        out["with_rescoring"] = {"n": r["n"], "add_1_file_s": r["add_1_file"]["seconds"],
+                                 "scoring_s": r["add_1_file"]["phases_s"].get("scoring")}
+    res = inc.get("unchanged_resync") or {}
+    if res.get("files"):
+        out["unchanged_resync"] = {
+            "files": res["files"],
+            "ms_per_file_by_stat": round(1e3 * res["unchanged_by_stat_s"] / res["files"], 3),
+            "ms_per_file_rereading": round(1e3 * res["unchanged_by_rereading_s"] / res["files"],
+                                           2),
+            "speedup": res["speedup"]}
+    return out
+
+
+def _sync_lines(sync: dict[str, Any]) -> list[str]:
+    if not sync:
+        return []
+    lines = ["", "Sync costs (`benchmarks/incremental.py`: real LAMOST spectra added to N "
+             "synthetic points; the collection-wide rescoring left out, see below):", ""]
+    for n, c in sync.items():
+        if isinstance(n, int) or str(n).isdigit():
+            more = (f" (a second file: {c['add_1_more_file_s']} s)"
+                    if c.get("add_1_more_file_s") is not None else "")
+            lines.append(f"- N = {int(n):,}: adding 1 file {c['add_1_file_s']} s{more}, "
+                         f"adding 1,000 spectra {c['add_1000_s']} s "
+                         f"({c['ms_per_added_spectrum']} ms per spectrum: read, embed, write, "
+                         f"publish) vs {c['store_build_s']} s to "
+                         "build the store itself")
+    if "with_rescoring" in sync:
+        w = sync["with_rescoring"]
+        lines.append(f"- with indexer/scoring.py's rescoring of every point after a write "
+                     f"(N = {w['n']:,}): adding 1 file {w['add_1_file_s']} s, of which scoring "
+                     f"{w['scoring_s']} s; it grows with N squared")
+    if "unchanged_resync" in sync:
+        u = sync["unchanged_resync"]
+        lines.append(f"- unchanged re-sync of {u['files']:,} LAMOST files: "
+                     f"{u['ms_per_file_by_stat']} ms per file by stat vs "
+                     f"{u['ms_per_file_rereading']} ms re-reading and re-hashing "
+                     f"({u['speedup']}x)")
+    return lines
 
 
 def _largest(hours: dict[str, Any]) -> str:
@@ -75,8 +138,8 @@ def sizing_markdown(s: dict[str, Any], hw: dict[str, Any]) -> str:
         f"| payload (JSON size) | {per['payload_json']} | {t['payload_json']} GB | disk "
         "(`--payload-on-disk`: the default holds payloads in RAM, for stores up to tens of "
         "millions of points), indexed fields in RAM |",
-        f"| **measured** disk per point (Edge shard: shared vector only, payload, 12 payload "
-        f"indexes, HNSW, WAL) | {per['measured_disk']} | {t['measured_disk']} GB | |",
+        f"| **measured** disk per point (Edge shard: {s['store_shape']}, payload, HNSW, WAL) | "
+        f"{per['measured_disk']} | {t['measured_disk']} GB | |",
         f"| **measured** RSS per point (Edge, after optimize, same content; an upper bound: "
         f"the Python allocator keeps what building the points used) | "
         f"{per['measured_rss']} | {t['measured_rss']} GB | |",
@@ -93,6 +156,8 @@ def sizing_markdown(s: dict[str, Any], hw: dict[str, Any]) -> str:
         f"- upsert: {h['upsert']} h; HNSW build (optimize): {h['hnsw_build']} h",
         f"- embedding with the small model on CPU: XP {h['embed_xp_small']} h, LAMOST "
         f"{h['embed_lamost_small']} h (divide by the number of Dask workers; GPUs are far faster)",
+        "",
+        *_sync_lines(s.get("sync") or {}),
         "",
         f"The largest part here is {_largest(h)}. Each part parallelises: embedding over Dask "
         "workers (`indexer/distributed.py`, GPUs where present), upserts and HNSW builds over "

@@ -17,7 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.grids import lamost_native_wavelength
-from engine.records import LABEL_NAMES, SpectrumRecord
+from engine.readers.guards import refuse_row
+from engine.readers.lamost_lrs import OFFSET_RANGE_PX
+from engine.records import LABEL_NAMES, SURVEYS, SpectrumRecord
 
 SNR_KEYS = ("u", "g", "r", "i", "z", "xp")
 CATALOGUE_VERSION = "1"
@@ -124,10 +126,52 @@ def _record(row: dict[str, Any]) -> SpectrumRecord:
     )
 
 
+def row_problem(row: dict[str, Any]) -> str | None:
+    """Why a catalogue row cannot be a record (None when it can): a catalogue may have been
+    written or edited by other tools, so each row is checked before it reaches the model."""
+    if row["survey"] not in SURVEYS:
+        return f"survey {row['survey']!r} is not one of {', '.join(SURVEYS)}"
+    if not str(row["object_id"] or "").strip():
+        return "object_id is empty"
+    n = len(row["flux"] or ())
+    if n == 0:
+        return "flux is empty"
+    for name in ("ivar", "mask", "norm_flux") + (() if row["pixel_offset"] is not None
+                                                   else ("wavelength",)):
+        values = row[name]
+        if values is None and name == "norm_flux":
+            continue
+        if values is None or len(values) != n:
+            got = "missing" if values is None else f"{len(values)} values"
+            return f"{name} is {got}, flux has {n}"
+    offset = row["pixel_offset"]
+    low, high = OFFSET_RANGE_PX
+    if offset is not None and not low <= offset <= high:
+        return f"pixel_offset {offset} is outside LAMOST LRS coverage"
+    if row["meta_json"]:
+        try:
+            json.loads(row["meta_json"])
+        except ValueError as exc:
+            return f"meta_json is not JSON ({exc})"
+    return None
+
+
 def read_catalogue(path: str | os.PathLike) -> list[SpectrumRecord]:
-    """Records from a catalogue written by `write_catalogue`."""
+    """Records from a catalogue written by `write_catalogue`.
+
+    A row that cannot be a record (unknown survey, arrays of different lengths, ...) is
+    refused on its own with `refuse_row` (so it reaches the indexer's report); the other
+    rows are read. A file that is not a catalogue at all raises ValueError.
+    """
     table = pq.read_table(os.fspath(path))
     missing = [f.name for f in SCHEMA if f.name not in table.column_names]
     if missing:
         raise ValueError(f"{path}: not a specclip catalogue (missing {missing})")
-    return [_record(row) for row in table.to_pylist()]
+    records = []
+    for i, row in enumerate(table.to_pylist()):
+        problem = row_problem(row)
+        if problem is None:
+            records.append(_record(row))
+        else:
+            refuse_row(os.fspath(path), i, problem)
+    return records

@@ -8,9 +8,11 @@ sees a half-built index and a new model never mixes with the old one's vectors.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Any
 
 from engine import payload as P
-from engine.records import SURVEY_LAMOST, SURVEY_XP
+from engine.records import SURVEY_LAMOST, SURVEY_XP, SURVEYS
 from engine.store.types import CollectionOptions, VectorSpec, VectorStore
 
 DEFAULT_ALIAS = "spectra"
@@ -26,6 +28,16 @@ def versioned_name(alias: str, model_version: str) -> str:
     return f"{alias}__{safe}"
 
 
+@dataclass(frozen=True)
+class CollectionSpec:
+    """Everything a spectra collection is made of: named vectors with their dims, payload
+    indexes, and options. Built by `collection_spec` only, for every indexer path."""
+
+    vectors: tuple[VectorSpec, ...]
+    payload_indexes: tuple[tuple[str, str], ...]
+    options: CollectionOptions
+
+
 def vector_specs(shared_dim: int, own_dims: dict[str, int],
                  spectrum_dims: dict[str, int | None] | None = None) -> list[VectorSpec]:
     specs = [VectorSpec(P.VECTOR_SHARED, shared_dim)]
@@ -37,16 +49,18 @@ def vector_specs(shared_dim: int, own_dims: dict[str, int],
     return specs
 
 
-def ensure_collection(store: VectorStore, name: str, shared_dim: int, own_dims: dict[str, int],
-                      options: CollectionOptions | None = None,
-                      spectrum_dims: dict[str, int | None] | None = None) -> bool:
-    """Create the collection with its vectors and payload indexes if missing.
+def collection_spec(embedder: Any, options: CollectionOptions | None = None) -> CollectionSpec:
+    """The collection an embedder's points go into: shared + own vectors, and the
+    spectrum-space vectors when the bundle has spectral bases (an embedder without
+    ``spectral_dim`` has none)."""
+    spectral = getattr(embedder, "spectral_dim", lambda survey: None)
+    vectors = vector_specs(embedder.shared_dim, {s: embedder.own_dim(s) for s in SURVEYS},
+                           {s: spectral(s) for s in SURVEYS})
+    return CollectionSpec(tuple(vectors), tuple(P.PAYLOAD_INDEXES.items()),
+                          options if options is not None else DEFAULT_OPTIONS)
 
-    Returns True when it was created now.
-    """
-    if name in store.list_collections():
-        return False
-    store.create_collection(name, vector_specs(shared_dim, own_dims, spectrum_dims),
-                            dict(P.PAYLOAD_INDEXES),
-                            options or CollectionOptions())
-    return True
+
+def ensure_collection(store: VectorStore, name: str, spec: CollectionSpec) -> None:
+    """Create the collection, or check that the existing one has this spec: both backends
+    refuse (StoreError) an existing collection whose vectors or payload indexes differ."""
+    store.create_collection(name, list(spec.vectors), dict(spec.payload_indexes), spec.options)

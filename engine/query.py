@@ -26,7 +26,7 @@ import numpy as np
 from engine import payload as P
 from engine.collection import DEFAULT_ALIAS
 from engine.errors import NotFoundError, SpecClipError
-from engine.records import SURVEY_LAMOST, SURVEY_XP, SURVEYS, SpectrumRecord
+from engine.records import LABEL_NAMES, SURVEY_LAMOST, SURVEY_XP, SURVEYS, SpectrumRecord
 from engine.store.types import Filter, Hit, Match, MatchAny, Range
 
 log = logging.getLogger(__name__)
@@ -386,6 +386,17 @@ class Engine:
         return {name: (float(emb.params[name][0]), float(emb.sigmas[name][0]))
                 for name in emb.params}
 
+    def query_parameters(self, query: Query) -> dict[str, tuple[float, float]]:
+        """The query's own predicted parameters {name: (value, sigma)}: from the model for a
+        spectrum in hand, from the stored payload (what the indexer predicted) for an
+        indexed one."""
+        if isinstance(query, SpectrumRecord):
+            return self.predict_parameters(query)
+        payload = self._point_for(query).payload
+        return {name: (float(payload[P.pred_key(name)]),
+                       float(payload.get(P.sigma_key(name), math.nan)))
+                for name in LABEL_NAMES if payload.get(P.pred_key(name)) is not None}
+
     def model_input(self, record: SpectrumRecord) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(wavelength, normalised flux, weight) on the model grid: what plots overlay."""
         flux, weight = self.embedder.model_input([record])
@@ -425,24 +436,60 @@ class Engine:
         return ids, np.asarray(vecs, dtype=np.float32).reshape(len(ids), -1), payloads
 
     def stats(self) -> dict[str, Any]:
-        """What is indexed, by what model, in what kind of store, and whether it answers."""
+        """What is indexed, by what model, in what kind of store, and whether it answers.
+
+        Counts come from the store's count and facet calls on indexed fields, so this stays
+        cheap at any size (it used to scroll every point)."""
         out: dict[str, Any] = {"store_mode": getattr(self.store, "mode", "?"),
                                "store": self.store_location, "collection": self.collection}
         try:
-            out["resolved_collection"] = self.store.resolve(self.collection)
-            by_survey: dict[str, int] = {}
+            resolved = self.store.resolve(self.collection)
+            out["resolved_collection"] = resolved
+            if resolved is None:  # nothing indexed yet: no collection behind the alias
+                out.update(total=0, by_survey={}, by_release={}, model_versions=[],
+                           healthy=True)
+                return out
+            by_survey = {s: n for s, n in self.store.facet(self.collection, P.SURVEY).items()
+                         if n}
             by_release: dict[str, int] = {}
-            versions: set[str] = set()
-            for h in self.store.scroll(self.collection):
-                s, r = h.payload.get(P.SURVEY, "?"), h.payload.get(P.DATA_RELEASE) or "?"
-                by_survey[s] = by_survey.get(s, 0) + 1
-                by_release[f"{s}/{r}"] = by_release.get(f"{s}/{r}", 0) + 1
-                versions.add(h.payload.get(P.MODEL_VERSION, "?"))
-            out.update(total=sum(by_survey.values()), by_survey=by_survey, by_release=by_release,
-                       model_versions=sorted(versions), healthy=True)
+            for survey, n in by_survey.items():
+                releases = self.store.facet(self.collection, P.DATA_RELEASE,
+                                            build_filter(None, survey))
+                by_release.update({f"{survey}/{r}": c for r, c in releases.items()})
+                if n > sum(releases.values()):   # points without a data release
+                    by_release[f"{survey}/?"] = n - sum(releases.values())
+            version = self.index_model_version()
+            out.update(total=self.store.count(self.collection), by_survey=by_survey,
+                       by_release=by_release, model_versions=[version] if version else [],
+                       healthy=True)
         except Exception as exc:  # Status must render even when the store is down
             out.update(healthy=False, error=f"{type(exc).__name__}: {exc}")
         return out
+
+    def surveys_held(self) -> list[str]:
+        """The instruments that have at least one indexed spectrum, in SURVEYS order."""
+        if self.store.resolve(self.collection) is None:
+            return []
+        return [s for s in SURVEYS
+                if self.store.count(self.collection, build_filter(None, s)) > 0]
+
+    def value_range(self, key: str, survey: str | None = None
+                    ) -> tuple[float, float] | None:
+        """(min, max) of a numeric payload field with a payload index, or None when no
+        point has it: two ordered look-ups, not a scan."""
+        if self.store.resolve(self.collection) is None:
+            return None
+        flt = build_filter(None, survey)
+        lo = self.store.order_by(self.collection, key, 1, False, flt)
+        hi = self.store.order_by(self.collection, key, 1, True, flt)
+        if not lo or not hi:
+            return None
+        return float(lo[0].score), float(hi[0].score)
+
+    def points(self, ids: Sequence[str]) -> list[SearchHit]:
+        """The stored points with these ids (those that exist), score 0."""
+        return [SearchHit.from_hit(h) for h in self.store.retrieve(self.collection,
+                                                                  [str(i) for i in ids])]
 
     def model_card(self) -> dict[str, Any]:
         """The bundle's card, metrics and version (for the Status page)."""
@@ -475,6 +522,17 @@ def _interleave(groups: dict[str, list[SearchHit]], survey: str, k: int) -> list
     return (merged + a[len(b):] + b[len(a):])[:k]
 
 
+def read_spectra(source: Any, path: str | None = None, format: str | None = None,
+                 options: dict[str, Any] | None = None) -> list[SpectrumRecord]:
+    """Every spectrum in one file (a path or a binary file object; `path` names an
+    in-memory file so its format can be told from the name too): what a query by file
+    reads, so callers need not reach into `engine.readers`. `format` names a reader and
+    `options` (unit, medium, uncertainty) go to the generic readers (see engine.readers)."""
+    from engine import readers
+
+    return readers.read(source, format=format, path=path, options=options)
+
+
 def is_point_id(text: str) -> bool:
     try:
         uuid.UUID(str(text))
@@ -484,4 +542,4 @@ def is_point_id(text: str) -> bool:
 
 
 __all__ = ["Engine", "SearchHit", "build_filter", "angular_separation_deg", "is_point_id",
-           "TARGETS", "parameter_warning", "OOD_WARNING"]
+           "read_spectra", "TARGETS", "parameter_warning", "OOD_WARNING"]

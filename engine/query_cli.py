@@ -1,4 +1,6 @@
-"""`specclip query` and `specclip outliers`: the query API for scripts, JSON on stdout."""
+"""`specclip query` and `specclip outliers`: a readable table on a terminal; JSON (a list of
+hits with survey, object_id, score and payload) with --json or whenever stdout is not a
+terminal, so scripts that pipe the output keep working."""
 
 from __future__ import annotations
 
@@ -6,9 +8,12 @@ import argparse
 import json
 import sys
 
+from engine import hit_table
 from engine import payload as P
 from engine.collection import DEFAULT_ALIAS
 from engine.errors import SpecClipError
+from engine.query import read_spectra
+from engine.records import SpectrumRecord
 
 
 def _add_store_args(p: argparse.ArgumentParser) -> None:
@@ -17,7 +22,8 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     where.add_argument("--url", help="Qdrant server/cluster URL (API key from QDRANT_API_KEY)")
     p.add_argument("--bundle", help="model bundle (default: the shipped small model)")
     p.add_argument("--collection", default=DEFAULT_ALIAS)
-    p.add_argument("--json", action="store_true", help="print JSON (the default for scripts)")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON instead of a table (the default when stdout is piped)")
 
 
 def register_query(subparsers: argparse._SubParsersAction) -> None:
@@ -26,8 +32,10 @@ def register_query(subparsers: argparse._SubParsersAction) -> None:
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--obsid", help="LAMOST obsid")
     q.add_argument("--source-id", help="Gaia DR3/EDR3 source_id")
-    q.add_argument("--file", help="a LAMOST FITS or Gaia XP file (first spectrum is used)")
+    q.add_argument("--file", help="a spectrum file: LAMOST, Gaia XP, SDSS, or a generic "
+                                  "table/image (first spectrum is used)")
     q.add_argument("--ra", type=float, help="cone search centre RA (deg); needs --dec")
+    add_reader_args(p)
     p.add_argument("--dec", type=float)
     p.add_argument("--radius", type=float, default=2.0 / 3600, help="cone radius (deg)")
     p.add_argument("--target", choices=["lamost", "gaia_xp", "any"], default="any")
@@ -44,12 +52,35 @@ def register_query(subparsers: argparse._SubParsersAction) -> None:
                    help="with --target any: {\"lamost\": [...], \"gaia_xp\": [...]}, each "
                         "instrument searched in its own space, instead of one interleaved list")
     p.add_argument("--with-query", action="store_true",
-                   help="print {\"query\": flags, \"hits\": [...]}; flags: ood, "
-                        "low_quality and their reasons for the query spectrum")
+                   help="JSON: an object {query: {survey, object_id, predicted: {name: "
+                        "[value, sigma]}, ood, low_quality and their reasons}, hits: [...]} "
+                        "instead of the bare list of hits")
     p.add_argument("--fields", metavar="KEY,KEY,...",
                    help="payload fields to return per hit (default: all); survey and "
                         "object_id are always there")
     p.set_defaults(func=run_query)
+
+
+def add_reader_args(p: argparse.ArgumentParser) -> None:
+    """--format and the generic readers' options (engine/readers/generic.py)."""
+    # Reader names are not listed as argparse choices: that would import the readers (and
+    # astropy) for every specclip command. An unknown name is refused with the known ones.
+    p.add_argument("--format", metavar="NAME",
+                   help="reader to use instead of detection (lamost-lrs, sdss-spec, "
+                        "text-table, fits-table, fits-wcs-1d, fits-rows, gaia-xp-...)")
+    p.add_argument("--wavelength-unit", metavar="UNIT",
+                   help="generic readers: wavelength unit when the file does not say "
+                        "(Angstrom, nm, um)")
+    p.add_argument("--medium", choices=["air", "vacuum"],
+                   help="generic readers: air or vacuum wavelengths when the file does not say")
+    p.add_argument("--uncertainty", choices=["ivar", "error"],
+                   help="generic readers: what an unnamed third column/row holds")
+
+
+def reader_options(args: argparse.Namespace) -> dict:
+    """The generic readers' options given on the command line (None = not given)."""
+    return {"unit": args.wavelength_unit, "medium": args.medium,
+            "uncertainty": args.uncertainty}
 
 
 def register_outliers(subparsers: argparse._SubParsersAction) -> None:
@@ -81,9 +112,51 @@ def _open(args):
                        collection=args.collection)
 
 
-def run_query(args: argparse.Namespace) -> int:
-    from engine import readers
+def wants_json(args: argparse.Namespace, stream=None) -> bool:
+    """JSON when asked, or when the output goes to a pipe or a file (scripts)."""
+    stream = sys.stdout if stream is None else stream
+    return bool(args.json) or not stream.isatty()
 
+
+def _query_summary(engine, query) -> dict:
+    """The query's identity and its own predicted parameters."""
+    if isinstance(query, SpectrumRecord):
+        survey, object_id = query.survey, query.object_id
+    else:
+        hit = engine.points([query])[0] if isinstance(query, str) else None
+        kind, value = query if isinstance(query, tuple) else ("id", query)
+        found = [hit] if hit else engine.lookup(**{"obsid" if kind == "obsid" else
+                                                    "source_id": value})
+        survey = found[0].survey if found else ""
+        object_id = found[0].object_id if found else str(value)
+    return {"survey": survey, "object_id": object_id,
+            "predicted": {k: list(v) for k, v in engine.query_parameters(query).items()}}
+
+
+def _print_hits(args, hits, summary: dict | None, score_name: str = "similarity") -> None:
+    if wants_json(args):
+        items = [h.to_dict() for h in hits]
+        out = {"query": summary, "hits": items} if summary is not None else items
+        json.dump(out, sys.stdout, indent=1, default=str)
+        sys.stdout.write("\n")
+        return
+    if summary is not None:
+        name = hit_table.SURVEY_NAMES.get(summary["survey"], summary["survey"])
+        params = {k: tuple(v) for k, v in summary["predicted"].items()}
+        print(f"query: {name} {summary['object_id']}  predicted "
+              f"{hit_table.parameters_line(params)}")
+    print(hit_table.hits_table(hits, score_name))
+
+
+def run_query(args: argparse.Namespace) -> int:
+    given = [flag for flag, value in (("--format", args.format),
+                                      ("--wavelength-unit", args.wavelength_unit),
+                                      ("--medium", args.medium),
+                                      ("--uncertainty", args.uncertainty)) if value]
+    if given and not args.file:
+        print(json.dumps({"error": f"{', '.join(given)} only apply to --file"}),
+              file=sys.stderr)
+        return 2
     engine = _open(args)
     try:
         filters = parse_filters(args.filter)
@@ -97,7 +170,8 @@ def run_query(args: argparse.Namespace) -> int:
                                     f"({args.ra}, {args.dec})")
             query = found[0].id
         elif args.file:
-            query = readers.read(args.file)[0]
+            query = read_spectra(args.file, format=args.format,
+                                 options=reader_options(args))[0]
         elif args.obsid:
             query = ("obsid", args.obsid)
         else:
@@ -105,20 +179,30 @@ def run_query(args: argparse.Namespace) -> int:
         fields = [f.strip() for f in args.fields.split(",") if f.strip()] \
             if args.fields else None
         cut = {"auto": None, "on": True, "off": False}[args.quality_cut]
+        groups = None
         if args.grouped:
             if args.target != "any":
                 raise SpecClipError("--grouped needs --target any")
             groups = engine.search_by_instrument(query, k=args.k, filters=filters,
                                                  payload_keys=fields, quality_cut=cut)
-            out: object = {s: [h.to_dict() for h in hs] for s, hs in groups.items()}
+            hits = [h for hs in groups.values() for h in hs]
         else:
             hits = engine.search(query, target=args.target, k=args.k, filters=filters,
                                  space=args.space, payload_keys=fields, quality_cut=cut)
-            out = [h.to_dict() for h in hits]
-        if args.with_query:
-            out = {"query": engine.flags(query), "hits": out}
-        json.dump(out, sys.stdout, indent=1, default=str)
-        sys.stdout.write("\n")
+        # the table always shows the query's predictions; JSON only when asked, so the
+        # bare list that scripts read stays as it was
+        summary = _query_summary(engine, query) \
+            if args.with_query or not wants_json(args) else None
+        if summary is not None and args.with_query:
+            summary.update(engine.flags(query))     # ood / low_quality and their reasons
+        if groups is not None and wants_json(args):
+            out: object = {s: [h.to_dict() for h in hs] for s, hs in groups.items()}
+            if args.with_query:
+                out = {"query": summary, "hits": out}
+            json.dump(out, sys.stdout, indent=1, default=str)
+            sys.stdout.write("\n")
+        else:
+            _print_hits(args, hits, summary)
         return 0
     except (SpecClipError, ValueError) as exc:
         print(json.dumps({"error": str(exc)}), file=sys.stderr)
@@ -132,8 +216,7 @@ def run_outliers(args: argparse.Namespace) -> int:
     try:
         hits = engine.outliers(None if args.survey == "any" else args.survey, k=args.k,
                                filters=parse_filters(args.filter), score=args.score)
-        json.dump([h.to_dict() for h in hits], sys.stdout, indent=1, default=str)
-        sys.stdout.write("\n")
+        _print_hits(args, hits, None, score_name=args.score)
         return 0
     finally:
         engine.close()

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import os
 import sys
 
-from tqdm import tqdm
-
 from engine.bundle import load_bundle
 from engine.collection import DEFAULT_ALIAS
 from engine.inference import Embedder
+from engine.readers.crossmatch import read_crossmatch
 from engine.store import open_store
 from engine.store.types import CollectionOptions
+from indexer.progress import TqdmProgress
 from indexer.sources import parse_sources
 from indexer.sync import Syncer, write_report
 from indexer.watch import watch
@@ -60,20 +59,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-cycles", type=int, help="stop watching after N cycles")
     p.add_argument("--dask", metavar="N|ADDRESS",
                    help="embed on a Dask cluster: N local workers or a scheduler address")
+    p.add_argument("--verify", action="store_true",
+                   help="read and re-hash every file, also those whose size and mtime say "
+                        "they are unchanged since they were indexed")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
-
-
-def read_crossmatch(path: str) -> dict[str, int]:
-    """obsid -> Gaia source_id from a user's cross-match table (pairs.csv works as is)."""
-    out: dict[str, int] = {}
-    with open(path, newline="") as fh:
-        for row in csv.DictReader(fh):
-            gaia = (row.get("source_id") or row.get("gaia_source_id")
-                    or row.get("apogee_gaiaedr3_source_id") or "").strip()
-            if row.get("obsid") and gaia:
-                out[str(int(float(row["obsid"])))] = int(gaia)
-    return out
 
 
 def default_state_path(args: argparse.Namespace) -> str:
@@ -86,17 +76,20 @@ def default_state_path(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dask and args.watch:
+        raise SystemExit("specclip index: --watch runs the single-process sync on a timer; "
+                         "it cannot be combined with --dask")
     options = CollectionOptions(quantization=args.quantization, on_disk=args.on_disk,
                                 payload_on_disk=args.payload_on_disk,
                                 shard_number=args.shards, replication_factor=args.replication,
                                 search_threads=args.search_threads)
     store = open_store(path=args.store, url=args.url, options=options)
     embedder = Embedder(load_bundle(args.bundle))
-    bar = tqdm(desc="indexing", unit="spectra", disable=args.no_progress, file=sys.stderr)
+    bar = TqdmProgress(disable=args.no_progress, file=sys.stderr)
     syncer = Syncer(store=store, embedder=embedder, state_path=default_state_path(args),
                     alias=args.alias, batch_size=args.batch_size, options=options,
                     crossmatch=read_crossmatch(args.crossmatch) if args.crossmatch else {},
-                    progress=bar.update)
+                    progress=bar, verify=args.verify)
     if args.read_workers is not None:
         syncer.read_workers = max(0, args.read_workers)
     sources = parse_sources(args.sources, args.labels)
@@ -119,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             report = distributed_sync(sources, store, embedder, default_state_path(args),
                                       workers, store_url=args.url, alias=args.alias,
                                       options=options, crossmatch=syncer.crossmatch,
-                                      progress=bar.update)
+                                      progress=bar, verify=args.verify)
             print(json.dumps({k: v for k, v in emit(report).items() if k != "refused"}))
         elif args.watch:
             watch(syncer, sources, args.interval, args.max_cycles, on_report=emit)

@@ -1,13 +1,14 @@
-"""Distributed embedding on Dask: partitions of the sources are read and embedded on workers,
-with the same stable ids and content-hash skipping as the single-process indexer.
+"""Distributed embedding on Dask: the files a sync has to read are split into partitions
+that workers read and embed; everything else is the single-process `indexer.sync.Syncer`.
 
     specclip index --dask N --store DIR SOURCES...      # N local worker processes
     specclip index --dask tcp://scheduler:8786 --url http://qdrant:6333 SOURCES...
 
-Partitions: one Parquet row group of a catalogue (or a whole file of a catalogue folder), or a
-chunk of files of a LAMOST/XP folder. Each worker reads its partition, gives every spectrum
-its `indexer.ids.point_id` and `content_hash`, drops those the store already holds with that
-hash, embeds the rest and builds points with `indexer.points.build_points`. Then:
+The driver plans the sync exactly as `Syncer` does (`Syncer.plan`: one listing, one stat
+per file; files unchanged since they were indexed are not read at all), cuts the files to
+read into partitions (chunks of files of a folder source, or one Parquet catalogue file),
+and each worker runs `indexer.changes.embed_changes` on its partition: the same ids,
+content hashes, skipping and points as the single-process sync. Then:
 
 - embedded store (Qdrant Edge, one writer process): workers *return* their points and the
   driver upserts them; the driver sends workers the {id: content_hash} map it read from the
@@ -15,11 +16,11 @@ hash, embeds the rest and builds points with `indexer.points.build_points`. Then
 - server or cluster (`url`): each worker opens its own client and upserts directly (Qdrant
   routes each point to its shard), asking the store for the hashes of its own partition's ids.
 
-Either way the run ends with the single-process `indexer.sync.Syncer` on the driver, which now
-finds every spectrum up to date (nothing re-embedded) and does the collection-wide steps the
-same way as always: deleting points whose source is gone, anomaly scores, optimize, the alias
-switch and the bookkeeping. Re-running is idempotent, and a killed run resumes: what was
-upserted is skipped next time by its hash.
+As each partition lands, the driver records its files in the file index
+(`Syncer.apply_changes`), so the closing `Syncer.run` finds them unchanged without reading
+them and does only the collection-wide steps: deleting points whose files are gone, anomaly
+scores, optimize, the alias switch and the bookkeeping. Re-running is idempotent, and a
+killed run resumes: what was upserted but not recorded is read again and skipped by hash.
 """
 
 from __future__ import annotations
@@ -27,19 +28,23 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from engine import payload as P
-from engine.collection import DEFAULT_ALIAS, ensure_collection, versioned_name
-from engine.records import SURVEYS, SpectrumRecord
+from engine.collection import (DEFAULT_ALIAS, DEFAULT_OPTIONS, collection_spec,
+                               ensure_collection, versioned_name)
+from engine.records import SpectrumRecord
 from engine.store.types import CollectionOptions, VectorStore
-from indexer.ids import content_hash, point_id
-from indexer.points import build_points
-from indexer.sources import Source
-from indexer.sync import Syncer, SyncReport
+from indexer.changes import Changes, embed_changes
+from indexer.file_index import FileIndex
+from indexer.progress import LogProgress, Progress
+from indexer.sources import Batch, Source
+from indexer.state import SyncState
+from indexer.sync import Syncer, SyncReport, index_path_for
 
 log = logging.getLogger(__name__)
 
@@ -53,33 +58,31 @@ class Partition:
     source: str                      # Source.key: the payload's source_root
     kind: str                        # "files" | "catalogue"
     files: tuple[str, ...] = ()
-    row_groups: tuple[int, ...] | None = None     # catalogue: None = the whole file
     labels: tuple[str, ...] = ()
 
 
 @dataclass
-class PartitionResult:
-    points: list = field(default_factory=list)    # filled only when the driver upserts
-    added: int = 0
-    updated: int = 0
-    skipped: int = 0
-    duplicates: int = 0
-    refused: list[dict] = field(default_factory=list)
+class PartitionResult(Changes):
+    """A partition's Changes (``points`` empty when the worker upserted them itself), and
+    the files the reader refused."""
+
+    read_refused: list[dict] = field(default_factory=list)
 
 
 # ---- planning (driver) ---------------------------------------------------------------------
 
-def plan_partitions(sources: Sequence[Source], files_per_partition: int = FILES_PER_PARTITION
-                    ) -> list[Partition]:
-    """Split sources into partitions, in a stable order (the same plan on every run)."""
-    from engine import readers
-
+def plan_partitions(sources: Sequence[Source], files_per_partition: int = FILES_PER_PARTITION,
+                    to_read: dict[str, list[str]] | None = None) -> list[Partition]:
+    """Split sources into partitions, in a stable order (the same plan on every run).
+    ``to_read``: per folder source spec, the files to read (default: all it lists)."""
     parts: list[Partition] = []
     for src in sources:
         if src.kind == "catalogue":
-            parts.extend(_catalogue_partitions(src))
+            path = Path(src.spec)
+            files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+            parts.extend(Partition(src.key, "catalogue", (str(f),)) for f in files)
         elif src.kind == "files":
-            files = sorted(readers.iter_spectrum_files([src.spec]))
+            files = src.files() if to_read is None else to_read.get(src.spec, [])
             for i in range(0, len(files), files_per_partition):
                 parts.append(Partition(src.key, "files", tuple(files[i:i + files_per_partition]),
                                        labels=src.labels))
@@ -87,28 +90,6 @@ def plan_partitions(sources: Sequence[Source], files_per_partition: int = FILES_
             raise ValueError(f"{src.spec}: distribute a Parquet catalogue or a folder of files "
                              "(the XP library fits one machine: use plain `specclip index`)")
     return parts
-
-
-def _catalogue_partitions(src: Source) -> list[Partition]:
-    import pyarrow.parquet as pq
-
-    path = Path(src.spec)
-    files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
-    parts = []
-    for f in files:
-        n_groups = pq.ParquetFile(f).metadata.num_row_groups
-        if _catalogue_reads_row_groups() and n_groups > 1:
-            parts.extend(Partition(src.key, "catalogue", (str(f),), (g,)) for g in range(n_groups))
-        else:
-            parts.append(Partition(src.key, "catalogue", (str(f),)))
-    return parts
-
-
-def _catalogue_reads_row_groups() -> bool:
-    import inspect
-
-    from engine.catalogue import read_catalogue
-    return "row_groups" in inspect.signature(read_catalogue).parameters
 
 
 # ---- one partition (worker) -------------------------------------------------------------
@@ -119,9 +100,11 @@ def read_partition(part: Partition) -> tuple[list[SpectrumRecord], list[dict]]:
 
     if part.kind == "catalogue":
         from engine.catalogue import read_catalogue
-        if part.row_groups is not None:
-            return read_catalogue(part.files[0], row_groups=list(part.row_groups)), []
-        return read_catalogue(part.files[0]), []
+        from engine.readers.guards import collect_row_refusals
+
+        with collect_row_refusals() as refused:      # bad rows, each with its reason
+            records = read_catalogue(part.files[0])
+        return records, refused
     records, refused = readers.read_many(list(part.files))
     for table in (readers.lamost_labels.load_lamost_labels(p) for p in part.labels):
         records = readers.lamost_labels.attach_labels(records, table)
@@ -144,45 +127,20 @@ def embed_partition(part: Partition, embedder_factory: Callable[[], Any], collec
     `store_url` the worker asks the server for its ids' hashes and upserts itself.
     """
     records, refused = read_partition(part)
-    res = PartitionResult(refused=list(refused))
-    seen: set[str] = set()
-    keep, ids, hashes = [], [], []
-    for r in (_crossmatched(r, crossmatch or {}) for r in records):
-        pid = point_id(r)
-        if pid in seen:
-            res.duplicates += 1
-            continue
-        seen.add(pid)
-        keep.append(r)
-        ids.append(pid)
-        hashes.append(content_hash(r))
     store = _server_store(store_url) if store_url else None
     if store is not None:
-        known = {h.id: h.payload.get(P.CONTENT_HASH) for h in store.retrieve(collection, ids)}
-    known = known or {}
-    todo = [i for i, pid in enumerate(ids) if known.get(pid) != hashes[i]]
-    res.skipped = len(ids) - len(todo)
-    embedder = embedder_factory()
-    for survey in SURVEYS:
-        idx = [i for i in todo if keep[i].survey == survey]
-        if not idx:
-            continue
-        recs = [keep[i] for i in idx]
-        emb = embedder.embed(recs)
-        points = build_points(recs, emb, [ids[i] for i in idx], [hashes[i] for i in idx],
-                              part.source, embedder.version, embedder=embedder)
-        res.refused += [{"path": r.source_path, "reason": f"{r.survey} {r.object_id}: too few "
-                         "usable pixels for the model"} for j, r in enumerate(recs)
-                        if not bool(emb.valid[j])]
-        for p in points:
-            if p.id in known:
-                res.updated += 1
-            else:
-                res.added += 1
-        if store is not None:
-            store.upsert(collection, points)
-        else:
-            res.points.extend(points)
+        def stored(ids: list[str]) -> dict[str, Any]:
+            return {h.id: h.payload.get(P.CONTENT_HASH) for h in store.retrieve(collection, ids)}
+    else:
+        def stored(ids: list[str]) -> dict[str, Any]:
+            return {i: known[i] for i in ids if i in (known or {})}
+    changes = embed_changes([_crossmatched(r, crossmatch or {}) for r in records], part.source,
+                            embedder_factory(), stored, set())
+    res = PartitionResult(read_refused=list(refused))
+    res.merge(changes)
+    if store is not None and res.points:
+        store.upsert(collection, res.points)
+        res.points = []
     return res
 
 
@@ -235,8 +193,8 @@ def distributed_sync(sources: Sequence[str | Source], store: VectorStore, embedd
                      options: CollectionOptions | None = None,
                      crossmatch: dict[str, int] | None = None,
                      files_per_partition: int = FILES_PER_PARTITION,
-                     threads_per_worker: int = 1,
-                     progress: Callable[[int], None] = lambda n: None) -> SyncReport:
+                     threads_per_worker: int = 1, verify: bool = False,
+                     progress: Progress | None = None) -> SyncReport:
     """Sync `sources` into `store` with the embedding spread over Dask workers.
 
     Parameters
@@ -249,55 +207,76 @@ def distributed_sync(sources: Sequence[str | Source], store: VectorStore, embedd
     store_url : a Qdrant server/cluster URL: workers then upsert directly.
     embedder_factory : picklable callable returning the workers' embedder (default: load the
         bundle `embedder.bundle.path` once per worker process).
-    Returns the SyncReport, with the workers' added/updated/skipped/refused counts merged in.
+    verify : read every file, also those unchanged since they were indexed.
+    Returns the SyncReport of the whole run.
     """
+    t0 = time.time()
     srcs = [s if isinstance(s, Source) else Source(s) for s in sources]
-    options = options or CollectionOptions()
+    syncer = Syncer(store=store, embedder=embedder, state_path=state_path, alias=alias,
+                    options=options or DEFAULT_OPTIONS, crossmatch=dict(crossmatch or {}),
+                    progress=progress or LogProgress(), verify=verify)
     target = versioned_name(alias, embedder.version)
-    ensure_collection(store, target, embedder.shared_dim,
-                      {s: embedder.own_dim(s) for s in SURVEYS}, options)
+    ensure_collection(store, target, collection_spec(embedder, syncer.options))
     if embedder_factory is None:
         bundle = getattr(getattr(embedder, "bundle", None), "path", None)
         embedder_factory = bundle_embedder_factory(str(bundle) if bundle else None)
-    parts = plan_partitions([s for s in srcs if s.exists()], files_per_partition)
-    merged = PartitionResult()
-    client, cluster = _client(workers, threads_per_worker)
-    try:
-        known = None
-        if store_url is None:
-            # A list, not the dict itself: scatter would take a dict as {key: data}.
-            (known,) = client.scatter([_known_hashes(store, target)], broadcast=True)
-        futures = [client.submit(embed_partition, p, embedder_factory, target, known, store_url,
-                                 crossmatch, key=f"embed-{i}-{os.getpid()}", pure=False)
-                   for i, p in enumerate(parts)]
-        _collect(futures, store, target, merged, progress)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-    report = Syncer(store=store, embedder=embedder, state_path=state_path, alias=alias,
-                    options=options, crossmatch=dict(crossmatch or {})).run(srcs)
+    merged = SyncReport()
+    state = SyncState.load(state_path)
+    with FileIndex(index_path_for(state_path)) as index:
+        plans = syncer.plan(srcs, index, target)
+        parts = plan_partitions([s for s in srcs if s.exists()], files_per_partition,
+                                {spec: p.to_read for spec, p in plans.items()})
+        by_key = {p.source.key: p for p in plans.values()}
+        if parts:
+            client, cluster = _client(workers, threads_per_worker)
+            try:
+                known = None
+                if store_url is None:
+                    # A list, not the dict itself: scatter would take a dict as {key: data}.
+                    (known,) = client.scatter([_known_hashes(store, target)], broadcast=True)
+                futures = {client.submit(embed_partition, p, embedder_factory, target, known,
+                                         store_url, crossmatch, key=f"embed-{i}-{os.getpid()}",
+                                         pure=False): p for i, p in enumerate(parts)}
+                _collect(futures, syncer, by_key, index, target, merged, state)
+            finally:
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+        state.save(state_path)            # scores marked stale before the first upsert
+    report = syncer.run(srcs)             # every file read above is now recorded: unread
+    report.skipped -= merged.added + merged.updated     # counted there as unchanged
+    report.skipped += merged.skipped
     report.added, report.updated = merged.added, merged.updated
-    report.skipped = merged.skipped
-    report.duplicates = merged.duplicates
-    report.refused = merged.refused
+    report.duplicates += merged.duplicates
+    # a file a worker refused is not recorded, so the closing run tried it again
+    again = {(r["path"], r["reason"]) for r in merged.refused}
+    report.refused = merged.refused + [r for r in report.refused
+                                       if (r["path"], r["reason"]) not in again]
+    report.deleted += merged.deleted
+    report.files_unchanged -= merged.files_read            # recorded by this run
+    report.files_read += merged.files_read
+    report.seconds = round(time.time() - t0, 3)
     return report
 
 
-def _collect(futures: list, store: VectorStore, target: str, merged: PartitionResult,
-             progress: Callable[[int], None]) -> None:
-    """Upsert what workers return, as they finish; a failed partition fails the run (the
-    points already upserted are idempotent and a re-run skips them by hash)."""
+def _collect(futures: dict, syncer: Syncer, plans: dict, index: FileIndex, target: str,
+             merged: SyncReport, state: SyncState) -> None:
+    """Upsert what workers return, as they finish, and record their files; a failed
+    partition fails the run (the points already upserted are idempotent and a re-run skips
+    them by hash)."""
     from dask.distributed import as_completed
 
-    for fut in as_completed(futures):
+    syncer.progress.start("reading", sum(len(p.files) for p in futures.values()))
+    syncer.progress.start("embedding", None)
+    for fut in as_completed(list(futures)):
+        part: Partition = futures[fut]
         res: PartitionResult = fut.result()
-        if res.points:
-            store.upsert(target, res.points)
-        merged.added += res.added
-        merged.updated += res.updated
-        merged.skipped += res.skipped
-        merged.duplicates += res.duplicates
-        merged.refused += res.refused
-        progress(res.added + res.updated + res.skipped + len(res.refused))
+        batch = Batch([], res.read_refused, part.source,
+                      part.files if part.kind == "files" else ())
+        merged.refused.extend(res.read_refused)
+        syncer.apply_changes(batch, plans.get(part.source), res, index, target, merged, state)
+        syncer.progress.advance("reading", len(part.files))
+        syncer.progress.advance("embedding", res.added + res.updated + res.skipped)
         fut.release()
+    syncer.progress.finish("reading")
+    syncer.progress.finish("embedding")

@@ -1,7 +1,8 @@
 """Stable point ids and content hashes (LangChain `index()` style).
 
-The id says *which spectrum* (survey + object id + release + row), so re-indexing the same
-spectrum always lands on the same point; the content hash says *what it contains*, so an
+The id says *which spectrum* (survey + object id + data release), so re-indexing the same
+spectrum always lands on the same point (a second row with the same three in one run is
+counted as a duplicate, not stored twice); the content hash says *what it contains*, so an
 unchanged spectrum is skipped and a changed one is updated in place.
 """
 
@@ -20,7 +21,8 @@ POINT_NAMESPACE = uuid.UUID("6f0c1c52-5d0b-4f43-9c39-5e7b0d2b8a11")
 
 
 def point_id(record: SpectrumRecord) -> str:
-    """uuid5 of survey + object id + data release (+ row for a star observed twice in one file)."""
+    """uuid5 of survey + object id + data release. The row is not part of it: the same
+    spectrum served in another file or row is the same point."""
     key = f"{record.survey}|{record.object_id}|{record.data_release}"
     return str(uuid.uuid5(POINT_NAMESPACE, key))
 

@@ -74,6 +74,8 @@ def build_points(records: Sequence[SpectrumRecord], batch: Any, ids: Sequence[st
             payload[P.pred_key(name)] = _clean(values[i])
             payload[P.sigma_key(name)] = _clean(batch.sigmas[name][i])
         payload[P.ANOMALY_RECON] = _clean(batch.recon_error[i])
+        if getattr(batch, "continuum", None) is not None:
+            payload[P.CONTINUUM] = str(batch.continuum[i])
         vectors = {
             P.VECTOR_SHARED: np.asarray(batch.shared[i], dtype=np.float32),
             own_name: np.asarray(batch.own[i], dtype=np.float32),

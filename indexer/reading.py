@@ -13,8 +13,12 @@ process that already holds torch's and Qdrant Edge's threads. So each reader is 
 socket, authenticated with a random key). Records travel pickled: our own `SpectrumRecord`s,
 made a moment ago by our own reader in our own child, never a user's pickle file.
 
-Any failure of a reader process (killed, crashed, would not start) falls back to reading the
-remaining chunks in this process: slower, never a lost or skipped file.
+A reader process never stops the run. A Python exception on a file is that file's refusal
+inside the reader (`read_many`). If a reader process dies (killed, crashed on a file, out of
+memory) the remaining files are read one at a time in one fresh reader process, so a file
+that kills it again is refused alone, with the reason, and every other file is read; if no
+process can be started, in this process. Readers never outlive this process: each watches
+its parent (`read_worker`), and one that dies before connecting is noticed at once.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from multiprocessing.connection import Connection, Listener
 from pathlib import Path
@@ -40,6 +45,7 @@ ReadResult = tuple[list[SpectrumRecord], list[dict]]
 # Below this many files a reader process costs more to start (~0.6 s) than it saves.
 MIN_FILES_FOR_PROCESS = 48
 CONNECT_TIMEOUT_S = 60.0
+CONNECT_POLL_S = 0.05
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -68,8 +74,8 @@ class _ReaderProcess:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT),
                                                         env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "indexer.read_worker", str(self._listener.address)],
-            stdin=subprocess.PIPE, env=env)
+            [sys.executable, "-m", "indexer.read_worker", str(self._listener.address),
+             str(os.getpid())], stdin=subprocess.PIPE, env=env)
         assert self.proc.stdin is not None
         self.proc.stdin.write(key.hex().encode() + b"\n")
         self.proc.stdin.close()
@@ -89,12 +95,26 @@ class _ReaderProcess:
 
             t = threading.Thread(target=accept, name="specclip-reader-accept", daemon=True)
             t.start()
-            t.join(CONNECT_TIMEOUT_S)
+            deadline = time.monotonic() + CONNECT_TIMEOUT_S
+            # Poll the child while waiting: one that died before connecting is noticed at
+            # once instead of after the whole timeout.
+            while t.is_alive() and time.monotonic() < deadline and self.proc.poll() is None:
+                t.join(CONNECT_POLL_S)
+            t.join(CONNECT_POLL_S)     # a child that connected and then exited
             if not box:
-                raise ConnectionError(f"reader process did not connect (exit code "
-                                      f"{self.proc.poll()})")
+                self._listener.close()
+                code = self.proc.poll()
+                raise ConnectionError("reader process did not connect (" + (
+                    f"exited with code {code})" if code is not None else
+                    f"no answer in {CONNECT_TIMEOUT_S:.0f} s)"))
             self._conn = box[0]
         return self._conn
+
+    def read(self, paths: list[str]) -> ReadResult:
+        """One request and its answer (for isolated reading, after a reader died)."""
+        conn = self.conn()
+        conn.send(paths)
+        return conn.recv()
 
     def hang_up(self) -> None:
         if self._conn is not None:
@@ -123,6 +143,7 @@ class FileReader:
     def __init__(self, workers: int = 1):
         self.workers = max(0, int(workers))
         self._procs: list[_ReaderProcess] = []
+        self._isolated = False          # after a reader died: one file per request
 
     def start(self) -> "FileReader":
         try:
@@ -153,6 +174,9 @@ class FileReader:
     def read_chunks(self, chunks: Iterable[list[str]]) -> Iterator[ReadResult]:
         """(records, refused) per chunk, in order."""
         it = iter(chunks)
+        if self._isolated:             # a reader died earlier in this run: stay careful
+            yield from self._read_isolated(it)
+            return
         if self.workers:
             self.start()
         if not self.workers:
@@ -183,13 +207,73 @@ class FileReader:
                 pending.popleft()
                 yield result
         except (OSError, EOFError) as exc:
-            log.warning("reader process failed (%s); reading the remaining files in-process",
-                        exc)
+            log.warning("reader process failed (%s); reading the remaining files one at a "
+                        "time in a fresh reader process", exc)
             self._fall_back()
-            for chunk, _ in pending:
-                yield readers.read_many(chunk)
-            for chunk in it:
-                yield readers.read_many(chunk)
+            self._isolated = True
+            yield from self._read_isolated([chunk for chunk, _ in pending], it)
+
+    def _read_isolated(self, *chunk_lists: Iterable[list[str]]) -> Iterator[ReadResult]:
+        """After a reader died: one fresh reader process reads one file per request, so a
+        file on which it dies again is refused alone (with the exit code) and a new process
+        takes the next file. If no reader process can be started, read in this process."""
+        isolated = _IsolatedReader()
+        try:
+            for chunks in chunk_lists:
+                for chunk in chunks:
+                    records: list[SpectrumRecord] = []
+                    refused: list[dict] = []
+                    for path in chunk:
+                        got = isolated.read(path)
+                        records += got[0]
+                        refused += got[1]
+                    yield records, refused
+        finally:
+            isolated.close()
+
+
+class _IsolatedReader:
+    """One file per request in one reader process, replaced when it dies."""
+
+    def __init__(self) -> None:
+        self._proc: _ReaderProcess | None = None
+        self._in_process = False
+
+    def read(self, path: str) -> ReadResult:
+        if not self._in_process and self._proc is None:
+            try:
+                self._proc = _ReaderProcess()
+                self._proc.conn()
+            except OSError as exc:        # cannot start one: no file is at fault
+                log.warning("cannot start a reader process (%s); reading in-process", exc)
+                self.close()
+                self._in_process = True
+        if self._in_process:
+            return readers.read_many([path])
+        assert self._proc is not None
+        try:
+            return self._proc.read([path])
+        except (OSError, EOFError):
+            code = _exit_code(self._proc)
+            self._proc = None
+            log.warning("reader process died reading %s (exit code %s)", path, code)
+            return [], [{"path": path, "reason": "the reader process died reading this file "
+                                                 f"(exit code {code})"}]
+
+    def close(self) -> None:
+        if self._proc is not None:
+            self._proc.close()
+            self._proc = None
+
+
+def _exit_code(proc: _ReaderProcess) -> int | None:
+    """Close a dead (or dying) reader and return its exit code (negative: the signal)."""
+    proc.hang_up()
+    try:
+        return proc.proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.proc.kill()
+        return proc.proc.wait()
 
 
 def chunked(files: list[str], first: int, size: int) -> Iterator[list[str]]:

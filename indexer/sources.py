@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from engine import readers
+from engine.readers.guards import collect_row_refusals
 from engine.records import SpectrumRecord
 from indexer.reading import FileReader, chunked
 
@@ -23,6 +24,7 @@ class Batch:
     records: list[SpectrumRecord]
     refused: list[dict]                 # [{"path", "reason"}]
     source: str                         # the source spec this batch belongs to
+    files: tuple[str, ...] = ()         # the files read for it (folder/file sources)
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,16 @@ class Source:
     def _catalogue_batches(self, batch_size: int) -> Iterator[Batch]:
         from engine.catalogue import read_catalogue
 
-        records = read_catalogue(self.spec)
-        for i in range(0, len(records), batch_size):
+        with collect_row_refusals() as refused:     # rows refused with their reasons
+            try:
+                records = read_catalogue(self.spec)
+            except Exception as exc:  # noqa: BLE001 - a bad catalogue is its refusal, too
+                records = []
+                refused.append({"path": self.spec, "reason": "cannot read the catalogue "
+                                f"({type(exc).__name__}: {exc})"})
+        if records or refused:
+            yield Batch(records[:batch_size], refused, self.key)
+        for i in range(batch_size, len(records), batch_size):
             yield Batch(records[i:i + batch_size], [], self.key)
 
     def _file_batches(self, batch_size: int, reader: FileReader,
@@ -88,11 +98,11 @@ class Source:
         # LAMOST files hold one spectrum each; read a modest number per batch, and fewer in
         # the first so the embedder is not idle while the reader fills a whole batch.
         files_per_batch = max(1, min(batch_size, 64))
-        chunks = chunked(files, min(16, files_per_batch), files_per_batch)
-        for records, refused in reader.read_chunks(chunks):
+        chunks = list(chunked(files, min(16, files_per_batch), files_per_batch))
+        for chunk, (records, refused) in zip(chunks, reader.read_chunks(chunks), strict=True):
             for table in label_tables:
                 records = readers.lamost_labels.attach_labels(records, table)
-            yield Batch(records, refused, self.key)
+            yield Batch(records, refused, self.key, tuple(chunk))
 
 
 def parse_sources(specs: list[str], labels: list[str] | None = None) -> list[Source]:

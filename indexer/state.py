@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
+
+from engine.jsonfile import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -40,23 +41,9 @@ class SyncState:
                    score_quantiles=data.get("score_quantiles", {}))
 
     def save(self, path: str) -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(asdict(self), fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write_json(path, asdict(self))
 
     def register(self, spec: str, labels: tuple[str, ...]) -> None:
         entry = {"spec": spec, "labels": list(labels)}
         if entry not in self.sources:
             self.sources = [s for s in self.sources if s["spec"] != spec] + [entry]
-
-
-def write_json_atomic(path: str, data: dict) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)) or ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=1, default=str)
-    os.replace(tmp, path)

@@ -1,12 +1,15 @@
 """Sync sources into the store: the indexer's one job.
 
-Order of work per batch (so kill -9 anywhere loses nothing and duplicates nothing):
-1. read the batch, give each spectrum its stable id and content hash;
-2. ask the store which of those ids already hold that hash -> skip them;
-3. embed only what is new or changed, upsert (idempotent by id);
-then, after every source: delete points whose source no longer yields them, recompute the
-anomaly scores of what changed (indexer/scoring.py: incremental, or a full pass when due),
-optimise, switch the alias, and only
+Order of work (so kill -9 anywhere loses nothing and duplicates nothing):
+1. list each source's files and stat each once; a file whose (inode, size, mtime) and
+   context are those recorded in the file index when its points were written is skipped
+   unread (``verify=True`` reads every file);
+2. read the other files in batches, give each spectrum its stable id and content hash, ask
+   the store which of those ids already hold that hash -> skip them;
+3. embed only what is new or changed, upsert (idempotent by id), delete the points a
+   re-read file no longer yields, and only then record the files in the file index;
+then, after every source: delete the points of files that are gone, recompute the
+anomaly scores of what changed (indexer/scoring.py: incremental, or a full pass when due), optimise, switch the alias, and only
 then write the bookkeeping file and the report.
 """
 
@@ -15,23 +18,30 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from engine import payload as P
-from engine.collection import DEFAULT_ALIAS, DEFAULT_OPTIONS, ensure_collection, versioned_name
-from engine.records import SURVEYS, SpectrumRecord
+from engine.collection import (DEFAULT_ALIAS, DEFAULT_OPTIONS, collection_spec, ensure_collection,
+                               versioned_name)
+from engine.jsonfile import atomic_write_json
+from engine.records import SpectrumRecord
 from engine.store.types import CollectionOptions, Filter, MatchAny, VectorStore
-from indexer.ids import content_hash, point_id
-from indexer.points import build_points
+from indexer.changes import Changes, embed_changes, file_key
+from indexer.file_index import FileIndex, FileStat, context_of, file_stat
+from indexer.ids import point_id
+from indexer.progress import LogProgress, Progress
 from indexer.reading import (MIN_FILES_FOR_PROCESS, FileReader, default_read_workers,
                              usable_cores)
 from indexer.scoring import refresh_scores
 from indexer.sources import Batch, Source, prefetch
-from indexer.state import SyncState, write_json_atomic
+from indexer.state import SyncState
 
 log = logging.getLogger(__name__)
+
+NEVER_MATCHES: FileStat = (-1, -1, -1)
 
 
 @dataclass
@@ -50,6 +60,8 @@ class SyncReport:
     sources: list[str] = field(default_factory=list)
     seconds: float = 0.0
     started_at: str = ""
+    files_unchanged: int = 0          # skipped by (inode, size, mtime), never opened
+    files_read: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -60,9 +72,27 @@ class SyncReport:
 
 
 @dataclass
+class SourcePlan:
+    """What one run does with one source's files."""
+
+    source: Source
+    context: str
+    to_read: list[str]                       # as listed (read in this order)
+    stats: dict[str, FileStat | None]        # file_key -> stat taken before reading
+    unchanged: list[str]                     # file_keys skipped unread
+    gone: list[str]                          # file_keys recorded before, no longer listed
+
+
+def index_path_for(state_path: str) -> str:
+    """The file index belongs to its bookkeeping file (one per store): state.json ->
+    state.files.sqlite."""
+    return os.path.splitext(os.path.abspath(state_path))[0] + ".files.sqlite"
+
+
+@dataclass
 class Syncer:
-    """Holds what one sync needs; `run()` does it. `progress(n)` is called per spectrum
-    handled (the CLI passes a tqdm update)."""
+    """Holds what one sync needs; `run()` does it. `progress` hears of each phase (listing,
+    reading, embedding, scoring) with its totals; the CLI passes a TqdmProgress."""
 
     store: VectorStore
     embedder: Any                                  # engine.inference.Embedder
@@ -71,23 +101,47 @@ class Syncer:
     batch_size: int = 256
     options: CollectionOptions = DEFAULT_OPTIONS
     crossmatch: dict[str, int] = field(default_factory=dict)   # LAMOST obsid -> Gaia source_id
-    progress: Callable[[int], None] = lambda n: None
+    progress: Progress = field(default_factory=LogProgress)
     clock: Callable[[], float] = time.time
     # processes reading files (0: a thread of this process); default: one per core, at most 4
     read_workers: int = field(default_factory=default_read_workers)
     min_files_for_process: int = MIN_FILES_FOR_PROCESS   # fewer files: read in a thread
+    verify: bool = False                           # re-read and re-hash unchanged files too
 
     def run(self, sources: Sequence[Source]) -> SyncReport:
         t0 = self.clock()
         state = SyncState.load(self.state_path)
         if not sources:  # no sources named: re-sync everything registered before
             sources = [Source(s["spec"], tuple(s.get("labels", ()))) for s in state.sources]
-        listings = {s.spec: s.files() for s in sources if s.exists()}   # listed once
-        n_files = sum(len(f) for f in listings.values())
-        workers = self.read_workers if n_files >= self.min_files_for_process else 0
-        # Started first, so the reader processes boot while the collection is prepared.
-        with FileReader(workers) as reader, self._embedder_threads(workers):
-            return self._run(sources, state, reader.start(), listings, t0)
+        target = versioned_name(self.alias, self.embedder.version)
+        with FileIndex(index_path_for(self.state_path)) as index:
+            plans = self.plan(sources, index, target)
+            n_files = sum(len(p.to_read) for p in plans.values())
+            workers = self.read_workers if n_files >= self.min_files_for_process else 0
+            # Started first, so the reader processes boot while the collection is prepared.
+            with FileReader(workers) as reader, self._embedder_threads(workers):
+                return self._run(sources, state, reader.start(), plans, index, target, t0)
+
+    def plan(self, sources: Sequence[Source], index: FileIndex,
+             target: str) -> dict[str, SourcePlan]:
+        """List every folder/file source once and stat each file once: what to read."""
+        self.progress.start("listing", len(sources))
+        plans = {}
+        for s in sources:
+            if s.kind == "files":
+                files = s.files() if s.exists() else []
+                ctx = context_of(s.labels, self.crossmatch)
+                recorded = {} if self.verify else index.recorded(target, s.key)
+                now = time.time_ns()
+                stats = {file_key(f): file_stat(f, now) for f in files}
+                unchanged = {k for k, st in stats.items()
+                             if st is not None and st[2] >= 0 and recorded.get(k) == (st, ctx)}
+                plans[s.spec] = SourcePlan(
+                    s, ctx, [f for f in files if file_key(f) not in unchanged], stats,
+                    sorted(unchanged), sorted(set(recorded) - set(stats)))
+            self.progress.advance("listing")
+        self.progress.finish("listing")
+        return plans
 
     def _embedder_threads(self, read_workers: int):
         """The embedder gets the cores the reader processes leave (see Embedder.threads)."""
@@ -97,31 +151,43 @@ class Syncer:
         return limit(max(1, usable_cores() - read_workers))
 
     def _run(self, sources: Sequence[Source], state: SyncState, reader: FileReader,
-             listings: dict[str, list[str]], t0: float) -> SyncReport:
-        target = versioned_name(self.alias, self.embedder.version)
+             plans: dict[str, SourcePlan], index: FileIndex, target: str,
+             t0: float) -> SyncReport:
         report = SyncReport(collection=target, alias=self.alias,
                             model_version=self.embedder.version,
                             sources=[s.spec for s in sources],
                             started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)))
-        own_dims = {s: self.embedder.own_dim(s) for s in SURVEYS}
-        spectral = getattr(self.embedder, "spectral_dim", lambda s: None)
-        ensure_collection(self.store, target, self.embedder.shared_dim, own_dims, self.options,
-                          {s: spectral(s) for s in SURVEYS})
+        ensure_collection(self.store, target, collection_spec(self.embedder, self.options))
         for source in sources:
             state.register(source.spec, source.labels)
         seen: set[str] = set()
+        self.progress.start("reading", sum(len(p.to_read) for p in plans.values())
+                            + sum(1 for s in sources if s.kind != "files" and s.exists()))
+        self.progress.start("embedding", 0)
         for source in sources:
+            plan = plans.get(source.spec)
+            if plan is not None:
+                report.files_unchanged += len(plan.unchanged)
+                report.skipped += index.point_count(target, plan.unchanged)
             if not source.exists():
                 log.warning("source %s is gone: its points will be deleted", source.spec)
                 continue
-            for batch in prefetch(source.iter_batches(self.batch_size, reader,
-                                                        listings.get(source.spec))):
-                self._sync_batch(batch, target, seen, report, state)
-        self._delete_missing(sources, target, seen, report, state)
+            batches = source.iter_batches(self.batch_size, reader,
+                                          plan.to_read if plan is not None else None)
+            for batch in prefetch(batches):
+                self._sync_batch(batch, plan, index, target, seen, report, state)
+            if plan is None:
+                self.progress.advance("reading")
+        self.progress.finish("reading")
+        self.progress.finish("embedding")
+        self._delete_missing(sources, plans, index, target, seen, report, state)
+        self.progress.start("scoring", 1)
         self._refresh_scores(target, report, state)
+        self.progress.advance("scoring", 1)
+        self.progress.finish("scoring")
         if report.wrote or report.scored:
             self.store.optimize(target)
-        switched = self._switch_alias(target)
+        switched = self._switch_alias(target, index)
         if report.wrote or report.scored or switched:
             # flush publishes a new read-only generation for readers (the app); an
             # unchanged run writes nothing at all
@@ -150,51 +216,68 @@ class Syncer:
                           if k != "quantiles"}
 
     # -- one batch -------------------------------------------------------------------------
-    def _sync_batch(self, batch: Batch, target: str, seen: set[str], report: SyncReport,
-                    state: SyncState) -> None:
+    def _sync_batch(self, batch: Batch, plan: SourcePlan | None, index: FileIndex,
+                    target: str, seen: set[str], report: SyncReport, state: SyncState) -> None:
         report.refused.extend(batch.refused)
         records = [self._crossmatched(r) for r in batch.records]
-        ids, hashes, keep = [], [], []
-        for r in records:
-            pid = point_id(r)
-            if pid in seen:          # one point per spectrum: a repeated row is not a new one
-                report.duplicates += 1
-                continue
-            seen.add(pid)
-            ids.append(pid)
-            hashes.append(content_hash(r))
-            keep.append(r)
-        existing = {h.id: h.payload.get(P.CONTENT_HASH) for h in self.store.retrieve(target, ids)}
-        todo = [i for i, pid in enumerate(ids) if existing.get(pid) != hashes[i]]
-        report.skipped += len(ids) - len(todo)
-        for survey in SURVEYS:
-            idx = [i for i in todo if keep[i].survey == survey]
-            if idx:
-                self._embed_and_upsert([keep[i] for i in idx], [ids[i] for i in idx],
-                                       [hashes[i] for i in idx], existing, batch.source,
-                                       target, report, state)
-        self.progress(len(batch.records) + len(batch.refused))
+        self.progress.grow("embedding", len(records))
+        if plan is not None and plan.unchanged:
+            # a spectrum that an unread (unchanged) file yields stays that file's
+            ids = [point_id(r) for r in records]
+            unread = set(plan.unchanged)
+            seen.update(i for i, path in index.owners(target, ids).items() if path in unread)
+        changes = embed_changes(records, batch.source, self.embedder,
+                                self._stored_hashes(target), seen)
+        self.apply_changes(batch, plan, changes, index, target, report, state)
+        self.progress.advance("embedding", len(records))
+        self.progress.advance("reading", len(batch.files))
 
-    def _embed_and_upsert(self, records: list[SpectrumRecord], ids: list[str], hashes: list[str],
-                          existing: dict, source_root: str, target: str,
-                          report: SyncReport, state: SyncState) -> None:
-        emb = self.embedder.embed(records)
-        points = build_points(records, emb, ids, hashes, source_root, self.embedder.version,
-                              embedder=self.embedder)
-        for i, r in enumerate(records):
-            if not bool(emb.valid[i]):
-                report.refused.append({"path": r.source_path,
-                                       "reason": f"{r.survey} {r.object_id}: too few usable "
-                                                 "pixels for the model"})
-        if not points:   # all refused by the model: nothing changes in the store
-            return
-        self._mark_scores_stale(state, target)
-        self.store.upsert(target, points)
-        for p in points:
-            if p.id in existing:
-                report.updated += 1
-            else:
-                report.added += 1
+    def apply_changes(self, batch: Batch, plan: SourcePlan | None, changes: Changes,
+                      index: FileIndex, target: str, report: SyncReport,
+                      state: SyncState) -> None:
+        """Write one batch's changes (embedded here or on a Dask worker), then record its
+        files. ``batch.refused`` are the reader's refusals, ``batch.files`` the files read."""
+        report.refused.extend(changes.refused)
+        report.skipped += changes.skipped
+        report.duplicates += changes.duplicates
+        if changes.points:
+            self._mark_scores_stale(state, target)
+            self.store.upsert(target, changes.points)
+        report.added += changes.added
+        report.updated += changes.updated
+        if plan is not None:
+            self._record_files(batch, plan, changes, index, target, report, state)
+
+    def _stored_hashes(self, target: str) -> Callable[[list[str]], dict[str, Any]]:
+        def stored(ids: list[str]) -> dict[str, Any]:
+            return {h.id: h.payload.get(P.CONTENT_HASH)
+                    for h in self.store.retrieve(target, ids)}
+        return stored
+
+    def _record_files(self, batch: Batch, plan: SourcePlan, changes: Changes,
+                      index: FileIndex, target: str, report: SyncReport,
+                      state: SyncState) -> None:
+        """After the batch's points are in the store: drop what a re-read file no longer
+        yields, then remember each file's stat and ids (a file the reader refused is
+        forgotten, so its old points go and it is tried again next run)."""
+        keys = [file_key(f) for f in batch.files]
+        report.files_read += len(keys)
+        before = index.ids_of(target, keys)
+        now = {i for k in keys for i in changes.present.get(k, ())}
+        vanished = [i for i in before if i not in now]
+        if vanished:
+            self._mark_scores_stale(state, target)
+            self.store.delete(target, vanished)
+            report.deleted += len(vanished)
+        refused = {file_key(r["path"]) for r in batch.refused}
+        # a file with a spectrum the model refused is read again every run, so that the
+        # refusal is reported every run: recorded with its ids, under a stat nothing matches
+        retry = {file_key(r["path"]) for r in changes.refused}
+        index.record(target, plan.source.key, plan.context,
+                     {k: (NEVER_MATCHES if k in retry else plan.stats[k],
+                          list(changes.present.get(k, ())))
+                      for k in keys if k not in refused and plan.stats.get(k) is not None})
+        index.forget(target, [k for k in keys if k in refused])
 
     def _crossmatched(self, record: SpectrumRecord) -> SpectrumRecord:
         if record.gaia_source_id is None and record.object_id in self.crossmatch:
@@ -208,21 +291,41 @@ class Syncer:
             state.save(self.state_path)      # before the first write, so a kill leaves it stale
 
     # -- after all batches -----------------------------------------------------------------
-    def _delete_missing(self, sources: Sequence[Source], target: str, seen: set[str],
-                        report: SyncReport, state: SyncState) -> None:
-        roots = tuple(s.key for s in sources)
-        if not roots:
-            return
-        flt = Filter(must=(MatchAny("source_root", roots),))
-        gone = [h.id for h in self.store.scroll(target, filter=flt) if h.id not in seen]
+    def _delete_missing(self, sources: Sequence[Source], plans: dict[str, SourcePlan],
+                        index: FileIndex, target: str, seen: set[str], report: SyncReport,
+                        state: SyncState) -> None:
+        """Delete the points whose source no longer yields them. Files recorded in the index
+        and no longer listed name their points; a source whose every point is not yet known
+        to the index (its first run, --verify, a catalogue, the XP library) is scrolled."""
+        gone: list[str] = []
+        for plan in plans.values():
+            if plan.gone:
+                gone.extend(index.ids_of(target, plan.gone))
+        scroll_roots = []
+        for s in sources:
+            plan = plans.get(s.spec)
+            if plan is None or self.verify or not index.is_complete(target, s.key,
+                                                                    plan.context):
+                scroll_roots.append(s.key)
+                if plan is not None:      # what unread files hold is still there
+                    seen.update(index.ids_of(target, plan.unchanged))
+        if scroll_roots:
+            flt = Filter(must=(MatchAny(P.SOURCE_ROOT, tuple(scroll_roots)),))
+            gone.extend(h.id for h in self.store.scroll(target, filter=flt)
+                        if h.id not in seen)
+        gone = sorted(set(gone))
         if gone:
             self._mark_scores_stale(state, target)
             for i in range(0, len(gone), 1000):
                 self.store.delete(target, gone[i:i + 1000])
             report.deleted += len(gone)
+        for plan in plans.values():
+            index.forget(target, plan.gone)
+            if plan.source.key in scroll_roots:   # every point of it is now in the index
+                index.set_complete(target, plan.source.key, plan.context)
         state.sources = [s for s in state.sources if Source(s["spec"]).exists()]
 
-    def _switch_alias(self, target: str) -> bool:
+    def _switch_alias(self, target: str, index: FileIndex) -> bool:
         previous = self.store.resolve(self.alias)
         if previous == target:
             return False
@@ -230,8 +333,9 @@ class Syncer:
         log.info("alias %s -> %s (was %s)", self.alias, target, previous)
         if previous and previous != target:
             self.store.delete_collection(previous)
+            index.drop_collection(previous)
         return True
 
 
 def write_report(report: SyncReport, path: str) -> None:
-    write_json_atomic(path, report.to_dict())
+    atomic_write_json(path, report.to_dict())

@@ -1,8 +1,9 @@
 """`--watch`: keep the store in sync as new files arrive, by re-running the (idempotent,
 cheap when nothing changed) sync on a timer. Each cycle publishes what it wrote, so readers
 such as the app see new spectra within one interval. Polling rather than inotify: it works
-the same on network file systems and in containers, and an unchanged cycle costs one stat
-and one id lookup per spectrum."""
+the same on network file systems and in containers, and an unchanged cycle costs one
+listing and one stat per file of a folder source: no file is opened and the store is not
+asked (see indexer/file_index.py; the XP library and catalogues are read and hashed)."""
 
 from __future__ import annotations
 

@@ -45,6 +45,22 @@ def test_app_never_touches_qdrant_or_torch():
         assert not mods & {"qdrant_client", "qdrant_edge", "torch"}, path
 
 
+# what the app may use of the engine: the query API, and the vocabulary it speaks in
+APP_ENGINE_MODULES = {"engine.query", "engine.payload", "engine.errors", "engine.records"}
+
+
+def test_app_talks_to_engine_query_only():
+    for path in (ROOT / "app").rglob("*.py"):
+        used = {m for m in imported_modules(path) if m.split(".")[0] == "engine"}
+        if "engine" in used:          # `from engine import payload` names a module too
+            used.discard("engine")
+            tree = ast.parse(path.read_text())
+            used |= {f"engine.{a.name}" for n in ast.walk(tree)
+                     if isinstance(n, ast.ImportFrom) and n.module == "engine"
+                     for a in n.names}
+        assert used <= APP_ENGINE_MODULES, f"{path} imports {used - APP_ENGINE_MODULES}"
+
+
 # spelled in two parts so this checker's own source is not itself a call site
 TORCH_LOAD_CALL = "torch" + ".load("
 

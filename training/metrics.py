@@ -61,3 +61,39 @@ def frac_rms(pred: np.ndarray, true: np.ndarray, weight: np.ndarray) -> np.ndarr
     num = np.where(good, (pred - true) ** 2, 0.0).sum(axis=1)
     den = np.where(good, true ** 2, 0.0).sum(axis=1)
     return np.sqrt(num / np.maximum(den, 1e-12))
+
+
+def coverage(pred: dict[str, np.ndarray], sigma: dict[str, np.ndarray], truth: np.ndarray,
+             names: tuple[str, ...], levels: tuple[int, ...] = (1, 2, 3)) -> dict[str, dict]:
+    """Share of stars with |pred - truth| < n sigma for n in `levels` (Gaussian: 0.683, 0.954,
+    0.997), per label, with the number of stars."""
+    out = {}
+    for k, name in enumerate(names):
+        d = np.abs(np.asarray(pred[name], np.float64) - truth[:, k])
+        s = np.asarray(sigma[name], np.float64)
+        ok = np.isfinite(d) & np.isfinite(s)
+        out[name] = {f"{n}sigma": float(np.mean(d[ok] < n * s[ok])) if ok.any() else float("nan")
+                     for n in levels}
+        out[name]["n"] = int(ok.sum())
+    return out
+
+
+def label_neighbours(query: np.ndarray, pool: np.ndarray, k: int, chunk: int = 64
+                     ) -> np.ndarray:
+    """Indices [Q, k] of the k pool rows nearest in standardised label space (rows with NaN
+    coordinates are skipped on both sides: a NaN query gets -1)."""
+    from training.data import standardised_label_space
+
+    q = standardised_label_space(query[:, :3])
+    p = standardised_label_space(pool[:, :3])
+    p_ok = np.where(np.isfinite(p).all(axis=1))[0]
+    out = np.full((len(q), k), -1, dtype=np.int64)
+    for i in range(0, len(q), chunk):
+        qq = q[i:i + chunk]
+        d = ((qq[:, None, :] - p[None, p_ok, :]) ** 2).sum(axis=2)
+        d = np.where(np.isfinite(d), d, np.inf)
+        nn = np.argpartition(d, kth=min(k, d.shape[1] - 1), axis=1)[:, :k]
+        rows = p_ok[nn]
+        rows[~np.isfinite(qq).all(axis=1)] = -1
+        out[i:i + chunk] = rows
+    return out

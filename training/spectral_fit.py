@@ -31,11 +31,11 @@ def add_spectral_bases(bundle_dir: str | Path, lamost, xp,
 def main(bundle_dir: str, data_root: str | None = None) -> str:
     """Upgrade an existing bundle from the training data it was trained on."""
     from training import data as D
-    from training.train import LAMOST_LABELS, XP_LABELS
+    from engine.models.specclip import LAMOST_LABELS, XP_LABELS
 
     root = Path(data_root) if data_root else D.default_data_root()
-    lamost, _held = D.load_lamost_split(root, LAMOST_LABELS)
-    xp = D.load_xp("train", XP_LABELS)
+    lamost, _val, _test = D.load_lamost_split(root, LAMOST_LABELS)
+    xp = D.load_xp("train", XP_LABELS, data_root=root)
     return add_spectral_bases(bundle_dir, lamost, xp)
 
 

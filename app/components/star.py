@@ -10,6 +10,7 @@ import streamlit as st
 
 from app import data
 from app.components import plots, tables
+from engine import payload as P
 from engine.errors import SpecClipError
 from engine.query import Engine, parameter_warning
 from engine.records import SpectrumRecord
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 def title_of(survey: str, object_id: str, payload: dict) -> str:
     name = plots.SURVEY_NAMES.get(survey, survey)
     ident = f"obsid {object_id}" if survey == "lamost" else f"Gaia DR3 {object_id}"
-    gaia = payload.get("gaia_source_id")
+    gaia = payload.get(P.GAIA_SOURCE_ID)
     extra = f" · Gaia {gaia}" if gaia and survey == "lamost" else ""
     return f"{name} {ident}{extra}"
 
@@ -30,23 +31,24 @@ def star_panel(engine: Engine, point_id: str, payload: dict, prefix: str,
     """Everything about one stored point. Errors (e.g. its source file moved) are shown, not
     raised, so one bad point never breaks a page."""
     key = data.engine_key(engine)
-    survey, object_id = payload.get("survey", ""), str(payload.get("object_id", ""))
+    survey, object_id = payload.get(P.SURVEY, ""), str(payload.get(P.OBJECT_ID, ""))
     st.subheader(title_of(survey, object_id, payload))
     try:
         curve = data.spectrum_curve(engine, key, point_id)
+        full = data.full_curve(engine, key, point_id)
         outputs = data.point_model_outputs(engine, key, point_id)
     except SpecClipError as exc:
         st.warning(f"Cannot show this spectrum: {exc}")
         return
     real = None
     other = data.counterpart_point(engine, key, survey, object_id,
-                                   payload.get("gaia_source_id"))
+                                   payload.get(P.GAIA_SOURCE_ID))
     if other is not None:
         try:
             real = data.spectrum_curve(engine, key, other["id"])
         except SpecClipError as exc:
             st.caption(f"Counterpart {other['object_id']} is indexed but unreadable: {exc}")
-    _render(curve, outputs, payload, real, prefix)
+    _render(full, outputs, payload, real, prefix)
     if neighbours_k:
         _neighbours(engine, point_id, curve, neighbours_k, prefix)
 
@@ -56,24 +58,24 @@ def record_panel(engine: Engine, record: SpectrumRecord, prefix: str) -> None:
     st.subheader(f"{plots.SURVEY_NAMES.get(record.survey, record.survey)} "
                  f"{record.object_id} (uploaded)")
     try:
-        curve = data.record_curve(engine, record)
+        full = data.record_full_curve(engine, record)
         outputs = data.record_model_outputs(engine, record)
     except SpecClipError as exc:
         st.warning(f"Cannot run the model on this spectrum: {exc}")
         return
-    payload = {f"label_{k}": v for k, v in record.labels.items()}
-    payload["label_source"] = record.label_source
+    payload = {P.label_key(k): v for k, v in record.labels.items()}
+    payload[P.LABEL_SOURCE] = record.label_source
     try:
         payload.update(engine.assess(record))   # ood / low_quality flags for the caption
     except SpecClipError as exc:
         log.info("no flags for the uploaded spectrum: %s", exc)
-    _render(curve, outputs, payload, None, prefix)
+    _render(full, outputs, payload, None, prefix)
 
 
-def _render(curve: dict, outputs: dict, payload: dict, real: dict | None, prefix: str) -> None:
+def _render(full: dict, outputs: dict, payload: dict, real: dict | None, prefix: str) -> None:
     left, right = st.columns([3, 2])
     with left:
-        fig = plots.spectrum_figure([(curve, "observed")], "Observed spectrum")
+        fig = plots.observed_figure(full)
         st.plotly_chart(fig, width="stretch", key=f"{prefix}_spectrum")
     with right:
         st.markdown("**Parameters: model prediction ± σ vs catalogue**")
@@ -91,15 +93,18 @@ def _neighbours(engine: Engine, point_id: str, curve: dict, k: int, prefix: str)
     key = data.engine_key(engine)
     hits = data.hits_from_dicts(data.neighbours(engine, key, point_id, k))
     st.markdown(f"**{len(hits)} nearest neighbours in the shared space (both instruments)**")
-    st.dataframe(tables.hits_frame(hits), hide_index=True, width="stretch",
-                 column_config=tables.COLUMN_FORMATS, key=f"{prefix}_nbr_table")
+    tables.show_hits(hits, f"{prefix}_nbr_table", "cosine (shared)")
+    # only neighbours seen by the same instrument share this star's axis and normalisation
+    same = [h for h in hits if h.survey == curve.get("survey")]
     curves = [(curve, "this star")]
-    for h in hits[:3]:
+    for h in same[:3]:
         try:
             curves.append((data.spectrum_curve(engine, key, h.id),
                            f"{plots.SURVEY_NAMES.get(h.survey, h.survey)} {h.object_id} "
                            f"({h.score:.3f})"))
         except SpecClipError as exc:
             log.info("neighbour %s unreadable: %s", h.id, exc)
-    st.plotly_chart(plots.spectrum_figure(curves, "This star and its 3 nearest neighbours"),
-                    width="stretch", key=f"{prefix}_nbr_plot")
+    name = plots.SURVEY_NAMES.get(curve.get("survey"), "")
+    st.plotly_chart(plots.spectrum_figure(
+        curves, f"This star and its {len(curves) - 1} nearest {name} neighbours (model input)"),
+        width="stretch", key=f"{prefix}_nbr_plot")

@@ -30,11 +30,23 @@ class ClipLoss(nn.Module):
     def scale(self) -> torch.Tensor:
         return self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Returns {"loss", "acc_a2b", "acc_b2a"} (accuracies are detached)."""
+    def forward(self, a: torch.Tensor, b: torch.Tensor, soft: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
+        """Returns {"loss", "acc_a2b", "acc_b2a"} (accuracies are detached).
+
+        `soft` [B, B] (optional, rows and columns >= 0, diagonal largest): target weights for
+        pairs that are near-duplicates of the true one (label-matched pairs: another star of
+        the batch with nearly the same labels is not a real negative). Rows are normalised
+        for a->b and columns for b->a; None = the identity (CLIP's hard targets).
+        """
         logits = self.scale() * a @ b.T
         target = torch.arange(a.shape[0], device=a.device)
-        loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        if soft is None:
+            loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        else:
+            t_ab = soft / soft.sum(1, keepdim=True)
+            t_ba = (soft / soft.sum(0, keepdim=True)).T
+            loss = 0.5 * (F.cross_entropy(logits, t_ab) + F.cross_entropy(logits.T, t_ba))
         with torch.no_grad():
             acc_ab = (logits.argmax(dim=1) == target).float().mean()
             acc_ba = (logits.argmax(dim=0) == target).float().mean()

@@ -2,7 +2,10 @@
 
 The JSON files live in training/configs/ (small for this CPU, paper for a GPU); the resolved
 config is also stored inside every bundle so the weights can always be rebuilt. Every field
-changes behaviour somewhere (tests/engine/models/test_config_options.py proves it).
+changes behaviour somewhere: tests/engine/models/test_specclip.py
+(test_every_model_option_changes_behaviour) checks the model options, and
+tests/training/test_config_cli.py that configs load and unknown keys are refused. `preprocess`
+is part of the config so that a preprocessing change changes the bundle's version id.
 """
 
 from __future__ import annotations
@@ -66,6 +69,12 @@ class AlignConfig:
     encoder_lr_scale: float = 0.1     # learning-rate factor for encoders when tuned
     recon_weight: float = 1.0         # weight of own-spectrum reconstruction (shared+private)
     translation_weight: float = 1.0   # weight of cross-instrument translation (shared only)
+    soft_target_width: float = 0.0    # > 0: CLIP targets exp(-d^2 / 2 w^2) over the label
+    #                                   distance d of batch stars (standardised label units,
+    #                                   training/data.py); 0: hard identity targets
+    unpaired_recon: bool = False      # also train projections + own decoders on a batch of
+    #                                   random spectra of each survey (every spectrum, not
+    #                                   only label-matched partners)
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,16 @@ class HeadsConfig:
     finetune_encoder: bool = True   # heads own a copy of the encoder, fine-tuned on labels
     log_teff: bool = True           # predict log10(Teff) internally (errors scale with Teff)
     min_sigma: float = 1e-3         # floor on the predicted sigma (standardised units)
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How records become model inputs (engine/preprocess.py). Stored in the bundle's config,
+    so a different preprocessing gives a different version id and the indexer re-embeds."""
+
+    lamost_continuum: str = "own"   # "own": our continuum fit for every file layout (one input
+    #                                 whatever the layout); "pipeline": the pipeline's
+    #                                 normalised flux where the file has it (DR1, DR8+)
 
 
 @dataclass(frozen=True)
@@ -95,6 +114,10 @@ class TrainConfig:
     pair_neighbours: int = 8        # label-space pairs: sample among this many nearest XP stars
     max_xp_train: int = 0           # cap on XP library train rows (0 = all)
     threads: int = 2                # torch threads
+    augment: bool = True            # LAMOST head batches: RV shifts (label moved with them),
+    #                                 continuum tilts and masked pixel runs (training/augment.py)
+    eval_every: int = 100           # head stages: validation loss every this many steps; the
+    #                                 best state on validation is kept (early stopping)
 
 
 @dataclass(frozen=True)
@@ -106,6 +129,7 @@ class ModelConfig:
     xp: XpEncoderConfig = field(default_factory=XpEncoderConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
     heads: HeadsConfig = field(default_factory=HeadsConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -130,7 +154,11 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
 
 
 def config_from_dict(data: dict[str, Any]) -> ModelConfig:
-    return _build(ModelConfig, data)
+    cfg = _build(ModelConfig, data)
+    if cfg.preprocess.lamost_continuum not in ("own", "pipeline"):
+        raise ValueError("preprocess.lamost_continuum must be 'own' or 'pipeline', got "
+                         f"{cfg.preprocess.lamost_continuum!r}")
+    return cfg
 
 
 def config_to_dict(cfg: ModelConfig) -> dict[str, Any]:

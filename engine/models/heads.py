@@ -1,4 +1,5 @@
-"""Parameter heads: Teff, logg, [Fe/H] (+ [alpha/M] for XP) with a Gaussian sigma per star.
+"""Parameter heads: Teff, logg, [Fe/H] (+ RV for LAMOST, [alpha/M] for XP), each with a
+Gaussian sigma per star.
 
 The head predicts, per label, a mean and log sigma in standardised units (Teff optionally as
 log10 Teff, because Teff errors grow with Teff); training minimises the Gaussian negative log
@@ -28,6 +29,9 @@ class ParameterHead(nn.Module):
         self.net = mlp([in_dim, *hidden, 2 * len(labels)])
         self.register_buffer("label_mean", torch.zeros(len(labels)))
         self.register_buffer("label_std", torch.ones(len(labels)))
+        # per-label factor on the predicted sigma, fitted on the validation split after
+        # training so that 68.3 % of validation stars fall within 1 sigma (1 = uncalibrated)
+        self.register_buffer("sigma_scale", torch.ones(len(labels)))
 
     def _to_internal(self, y: torch.Tensor) -> torch.Tensor:
         """Physical labels [B, K] -> internal units (log10 Teff if configured)."""
@@ -66,7 +70,7 @@ class ParameterHead(nn.Module):
         """(value, sigma) [B, K] in physical units (K, dex)."""
         mu, sigma = self(h)
         value = mu * self.label_std + self.label_mean
-        sig = sigma * self.label_std
+        sig = sigma * self.label_std * self.sigma_scale
         if self.log_teff and "teff" in self.labels:
             i = self.labels.index("teff")
             teff = 10.0 ** value[:, i]

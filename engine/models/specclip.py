@@ -21,7 +21,8 @@ from engine.models.projection import SplitProjection
 from engine.models.xp_encoder import XpEncoder
 from engine.records import SURVEY_LAMOST, SURVEY_XP
 
-LAMOST_LABELS = ("teff", "logg", "feh")
+LAMOST_LABELS = ("teff", "logg", "feh", "rv")  # rv: km/s, LASP c z
+COMMON_LABELS = ("teff", "logg", "feh")          # labels both instruments predict
 XP_LABELS = ("teff", "logg", "feh", "alpha_m")
 N_PIXELS = {SURVEY_LAMOST: LAMOST_MODEL_N_PIXELS, SURVEY_XP: XP_N_SAMPLES}
 OTHER = {SURVEY_LAMOST: SURVEY_XP, SURVEY_XP: SURVEY_LAMOST}

@@ -10,7 +10,6 @@ warnings into a `SpectrumReadError` that names the file and the reason.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import io
 import os
 import warnings
@@ -22,30 +21,23 @@ from astropy.io.fits.verify import VerifyError, VerifyWarning
 from astropy.utils.exceptions import AstropyUserWarning
 
 from engine.errors import SpectrumReadError
+from engine.readers import guards
 
-GZIP_MAGIC = b"\x1f\x8b"
+GZIP_MAGIC = guards.GZIP_MAGIC
 FITS_MAGIC = b"SIMPLE  ="
 FITS_BLOCK = 2880
 
 
-def read_bytes(source: Any, path: str) -> bytes:
-    """All bytes of a path or binary file object, gunzipped if they are gzip data."""
-    if isinstance(source, (str, os.PathLike)):
-        with open(source, "rb") as fh:
-            data = fh.read()
-    elif hasattr(source, "read"):
-        data = source.read()
-        if isinstance(data, str):
-            raise SpectrumReadError(path, "file object is in text mode; open it with 'rb'")
-    else:
-        raise SpectrumReadError(path, f"cannot read from a {type(source).__name__}")
+def read_bytes(source: Any, path: str, max_bytes: int | None = None) -> bytes:
+    """All bytes of a path (regular files only) or binary file object, gunzipped if they are
+    gzip data. `max_bytes` bounds both the raw and the inflated size (a reader that knows its
+    instrument's file size passes it); without it, gzip inflation is still bounded
+    (`guards.inflated_limit`)."""
+    data = guards.read_all(source, path, max_bytes)
     if not data:
         raise SpectrumReadError(path, "file is empty (0 bytes)")
     if data[:2] == GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise SpectrumReadError(path, f"truncated or corrupt gzip data ({exc})") from exc
+        data = guards.gunzip(data, path, max_bytes)
         if not data:
             raise SpectrumReadError(path, "gzip archive holds an empty file")
     return data
@@ -55,7 +47,7 @@ def head_bytes(source: Any, n: int = 6 * FITS_BLOCK) -> bytes:
     """The first `n` (decompressed) bytes of a path or file object, without consuming a file
     object (it is rewound). For `identify` functions: may raise, callers catch."""
     if isinstance(source, (str, os.PathLike)):
-        with open(source, "rb") as fh:
+        with guards.open_regular(source) as fh:
             raw = fh.read(n)
     else:
         pos = source.tell()
@@ -72,7 +64,8 @@ def is_fits_head(head: bytes) -> bool:
 
 
 @contextlib.contextmanager
-def open_fits(source: Any, path: str) -> Iterator[fits.HDUList]:
+def open_fits(source: Any, path: str, max_bytes: int | None = None
+              ) -> Iterator[fits.HDUList]:
     """Yield an HDUList for a path, a file object or an HDUList (yielded as is, not closed).
 
     Raises SpectrumReadError for empty, non-FITS, truncated or corrupt input. Warnings that
@@ -82,7 +75,7 @@ def open_fits(source: Any, path: str) -> Iterator[fits.HDUList]:
     if isinstance(source, fits.HDUList):
         yield source
         return
-    data = read_bytes(source, path)
+    data = read_bytes(source, path, max_bytes)
     if not is_fits_head(data):
         raise SpectrumReadError(path, "not a FITS file (no SIMPLE card at the start)")
     if len(data) % FITS_BLOCK:

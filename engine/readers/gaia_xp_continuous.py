@@ -32,6 +32,7 @@ import numpy as np
 from engine.errors import SpectrumReadError
 from engine.grids import XP_SAMPLING_NM
 from engine.readers.gaia_xp_sampled import build_records
+from engine.readers.guards import refuse_row
 from engine.readers.xp_table import (
     array_column,
     head_text,
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 NAME = "gaia-xp-continuous"
 BANDS = ("bp", "rp")
 N_COEFF = 55
+N_CORR = N_COEFF * (N_COEFF - 1) // 2
 REQUIRED = ("source_id",) + tuple(
     f"{b}_{c}" for b in BANDS for c in ("n_parameters", "coefficients", "coefficient_errors",
                                         "coefficient_correlations"))
@@ -89,21 +91,22 @@ def read(source: Any, *, path: str = "") -> list[SpectrumRecord]:
     except ValueError as exc:
         raise SpectrumReadError(path, f"malformed XP_CONTINUOUS arrays ({exc})") from exc
     flux, err = continuous_to_sampled(bands)
-    ids = source_ids(table)
+    ids, ok = source_ids(table, path)
     present = {b: bands[b]["present"] for b in BANDS}
-    none = ~present["bp"] & ~present["rp"]
+    none = ~present["bp"] & ~present["rp"] & ok
     for i in np.flatnonzero(none):
-        log.warning("%s: source %s has neither BP nor RP coefficients; skipped", path, ids[i])
+        refuse_row(path, int(i), f"source {ids[i]} has neither BP nor RP coefficients")
     meta = [{"bands": "+".join(b for b in BANDS if present[b][i]) or "none"}
             for i in range(len(ids))]
-    return build_records(ids, flux, err, path, table, meta)
+    return build_records(ids, flux, err, path, table, meta, ok=ok & ~none)
 
 
 def _band_arrays(table: Any, band: str) -> dict[str, np.ndarray]:
     n_par = scalar_column(table, f"{band}_n_parameters")
-    coeff = array_column(table, f"{band}_coefficients")
-    errors = array_column(table, f"{band}_coefficient_errors")
-    corr = array_column(table, f"{band}_coefficient_correlations")
+    # Widths fixed up front: one long row must not make every row that wide.
+    coeff = array_column(table, f"{band}_coefficients", N_COEFF)
+    errors = array_column(table, f"{band}_coefficient_errors", N_COEFF)
+    corr = array_column(table, f"{band}_coefficient_correlations", N_CORR)
     n = len(table)
     coeff = _fit_width(coeff, N_COEFF, n)
     errors = _fit_width(errors, N_COEFF, n)

@@ -14,6 +14,7 @@ import numpy as np
 
 from engine.errors import SpectrumReadError
 from engine.grids import XP_N_SAMPLES, xp_wavelength_angstrom
+from engine.readers.guards import refuse_row
 from engine.readers.xp_table import (
     array_column,
     head_text,
@@ -51,28 +52,33 @@ def read(source: Any, *, path: str = "") -> list[SpectrumRecord]:
     except ValueError as exc:
         raise SpectrumReadError(path, f"XP_SAMPLED arrays are not {XP_N_SAMPLES} samples "
                                       f"({exc})") from exc
-    return build_records(source_ids(table), flux, err, path, table)
+    ids, ok = source_ids(table, path)
+    return build_records(ids, flux, err, path, table, ok=ok)
 
 
 def build_records(ids: np.ndarray, flux: np.ndarray, err: np.ndarray, path: str,
-                  table: Any = None, meta: list[dict] | None = None) -> list[SpectrumRecord]:
-    """Records from [N, 343] flux/error arrays; rows with no usable sample are refused.
+                  table: Any = None, meta: list[dict] | None = None,
+                  ok: np.ndarray | None = None) -> list[SpectrumRecord]:
+    """Records from [N, 343] flux/error arrays; rows with no usable sample, and rows not in
+    `ok` (already refused, e.g. for their source_id), are left out.
 
     Used by the continuous reader too, after it converts coefficients to samples.
     """
+    ok = np.ones(len(ids), dtype=bool) if ok is None else np.asarray(ok, dtype=bool)
     good_err = np.isfinite(err) & (err > 0)
     ivar = np.where(good_err, 1.0 / np.where(good_err, err, 1.0) ** 2, 0.0)
     mask = ~np.isfinite(flux) | ~good_err
-    bad_rows = np.flatnonzero(mask.all(axis=1))
-    if bad_rows.size == len(ids):
+    bad_rows = np.flatnonzero(mask.all(axis=1) & ok)
+    if bad_rows.size and bad_rows.size == int(ok.sum()):
         raise SpectrumReadError(path, "no usable sample: flux is NaN or flux_error <= 0 "
                                       "everywhere in every row")
     for i in bad_rows:
-        log.warning("%s: source %s has no usable sample; skipped", path, ids[i])
+        refuse_row(path, int(i), f"source {ids[i]} has no usable sample (flux NaN or "
+                                 "flux_error <= 0 everywhere)")
     ra = scalar_column(table, "ra") if table is not None and "ra" in table.colnames else None
     dec = scalar_column(table, "dec") if table is not None and "dec" in table.colnames else None
     snr = np.full(len(ids), np.nan)
-    usable = ~mask.all(axis=1)
+    usable = ~mask.all(axis=1) & ok
     if usable.any():
         snr[usable] = np.nanmedian(np.where(mask, np.nan, np.abs(flux) * np.sqrt(ivar))[usable],
                                    axis=1)

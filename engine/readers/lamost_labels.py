@@ -5,6 +5,10 @@ Two real tables are known (see ../shared/data/README.md):
 - The DR1 catalogue (`lamost_dr1/catalogue.csv`): obsid, filename, teff, teff_err, logg,
   logg_err, feh, feh_err, ... The pilot-era files have no OBSID in their header, so they
   match by file name.
+Both hold LASP's parameters (LAMOST's stellar parameter pipeline computes the teff/logg/feh of
+every LRS catalogue, with or without error columns), so the label source is "LAMOST LASP"
+unless the caller names another; which release a spectrum is from is the record's own
+`data_release`, not a property of the table.
 
 A table is a plain dict keyed by obsid (as a string) *and* by normalised file name (the base
 name without `.gz`), so one lookup serves both kinds of record. Records are frozen; labels
@@ -22,6 +26,7 @@ from dataclasses import replace
 from typing import Iterable
 
 from engine.errors import SpectrumReadError
+from engine.readers.guards import require_regular_file
 from engine.records import SURVEY_LAMOST, SpectrumRecord
 
 log = logging.getLogger(__name__)
@@ -30,7 +35,6 @@ LabelEntry = tuple[dict[str, float], dict[str, float], str]
 # our label name -> the CSV column it comes from (errors are "<column>_err")
 COLUMNS = {"teff": "teff", "logg": "logg", "feh": "feh", "alpha_m": "alpha_m"}
 SOURCE_LASP = "LAMOST LASP"
-SOURCE_DR1 = "LAMOST DR1"
 FILL_VALUES = (-9999.0, -999.0, 99999.0)
 
 
@@ -39,32 +43,43 @@ def filename_key(name: str) -> str:
     return re.sub(r"\.gz$", "", os.path.basename(str(name).strip()), flags=re.IGNORECASE)
 
 
-def load_lamost_labels(path: str) -> dict[str, LabelEntry]:
-    """Read a LASP labels CSV or the DR1 catalogue CSV into {obsid or filename: entry}.
+def load_lamost_labels(path: str, source: str = SOURCE_LASP) -> dict[str, LabelEntry]:
+    """Read a LAMOST label table (LASP labels CSV, DR1 catalogue CSV) into
+    {obsid or filename: entry}.
 
-    The source name is "LAMOST DR1" when the table carries `*_err` columns (the DR1
-    catalogue), else "LAMOST LASP". Raises SpectrumReadError when the CSV has neither an
-    `obsid` nor a `filename` column, or no label column.
+    `source` names where the labels come from (default "LAMOST LASP", see the module doc).
+    Raises SpectrumReadError when the CSV has neither an `obsid` nor a `filename` column,
+    or no label column.
     """
     path = str(path)
-    with open(path, newline="") as fh:
+    require_regular_file(path)
+    # utf-8-sig: a byte-order mark (spreadsheet exports) must not hide the first column
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         fields = [f.strip() for f in (reader.fieldnames or [])]
         present = [name for name, col in COLUMNS.items() if col in fields]
         if not present or not ({"obsid", "filename"} & set(fields)):
             raise SpectrumReadError(path, "not a LAMOST label table: needs 'obsid' or "
                                           "'filename' and at least one of teff/logg/feh")
-        source = SOURCE_DR1 if any(f.endswith("_err") for f in fields) else SOURCE_LASP
         table: dict[str, LabelEntry] = {}
+        lines: dict[str, int] = {}
         for row in reader:
+            row = {(k or "").strip(): v for k, v in row.items()}
             entry = _entry(row, present, source)
             if entry is None:
                 continue
+            keys = []
             obsid = (row.get("obsid") or "").strip()
             if obsid:
-                table[_obsid_key(obsid)] = entry
+                keys.append(_obsid_key(obsid))
             if row.get("filename"):
-                table[filename_key(row["filename"])] = entry
+                keys.append(filename_key(row["filename"]))
+            for key in keys:
+                if key in table and table[key][:2] != entry[:2]:
+                    log.warning("%s line %d: %s already has different labels (line %d); "
+                                "the later line is used", path, reader.line_num, key,
+                                lines[key])
+                table[key], lines[key] = entry, reader.line_num
     log.info("%s: %d label keys (%s)", path, len(table), source)
     return table
 

@@ -37,6 +37,12 @@ SNR_BANDS = ("u", "g", "r", "i", "z")
 # Largest tolerated distance (in native pixels) between a file's wavelengths and the grid.
 GRID_TOLERANCE_PX = 0.1
 NORM_MISSING = -9999.0   # what DR10 files with NORM=0 hold in NORMALIZATION
+# A LAMOST LRS file (one spectrum, ~3909 px x 5-6 rows, plus header) is ~0.1-0.5 MB
+# uncompressed; anything far larger is not one, and is refused before it is inflated.
+MAX_FILE_BYTES = 8 * 1024 * 1024
+# Where a file's first pixel may sit on the native grid: LRS coverage is ~3700-9100 A
+# (native pixels 0..~3909); a start outside about 2900-9100 A is not an LRS spectrum.
+OFFSET_RANGE_PX = (-1000, 3909)
 
 
 def identify(source: Any, *, path: str = "") -> bool:
@@ -58,7 +64,7 @@ def read(source: Any, *, path: str = "") -> list[SpectrumRecord]:
     Raises SpectrumReadError for MRS files, files with no LRS spectrum, off-grid wavelengths,
     and spectra with no usable pixel (all flux non-finite or all ivar <= 0).
     """
-    with open_fits(source, path) as hdul:
+    with open_fits(source, path, MAX_FILE_BYTES) as hdul:
         header = hdul[0].header
         if _is_mrs(hdul, header):
             raise SpectrumReadError(path, "LAMOST medium-resolution (MRS) spectrum: only "
@@ -84,6 +90,12 @@ def _read_coadd(hdu: fits.BinTableHDU, header: fits.Header, path: str) -> dict:
     missing = [c for c in ("FLUX", "IVAR", "WAVELENGTH") if c not in names]
     if missing or len(hdu.data) < 1:
         raise SpectrumReadError(path, f"COADD table lacks columns {missing} or has no rows")
+    if len(hdu.data) > 1:
+        # A LAMOST LRS file is one spectrum: the primary header (OBSID, position, SNR)
+        # describes one row, so extra rows cannot be attributed to any observation.
+        raise SpectrumReadError(path, f"COADD table has {len(hdu.data)} rows; a LAMOST LRS "
+                                      "file holds one spectrum (one row) described by its "
+                                      "header, so the rows cannot be told apart")
     row = hdu.data[0]
 
     def col(name: str) -> np.ndarray | None:
@@ -133,11 +145,22 @@ def _offset_from_wavelength(wave: np.ndarray, path: str) -> int:
     steps = (np.log10(wave[good]) - LAMOST_NATIVE_LOG10_START) / LAMOST_LOG10_STEP
     index = np.flatnonzero(good)
     offsets = steps - index
-    offset = int(np.round(np.median(offsets)))
+    median = float(np.median(offsets))
+    offset = _checked_offset(median, path, f"first wavelength {wave[good][0]:.6g} A")
     if np.max(np.abs(offsets - offset)) > GRID_TOLERANCE_PX:
         raise SpectrumReadError(path, "wavelengths are not on the LAMOST log-linear grid "
                                       "(log10 lambda = 3.5682 + 1e-4 i)")
     return offset
+
+
+def _checked_offset(offset: float, path: str, what: str) -> int:
+    """The native-grid offset as an int, refused when it puts the spectrum outside LAMOST
+    LRS coverage (a corrupt COEFF0 or wavelength row: 1e12 once gave offsets near 1e16)."""
+    low, high = OFFSET_RANGE_PX
+    if not np.isfinite(offset) or not low <= offset <= high:
+        raise SpectrumReadError(path, f"{what} puts the first pixel outside LAMOST LRS "
+                                      "coverage (about 2900-9100 A on the native grid)")
+    return int(round(offset))
 
 
 def _offset_from_coefficients(header: fits.Header, path: str) -> int:
@@ -145,12 +168,16 @@ def _offset_from_coefficients(header: fits.Header, path: str) -> int:
     step = header.get("COEFF1", header.get("CD1_1"))
     if start is None or step is None:
         raise SpectrumReadError(path, "pilot-layout file without COEFF0/COEFF1 wavelength keys")
-    if abs(float(step) - LAMOST_LOG10_STEP) > 1e-8:
+    start, step = _float(start), _float(step)
+    if start is None or step is None:
+        raise SpectrumReadError(path, "COEFF0/COEFF1 are not finite numbers")
+    if abs(step - LAMOST_LOG10_STEP) > 1e-8:
         raise SpectrumReadError(path, f"log10 dispersion {step} is not LAMOST's 1e-4")
-    offset = (float(start) - LAMOST_NATIVE_LOG10_START) / LAMOST_LOG10_STEP
-    if abs(offset - round(offset)) > GRID_TOLERANCE_PX:
+    offset = (start - LAMOST_NATIVE_LOG10_START) / LAMOST_LOG10_STEP
+    whole = _checked_offset(offset, path, f"COEFF0 = {start}")
+    if abs(offset - whole) > GRID_TOLERANCE_PX:
         raise SpectrumReadError(path, f"COEFF0 = {start} is not on the LAMOST native grid")
-    return int(round(offset))
+    return whole
 
 
 def _pixel_mask(arrays: dict, path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

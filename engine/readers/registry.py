@@ -1,8 +1,10 @@
 """Explicit reader registry with auto-detection (specutils-style `identify`, without the
 import-glob magic: readers are listed in `engine/readers/__init__.py`).
 
-A reader is a function `read(source, *, path: str) -> list[SpectrumRecord]` where `source`
-is a path, a binary file object, or (for FITS formats) an open `astropy.io.fits.HDUList`.
+A reader is a function `read(source, *, path: str, **options) -> list[SpectrumRecord]` where
+`source` is a path, a binary file object, or (for FITS formats) an open
+`astropy.io.fits.HDUList`. Options (e.g. `unit`, `medium` for the generic readers) reach only
+readers that list them in `ReaderEntry.options`; any other reader refuses them.
 `identify(source, *, path) -> bool` must never raise: it is the only place where exceptions
 may be swallowed.
 """
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from engine.errors import SpectrumReadError, UnknownFormatError
+from engine.readers.guards import require_regular_file
 from engine.records import SpectrumRecord
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,7 @@ class ReaderEntry:
     read: ReadFn
     identify: IdentifyFn
     description: str = ""
+    options: tuple[str, ...] = ()  # keyword options its read() accepts
 
 
 _READERS: dict[str, ReaderEntry] = {}
@@ -90,16 +94,24 @@ def identify_format(source: Any, path: str | None = None) -> ReaderEntry:
             _rewind(source)
             return entry
     _rewind(source)
-    raise UnknownFormatError(name, "not a recognised LAMOST LRS or Gaia XP file "
+    raise UnknownFormatError(name, "not a recognised spectrum file "
                                    f"(tried: {', '.join(_READERS)})")
 
 
-def read(source: Any, format: str | None = None, path: str | None = None) -> list[SpectrumRecord]:
+def read(source: Any, format: str | None = None, path: str | None = None,
+         options: dict[str, Any] | None = None) -> list[SpectrumRecord]:
     """Read every spectrum in one file, choosing the reader by `format` or by detection.
 
-    Raises SpectrumReadError (with the file and the reason) when the file is unusable.
+    `options` (None or empty: none) go to the reader's `read`; a reader that does not list an
+    option refuses the file with the reason. Raises SpectrumReadError (with the file and the
+    reason) when the file is unusable, and for any other exception a reader lets through: one
+    file's failure is that file's refusal. Paths that are not regular files (FIFOs, devices)
+    are refused by stat.
     """
     name = source_name(source, path)
+    if isinstance(source, (str, os.PathLike)):
+        # Before any reader probes it: a FIFO or device would block open() forever.
+        require_regular_file(source)
     if format is not None:
         if format not in _READERS:
             known = ", ".join(_READERS)
@@ -107,10 +119,19 @@ def read(source: Any, format: str | None = None, path: str | None = None) -> lis
         entry = _READERS[format]
     else:
         entry = identify_format(source, name)
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    refused = sorted(set(options) - set(entry.options))
+    if refused:
+        takes = ", ".join(entry.options) or "none"
+        raise SpectrumReadError(name, f"the {entry.name} reader takes no option "
+                                      f"{', '.join(refused)} (its options: {takes})")
     try:
-        return entry.read(source, path=name)
+        return entry.read(source, path=name, **options)
     except SpectrumReadError:
         raise
-    except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError) as exc:
+    except MemoryError as exc:
+        raise SpectrumReadError(name, f"{entry.name} reader ran out of memory on this "
+                                      "file") from exc
+    except Exception as exc:  # any failure on one file is that file's refusal (issue 15)
         reason = f"{entry.name} reader failed: {type(exc).__name__}: {exc}"
         raise SpectrumReadError(name, reason) from exc

@@ -20,6 +20,12 @@ from astropy.utils.exceptions import AstropyWarning
 
 from engine.errors import SpectrumReadError
 from engine.readers.fitsio import head_bytes, is_fits_head, open_fits, read_bytes
+from engine.readers.guards import check_declared_arrays, refuse_row
+
+UTF8_BOM = b"\xef\xbb\xbf"
+# The largest array in a Gaia XP table: 55 x 54 / 2 coefficient correlations per band
+# (XP_SAMPLED rows hold 343 samples, XP_CONTINUOUS 55 coefficients and 55 errors).
+XP_MAX_CELL_VALUES = 1485
 
 
 def sniff_format(head: bytes) -> str:
@@ -43,12 +49,22 @@ def head_text(source: Any) -> bytes:
 
 
 def load_table(source: Any, path: str) -> Table:
-    """Read an archive table from a path, file object or HDUList; column names lower-cased."""
+    """Read an archive table from a path, file object or HDUList; column names lower-cased.
+
+    Before a text table is parsed, a UTF-8 byte-order mark is dropped (it would hide the
+    first column's name) and declared array sizes (ECSV subtype, VOTable arraysize) are
+    checked against XP's largest array, so a tiny header cannot make astropy allocate GBs.
+    """
     if isinstance(source, fits.HDUList):
         table = _fits_table(source, path)
     else:
         data = read_bytes(source, path)
+        if data.startswith(UTF8_BOM):
+            data = data[len(UTF8_BOM):]
         kind = sniff_format(data[:8192])
+        if kind in ("ecsv", "votable"):
+            check_declared_arrays(_declarations(data, kind), path, XP_MAX_CELL_VALUES,
+                                  "Gaia XP")
         if kind == "fits":
             with open_fits(io.BytesIO(data), path) as hdul:
                 table = _fits_table(hdul, path)
@@ -70,6 +86,19 @@ def load_table(source: Any, path: str) -> Table:
     return table
 
 
+def _declarations(data: bytes, kind: str) -> bytes:
+    """The part of a text table that declares its columns: ECSV's '#' header lines, or the
+    whole VOTable (a second TABLE may declare FIELDs after the first one's DATA)."""
+    if kind == "ecsv":
+        lines = []
+        for line in io.BytesIO(data):
+            if not line.startswith(b"#"):
+                break
+            lines.append(line)
+        return b"".join(lines)
+    return data
+
+
 def _fits_table(hdul: fits.HDUList, path: str) -> Table:
     for hdu in hdul[1:]:
         if isinstance(hdu, fits.BinTableHDU):
@@ -89,7 +118,8 @@ def require_columns(table: Table, columns: tuple[str, ...], path: str, what: str
 def array_column(table: Table, name: str, length: int | None = None) -> np.ndarray:
     """An array-valued column as float64 [N, K]; rows without an array are NaN.
 
-    `length` fixes K (rows of other lengths are an error); else K is the longest row.
+    `length` fixes K (rows of other lengths are an error); else K is the longest row, at
+    most XP_MAX_CELL_VALUES (one long row must not make every row that wide).
     """
     column = table[name]
     if column.dtype.kind == "f" and column.ndim == 2 and not np.ma.is_masked(column):
@@ -99,6 +129,9 @@ def array_column(table: Table, name: str, length: int | None = None) -> np.ndarr
         return out
     rows = [_row_values(value) for value in column]
     width = length or max((r.size for r in rows), default=0)
+    if width > XP_MAX_CELL_VALUES:
+        raise ValueError(f"column {name} has a row of {width} values; Gaia XP arrays hold "
+                         f"at most {XP_MAX_CELL_VALUES}")
     out = np.full((len(rows), width), np.nan)
     for i, r in enumerate(rows):
         if r.size == 0:
@@ -131,5 +164,46 @@ def scalar_column(table: Table, name: str) -> np.ndarray:
     return np.ma.filled(np.ma.asarray(column).astype(np.float64), np.nan)
 
 
-def source_ids(table: Table) -> np.ndarray:
-    return np.asarray(np.ma.filled(np.ma.asarray(table["source_id"]), 0), dtype=np.int64)
+def source_ids(table: Table, path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(source ids as int64, usable [N] bool). A row whose source_id is empty, not an
+    integer, or outside Gaia's positive int64 range is refused on its own (`refuse_row`):
+    an empty id once became source "0", and one huge id aborted the whole run."""
+    column = table["source_id"]
+    values = np.ma.asarray(column)
+    ids = np.zeros(len(table), dtype=np.int64)
+    ok = np.zeros(len(table), dtype=bool)
+    for i in range(len(table)):
+        if values.mask is not np.ma.nomask and np.ma.getmaskarray(values)[i]:
+            refuse_row(path, i, "source_id is empty")
+            continue
+        sid, why = _source_id(values.data[i])
+        if sid is None:
+            refuse_row(path, i, why)
+            continue
+        ids[i], ok[i] = sid, True
+    return ids, ok
+
+
+def _source_id(value: Any) -> tuple[int | None, str]:
+    if isinstance(value, (bytes, np.bytes_)):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, (str, np.str_)):
+        text = str(value).strip()
+        if not text:
+            return None, "source_id is empty"
+        try:
+            sid = int(text)
+        except ValueError:
+            return None, f"source_id {text[:40]!r} is not an integer"
+    elif isinstance(value, (float, np.floating)):
+        if not np.isfinite(value) or value != np.floor(value) or abs(value) > 2 ** 53:
+            return None, f"source_id {value!r} is not an exact integer"
+        sid = int(value)
+    else:
+        try:
+            sid = int(value)
+        except (TypeError, ValueError, OverflowError):
+            return None, f"source_id {str(value)[:40]!r} is not an integer"
+    if not 0 < sid < 2 ** 63:
+        return None, f"source_id {sid} is outside Gaia's range (1 to 2**63 - 1)"
+    return sid, ""

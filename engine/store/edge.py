@@ -1,4 +1,7 @@
-"""Embedded store on Qdrant Edge (qdrant-edge-py, beta): the only module that imports it.
+"""Embedded store on Qdrant Edge (qdrant-edge-py, beta): the store API, reader switching and
+the folder layout. Only this module and its edge_* siblings import qdrant_edge: edge_types
+(translation of types), edge_collection (one open collection's state), edge_publish
+(publishing generations).
 
 Layout of a store folder (one Edge shard per collection)::
 
@@ -17,6 +20,10 @@ working shard, whose WAL lock would refuse them anyway.
 Edge ignores shard_number, replication_factor and write_consistency_factor (a single local
 shard). Scalar int8 quantization, on-disk vectors, HNSW m / ef_construct, the indexing
 threshold and search_threads are honoured; HNSW is built only by ``optimize()``.
+
+Over 400 lines on purpose: what is left here after the split is one job, the VectorStore API
+on one class, whose every method takes the same lock and goes through the same reader
+switch (``_coll``); cutting it further would scatter one contract over several files.
 """
 
 from __future__ import annotations
@@ -26,7 +33,6 @@ import logging
 import os
 import shutil
 import threading
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -34,189 +40,30 @@ import numpy as np
 import qdrant_edge as qe
 
 from engine.errors import StoreError
+from engine.jsonfile import atomic_write_json, read_json
 from engine.store import generations as gens
-from engine.store.spec import (check_collection_spec, check_points, meta_dict, meta_from_dict,
-                               threshold_kb, vectors_as_arrays, with_payload_arg)
-from engine.store.types import (CollectionOptions, Filter, HasId, Hit, Match, MatchAny, Point,
-                                Range, VectorSpec)
+from engine.store.edge_collection import EdgeCollection, warn_if_payload_on_disk
+from engine.store.edge_publish import publish_shard
+from engine.store.edge_types import (
+    edge_config,
+    edge_errors,
+    field_index_schema,
+    hit,
+    scored_hits,
+    to_edge_filter,
+)
+from engine.store.spec import (
+    check_collection_spec,
+    check_points,
+    meta_dict,
+    meta_from_dict,
+    with_payload_arg,
+)
+from engine.store.types import CollectionOptions, Filter, Hit, Point, VectorSpec
 
 log = logging.getLogger(__name__)
 
 FORMAT = {"format": "specclip-edge-store", "version": 1}
-_DISTANCE = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid}
-_SCHEMA = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer,
-           "float": qe.PayloadSchemaType.Float, "bool": qe.PayloadSchemaType.Bool,
-           "uuid": qe.PayloadSchemaType.Uuid, "datetime": qe.PayloadSchemaType.Datetime}
-_NO_HNSW_LINKS = {  # the same indexes without Qdrant's extra payload-aware HNSW links
-    "keyword": lambda: qe.KeywordIndexParams(enable_hnsw=False),
-    "integer": lambda: qe.IntegerIndexParams(lookup=True, range=True, enable_hnsw=False),
-    "float": lambda: qe.FloatIndexParams(enable_hnsw=False),
-    "bool": lambda: qe.BoolIndexParams(enable_hnsw=False),
-    "uuid": lambda: qe.UuidIndexParams(enable_hnsw=False),
-    "datetime": lambda: qe.DatetimeIndexParams(enable_hnsw=False)}
-
-
-@contextmanager
-def _edge_errors(what: str) -> Iterator[None]:
-    """Edge raises bare Exception; callers get StoreError with what we were doing."""
-    try:
-        yield
-    except StoreError:
-        raise
-    except Exception as e:  # noqa: BLE001 - the binding has no exception hierarchy
-        raise StoreError(f"qdrant-edge {what}: {e}") from e
-
-
-# ---- translation of the backend-neutral types -------------------------------------------
-
-def _match_value(v: Any) -> Any:
-    # qdrant-edge 0.9 turns a Python bool into the integer 1/0 (bool subclasses int), which
-    # then matches no boolean payload; numpy's bool_ reaches Rust as a real bool.
-    return qe.MatchValue(np.bool_(v) if isinstance(v, bool) else v)
-
-
-def _condition(c: Any) -> Any:
-    if isinstance(c, Filter):
-        return to_edge_filter(c)
-    if isinstance(c, Match):
-        return qe.FieldCondition(c.key, match=_match_value(c.value))
-    if isinstance(c, MatchAny):
-        values = list(c.values)
-        if any(isinstance(v, bool) for v in values):   # Edge's MatchAny takes str/int only
-            return qe.Filter(should=[qe.FieldCondition(c.key, match=_match_value(v))
-                                     for v in values])
-        return qe.FieldCondition(c.key, match=qe.MatchAny(values))
-    if isinstance(c, Range):
-        return qe.FieldCondition(c.key, range=qe.RangeFloat(gte=c.gte, lte=c.lte))
-    if isinstance(c, HasId):
-        return qe.HasIdCondition(set(c.ids))
-    raise StoreError(f"unknown filter condition {c!r}")
-
-
-def to_edge_filter(f: Filter | None) -> qe.Filter | None:
-    if f is None:
-        return None
-    return qe.Filter(must=[_condition(c) for c in f.must] or None,
-                     must_not=[_condition(c) for c in f.must_not] or None,
-                     should=[_condition(c) for c in f.should] or None)
-
-
-def _edge_config(vectors: Sequence[VectorSpec], options: CollectionOptions) -> qe.EdgeConfig:
-    quant = None
-    if options.quantization == "int8":
-        quant = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, always_ram=True)
-    elif options.quantization is not None:
-        raise StoreError(f"quantization {options.quantization!r} not supported (None | 'int8')")
-    if options.search_threads is not None and options.search_threads < 1:
-        raise StoreError(f"search_threads must be >= 1 or None, not {options.search_threads}")
-    kb = threshold_kb(options.indexing_threshold, vectors)
-    return qe.EdgeConfig(
-        vectors={v.name: qe.EdgeVectorParams(size=v.dim, distance=_DISTANCE[v.distance],
-                                             on_disk=options.on_disk) for v in vectors},
-        hnsw_config=qe.HnswIndexConfig(m=options.hnsw_m, ef_construct=options.hnsw_ef_construct,
-                                       full_scan_threshold=kb),
-        quantization_config=quant,
-        optimizers=qe.EdgeOptimizersConfig(indexing_threshold=kb),
-        max_search_threads=options.search_threads,   # persisted: published copies keep it
-        payload_memory=qe.Memory.Cold if options.payload_on_disk else qe.Memory.Cached,
-    )
-
-
-def _search_params(options: CollectionOptions, exact: bool = False,
-                   filtered: bool = False) -> qe.SearchParams:
-    # built once per collection and (exact, filtered) pair: see _Collection.search_params
-    quant = None
-    if options.quantization:   # exact means exact: skip the int8 copies as well as HNSW
-        quant = qe.QuantizationSearchParams(ignore=exact, rescore=True, oversampling=2.0)
-    acorn = qe.AcornSearchParams(enable=True) if options.acorn and filtered else None
-    return qe.SearchParams(hnsw_ef=options.search_ef, exact=exact, quantization=quant,
-                           acorn=acorn)
-
-
-
-
-# The binding converts a point's payload (nested dicts included) into a new dict on every
-# `.payload` access, so hits take it as it comes: no copy. `.vector` is read only when asked
-# for. Profiled at 100k points, k=10: these conversions are ~4 us per hit, while fetching
-# payloads inside Edge's own query costs ~0.13-0.17 ms per query (see search's docstring).
-
-def _hit(p: Any, score: float | None = None) -> Hit:
-    if score is None:
-        score = p.score if hasattr(p, "score") else 0.0
-    return Hit(str(p.id), float(score), p.payload or {}, vectors_as_arrays(p.vector))
-
-
-def _scored_hits(points: Sequence[Any], with_vectors: bool) -> list[Hit]:
-    if with_vectors:
-        return [_hit(p) for p in points]
-    return [Hit(str(p.id), float(p.score), p.payload or {}) for p in points]
-
-
-def _seal(path: Path) -> None:
-    """Make a raw shard copy shareable by many reader processes: switch its WAL off (Edge
-    refuses to change that through EdgeConfig on load, so the persisted config is edited),
-    then load it once so that Edge replays its journals here rather than in a reader."""
-    cfg_path = path / "edge_config.json"
-    cfg = gens.read_json(cfg_path)
-    cfg["wal_enabled"] = False
-    gens.atomic_write_json(cfg_path, cfg)
-    with _edge_errors(f"sealing {path}"):
-        qe.EdgeShard.load(str(path)).close()
-
-
-def _warn_if_payload_on_disk(name: str, shard_dir: Path, meta: dict) -> None:
-    """Collections built before payloads were held in RAM by default keep them on disk (a
-    segment's payload storage is fixed when it is written): say so, and how to fix it."""
-    cfg = gens.read_json(shard_dir / "edge_config.json") or {}
-    wanted_on_disk = bool(meta.get("options", {}).get("payload_on_disk", False))
-    if not wanted_on_disk and str(cfg.get("payload_memory", "cold")).lower() == "cold":
-        log.warning("collection %s keeps its payloads on disk (built before they were held "
-                    "in RAM by default): queries take ~1 ms more until each payload has been "
-                    "read once. Re-index into a new store folder to fix it.", name)
-
-
-class _Collection:
-    """One open collection: its shard, spec and (for readers) the generation lease."""
-
-    def __init__(self, shard: Any, meta: dict, lease: gens.GenerationLease | None = None,
-                 stamp: Any = None, marker: Path | None = None):
-        self.shard = shard
-        self.vectors, self.payload_indexes, self.options = meta_from_dict(meta)
-        self.dims = {v.name: v.dim for v in self.vectors}
-        self.lease = lease
-        self.stamp = stamp
-        self._params: dict[tuple[bool, bool], Any] = {}
-        # Writers keep an "unpublished" marker file while they hold writes readers have not
-        # seen, so that a writer restarted after a crash publishes what the WAL recovered.
-        self._marker = marker
-        self._dirty = marker is not None and marker.exists()
-
-    @property
-    def dirty(self) -> bool:
-        return self._dirty
-
-    @dirty.setter
-    def dirty(self, value: bool) -> None:
-        if value != self._dirty and self._marker is not None:
-            if value:
-                self._marker.touch()
-            else:
-                self._marker.unlink(missing_ok=True)
-        self._dirty = value
-
-    def search_params(self, exact: bool, filtered: bool) -> Any:
-        """SearchParams of this collection, built once per (exact, filtered)."""
-        key = (exact, filtered)
-        params = self._params.get(key)
-        if params is None:
-            params = self._params[key] = _search_params(self.options, exact, filtered)
-        return params
-
-    def close(self) -> None:
-        with _edge_errors("close"):
-            self.shard.close()
-        if self.lease is not None:
-            self.lease.close()
 
 
 class EdgeStore:
@@ -240,7 +87,7 @@ class EdgeStore:
         self._root_s = str(self.root)
         self._aliases_path = os.path.join(self._root_s, "aliases.json")
         self._lock = threading.RLock()          # Streamlit calls from several threads
-        self._open: dict[str, _Collection] = {}
+        self._open: dict[str, EdgeCollection] = {}
         self._aliases: dict[str, str] = {}
         self._aliases_stamp: Any = ()
         self._writer_fd: int | None = None
@@ -264,9 +111,9 @@ class EdgeStore:
             raise StoreError(f"{self.root}: another process is writing this store; "
                              "open it with read_only=True to query it meanwhile") from None
         self._writer_fd = fd
-        marker = gens.read_json(self.root / "store.json")
+        marker = read_json(self.root / "store.json")
         if marker is None:
-            gens.atomic_write_json(self.root / "store.json", FORMAT)
+            atomic_write_json(self.root / "store.json", FORMAT)
         elif marker.get("format") != FORMAT["format"]:
             raise StoreError(f"{self.root}: not an embedded specclip store ({marker})")
 
@@ -285,7 +132,7 @@ class EdgeStore:
     def _load_aliases(self) -> dict[str, str]:
         st = gens.stamp(self._aliases_path)
         if st != self._aliases_stamp:
-            self._aliases = gens.read_json(self.root / "aliases.json", {})
+            self._aliases = read_json(self.root / "aliases.json", {})
             self._aliases_stamp = st
         return self._aliases
 
@@ -296,7 +143,7 @@ class EdgeStore:
             return os.path.join(self._root_s, "published", name, gens.CURRENT)
         return os.path.join(self._root_s, "collections", name, "meta.json")
 
-    def _coll(self, name: str) -> _Collection:
+    def _coll(self, name: str) -> EdgeCollection:
         """The open collection behind a name or alias, (re)loading it as needed.
 
         Every call checks the files afresh, so a reader sees a generation as soon as it is
@@ -314,18 +161,18 @@ class EdgeStore:
             raise StoreError(f"no collection or alias {name!r} in {self.root}")
         return self._writer_coll(real)
 
-    def _writer_coll(self, name: str) -> _Collection:
+    def _writer_coll(self, name: str) -> EdgeCollection:
         c = self._open.get(name)
         if c is None:
-            meta = gens.read_json(self._cdir(name) / "meta.json")
-            with _edge_errors(f"load {name}"):
+            meta = read_json(self._cdir(name) / "meta.json")
+            with edge_errors(f"load {name}"):
                 shard = qe.EdgeShard.load(str(self._cdir(name) / "shard"))
-            _warn_if_payload_on_disk(name, self._cdir(name) / "shard", meta)
-            c = _Collection(shard, meta, marker=self._cdir(name) / "unpublished")
+            warn_if_payload_on_disk(name, self._cdir(name) / "shard", meta)
+            c = EdgeCollection(shard, meta, marker=self._cdir(name) / "unpublished")
             self._open[name] = c
         return c
 
-    def _reader_coll(self, name: str) -> _Collection:
+    def _reader_coll(self, name: str) -> EdgeCollection:
         pub = self._pdir(name)
         st = gens.stamp(pub / gens.CURRENT)
         c = self._open.get(name)
@@ -345,8 +192,8 @@ class EdgeStore:
         else:
             raise StoreError(f"collection {name!r}: could not lease a published generation")
         try:
-            meta = gens.read_json(lease.path / "meta.json")
-            with _edge_errors(f"load {name} generation {gen}"):
+            meta = read_json(lease.path / "meta.json")
+            with edge_errors(f"load {name} generation {gen}"):
                 shard = qe.EdgeShard.load(str(lease.path / "shard"))
         except BaseException:
             lease.close()
@@ -354,9 +201,9 @@ class EdgeStore:
         if c is not None:
             c.close()
         else:
-            _warn_if_payload_on_disk(name, lease.path / "shard", meta)
+            warn_if_payload_on_disk(name, lease.path / "shard", meta)
         log.info("reader switched %s to generation %d", name, gen)
-        c = self._open[name] = _Collection(shard, meta, lease=lease, stamp=st)
+        c = self._open[name] = EdgeCollection(shard, meta, lease=lease, stamp=st)
         return c
 
     # ---- collections and aliases ----------------------------------------------------------
@@ -370,7 +217,7 @@ class EdgeStore:
             self._require_writer("create_collection")
             check_collection_spec(vectors, payload_indexes)
             meta = meta_dict(vectors, payload_indexes, options)
-            existing = gens.read_json(self._cdir(name) / "meta.json")
+            existing = read_json(self._cdir(name) / "meta.json")
             if existing is not None:      # compared normalised: older files lack new options
                 if meta_dict(*meta_from_dict(existing)) != meta:
                     raise StoreError(f"collection {name!r} exists with another spec")
@@ -380,14 +227,14 @@ class EdgeStore:
             cdir = self._cdir(name)
             shutil.rmtree(cdir, ignore_errors=True)      # debris of an interrupted create
             cdir.mkdir(parents=True)
-            with _edge_errors(f"create {name}"):
-                shard = qe.EdgeShard.create(str(cdir / "shard"), _edge_config(vectors, options))
+            with edge_errors(f"create {name}"):
+                shard = qe.EdgeShard.create(str(cdir / "shard"), edge_config(vectors, options))
                 for key, kind in payload_indexes.items():
-                    schema = _SCHEMA[kind] if options.payload_hnsw else _NO_HNSW_LINKS[kind]()
-                    shard.update(qe.UpdateOperation.create_field_index(key, schema))
+                    shard.update(qe.UpdateOperation.create_field_index(
+                        key, field_index_schema(kind, options)))
             # meta.json last: a collection without it is debris, never half a collection
-            gens.atomic_write_json(cdir / "meta.json", meta)
-            c = self._open[name] = _Collection(shard, meta, marker=cdir / "unpublished")
+            atomic_write_json(cdir / "meta.json", meta)
+            c = self._open[name] = EdgeCollection(shard, meta, marker=cdir / "unpublished")
             c.dirty = True                        # readers see it from the next flush
 
     def delete_collection(self, name: str) -> None:
@@ -404,7 +251,7 @@ class EdgeStore:
             gens.prune(pub, keep=None)
             shutil.rmtree(self._cdir(name))
             aliases = {a: t for a, t in self._load_aliases().items() if t != name}
-            gens.atomic_write_json(self.root / "aliases.json", aliases)
+            atomic_write_json(self.root / "aliases.json", aliases)
 
     def list_collections(self) -> list[str]:
         with self._lock:
@@ -428,7 +275,7 @@ class EdgeStore:
                 raise StoreError(f"alias {alias!r} is a collection name")
             aliases = dict(self._load_aliases())
             aliases[alias] = collection
-            gens.atomic_write_json(self.root / "aliases.json", aliases)
+            atomic_write_json(self.root / "aliases.json", aliases)
 
     def resolve(self, name_or_alias: str) -> str | None:
         """Alias first, then collection name; None when neither exists. Runs on every call,
@@ -449,7 +296,7 @@ class EdgeStore:
                 return
             ops = [qe.Point(p.id, {k: np.asarray(v, dtype=np.float32) for k, v in
                                    p.vectors.items()}, p.payload) for p in points]
-            with _edge_errors(f"upsert into {collection}"):
+            with edge_errors(f"upsert into {collection}"):
                 c.shard.update(qe.UpdateOperation.upsert_points(ops))
             c.dirty = True
 
@@ -459,7 +306,7 @@ class EdgeStore:
             c = self._coll(collection)
             if not ids:
                 return
-            with _edge_errors(f"delete from {collection}"):
+            with edge_errors(f"delete from {collection}"):
                 c.shard.update(qe.UpdateOperation.delete_points(list(ids)))
             c.dirty = True
 
@@ -468,9 +315,9 @@ class EdgeStore:
         """Points by id, in the order asked; ids not stored are left out."""
         with self._lock:
             c = self._coll(collection)
-            with _edge_errors(f"retrieve from {collection}"):
+            with edge_errors(f"retrieve from {collection}"):
                 recs = c.shard.retrieve(list(ids), with_payload=True, with_vector=with_vectors)
-            by_id = {str(r.id): _hit(r, 0.0) for r in recs}
+            by_id = {str(r.id): hit(r, 0.0) for r in recs}
             return [by_id[i] for i in ids if i in by_id]
 
     def search(self, collection: str, vector_name: str, vector: np.ndarray, k: int,
@@ -492,8 +339,8 @@ class EdgeStore:
                 filter=to_edge_filter(filter),
                 params=c.search_params(exact, filter is not None),
                 with_payload=with_payload_arg(payload_keys), with_vector=with_vectors)
-            with _edge_errors(f"search {collection}"):
-                return _scored_hits(c.shard.query(req), with_vectors)
+            with edge_errors(f"search {collection}"):
+                return scored_hits(c.shard.query(req), with_vectors)
 
     def order_by(self, collection: str, key: str, k: int, descending: bool = True,
                  filter: Filter | None = None) -> list[Hit]:
@@ -504,8 +351,8 @@ class EdgeStore:
             direction = qe.Direction.Desc if descending else qe.Direction.Asc
             req = qe.QueryRequest(limit=k, query=qe.OrderBy(key, direction),
                                   filter=to_edge_filter(filter), with_payload=True)
-            with _edge_errors(f"order {collection} by {key}"):
-                return [_hit(p, p.order_value) for p in c.shard.query(req)]
+            with edge_errors(f"order {collection} by {key}"):
+                return [hit(p, p.order_value) for p in c.shard.query(req)]
 
     def scroll(self, collection: str, filter: Filter | None = None,
                with_vectors: bool = False, batch_size: int = 1000) -> Iterator[Hit]:
@@ -517,24 +364,33 @@ class EdgeStore:
                 req = qe.ScrollRequest(offset=offset, limit=batch_size,
                                        filter=to_edge_filter(filter), with_payload=True,
                                        with_vector=with_vectors)
-                with _edge_errors(f"scroll {collection}"):
+                with edge_errors(f"scroll {collection}"):
                     recs, offset = c.shard.scroll(req)
-            yield from (_hit(r, 0.0) for r in recs)
+            yield from (hit(r, 0.0) for r in recs)
             if offset is None:
                 return
 
     def count(self, collection: str, filter: Filter | None = None) -> int:
         with self._lock:
             c = self._coll(collection)
-            with _edge_errors(f"count {collection}"):
+            with edge_errors(f"count {collection}"):
                 return int(c.shard.count(qe.CountRequest(exact=True,
                                                          filter=to_edge_filter(filter))))
+
+    def facet(self, collection: str, key: str, filter: Filter | None = None,
+              limit: int = 100) -> dict[str, int]:
+        """Exact counts of the values of an indexed keyword payload field."""
+        with self._lock:
+            c = self._coll(collection)
+            req = qe.FacetRequest(key, limit=limit, exact=True, filter=to_edge_filter(filter))
+            with _edge_errors(f"facet {collection} by {key}"):
+                return {str(h.value): int(h.count) for h in c.shard.facet(req).hits}
 
     def info(self, collection: str) -> dict[str, Any]:
         """Points, segments and HNSW-indexed vectors of a collection (and its generation)."""
         with self._lock:
             c = self._coll(collection)
-            with _edge_errors(f"info {collection}"):
+            with edge_errors(f"info {collection}"):
                 i = c.shard.info()
             return {"points": i.points_count, "segments": i.segments_count,
                     "indexed_vectors": i.indexed_vectors_count,
@@ -547,7 +403,7 @@ class EdgeStore:
         with self._lock:
             self._require_writer("optimize")
             c = self._coll(collection)
-            with _edge_errors(f"optimize {collection}"):
+            with edge_errors(f"optimize {collection}"):
                 c.shard.optimize()
             c.dirty = True
 
@@ -564,7 +420,7 @@ class EdgeStore:
                 if publish and c.dirty:
                     self._publish(name)           # flushes first
                 else:
-                    with _edge_errors(f"flush {name}"):
+                    with edge_errors(f"flush {name}"):
                         c.shard.flush()
 
     def publish(self) -> None:
@@ -573,10 +429,7 @@ class EdgeStore:
 
     def _publish(self, name: str) -> int:
         c = self._open[name]
-        with _edge_errors(f"flush {name}"):
-            c.shard.flush()
-        gen = gens.publish(self._cdir(name), self._pdir(name),
-                           prepare=lambda tmp: _seal(tmp / "shard"))
+        gen = publish_shard(c.shard, self._cdir(name), self._pdir(name))
         c.dirty = False
         return gen
 

@@ -5,7 +5,9 @@ Qdrant Edge locks a shard folder against a second process while its WAL is open,
 WAL-less shard rewrites files on load, so readers never open the writer's working shard.
 Instead the writer publishes:
 
-    <root>/published/<collection>/<gen:010d>/   a sealed read-only copy of the shard
+    <root>/published/<collection>/<gen:010d>/   a sealed read-only copy of the shard, whose
+                                                files the writer has not changed since the
+                                                previous generation are hard links to it
     <root>/published/<collection>/CURRENT       {"gen": n}, replaced atomically (tmp + os.replace)
     <root>/published/<collection>/<gen>.lock    readers hold a shared flock while they use <gen>
 
@@ -18,39 +20,18 @@ This module knows nothing about Qdrant: it moves folders and files.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from engine.errors import StoreError
+from engine.jsonfile import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
 CURRENT = "CURRENT"
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write JSON so that a concurrent reader sees the old file or the new one, never half."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_json(path: Path, default: Any = None) -> Any:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return default
-    except (OSError, ValueError) as e:
-        raise StoreError(f"{path}: unreadable store metadata ({e})") from e
 
 
 def sparse_copy(src: str, dst: str) -> str:
@@ -97,12 +78,65 @@ def stamp(path: Path) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def publish(src: Path, pub: Path, prepare: Callable[[Path], None]) -> int:
-    """Copy the (flushed) shard folder ``src`` into a new generation and point CURRENT at it.
+# Files written less than this long before a publication may still change within the same
+# mtime tick (ext4 stamps with a coarse clock): they are copied again next time ("racily
+# clean", as git calls it), never linked.
+RACY_NS = 2_000_000_000
+SOURCES = "sources.json"        # per generation: the writer's file stats it was made from
 
-    ``prepare(tmp_dir)`` turns the raw copy into something readers can share (the Edge backend
-    switches the copy's WAL off and seals it by loading it once). Old generations that no reader
-    holds are pruned afterwards.
+
+def _file_stat(path: str) -> list[int]:
+    st = os.stat(path)
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _fill(src: Path, dst: Path, prev: Path | None, linkable: Callable[[str], bool],
+          ignore: set[str]) -> tuple[dict, int, int]:
+    """Fill the new generation ``dst`` from the writer's folder ``src``: a file the writer has
+    not touched since the previous generation was made from it, and that nothing will ever
+    write into (``linkable``), is hard-linked from that generation; every other file is
+    copied. Returns ({relpath: stat}, bytes linked, bytes copied).
+
+    Why this is safe: published generations never share an inode with the writer's working
+    files, so the writer's in-place (mmap) writes never reach a reader. Two generations share
+    an inode only for a file whose writer-side stat (inode, size, mtime, ctime) is unchanged
+    since it was published and was not racily new then; mmap writes after the flush that
+    precedes every publication fault a clean page and update mtime."""
+    old = read_json(prev / SOURCES, {}) if prev is not None else {}
+    old_files, old_t = old.get("files", {}), int(old.get("published_ns", 0))
+    stats: dict[str, list[int]] = {}
+    linked = copied = 0
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel_dir = os.path.relpath(dirpath, src)
+        dirnames[:] = [d for d in dirnames if d not in ignore]
+        os.makedirs(os.path.join(dst, rel_dir), exist_ok=True)
+        for name in filenames:
+            if name in ignore:
+                continue
+            rel = os.path.normpath(os.path.join(rel_dir, name))
+            st = stats[rel] = _file_stat(os.path.join(dirpath, name))
+            target = os.path.join(dst, rel)
+            if (prev is not None and linkable(rel) and old_files.get(rel) == st
+                    and st[2] < old_t - RACY_NS and os.path.exists(prev / rel)):
+                os.link(prev / rel, target)
+                linked += st[1]
+            else:
+                sparse_copy(os.path.join(dirpath, name), target)
+                copied += st[1]
+    return stats, linked, copied
+
+
+def publish(src: Path, pub: Path, prepare: Callable[[Path], None],
+            linkable: Callable[[str], bool] = lambda rel: False,
+            ignore: tuple[str, ...] = ()) -> int:
+    """Make the (flushed) folder ``src`` the next generation and point CURRENT at it.
+
+    Files of ``src`` unchanged since the current generation was made, and ``linkable`` (a
+    relative path nothing will write into again: neither the writer in place nor
+    ``prepare`` nor a reader), are hard links to that generation's; the rest are copied
+    (see _fill). ``prepare(tmp_dir)`` turns the new folder into something readers can share
+    (the Edge backend switches its WAL off and seals it by loading it once). Names in
+    ``ignore`` are left out. Old generations that no reader holds are pruned afterwards.
     """
     pub.mkdir(parents=True, exist_ok=True)
     last = current_generation(pub)
@@ -111,14 +145,16 @@ def publish(src: Path, pub: Path, prepare: Callable[[Path], None]) -> int:
     for debris in pub.glob(".*.tmp"):    # an earlier publish that died half-way
         shutil.rmtree(debris, ignore_errors=True)
     tmp = pub / f".{gen:010d}.tmp"
-    # The WAL is the writer's private journal (and holds its lock): readers never need it.
-    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("wal", "unpublished"),
-                    copy_function=sparse_copy)
+    started = time.time_ns()
+    prev = gen_dir(pub, last) if last is not None and gen_dir(pub, last).is_dir() else None
+    files, linked, copied = _fill(src, tmp, prev, linkable, set(ignore))
     prepare(tmp)
+    atomic_write_json(tmp / SOURCES, {"published_ns": started, "files": files})
     os.replace(tmp, gen_dir(pub, gen))
     atomic_write_json(pub / CURRENT, {"gen": gen})
     prune(pub, keep=gen)
-    log.debug("published %s generation %d", pub.name, gen)
+    log.info("published %s generation %d: %.1f MB linked, %.1f MB copied", pub.name, gen,
+             linked / 1e6, copied / 1e6)
     return gen
 
 

@@ -22,10 +22,15 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from engine.errors import StoreError
-from engine.store.spec import (check_collection_spec, check_points, threshold_kb,
-                               vectors_as_arrays, with_payload_arg)
-from engine.store.types import (CollectionOptions, Filter, HasId, Hit, Match, MatchAny, Point,
-                                Range, VectorSpec)
+from engine.store import filters
+from engine.store.spec import (
+    check_collection_spec,
+    check_points,
+    threshold_kb,
+    vectors_as_arrays,
+    with_payload_arg,
+)
+from engine.store.types import CollectionOptions, Filter, Hit, Point, VectorSpec
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,7 @@ _NO_HNSW_LINKS = {  # the same indexes without Qdrant's extra payload-aware HNSW
     "bool": lambda: qm.BoolIndexParams(type="bool", enable_hnsw=False),
     "uuid": lambda: qm.UuidIndexParams(type="uuid", enable_hnsw=False),
     "datetime": lambda: qm.DatetimeIndexParams(type="datetime", enable_hnsw=False)}
+_DISTANCE_NAME = {v: k for k, v in _DISTANCE.items()}
 _TRANSIENT_HTTP = {502, 503, 504}
 UPSERT_BATCH = 256
 ALIAS_TTL = 2.0
@@ -62,32 +68,32 @@ def _is_transient(e: Exception) -> bool:
 
 # ---- translation of the backend-neutral types -------------------------------------------
 
-def _condition(c: Any) -> Any:
-    if isinstance(c, Filter):
-        return to_qdrant_filter(c)
-    if isinstance(c, Match):
-        return qm.FieldCondition(key=c.key, match=qm.MatchValue(value=c.value))
-    if isinstance(c, MatchAny):
-        values = list(c.values)
-        if any(isinstance(v, bool) for v in values):   # MatchAny takes str/int lists only
-            return qm.Filter(should=[qm.FieldCondition(key=c.key, match=qm.MatchValue(value=v))
-                                     for v in values])
-        return qm.FieldCondition(key=c.key, match=qm.MatchAny(any=values))
-    if isinstance(c, Range):
-        return qm.FieldCondition(key=c.key, range=qm.Range(gte=c.gte, lte=c.lte))
-    if isinstance(c, HasId):
-        return qm.HasIdCondition(has_id=list(c.ids))
-    raise StoreError(f"unknown filter condition {c!r}")
+class _QdrantFilters:
+    """qdrant-client's constructors for engine.store.filters.translate."""
+
+    @staticmethod
+    def match(key: str, value: Any) -> Any:
+        return qm.FieldCondition(key=key, match=qm.MatchValue(value=value))
+
+    @staticmethod
+    def match_any(key: str, values: list) -> Any:
+        return qm.FieldCondition(key=key, match=qm.MatchAny(any=values))
+
+    @staticmethod
+    def range(key: str, gte: float | None, lte: float | None) -> Any:
+        return qm.FieldCondition(key=key, range=qm.Range(gte=gte, lte=lte))
+
+    @staticmethod
+    def has_id(ids: Sequence[str]) -> Any:
+        return qm.HasIdCondition(has_id=list(ids))
+
+    @staticmethod
+    def filter(must: list | None, must_not: list | None, should: list | None) -> Any:
+        return qm.Filter(must=must, must_not=must_not, should=should)
 
 
 def to_qdrant_filter(f: Filter | None) -> qm.Filter | None:
-    if f is None:
-        return None
-    return qm.Filter(must=[_condition(c) for c in f.must] or None,
-                     must_not=[_condition(c) for c in f.must_not] or None,
-                     should=[_condition(c) for c in f.should] or None)
-
-
+    return filters.translate(f, _QdrantFilters)
 
 
 def _hit(p: Any, score: float) -> Hit:
@@ -155,25 +161,47 @@ class ServerStore:
                           payload_indexes: dict[str, str],
                           options: CollectionOptions = CollectionOptions()) -> None:
         """Create the collection with HNSW, quantization, sharding and payload indexes.
-        An existing collection is kept as it is (its config is the server's); its payload
-        indexes are (re)created, which Qdrant treats as a no-op when they exist."""
+        An existing collection must have the same named vectors (names, dims, distances) and,
+        on a server, at least these payload indexes: otherwise StoreError, as on Edge.
+        Its other settings are the server's (an operator may have tuned them)."""
         self._require_writer("create_collection")
         check_collection_spec(vectors, payload_indexes)
         if options.quantization not in (None, "int8"):
             raise StoreError(f"quantization {options.quantization!r} not supported")
-        if not self._call("collection_exists", self.client.collection_exists, name):
+        if self._call("collection_exists", self.client.collection_exists, name):
+            self._check_existing(name, vectors, payload_indexes)
+        else:
             try:
                 self._create(name, vectors, options)
             except StoreError:
                 # a retried create whose first attempt landed answers "already exists"
                 if not self._call("collection_exists", self.client.collection_exists, name):
                     raise
-        if self.mode == "server":      # local mode ignores payload indexes (and warns)
-            for key, kind in payload_indexes.items():
-                schema = _SCHEMA[kind] if options.payload_hnsw else _NO_HNSW_LINKS[kind]()
-                self._call(f"index {name}.{key}", self.client.create_payload_index, name, key,
-                           field_schema=schema, wait=True)
+            if self.mode == "server":      # local mode ignores payload indexes (and warns)
+                for key, kind in payload_indexes.items():
+                    schema = _SCHEMA[kind] if options.payload_hnsw else _NO_HNSW_LINKS[kind]()
+                    self._call(f"index {name}.{key}", self.client.create_payload_index, name,
+                               key, field_schema=schema, wait=True)
         self._options.pop(name, None)
+
+    def _check_existing(self, name: str, vectors: Sequence[VectorSpec],
+                        payload_indexes: dict[str, str]) -> None:
+        info = self._call(f"get {name}", self.client.get_collection, name)
+        have = info.config.params.vectors
+        have = have if isinstance(have, dict) else {"": have}
+        have_v = {k: (v.size, _DISTANCE_NAME.get(v.distance, str(v.distance)))
+                  for k, v in have.items()}
+        want_v = {v.name: (v.dim, v.distance) for v in vectors}
+        if have_v != want_v:
+            raise StoreError(f"collection {name!r} exists with another spec: vectors "
+                             f"{have_v}, wanted {want_v}")
+        if self.mode == "server":
+            have_i = {k: str(getattr(v.data_type, "value", v.data_type)).lower()
+                      for k, v in (info.payload_schema or {}).items()}
+            missing = {k: t for k, t in payload_indexes.items() if have_i.get(k) != t}
+            if missing:
+                raise StoreError(f"collection {name!r} exists with another spec: payload "
+                                 f"indexes {sorted(missing)} missing or of another type")
 
     def _create(self, name: str, vectors: Sequence[VectorSpec],
                 options: CollectionOptions) -> None:
@@ -335,6 +363,13 @@ class ServerStore:
     def count(self, collection: str, filter: Filter | None = None) -> int:
         return int(self._call(f"count {collection}", self.client.count, collection,
                               count_filter=to_qdrant_filter(filter), exact=True).count)
+
+    def facet(self, collection: str, key: str, filter: Filter | None = None,
+              limit: int = 100) -> dict[str, int]:
+        """Exact counts of the values of an indexed keyword payload field."""
+        res = self._call(f"facet {collection} by {key}", self.client.facet, collection, key,
+                         facet_filter=to_qdrant_filter(filter), limit=limit, exact=True)
+        return {str(h.value): int(h.count) for h in res.hits}
 
     def info(self, collection: str) -> dict[str, Any]:
         i = self._call(f"get {collection}", self.client.get_collection, collection)

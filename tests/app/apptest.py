@@ -17,7 +17,7 @@ def _page_script(module: str, engine) -> None:
 
 
 def page_app(module: str, engine) -> AppTest:
-    """An AppTest of page `module` (e.g. "app.pages.search") on `engine`, already run once."""
+    """An AppTest of page `module` (e.g. "app.views.search") on `engine`, already run once."""
     at = AppTest.from_function(_page_script, args=(module, engine), default_timeout=TIMEOUT)
     at.run()
     assert not at.exception, [e.value for e in at.exception]

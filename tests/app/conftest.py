@@ -113,3 +113,67 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def write_xp_sampled_csv(path: Path, n: int = 12) -> list[int]:
+    """A Gaia archive XP_SAMPLED CSV (arrays as "(v1, v2, ...)") of `n` synthetic sources with
+    smooth spectra of different slopes (cooler to hotter); returns their source ids."""
+    import numpy as np
+
+    wl = np.arange(336, 1021, 2, dtype=float)
+    ids, rows = [], ["source_id,solution_id,ra,dec,flux,flux_error"]
+    for i in range(n):
+        slope = -1.5 + 3.0 * i / max(1, n - 1)
+        flux = 1e-17 * (wl / 550.0) ** slope * (1 + 0.05 * np.sin(wl / (30.0 + i)))
+        sid = 4295806720 + 1000 * i
+        ids.append(sid)
+        arr = lambda a: '"(' + ", ".join(f"{v:.6e}" for v in a) + ')"'  # noqa: E731
+        rows.append(f"{sid},4545469030156206080,{40 + i},{1 + i / 10},{arr(flux)},"
+                    f"{arr(flux * 0.02)}")
+    path.write_text("\n".join(rows) + "\n")
+    return ids
+
+
+def _open_engine(path: str, model: str):
+    from engine.query import Engine
+
+    engine = Engine.open(store_path=path, read_only=True)
+    if model == "projection double":
+        engine._embedder = make_embedder()[0]
+    return engine
+
+
+@pytest.fixture(scope="session")
+def xp_only_engine(tmp_path_factory):
+    """An engine on a store that holds Gaia XP spectra only (the `make run` default)."""
+    from engine.store import open_store
+    from indexer.sources import parse_sources
+    from indexer.sync import Syncer
+
+    root = tmp_path_factory.mktemp("xp_only")
+    (root / "xp").mkdir()
+    write_xp_sampled_csv(root / "xp" / "XP_SAMPLED_synthetic.csv")
+    embedder, model = make_embedder()
+    store = open_store(path=str(root / "store"))
+    try:
+        report = Syncer(store=store, embedder=embedder,
+                        state_path=str(root / "store" / "indexer_state.json")
+                        ).run(parse_sources([str(root / "xp")]))
+    finally:
+        store.close()
+    assert report.added == 12, report.to_dict()
+    engine = _open_engine(str(root / "store"), model)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def empty_engine(tmp_path_factory):
+    """An engine on a store folder that exists but holds nothing yet."""
+    from engine.store import open_store
+
+    path = tmp_path_factory.mktemp("empty") / "store"
+    open_store(path=str(path)).close()
+    engine = _open_engine(str(path), "bundle")
+    yield engine
+    engine.close()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from app.pages.map import selected_point_id
+from app.views.map import BOXED, SELECTED, selected_point_id, selected_point_ids
 from tests.app.apptest import figures, page_app, rerun, texts, values
 
-PAGE = "app.pages.map"
+PAGE = "app.views.map"
 
 
 def scatter(at) -> dict:
@@ -21,7 +21,13 @@ def test_pca_map_has_every_point_coloured_by_the_chosen_key(app_engine):
     at.selectbox(key="map_colour").set_value("anomaly")
     rerun(at)
     fig = scatter(at)
-    assert fig["data"][0]["marker"]["colorbar"]["title"]["text"] == "anomaly"
+    assert fig["data"][0]["marker"]["colorbar"]["title"]["text"] == "anomaly (higher = odder)"
+    at.selectbox(key="map_colour").set_value("pred_teff")
+    rerun(at)
+    assert scatter(at)["data"][0]["marker"]["colorbar"]["title"]["text"] == \
+        "predicted Teff (K)"
+    # Streamlit lets a click select a point only outside the select/lasso drag modes
+    assert scatter(at)["layout"]["dragmode"] == "zoom"
     at.selectbox(key="map_colour").set_value("survey")
     rerun(at)
     names = {t["name"] for t in scatter(at)["data"]}
@@ -61,3 +67,21 @@ def test_selected_point_id_reads_plotly_selection_events():
     assert selected_point_id({"selection": {"points": [{"customdata": 7}]}}, ids) is None
     assert selected_point_id({"selection": {"points": []}}, ids) is None
     assert selected_point_id(None, ids) is None
+
+
+def test_box_selection_lists_the_stars_to_pick_from(app_engine):
+    at = page_app(PAGE, app_engine)
+    ids = at.session_state["map_ids"]
+    at.session_state[BOXED] = ids[:4]
+    rerun(at)
+    listed = next(df.value for df in at.dataframe if "instrument" in df.value.columns)
+    payloads = at.session_state["map_points"]
+    assert list(listed["id"]) == [str(payloads[i]["object_id"]) for i in ids[:4]]
+    assert any("4 stars in the selection" in t for t in texts(at.markdown))
+    assert at.session_state[SELECTED] is None if SELECTED in at.session_state else True
+
+
+def test_selected_point_ids_keeps_every_point_once():
+    ids = ["a", "b", "c"]
+    event = {"selection": {"points": [{"customdata": 2}, {"customdata": 0}, {"customdata": 2}]}}
+    assert selected_point_ids(event, ids) == ["c", "a"]

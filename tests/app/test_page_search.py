@@ -6,19 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.apptest import figures, frame, page_app, rerun, texts
+from tests.app.apptest import figures, frame, page_app, rerun, texts, values
 from tests.indexer.conftest import write_lamost_file
 
-PAGE = "app.pages.search"
+PAGE = "app.views.search"
 
 
-def search(at, mode: str, target: str = "both instruments", k: int = 5, **inputs):
+def search(at, mode: str, target: str | None = None, k: int = 5, **inputs):
     at.radio(key="search_mode").set_value(mode)
     rerun(at)
     for key, value in inputs.items():
         widget = at.get("text_input") + at.get("number_input")
         next(w for w in widget if w.key == key).set_value(value)
-    at.selectbox(key="search_target").set_value(target)
+    if target is not None:      # None: the page's default (every instrument the store holds)
+        at.selectbox(key="search_target").set_value(target)
     at.slider(key="search_k").set_value(k)
     at.button(key="search_go").click()
     return rerun(at)
@@ -31,24 +32,81 @@ def test_search_by_obsid_shows_table_grid_and_detail(app_engine, app_store):
     assert "error" not in result, result
     hits = result["hits"]
     assert len(hits) == 5 and all(h["survey"] == "lamost" for h in hits)
+    assert list(result["groups"]) == ["lamost"]
     assert "2005" not in [h["object_id"] for h in hits]
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
-    assert any("5 neighbours of LAMOST LRS obsid 2005" in t for t in texts(at.subheader))
-    table = at.dataframe[0].value
-    assert list(table["object_id"]) == [h["object_id"] for h in hits]
+    heads = texts(at.subheader)
+    assert "Query: LAMOST LRS obsid 2005" in heads
+    assert "LAMOST LRS: 5 nearest neighbours" in heads
+    table = frame(at, "id", "similarity")
+    assert list(table["id"]) == [h["object_id"] for h in hits]
+    # human names with units, the parameter columns right after the identity
+    assert list(table.columns[:5]) == ["#", "instrument", "id", "similarity", "pred Teff (K)"]
+    assert not any(c.startswith(("label_", "pred_")) for c in table.columns)
+    # the query's own predictions beside its neighbours' labels
+    summary = frame(at, "query predicted", "σ", "neighbours' median label")
+    teff = summary[summary["parameter"] == "Teff (K)"].iloc[0]
+    stored = app_engine.lookup(obsid="2005")[0].payload
+    assert teff["query predicted"] == f"{stored['pred_teff']:.0f}"
     figs = figures(at)
-    grid = [f for f in figs if "similarity" in f["layout"]["title"]["text"]]
+    grid = [f for f in figs if "cosine" in f["layout"]["title"]["text"]]
     assert len(grid) == 5
     assert grid[0]["layout"]["xaxis"]["title"]["text"] == "Wavelength (Å)"
-    assert "Normalised flux" in grid[0]["layout"]["yaxis"]["title"]["text"]
+    assert grid[0]["layout"]["yaxis"]["title"]["text"] == "Continuum-normalised flux"
     assert {t["name"] for t in grid[0]["data"]} >= {"query"}
+    # the whole observed LAMOST spectrum, the model window shaded
+    observed = next(f for f in figs if f["layout"]["title"]["text"].startswith("Query spectrum"))
+    wave = values(observed["data"][0]["x"])
+    assert min(wave) < 3900 and max(wave) > 8000
+    window = observed["layout"]["shapes"][0]
+    assert (window["x0"], window["x1"]) == (3999.0, 5599.0)
     # open the first neighbour: its parameters table, counterpart and neighbours appear
     at.selectbox(key="search_detail").set_value(at.selectbox(key="search_detail").options[1])
     rerun(at)
     assert any(f"obsid {hits[0]['object_id']}" in t for t in texts(at.subheader))
     titles = [f["layout"]["title"]["text"] for f in figures(at)]
     assert any(t.startswith("Predicted Gaia XP counterpart") for t in titles)
-    assert any("nearest neighbours" in t for t in titles)
+    assert any("nearest LAMOST LRS neighbours" in t for t in titles)
+    counterpart = next(f for f in figures(at)
+                       if f["layout"]["title"]["text"].startswith("Predicted Gaia XP"))
+    assert all(t["line"]["dash"] == "solid" for t in counterpart["data"])
+
+
+def test_deep_link_runs_the_search(app_engine):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.apptest import TIMEOUT, _page_script
+
+    at = AppTest.from_function(_page_script, args=(PAGE, app_engine), default_timeout=TIMEOUT)
+    at.query_params["obsid"] = "2003"
+    rerun(at)
+    result = at.session_state["search_result"]
+    assert "error" not in result, result
+    assert result["payload"]["object_id"] == "2003"
+    assert "Query: LAMOST LRS obsid 2003" in texts(at.subheader)
+    # the same link does not search again on every rerun (the user may change the query)
+    at.session_state["search_result"] = None
+    rerun(at)
+    assert at.session_state["search_result"] is None
+
+
+def test_both_instruments_come_in_groups_with_like_overlaid_on_like(app_engine, app_store):
+    if not app_store.pair_source_ids:
+        pytest.skip("one instrument only without ../shared/data/pairs_lamost_xp")
+    at = page_app(PAGE, app_engine)
+    obsid = next(o for o in app_store.obsids if int(o) > 100_000)
+    search(at, "LAMOST obsid", "each instrument (grouped)", 3, search_obsid=obsid)
+    result = at.session_state["search_result"]
+    assert list(result["groups"]) == ["lamost", "gaia_xp"]
+    assert {h["survey"] for h in result["groups"]["gaia_xp"]} == {"gaia_xp"}
+    heads = texts(at.subheader)
+    assert "LAMOST LRS: 3 nearest neighbours" in heads and "Gaia XP: 3 nearest neighbours" in heads
+    xp_grid = [f for f in figures(at) if f["layout"]["title"]["text"].startswith("#")
+               and "Gaia XP" in f["layout"]["title"]["text"]]
+    assert len(xp_grid) == 3
+    for fig in xp_grid:      # an XP neighbour against the query's predicted XP spectrum
+        assert fig["layout"]["yaxis"]["title"]["text"] == "Flux / flux at 550 nm"
+        assert "query's predicted counterpart" in {t["name"] for t in fig["data"]}
 
 
 def test_class_filter_restricts_the_hits(app_engine):
@@ -63,12 +121,16 @@ def test_parameter_filter_uses_predicted_teff(app_engine):
     at = page_app(PAGE, app_engine)
     at.checkbox(key="search_use_params").check()
     rerun(at)
-    at.slider(key="search_teff").set_value((3000.0, 5000.0))
-    search(at, "LAMOST obsid", "both instruments", 20, search_obsid="2003")
+    slider = at.slider(key="search_teff_pred")
+    # the slider spans the store's own predicted Teff, whatever it is
+    lo, hi = app_engine.value_range("pred_teff")
+    assert slider.min <= lo and slider.max >= hi and slider.max - hi < 50
+    slider.set_value((slider.min, 5000.0))
+    search(at, "LAMOST obsid", "LAMOST LRS", 20, search_obsid="2003")
     hits = at.session_state["search_result"]["hits"]
-    assert all(3000.0 <= h["payload"]["pred_teff"] <= 5000.0 for h in hits)
-    everything = app_engine.search(("obsid", "2003"), k=100)
-    inside = [h for h in everything if 3000.0 <= h.payload.get("pred_teff", -1.0) <= 5000.0]
+    assert all(h["payload"]["pred_teff"] <= 5000.0 for h in hits)
+    everything = app_engine.search(("obsid", "2003"), target="lamost", k=100)
+    inside = [h for h in everything if -1.0 < h.payload.get("pred_teff", -1.0) <= 5000.0]
     assert len(hits) == min(20, len(inside))
 
 
@@ -86,7 +148,8 @@ def test_cone_search_uses_the_nearest_spectrum(app_engine):
     search(at, "Sky position", search_ra=10.0 + 2003 % 7, search_dec=20.0 + 2003 % 5,
            search_radius=2.0)
     result = at.session_state["search_result"]
-    assert result["payload"]["object_id"] == "2003" and len(result["hits"]) == 5
+    assert result["payload"]["object_id"] == "2003"
+    assert all(len(hits) == 5 for hits in result["groups"].values())
     assert "spectra in the cone" in result["note"]
 
 
@@ -94,7 +157,8 @@ def test_random_star(app_engine):
     at = page_app(PAGE, app_engine)
     search(at, "Random star", k=3)
     result = at.session_state["search_result"]
-    assert "error" not in result and len(result["hits"]) == 3
+    assert "error" not in result
+    assert all(len(hits) == 3 for hits in result["groups"].values())
     assert result["point"] not in [h["id"] for h in result["hits"]]
 
 
@@ -111,6 +175,9 @@ def test_upload_a_lamost_file(app_engine, tmp_path):
     assert "error" not in result, result
     assert result["record"].object_id == "777" and len(result["hits"]) == 9
     assert any("(uploaded)" in t for t in texts(at.subheader))
+    # the model's predictions for a spectrum that is not in the store
+    summary = frame(at, "query predicted", "σ")
+    assert summary["query predicted"].iloc[0] != ""
 
 
 def test_upload_of_garbage_is_refused_clearly(app_engine):
@@ -137,7 +204,7 @@ def test_gaia_source_finds_its_lamost_counterpart(app_engine, app_store):
     titles = [f["layout"]["title"]["text"] for f in figures(at)]
     # the star has both spectra: the predicted LAMOST spectrum is drawn over the real one
     assert "Predicted LAMOST LRS counterpart vs the real spectrum" in titles
-    params = frame(at, "predicted", "sigma", "catalogue")
-    teff = params[params["parameter"] == "teff (K)"].iloc[0]
-    assert teff["sigma"] > 0 and 3000 < teff["catalogue"] < 8000     # APOGEE label beside it
+    params = frame(at, "predicted", "σ", "catalogue")
+    teff = params[params["parameter"] == "Teff (K)"].iloc[0]
+    assert float(teff["σ"]) > 0 and 3000 < float(teff["catalogue"]) < 8000   # APOGEE label
     assert teff["catalogue source"]

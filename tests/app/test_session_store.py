@@ -72,8 +72,11 @@ def test_csv_export_round_trips():
     t = Table.read(filled().export_csv().decode(), format="ascii.csv")
     assert list(t["id"]) == ["p1", "p2"]
     assert list(t["label"]) == ["interesting", "artefact"]
-    assert t["gaia_source_id"][0] == 1234567890123 and t["gaia_source_id"][1] == -1
-    assert np.isclose(t["ra"][0], 150.25) and np.isnan(float(t["ra"][1]))
+    # missing values are empty cells, never a sentinel such as -1 or "nan"
+    assert t["gaia_source_id"][0] == 1234567890123 and t["gaia_source_id"].mask[1]
+    assert np.isclose(t["ra"][0], 150.25) and t["ra"].mask[1]
+    text = filled().export_csv().decode()
+    assert ",-1," not in text and "nan" not in text.lower()
 
 
 def test_votable_export_round_trips_with_units():
@@ -81,6 +84,7 @@ def test_votable_export_round_trips_with_units():
     assert list(t["object_id"]) == ["938509188", "42"]
     assert str(t["ra"].unit) == "deg" and str(t["dec"].unit) == "deg"
     assert t["note"][0] == "odd Balmer lines"
+    assert t["gaia_source_id"].mask[1]                 # a VOTable null, not -1
 
 
 def test_empty_session_exports_headers_only():

@@ -87,3 +87,26 @@ def test_ingest_real_lamost_folders(tmp_path):
                                   "lamost:DR7": 110, "lamost:DR8": 220}
     assert data["by_class"] == {"GALAXY": 9, "STAR": 2479, "Unknown": 4}
     assert data["labelled"] == 1982 + 131      # every LASP row + 131 DR1 catalogue matches
+
+
+def test_ingest_generic_and_sdss_with_format_and_options(tmp_path):
+    """SDSS and generic files ingest as LAMOST-like records; --format and --medium reach the
+    readers; the catalogue keeps them exactly (meta included)."""
+    from tests.engine.readers.conftest import GENERIC, SDSS_REAL
+
+    out, report = tmp_path / "c.parquet", tmp_path / "r.json"
+    code = run_ingest([str(SDSS_REAL), str(GENERIC / "table-vacuum.csv"), "--out", str(out),
+                       "--report", str(report)])
+    data = json.loads(report.read_text())
+    assert code == 0 and data["read"] == 3 and data["refused"] == []
+    assert data["by_release"] == {"lamost:unknown": 1, "lamost:SDSS 26": 1,
+                                  "lamost:SDSS v5_7_0": 1}
+    back = {r.object_id: r for r in read_catalogue(out)}
+    assert back["sdss-4961-55719-0378"].meta["instrument"] == "SDSS/BOSS"
+    assert back["table-vacuum"].pixel_offset == 320
+    # a table that does not state its medium: refused, unless the command line states it
+    bare = GENERIC / "table-no-medium.csv"
+    assert run_ingest([str(bare), "--out", str(out), "--report", str(report)]) == 1
+    assert "air or vacuum" in json.loads(report.read_text())["refused"][0]["reason"]
+    assert run_ingest([str(bare), "--out", str(out), "--report", str(report), "--format",
+                       "text-table", "--medium", "vacuum"]) == 0

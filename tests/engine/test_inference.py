@@ -32,7 +32,7 @@ def test_shapes_dims_and_normalisation(embedder):
     assert out.shared.shape == (7, embedder.shared_dim) and out.shared.dtype == np.float32
     assert np.allclose(np.linalg.norm(out.shared, axis=1), 1.0, atol=1e-5)
     assert out.own.shape == (7, embedder.own_dim("lamost")) == (7, 16)
-    assert out.translated.shape == (7, 343) and set(out.params) == {"teff", "logg", "feh"}
+    assert out.translated.shape == (7, 343) and set(out.params) == {"teff", "logg", "feh", "rv"}
     assert np.all(np.isfinite(out.recon_error)) and out.valid.all()
     xo = embedder.embed_arrays("gaia_xp", xp.flux, xp.weight, xp.scale)
     assert xo.translated.shape == (5, 1462) and "alpha_m" in xo.params
@@ -80,3 +80,20 @@ def test_real_lamost_records(embedder):
     flux, weight = embedder.model_input(records)
     assert flux.shape == (len(records), 1462)
     assert embedder.reconstruct(records).shape == (len(records), 1462)
+
+
+def test_bundle_preprocess_option_picks_the_continuum_and_the_version(tmp_path):
+    from tests.engine.test_preprocess import lamost_record
+
+    rec = lamost_record(norm=True)
+    out = {}
+    for choice in ("own", "pipeline"):
+        cfg = tiny_dict()
+        cfg["preprocess"] = {"lamost_continuum": choice}
+        torch.manual_seed(0)
+        save_bundle(tmp_path / choice, SpecClipModel(config_from_dict(cfg)).eval(), {}, {},
+                    "# tiny\n", {})
+        emb = Embedder(load_bundle(tmp_path / choice))
+        out[choice] = (emb.version, emb.embed([rec]).continuum[0])
+    assert out["own"][1] == "own" and out["pipeline"][1] == "pipeline"
+    assert out["own"][0] != out["pipeline"][0]     # same weights, other input: new version

@@ -53,8 +53,8 @@ def test_weight_zero_at_masked_and_uncovered_pixels():
 
 def test_pipeline_norm_option_changes_inputs():
     rec = lamost_record(norm=True)
-    pipe = lamost_inputs([rec])
-    own = lamost_inputs([rec], use_pipeline=False)
+    pipe = lamost_inputs([rec], use_pipeline=True)
+    own = lamost_inputs([rec])                       # default: our continuum, every layout
     assert pipe.pipeline_norm[0] and not own.pipeline_norm[0]
     np.testing.assert_allclose(pipe.flux[0], np.clip(rec.norm_flux[338:1800], -1, 5), rtol=1e-6)
     assert not np.array_equal(pipe.flux, own.flux)
@@ -120,11 +120,13 @@ def test_real_layouts_all_valid():
         "lamost_dr1/spectra/spec-55862-B6212_sp06-003.fits",
         "lamost_dr8_repeats/spectra/spec-55859-F5902_sp03-232.fits.gz")]
     records, refused = readers.read_many(paths)
-    out = lamost_inputs(records)
+    out = lamost_inputs(records)                     # default: own continuum, every layout
     assert not refused and out.valid.all()
-    assert out.pipeline_norm.tolist() == [True, False, True, False]
+    assert out.pipeline_norm.tolist() == [False] * 4
     good = out.weight > 0
     assert 0.8 < np.median(out.flux[good]) < 1.1
+    pipe = lamost_inputs(records, use_pipeline=True)  # DR10 and pilot/DR1 carry their own
+    assert pipe.pipeline_norm.tolist() == [True, False, True, False]
 
 
 def test_row_medians_equal_numpy_nanmedian():

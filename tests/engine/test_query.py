@@ -76,6 +76,45 @@ def test_stats_counts(engine):
     assert stats["by_release"] == {"lamost/DR7": 20} or sum(stats["by_release"].values()) == 20
 
 
+def test_stats_agree_with_a_scan_of_every_point(engine):
+    """stats() counts with count and facet calls; a full scroll must give the same numbers."""
+    by_survey: dict = {}
+    by_release: dict = {}
+    for h in engine.store.scroll(engine.collection):
+        s, r = h.payload[P.SURVEY], h.payload.get(P.DATA_RELEASE) or "?"
+        by_survey[s] = by_survey.get(s, 0) + 1
+        by_release[f"{s}/{r}"] = by_release.get(f"{s}/{r}", 0) + 1
+    stats = engine.stats()
+    assert stats["by_survey"] == by_survey and stats["by_release"] == by_release
+    assert stats["total"] == sum(by_survey.values())
+    assert stats["model_versions"] == [engine.index_model_version()]
+
+
+def test_held_instruments_value_ranges_points_and_query_parameters(engine):
+    assert engine.surveys_held() == ["lamost"]
+    values = [h.payload[P.pred_key("teff")] for h in engine.store.scroll(engine.collection)]
+    assert engine.value_range(P.pred_key("teff")) == pytest.approx((min(values), max(values)))
+    assert engine.value_range(P.pred_key("teff"), survey="gaia_xp") is None
+    hit = engine.lookup(obsid="105")[0]
+    assert [p.object_id for p in engine.points([hit.id, "00000000-0000-0000-0000-000000000000"])
+            ] == ["105"]
+    stored = engine.query_parameters(("obsid", "105"))
+    assert stored["teff"] == (hit.payload[P.pred_key("teff")],
+                              hit.payload[P.sigma_key("teff")])
+    from_model = engine.query_parameters(engine.get_spectrum(hit))
+    assert from_model["teff"][0] == pytest.approx(stored["teff"][0], rel=1e-4)
+
+
+def test_an_empty_store_reports_nothing_held(tmp_path):
+    store = open_store(path=str(tmp_path / "empty"))
+    eng = Engine(store)
+    try:
+        assert eng.surveys_held() == [] and eng.value_range(P.SNR) is None
+        assert eng.stats()["healthy"] and eng.stats()["total"] == 0
+    finally:
+        eng.close()
+
+
 def test_build_filter_translates_ranges_lists_and_values():
     flt = build_filter({"label_teff": (4000, None), "subclass": ["G2", "K1"], "obj_class": "STAR"},
                        survey="lamost")

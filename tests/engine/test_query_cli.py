@@ -3,6 +3,7 @@ object_id, score and payload, on a store built by `specclip index` with the ship
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -97,3 +98,70 @@ def test_query_groups_flags_and_quality_cut_options(store):
     wrong = specclip("query", "--store", str(path), "--obsid", "305", "--target", "lamost",
                      "--grouped", "--json")
     assert wrong.returncode == 1 and "--grouped needs --target any" in wrong.stderr
+
+
+def test_query_file_with_format_and_reader_options(store, tmp_path):
+    """A LAMOST spectrum written as a headerless 2-column text table, read with --format
+    text-table --medium vacuum, finds its own stored spectrum first."""
+    from engine import readers
+
+    path, folder = store
+    (record,) = readers.read(str(folder / "spec-305.fits"))
+    table = tmp_path / "star.txt"
+    rows = zip(record.wavelength, record.flux, record.mask, strict=True)
+    table.write_text("\n".join(f"{float(w)!r} {float(f)!r}" for w, f, m in rows if not m))
+    hits = hits_of(specclip("query", "--store", str(path), "--file", str(table), "--format",
+                            "text-table", "--medium", "vacuum", "--target", "lamost", "-k",
+                            "2", "--json"))
+    assert hits[0]["object_id"] == "305"
+    # without the medium the table cannot be placed on a wavelength axis: refused, with why
+    out = specclip("query", "--store", str(path), "--file", str(table), "--json")
+    assert out.returncode == 1 and "air or vacuum" in json.loads(out.stderr)["error"]
+    out = specclip("query", "--store", str(path), "--obsid", "305", "--medium", "air")
+    assert out.returncode == 2 and "only apply to --file" in out.stderr
+    out = specclip("query", "--store", str(path), "--file", str(table), "--format", "nope")
+    assert out.returncode == 1 and "unknown format 'nope'" in out.stderr
+def test_piped_output_is_json_even_without_the_flag(store):
+    path, _ = store
+    hits = hits_of(specclip("query", "--store", str(path), "--obsid", "305", "--target",
+                            "lamost", "-k", "2"))
+    assert len(hits) == 2
+
+
+def test_with_query_adds_the_query_and_its_predictions(store):
+    path, folder = store
+    out = specclip("query", "--store", str(path), "--file", str(folder / "spec-305.fits"),
+                   "--target", "lamost", "-k", "2", "--json", "--with-query")
+    assert out.returncode == 0, out.stderr[-2000:]
+    doc = json.loads(out.stdout)
+    assert doc["query"]["object_id"] == "305" and doc["query"]["survey"] == "lamost"
+    teff, sigma = doc["query"]["predicted"]["teff"]
+    assert 2000 < teff < 50000 and sigma > 0
+    assert len(doc["hits"]) == 2 and {"survey", "object_id", "score", "payload"} <= \
+        set(doc["hits"][0])
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_a_table_with_the_query_predictions(store, monkeypatch):
+    from engine import cli
+
+    path, _ = store
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stdout", screen)
+    assert cli.main(["query", "--store", str(path), "--obsid", "305", "--target", "lamost",
+                     "-k", "3"]) == 0
+    text = screen.getvalue()
+    first, header = text.splitlines()[:2]
+    assert first.startswith("query: LAMOST 305  predicted Teff (K) ")
+    assert "±" in first
+    assert header.split()[:4] == ["#", "instrument", "id", "similarity"]
+    assert "Teff (K)" in header and len(text.splitlines()) == 1 + 2 + 3
+    assert "None" not in text and "nan" not in text
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stdout", screen)
+    assert cli.main(["outliers", "--store", str(path), "-k", "2"]) == 0
+    assert screen.getvalue().splitlines()[0].split()[3] == "anomaly"

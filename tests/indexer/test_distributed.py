@@ -123,13 +123,12 @@ def test_worker_upserts_directly_against_a_server_store(folder):
     """The server path of a worker (run in-process here): it asks the store for its ids'
     hashes, upserts itself and returns counts only. qdrant-client's :memory: mode stands in
     for the server (same API); the worker's cached client is the one checked."""
-    from engine.collection import ensure_collection
-    from engine.records import SURVEYS
+    from engine.collection import collection_spec, ensure_collection
     from indexer.distributed import _server_store, embed_partition
 
     emb = ProjectionEmbedder()
     store = _server_store(":memory:")
-    ensure_collection(store, "spectra__w", emb.shared_dim, {s: emb.own_dim(s) for s in SURVEYS})
+    ensure_collection(store, "spectra__w", collection_spec(emb))
     (part,) = plan_partitions([Source(str(folder))], files_per_partition=N_FILES)
     first = embed_partition(part, ProjectionEmbedder, "spectra__w", store_url=":memory:")
     assert (first.added, first.skipped, first.points) == (N_FILES, 0, [])

@@ -1,6 +1,6 @@
 """Reading in reader processes: the same records as reading in-process (so content hashes and
-points do not depend on how files were read), order kept, a dead reader falls back without
-losing a file, and reader processes never outlive the indexer."""
+points do not depend on how files were read), order kept, a dead reader is replaced (files
+read one at a time) without losing a file, and reader processes never outlive the indexer."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_reader_processes_give_what_read_many_gives(files, workers):
     assert all(p.poll() is not None for p in procs), "a reader process outlived close()"
 
 
-def test_a_reader_that_dies_falls_back_in_process_without_losing_a_file(files, caplog):
+def test_a_reader_that_dies_is_replaced_without_losing_a_file(files, caplog):
     expected, _ = readers.read_many(files)
     with FileReader(1) as reader:
         chunks = reader.read_chunks(chunked(files, 10, 10))
@@ -73,7 +73,7 @@ def test_a_reader_that_dies_falls_back_in_process_without_losing_a_file(files, c
         rest = list(chunks)
     _same([r for recs, _ in [first, *rest] for r in recs], expected)
     assert reader.workers == 0
-    assert "reading the remaining files in-process" in caplog.text
+    assert "reading the remaining files one at a time" in caplog.text
 
 
 class _SendFailsOnce:
@@ -100,7 +100,7 @@ def test_a_failed_hand_off_after_an_answer_loses_no_chunk(files, caplog):
         proc._conn = _SendFailsOnce(proc.conn(), n=3)   # 2 sent up front, the 3rd fails
         results = list(reader.read_chunks(chunked(files, 10, 10)))
     _same([r for recs, _ in results for r in recs], expected)
-    assert "reading the remaining files in-process" in caplog.text
+    assert "reading the remaining files one at a time" in caplog.text
 
 
 def test_syncer_points_do_not_depend_on_how_files_were_read(tmp_path, files, embedder):

@@ -14,6 +14,7 @@ import numpy as np
 from astropy.io import fits
 
 from tests.indexer.conftest import write_lamost_file
+from tests.reliability import hostile
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 GALAXY = DATA / "lamost_dr7" / "spectra" / "spec-58575-HD103621N361936B01_sp03-008.fits"
@@ -27,6 +28,7 @@ class Case:
     kind: str
     path: Path
     expect: str          # "refused" | "unusable" (read, but no usable pixels) | "read"
+    #                      | "rows_refused" (some rows read, the others refused one by one)
 
 
 def _lamost_bytes(tmp: Path, obsid: int, **kw) -> bytes:
@@ -79,6 +81,7 @@ def build(tmp: Path) -> list[Case]:
         good, tmp / "spec-ir.fits", _shift_grid), "unusable"))
     put("CSV with missing columns", "xp-missing-cols.csv",
         b"source_id,solution_id\n123,456\n789,1011\n", "refused")
+    cases += hostile_cases(tmp, good)
     if DATA.is_dir():
         if MRS is not None:
             dst = tmp / MRS.name
@@ -93,6 +96,34 @@ def build(tmp: Path) -> list[Case]:
             shutil.copy(GALAXY, dst)
             cases.append(Case("galaxy spectrum", dst, "read"))
     return cases
+
+
+def hostile_cases(tmp: Path, good: bytes) -> list[Case]:
+    """The inputs of issue 15's adversarial pass (see `hostile`)."""
+    big = 2_000_000     # declared values per row: far above XP's 1485, cheap if allocated
+    bomb = tmp / "spec-bomb.fits.gz"
+    bomb.write_bytes(hostile.gzip_bomb(good))
+    return [
+        Case("COEFF0 that overflows a float (1E999)",
+             hostile.pilot_with_coeff0(tmp, "1E999", "spec-coeff-inf.fits"), "refused"),
+        Case("COEFF0 far off the grid (1.0E12)",
+             hostile.pilot_with_coeff0(tmp, "1.0E12", "spec-coeff-1e12.fits"), "refused"),
+        Case("XP source_id beyond int64", hostile.xp_csv(
+            tmp / "xp-huge-id.csv", ["99999999999999999999999", str(hostile.XP_GOOD_ID)]),
+            "rows_refused"),
+        Case("XP row with an empty source_id", hostile.xp_csv(
+            tmp / "xp-empty-id.csv", ["", str(hostile.XP_GOOD_ID + 1)]), "rows_refused"),
+        Case("ECSV declaring a huge array per row",
+             hostile.ecsv_declaring(tmp / "xp-huge-shape.ecsv", big), "refused"),
+        Case("VOTable declaring a huge arraysize",
+             hostile.votable_declaring(tmp / "xp-huge-arraysize.xml", big), "refused"),
+        Case("gzip bomb behind a valid LAMOST header", bomb, "refused"),
+        Case("COADD table with 3 rows", hostile.coadd_rows(tmp, 3, "spec-3rows.fits"),
+             "refused"),
+        Case("XP CSV with a UTF-8 byte-order mark", hostile.xp_csv(
+            tmp / "xp-bom.csv", [str(hostile.XP_GOOD_ID + 2)], bom=True), "read"),
+        Case("FIFO named like a spectrum", hostile.fifo(tmp), "refused"),
+    ]
 
 
 def good_file(tmp: Path) -> Path:

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_bench_runs_small(tmp_path):
     pytest.importorskip("faiss")
     out = subprocess.run([sys.executable, "benchmarks/run.py", "--n", "3000", "--queries", "15",
-                          "--dim", "16", "--skip-encoder", "--skip-indexing", "--out",
+                          "--dim", "16", "--skip-encoder", "--skip-indexing",
+                          "--skip-incremental", "--out",
                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads((tmp_path / "bench.json").read_text())

@@ -19,6 +19,7 @@ def synthetic_sets(n_lamost: int = 48, n_xp: int = 96, seed: int = 0
         return y[:, :k]
 
     yl, yx = labels(n_lamost, 3), labels(n_xp, 4)
+    yl = np.concatenate([yl, rng.uniform(-80, 80, (n_lamost, 1))], 1)  # LAMOST rv (km/s)
     t = np.linspace(0, 1, LAMOST_MODEL_N_PIXELS)
     fl = (1 - 0.1 * (yl[:, 2:3] + 2) * np.exp(-((t - 0.3) / 0.01) ** 2)
           - 0.05 * (yl[:, 1:2]) * np.exp(-((t - 0.7) / 0.02) ** 2)

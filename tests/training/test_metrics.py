@@ -32,3 +32,24 @@ def test_frac_rms():
     pred = np.array([[1.1, 0.9, -5.0]])
     w = np.array([[1.0, 1.0, 0.0]])
     assert np.allclose(M.frac_rms(pred, true, w), [0.1])
+
+
+def test_coverage_of_gaussian_errors_with_true_sigma():
+    rng = np.random.default_rng(1)
+    truth = rng.normal(0, 1, (20000, 1))
+    sigma = rng.uniform(0.5, 2.0, 20000)
+    pred = {"x": truth[:, 0] + rng.normal(0, 1, 20000) * sigma}
+    cov = M.coverage(pred, {"x": sigma}, truth, ("x",))["x"]
+    assert abs(cov["1sigma"] - 0.683) < 0.01 and abs(cov["2sigma"] - 0.954) < 0.01
+    assert abs(cov["3sigma"] - 0.997) < 0.005 and cov["n"] == 20000
+    half = M.coverage(pred, {"x": sigma / 2}, truth, ("x",))["x"]
+    assert half["1sigma"] < 0.45              # overconfident sigmas cover less
+
+
+def test_label_neighbours_are_nearest_in_label_space():
+    pool = np.array([[5000.0, 4.5, 0.0], [5000.0, 2.0, 0.0], [8000.0, 4.0, -1.0],
+                     [5050.0, 4.4, 0.1], [np.nan, 4.0, 0.0]])
+    q = np.array([[5010.0, 4.5, 0.0], [np.nan, 1.0, 0.0]])
+    nn = M.label_neighbours(q, pool, 2)
+    assert set(nn[0]) == {0, 3}               # the NaN pool row is never a neighbour
+    assert nn[1].tolist() == [-1, -1]         # a query without labels gets none

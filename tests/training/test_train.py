@@ -24,7 +24,9 @@ def tiny_steps(cfg, **kw):
 
 def synthetic_data() -> TrainingData:
     lam, xp = synthetic_sets()
-    return TrainingData(lam, 0, xp, np.zeros((0, 2), np.int64), {"data": "synthetic"})
+    lam_val, xp_val = synthetic_sets(n_lamost=24, n_xp=40, seed=1)
+    return TrainingData(lam, lam_val, 0, xp, xp_val, np.zeros((0, 2), np.int64),
+                        {"data": "synthetic"})
 
 
 def test_small_config_trains_end_to_end_and_bundle_loads(tmp_path):
@@ -91,7 +93,7 @@ def test_frozen_heads_leave_encoders_alone():
     model = SpecClipModel(cfg)
     d = synthetic_data()
     before = {k: v.clone() for k, v in model.encoders.state_dict().items()}
-    fit_head(model, "gaia_xp", d.xp, 3, 16, np.random.default_rng(0))
+    fit_head(model, "gaia_xp", d.xp, d.xp_val, 3, 16, np.random.default_rng(0))
     after = model.encoders.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 

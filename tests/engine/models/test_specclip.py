@@ -14,7 +14,7 @@ from training.losses import align_losses
 def all_losses(model: SpecClipModel, lam, xp) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     h_l, h_x = model.align_features("lamost", *lam), model.align_features("gaia_xp", *xp)
-    y_l = torch.tensor([[5000.0, 4.0, 0.0]] * 4)
+    y_l = torch.tensor([[5000.0, 4.0, 0.0, 10.0]] * 4)  # teff, logg, feh, rv
     y_x = torch.tensor([[5000.0, 4.0, 0.0, 0.1]] * 4)
     return {
         "pretrain": model.pretrain_loss("lamost", *lam, generator=g)

@@ -69,5 +69,19 @@ def test_real_dr1_catalogue_by_filename(shared_data):
     labelled = [r for r in attach_labels(records, table) if r.labels]
     assert len(labelled) == 131          # README: 131 files match by filename
     r = labelled[0]
-    assert r.label_source == "LAMOST DR1" and set(r.label_errors) == {"teff", "logg", "feh"}
+    # error columns do not make a table anything but LASP labels (issue 14)
+    assert r.label_source == "LAMOST LASP" and set(r.label_errors) == {"teff", "logg", "feh"}
     assert not r.object_id.isdigit()     # pilot files have no OBSID: matched by file name
+
+
+def test_label_source_is_lasp_with_error_columns_unless_named(tmp_path, fixtures):
+    """A LASP catalogue with teff_err/logg_err/feh_err columns is still LASP; the caller
+    may name another source."""
+    path = tmp_path / "lasp_with_errors.csv"
+    path.write_text("obsid,teff,teff_err,logg,logg_err,feh,feh_err\n"
+                    "123456789,5800,50,4.4,0.1,0.0,0.05\n")
+    records = readers.read(str(fixtures / "spec-dr7-image.fits"))   # OBSID 123456789
+    (lasp,) = attach_labels(records, load_lamost_labels(str(path)))
+    assert lasp.label_source == "LAMOST LASP" and lasp.label_errors["teff"] == 50.0
+    (named,) = attach_labels(records, load_lamost_labels(str(path), source="my catalogue"))
+    assert named.label_source == "my catalogue"

@@ -88,6 +88,17 @@ def test_count(pair, fname):
     assert 0 < n <= N
 
 
+@pytest.mark.parametrize("fname", ["none", "match", "range"])
+def test_facet_counts_keyword_values(pair, fname):
+    edge, mem = pair
+    a = edge.facet("c", "obj_class", FILTERS[fname])
+    assert a == mem.facet("c", "obj_class", FILTERS[fname])
+    assert sum(a.values()) == edge.count("c", FILTERS[fname]) and len(a) > 0
+    for value, n in a.items():
+        assert n == edge.count("c", Filter(must=(*(FILTERS[fname] or Filter()).must,
+                                                 Match("obj_class", value))))
+
+
 @pytest.mark.parametrize("key", ["anomaly", "snr", "source_index"])
 @pytest.mark.parametrize("descending", [True, False])
 @pytest.mark.parametrize("fname", ["none", "match", "must_not", "range"])

@@ -16,21 +16,22 @@ import streamlit as st
 
 from app import data, reranking
 from app.components import filters as filter_ui
-from app.components import star
+from app.components import star, tables
 from app.components.footer import acknowledgement
 from app.session_store import HuntingSession, SessionStore
+from engine import payload as P
 from engine.errors import SpecClipError
 from engine.query import Engine, SearchHit
 
 log = logging.getLogger(__name__)
 
 SURVEYS = {"LAMOST LRS": "lamost", "Gaia XP": "gaia_xp", "both instruments": None}
-SCORES = {"anomaly": "combined: Fisher's -Σ log(1 - percentile) of the three own-survey "
+SCORES = {P.ANOMALY: "combined: Fisher's -Σ log(1 - percentile) of the three own-survey "
                      "scores",
-          "anomaly_recon": "reconstruction chi² (own noise + look-alikes' model error)",
+          P.ANOMALY_RECON: "reconstruction chi² (own noise + look-alikes' model error)",
           "anomaly_features": "expected spectral features missing (noise units)",
-          "anomaly_knn": "isolation relative to its neighbours",
-          "anomaly_translation":
+          P.ANOMALY_KNN: "isolation relative to its neighbours",
+          P.ANOMALY_TRANSLATION:
           "cross-instrument disagreement (ranked among stars with both spectra only)"}
 NEIGHBOURS_FOR_MARKS = 20
 
@@ -39,12 +40,21 @@ def main(engine: Engine) -> None:
     st.title("Outlier hunting")
     st.caption("The spectra the model finds least typical. Mark what you see; the marks are "
                "saved, exportable, and can re-rank the list.")
+    held = data.surveys_held(engine, data.engine_key(engine))
+    message = data.empty_state(held)
+    if not held:
+        st.info(message)
+        acknowledgement()
+        return
+    if message:
+        st.caption(message)
+    options = survey_options(held)
     c1, c2, c3 = st.columns(3)
-    survey = SURVEYS[c1.selectbox("Instrument", list(SURVEYS), key="outliers_survey")]
+    survey = options[c1.selectbox("Instrument", list(options), key="outliers_survey")]
     score = c2.selectbox("Anomaly score", list(SCORES), format_func=SCORES.get,
                          key="outliers_score")
     k = int(c3.number_input("Candidates", 5, 1000, 50, step=5, key="outliers_k"))
-    filters = filter_ui.filter_controls("outliers")
+    filters = filter_ui.filter_controls("outliers", engine)
     session = _session_controls()
     flash = st.session_state.pop("outliers_flash", None)
     if flash:
@@ -59,8 +69,10 @@ def main(engine: Engine) -> None:
         st.error(f"Could not rank outliers: {exc}")
         acknowledgement()
         return
+    hits += _marked_elsewhere(engine, hits, session, survey)
     if not hits:
-        st.warning("No candidates: is the store scored, or are the filters too strict?")
+        st.warning("No candidates: no spectrum of this instrument passes the filters, or "
+                   "the store was indexed without anomaly scores (re-run `specclip index`).")
         acknowledgement()
         return
     order = _ordered(engine, hits, session, learn, strength)
@@ -71,6 +83,24 @@ def main(engine: Engine) -> None:
         _mark_form(picked, session, score)
     _export(session)
     acknowledgement()
+
+
+def survey_options(held: list[str]) -> dict[str, str | None]:
+    """The instrument choices for the instruments the store holds (first = default)."""
+    if len(held) > 1:
+        return SURVEYS
+    return {k: v for k, v in SURVEYS.items() if v in held}
+
+
+def _marked_elsewhere(engine: Engine, hits: list[SearchHit], session: HuntingSession,
+                      survey: str | None) -> list[SearchHit]:
+    """Marked candidates that the ranking no longer puts in the top k: they stay in the list
+    (last, with their mark) so a hunt never loses what it has judged."""
+    shown = {h.id for h in hits}
+    missing = [pid for pid in session.marks if pid not in shown]
+    if not missing:
+        return []
+    return [h for h in engine.points(missing) if survey is None or h.survey == survey]
 
 
 def _session_controls() -> HuntingSession:
@@ -108,15 +138,21 @@ def _table(order: list[tuple[SearchHit, reranking.Ranked]], score: str,
     rows = []
     for i, (h, r) in enumerate(order, 1):
         mark = session.marks.get(h.id)
-        rows.append({"rank": i, "survey": h.survey, "object_id": h.object_id,
-                     score: h.payload.get(score), "rank score": r.base, "pull": r.pull,
-                     "new score": r.score, "mark": mark.label if mark else "",
-                     "note": mark.note if mark else "",
-                     "pred_teff (K)": h.payload.get("pred_teff"),
-                     "snr": h.payload.get("snr"), "class": h.payload.get("obj_class") or "",
-                     "low quality": h.payload.get("low_quality"),
-                     "outside training data": h.payload.get("ood")})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=320,
+        rows.append({"#": i, "instrument": tables.INSTRUMENTS.get(h.survey, h.survey),
+                     "id": h.object_id, "mark": mark.label if mark else "",
+                     "note": mark.note if mark else "", score: h.payload.get(score),
+                     "pred Teff (K)": h.payload.get(P.pred_key("teff")),
+                     "pred log g": h.payload.get(P.pred_key("logg")),
+                     "pred [Fe/H]": h.payload.get(P.pred_key("feh")),
+                     "SNR": h.payload.get(P.SNR), "class": h.payload.get(P.OBJ_CLASS) or "",
+                     "rank score": r.base, "pull": r.pull, "new score": r.score,
+                     "low quality": "yes" if h.payload.get(P.LOW_QUALITY) else "",
+                     "outside training data": "yes" if h.payload.get(P.OOD) else ""})
+    frame = pd.DataFrame(rows)
+    formats = {score: "{:.3f}", "pred Teff (K)": "{:.0f}", "pred log g": "{:.2f}",
+               "pred [Fe/H]": "{:.2f}", "SNR": "{:.1f}", "rank score": "{:.3f}",
+               "pull": "{:+.2f}", "new score": "{:.3f}"}
+    st.dataframe(tables.styled(frame, formats), hide_index=True, width="stretch", height=320,
                  key="outliers_table", selection_mode="single-row",
                  on_select=functools.partial(_on_row, _labels(order)))
 

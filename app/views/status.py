@@ -10,6 +10,7 @@ import streamlit as st
 
 from app import data
 from app.components.footer import acknowledgement
+from app.components.tables import INSTRUMENTS
 from engine.errors import SpecClipError
 from engine.query import Engine
 
@@ -55,11 +56,13 @@ def _counts(stats: dict) -> None:
     left, right = st.columns(2)
     with left:
         st.markdown("**Spectra per survey**")
-        st.dataframe(pd.DataFrame({"survey": list(by_survey), "spectra": list(by_survey.values())}),
+        st.dataframe(pd.DataFrame({"instrument": [INSTRUMENTS.get(k, k) for k in by_survey],
+                                   "spectra": list(by_survey.values())}),
                      hide_index=True, width="stretch", key="status_by_survey")
     with right:
         st.markdown("**Spectra per data release**")
-        rows = [{"survey": k.split("/", 1)[0], "release": k.split("/", 1)[-1], "spectra": v}
+        rows = [{"instrument": INSTRUMENTS.get(k.split("/", 1)[0], k.split("/", 1)[0]),
+                 "release": k.split("/", 1)[-1], "spectra": v}
                 for k, v in sorted(by_release.items())]
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                      key="status_by_release")
@@ -83,8 +86,8 @@ def _model(engine: Engine, stats: dict) -> None:
     if metrics:
         with st.expander("Evaluation metrics", expanded=True):
             flat = _flatten(metrics)
-            st.dataframe(pd.DataFrame({"metric": list(flat), "value": [str(v) for v in
-                                                                       flat.values()]}),
+            st.dataframe(pd.DataFrame({"metric": list(flat),
+                                       "value": [readable(v) for v in flat.values()]}),
                          hide_index=True, width="stretch", key="status_metrics")
 
 
@@ -105,6 +108,15 @@ def _reports(engine: Engine) -> None:
         with st.expander(f"Refused in the latest run ({len(refused)})"):
             st.dataframe(pd.DataFrame(refused), hide_index=True, width="stretch",
                          key="status_refused")
+
+
+def readable(value) -> str:
+    """A metric as a person reads it: 4 significant digits, not 16."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.4g}"
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -1,0 +1,285 @@
+"""What a sync costs against what is already stored: adding 1 real LAMOST file and 1,000
+real LAMOST spectra to stores of N points, beside the store's full build at that N, in one
+run; and an unchanged re-sync of the shared LAMOST folders beside re-reading them.
+
+The N points already stored are synthetic (clustered unit vectors and payloads shaped like
+the indexer's, in a collection made by engine.collection.collection_spec for the shipped
+bundle: 5 named vectors, every payload index); what is added is real spectra, read and
+embedded by the shipped model through indexer.sync.Syncer, exactly as `specclip index` does.
+The "full build" baseline is the store side only (upsert of N points + optimize + publish):
+embedding N real spectra would take far longer, so ratios against it are conservative; a
+full build including embedding is also given, extrapolated from the per-spectrum cost
+measured in the 1,000-spectrum add, and labelled so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+from benchmarks.common import clustered_vectors, payload_columns, payload_row, side_vectors
+
+log = logging.getLogger(__name__)
+
+
+RACY_WAIT_S = 2.1
+
+
+class PhaseTimer:
+    """A Progress (indexer.progress) that records each phase's wall time."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._t0: dict[str, float] = {}
+
+    def start(self, phase: str, total: int | None) -> None:
+        self._t0.setdefault(phase, time.perf_counter())
+
+    def grow(self, phase: str, n: int) -> None:
+        pass
+
+    def advance(self, phase: str, n: int = 1) -> None:
+        pass
+
+    def finish(self, phase: str) -> None:
+        if phase in self._t0:
+            self.seconds[phase] = round(time.perf_counter() - self._t0.pop(phase), 3)
+
+
+class TimedStore:
+    """The store, with the wall time of its write-side calls added up per method."""
+
+    TIMED = ("upsert", "delete", "scroll", "optimize", "flush", "retrieve")
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.seconds: dict[str, float] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if name not in self.TIMED:
+            return attr
+
+        def timed(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                out = attr(*a, **k)
+                if name == "scroll":
+                    out = list(out)
+                return out
+            finally:
+                self.seconds[name] = round(self.seconds.get(name, 0.0)
+                                           + time.perf_counter() - t, 3)
+        return timed
+
+
+def _build(root: Path, n: int, embedder: Any) -> tuple[Any, str, dict]:
+    """A store of n synthetic points in the indexer's collection, behind its alias."""
+    from engine import payload as P
+    from engine.collection import DEFAULT_ALIAS, collection_spec, ensure_collection, \
+        versioned_name
+    from engine.store import Point, open_store
+
+    store = open_store(path=root / "store")
+    target = versioned_name(DEFAULT_ALIAS, embedder.version)
+    ensure_collection(store, target, collection_spec(embedder))
+    spec_dims = {v.name: v.dim for v in collection_spec(embedder).vectors}
+    base = clustered_vectors(n, spec_dims[P.VECTOR_SHARED], seed=0)
+    side = side_vectors(n)
+    cols = payload_columns(n, seed=1)
+    t = time.perf_counter()
+    for lo in range(0, n, 2000):
+        pts = []
+        for i in range(lo, min(lo + 2000, n)):
+            survey = str(cols["survey"][i])
+            vec = {P.VECTOR_SHARED: base[i],
+                   P.VECTOR_OWN[survey]: side["own"][i][:spec_dims[P.VECTOR_OWN[survey]]]}
+            sname = P.VECTOR_SPECTRUM[survey]
+            if sname in spec_dims:
+                vec[sname] = side["spectrum"][i][:spec_dims[sname]]
+            payload = payload_row(cols, i)
+            payload[P.SOURCE_ROOT] = "/bench/synthetic"
+            pts.append(Point(_pid(i), vec, payload))
+        store.upsert(target, pts)
+    upsert_s = time.perf_counter() - t
+    t = time.perf_counter()
+    store.optimize(target)
+    optimize_s = time.perf_counter() - t
+    store.set_alias(DEFAULT_ALIAS, target)
+    t = time.perf_counter()
+    store.flush()
+    publish_s = time.perf_counter() - t
+    return store, target, {"upsert_s": round(upsert_s, 2), "optimize_s": round(optimize_s, 2),
+                           "publish_s": round(publish_s, 2),
+                           "total_s": round(upsert_s + optimize_s + publish_s, 2)}
+
+
+def _pid(i: int) -> str:
+    import uuid
+    return str(uuid.UUID(int=(1 << 120) + i))
+
+
+def _link_folder(folder: Path, files: list[str]) -> str:
+    """A folder of symlinks to real files (nothing copied)."""
+    folder.mkdir(parents=True)
+    for f in files:
+        os.symlink(os.path.abspath(f), folder / os.path.basename(f))
+    return str(folder)
+
+
+def _sync(store: Any, embedder: Any, state: Path, folder: str) -> dict:
+    from indexer.sources import Source
+    from indexer.sync import Syncer
+
+    timed, phases = TimedStore(store), PhaseTimer()
+    t = time.perf_counter()
+    report = Syncer(store=timed, embedder=embedder, state_path=str(state),
+                    progress=phases).run([Source(folder)])
+    total = time.perf_counter() - t
+    return {"seconds": round(total, 3), "added": report.added, "refused": len(report.refused),
+            "phases_s": phases.seconds, "store_calls_s": timed.seconds}
+
+
+def _mark_scored(state: Path, target: str) -> None:
+    """The synthetic bulk counts as scored: the first add then costs what any later one does."""
+    from indexer.state import SyncState
+
+    s = SyncState.load(str(state))
+    s.scores_fresh[target] = True
+    s.save(str(state))
+
+
+def bench_add(n: int, lamost_files: list[str], embedder: Any, scoring: bool = True) -> dict:
+    """Add 1 file, then 1,000 more spectra, to a store of n points; the build beside them.
+    ``scoring=False`` leaves out the collection-wide anomaly scoring (indexer/scoring.py
+    rescores every point after any write: quadratic in n), to show what the rest costs."""
+    from unittest import mock
+
+    skip = mock.patch("indexer.sync.score_collection", lambda *a, **k: None)
+    with tempfile.TemporaryDirectory(prefix="specclip-incr-") as tmp, \
+            (contextlib.nullcontext() if scoring else skip):
+        root = Path(tmp)
+        log.info("incremental N=%d: full build (store side)", n)
+        store, target, build = _build(root, n, embedder)
+        state = root / "state.json"
+        _mark_scored(state, target)
+        # a new file arrives later than the build: files written within the racy window
+        # before a publication are copied, not linked, at the next one (generations.RACY_NS)
+        time.sleep(RACY_WAIT_S)
+        one = _sync(store, embedder, state, _link_folder(root / "one", lamost_files[:1]))
+        log.info("incremental N=%d: +1 file %.2f s", n, one["seconds"])
+        # the first publication after a build copies the segments its optimize wrote (racily
+        # new then); a second file shows the steady state
+        time.sleep(RACY_WAIT_S)
+        one_more = _sync(store, embedder, state, _link_folder(root / "one_more",
+                                                              lamost_files[1001:1002]))
+        log.info("incremental N=%d: +1 more file %.2f s", n, one_more["seconds"])
+        thousand = _sync(store, embedder, state,
+                         _link_folder(root / "thousand", lamost_files[1:1001]))
+        log.info("incremental N=%d: +%d spectra %.2f s", n, thousand["added"],
+                 thousand["seconds"])
+        points = store.count(target)
+        store.close()
+    per_spectrum = thousand["seconds"] / max(1, thousand["added"])
+    full_extrapolated = build["total_s"] + n * per_spectrum
+    return {"n": n, "scoring": "every point rescored after each add (indexer/scoring.py)"
+            if scoring else "left out (see bench_add)", "points_after": points,
+            "full_build_store_side": build,
+            "add_1_file": one, "add_1000_spectra": thousand, "add_1_more_file": one_more,
+            "waited_after_build_s": RACY_WAIT_S,
+            "ratios": {
+                "add_1_file_over_store_build": round(one["seconds"] / build["total_s"], 4),
+                "add_1000_over_store_build": round(thousand["seconds"] / build["total_s"], 4),
+                "add_1000_over_full_build_extrapolated": round(
+                    thousand["seconds"] / full_extrapolated, 4)},
+            "full_build_with_embedding_extrapolated_s": round(full_extrapolated, 1),
+            "extrapolation": "store build measured + n x the per-spectrum seconds of the "
+                             "1,000-spectrum add (read + embed + write); not a measured build"}
+
+
+def bench_unchanged_resync(folders: list[str], embedder: Any) -> dict:
+    """Index the shared LAMOST folders once, then re-sync them unchanged two ways in this
+    run: by stat (the default) and re-reading + re-hashing every file (--verify, what every
+    re-sync did before)."""
+    from engine.store import open_store
+    from indexer.sources import Source
+    from indexer.sync import Syncer
+
+    sources = [Source(f) for f in folders if os.path.isdir(f)]
+    if not sources:
+        return {"skipped": "no shared LAMOST folders"}
+    with tempfile.TemporaryDirectory(prefix="specclip-resync-") as tmp:
+        state = str(Path(tmp) / "state.json")
+        with open_store(path=Path(tmp) / "store") as store:
+            def run(verify: bool) -> tuple[float, Any]:
+                t = time.perf_counter()
+                r = Syncer(store=store, embedder=embedder, state_path=state,
+                           verify=verify).run(sources)
+                return time.perf_counter() - t, r
+
+            first_s, first = run(False)
+            log.info("resync: first index %.1f s (%d spectra)", first_s, first.added)
+            stat_s, by_stat = run(False)
+            verify_s, by_reading = run(True)
+            stat2_s, _ = run(False)
+    return {"folders": [s.spec for s in sources], "files": by_reading.files_read,
+            "spectra": by_stat.skipped, "first_index_s": round(first_s, 2),
+            "unchanged_by_stat_s": round(min(stat_s, stat2_s), 3),
+            "unchanged_by_rereading_s": round(verify_s, 3),
+            "files_opened_by_stat": by_stat.files_read,
+            "speedup": round(verify_s / min(stat_s, stat2_s), 1),
+            "timing": "by stat: the faster of two runs (before and after the re-reading one)"}
+
+
+def incremental(ns: list[int], lamost_folder: str, shared_lamost: list[str],
+                scored_max_n: int = 10_000, resync: bool = True) -> dict:
+    from engine import readers
+    from engine.bundle import load_bundle
+    from engine.inference import Embedder
+
+    embedder = Embedder(load_bundle(None))
+    files = sorted(readers.iter_spectrum_files([lamost_folder])) \
+        if os.path.isdir(lamost_folder) else []
+    if len(files) < 1002:
+        return {"skipped": f"{lamost_folder}: needs 1,002 LAMOST files, found {len(files)}"}
+    rows = [bench_add(n, files, embedder, scoring=False) for n in ns]
+    rows += [bench_add(n, files, embedder, scoring=True) for n in ns if n <= scored_max_n]
+    out: dict[str, Any] = {"rows": rows,
+                           "unchanged_resync": bench_unchanged_resync(shared_lamost, embedder)
+                           if resync else {"skipped": "--skip-resync"},
+                           "model": embedder.version}
+    return out
+
+
+def plot_incremental(res: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in res.get("rows") or [] if r["scoring"].startswith("left out")]
+    if not rows:
+        return
+    n = [r["n"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ax.plot(n, [r["full_build_store_side"]["total_s"] for r in rows], "s--",
+            label="full build, store side (upsert+optimize+publish)")
+    ax.plot(n, [r["add_1000_spectra"]["seconds"] for r in rows], "o-",
+            label="add 1,000 real spectra")
+    ax.plot(n, [r["add_1_file"]["seconds"] for r in rows], "^-", label="add 1 real file")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("points already in the store (synthetic)")
+    ax.set_ylabel("seconds")
+    ax.set_title("Sync cost vs store size (without collection-wide scoring)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+

@@ -1,0 +1,55 @@
+"""Publishing a collection of the embedded store: turn the writer's flushed working shard
+into an immutable generation that reader processes load (generations.py moves the folders;
+this module knows what Edge needs for a shard to be shared)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import qdrant_edge as qe
+
+from engine.jsonfile import atomic_write_json, read_json
+from engine.store import generations as gens
+from engine.store.edge_types import edge_errors
+
+
+def seal(path: Path) -> None:
+    """Make a raw shard copy shareable by many reader processes: switch its WAL off (Edge
+    refuses to change that through EdgeConfig on load, so the persisted config is edited),
+    then load it once so that Edge replays its journals here rather than in a reader."""
+    cfg_path = path / "edge_config.json"
+    cfg = read_json(cfg_path)
+    cfg["wal_enabled"] = False
+    atomic_write_json(cfg_path, cfg)
+    with edge_errors(f"sealing {path}"):
+        qe.EdgeShard.load(str(path)).close()
+
+
+def publish_shard(shard: object, collection_dir: Path, published_dir: Path) -> int:
+    """Flush the writer's ``shard`` (open on ``collection_dir/shard``) and publish it as the
+    next generation under ``published_dir``; returns the generation number."""
+    with edge_errors(f"flush {collection_dir.name}"):
+        shard.flush()   # type: ignore[attr-defined]
+    # The WAL is the writer's private journal (and holds its lock): readers never need it.
+    return gens.publish(collection_dir, published_dir, prepare=lambda tmp: seal(tmp / "shard"),
+                        linkable=linkable, ignore=("wal", "unpublished"))
+
+
+# Files of a segment that Edge writes once and never again: vector data, HNSW links, the
+# built payload indexes' data, point-id mappings, payload pages. Checked on qdrant-edge-py
+# 0.9.0 (tests/engine/store/test_publish.py holds it to that): neither loading a shard (a
+# reader, or seal()) nor the writer's later updates change them in place unless their stat
+# changes (new points go to the appendable segment; a deletion marks flags in small files;
+# a payload change moves the point to the appendable segment). Everything else (versions,
+# deletion flags, trackers, journals, configs) is copied on every publication: small, and
+# some of it is rewritten by loading.
+_WRITE_ONCE = re.compile(
+    r"(^|/)(matrix\.dat|chunk_\d+\.mmap|links[a-z_]*\.bin|graph\.bin|point_to_values\.bin"
+    r"|values_to_points\.bin|data\.bin|id_tracker\.mappings|page_\d+\.dat)$")
+
+
+def linkable(rel: str) -> bool:
+    """May this file of a shard be shared between generations (see _WRITE_ONCE)?"""
+    return rel.startswith("shard/segments/") and bool(_WRITE_ONCE.search(rel))
+

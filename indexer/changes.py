@@ -1,0 +1,96 @@
+"""What a batch of records changes in the store: stable ids, content hashes, skipping the
+spectra the store already holds unchanged, embedding the rest and building their points.
+One function for the single-process sync and for the Dask workers, so both give every
+spectrum the same id, hash and payload."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from engine.records import SURVEYS, SpectrumRecord
+from engine.store.types import Point
+from indexer.ids import content_hash, point_id
+from indexer.points import build_points
+
+
+@dataclass
+class Changes:
+    """The outcome of one batch. ``present`` maps each file (absolute path) to the ids of its
+    spectra that the store holds once ``points`` are written (new, updated or unchanged);
+    spectra the model refused are not among them."""
+
+    points: list[Point] = field(default_factory=list)
+    present: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    added: int = 0
+    updated: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    refused: list[dict] = field(default_factory=list)
+
+    def merge(self, other: "Changes") -> None:
+        self.points.extend(other.points)
+        for path, ids in other.present.items():
+            self.present[path].extend(ids)
+        self.added += other.added
+        self.updated += other.updated
+        self.skipped += other.skipped
+        self.duplicates += other.duplicates
+        self.refused.extend(other.refused)
+
+
+def file_key(path: Any) -> str:
+    """How files are named in the file index and in ``Changes.present``."""
+    return os.path.abspath(os.fspath(path))
+
+
+def embed_changes(records: Sequence[SpectrumRecord], source_root: str, embedder: Any,
+                  stored_hashes: Callable[[list[str]], dict[str, Any]],
+                  seen: set[str]) -> Changes:
+    """Points for the new and changed spectra among ``records``.
+
+    ``stored_hashes(ids)`` answers {id: content_hash} for the ids the store holds; ``seen``
+    holds the ids already handled in this run (a repeated spectrum is a duplicate, not a new
+    point) and is updated.
+    """
+    out = Changes()
+    ids, hashes, keep = [], [], []
+    for r in records:
+        pid = point_id(r)
+        if pid in seen:          # one point per spectrum: a repeated row is not a new one
+            out.duplicates += 1
+            continue
+        seen.add(pid)
+        ids.append(pid)
+        hashes.append(content_hash(r))
+        keep.append(r)
+    stored = stored_hashes(ids) if ids else {}
+    todo = []
+    for i, pid in enumerate(ids):
+        if stored.get(pid) == hashes[i]:
+            out.present[file_key(keep[i].source_path)].append(pid)
+        else:
+            todo.append(i)
+    out.skipped = len(ids) - len(todo)
+    for survey in SURVEYS:
+        idx = [i for i in todo if keep[i].survey == survey]
+        if not idx:
+            continue
+        recs = [keep[i] for i in idx]
+        emb = embedder.embed(recs)
+        points = build_points(recs, emb, [ids[i] for i in idx], [hashes[i] for i in idx],
+                              source_root, embedder.version, embedder=embedder)
+        out.refused += [{"path": r.source_path, "reason": f"{r.survey} {r.object_id}: too few "
+                         "usable pixels for the model"}
+                        for j, r in enumerate(recs) if not bool(emb.valid[j])]
+        by_id = {ids[i]: keep[i] for i in idx}
+        for p in points:
+            if p.id in stored:
+                out.updated += 1
+            else:
+                out.added += 1
+            out.present[file_key(by_id[p.id].source_path)].append(p.id)
+        out.points.extend(points)
+    return out

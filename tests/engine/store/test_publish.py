@@ -1,0 +1,91 @@
+"""Publishing without copying the shard: generations share the write-once files the writer
+has not touched (hard links), and a reader of an old generation never sees a later write."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.store import CollectionOptions, open_store
+from engine.store import generations as gens
+from engine.store.edge_publish import linkable
+from tests.engine.store.conftest import INDEXES, VECTORS, make_points
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def everything(store, name="c") -> dict:
+    return {h.id: (h.payload, {k: v.tolist() for k, v in (h.vectors or {}).items()})
+            for h in store.scroll(name, with_vectors=True)}
+
+
+def gen_path(root: Path, gen: int) -> Path:
+    return gens.gen_dir(root / "published" / "c", gen)
+
+
+@pytest.fixture
+def short_racy_window(monkeypatch):
+    # files written within RACY_NS before a publication are never linked; the tests wait
+    # out a shorter window instead of 2 s per round
+    monkeypatch.setattr(gens, "RACY_NS", 300_000_000)
+    return lambda: time.sleep(0.4)
+
+
+def test_linkable_names_only_write_once_segment_files():
+    assert linkable("shard/segments/u/vector_storage-shared/matrix.dat")
+    assert linkable("shard/segments/u/vector_index-shared/links_compressed.bin")
+    assert linkable("shard/segments/u/payload_storage/page_0.dat")
+    for rel in ("shard/segments/u/id_tracker.versions", "shard/segments/u/segment.json",
+                "shard/segments/u/vector_storage-a/deleted.dat", "shard/edge_config.json",
+                "shard/segments/u/payload_storage/tracker.dat", "meta.json"):
+        assert not linkable(rel), rel
+
+
+def test_generations_share_unchanged_files_and_old_readers_are_untouched(
+        tmp_path, short_racy_window):
+    root = tmp_path / "s"
+    w = open_store(path=root)
+    w.create_collection("c", VECTORS, INDEXES, CollectionOptions(indexing_threshold=500))
+    w.upsert("c", make_points(3000))
+    w.optimize("c")
+    w.publish()
+    rng = np.random.default_rng(1)
+    leases = []
+    for round_ in range(3):
+        short_racy_window()
+        reader = open_store(path=root, read_only=True)
+        seen_before = everything(reader)                 # this reader now holds gen n
+        old_gen = reader.info("c")["generation"]
+        old_files = digests(gen_path(root, old_gen))
+        leases.append(reader)
+        # every kind of write: new points, deletions, replaced payloads, then optimize
+        w.upsert("c", make_points(60, seed=10 + round_, start=5000 + 100 * round_))
+        w.delete("c", [p.id for p in make_points(3000)][round_ * 7:round_ * 7 + 5])
+        changed = [replace(p, payload={**p.payload, "snr": -1.0})
+                   for p in make_points(3000)[100 + round_ * 10:110 + round_ * 10]]
+        w.upsert("c", changed)
+        w.optimize("c")
+        w.publish()
+        new = gen_path(root, old_gen + 1)
+        shared = [p for p in new.rglob("*") if p.is_file() and os.stat(p).st_nlink > 1]
+        assert shared, "nothing linked: publishing copied the whole shard"
+        assert digests(gen_path(root, old_gen)) == old_files   # old generation untouched
+        fresh = open_store(path=root, read_only=True)
+        assert everything(fresh) == everything(w)              # new generation is exact
+        fresh.close()
+        q = rng.normal(size=16).astype(np.float32)
+        assert [h.id for h in reader.search("c", "shared", q, 5)] == \
+            [h.id for h in w.search("c", "shared", q, 5)]      # the old reader moves on
+        assert seen_before != everything(reader)
+    for r in leases:
+        r.close()
+    w.close()

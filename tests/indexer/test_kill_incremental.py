@@ -1,0 +1,93 @@
+"""kill -9 during an *incremental* sync (new, changed and deleted files on top of an indexed
+store), at a random point, then the same sync again: exactly the files' current spectra are
+stored, each with its current content, and a further run finds nothing to do."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+
+import pytest
+
+from engine import payload as P
+from engine import readers
+from engine.store import open_store
+from indexer.ids import content_hash, point_id
+from tests.indexer.conftest import write_lamost_file
+from tests.indexer.test_kill_resume import start
+
+HOUR_AGO = time.time() - 3600
+
+
+def expected(folder) -> dict[str, str]:
+    """point id -> content hash of every spectrum the folder holds now."""
+    records, _ = readers.read_many(sorted(str(p) for p in folder.iterdir()))
+    return {point_id(r): content_hash(r) for r in records}
+
+
+def stored(store_path) -> dict[str, str]:
+    s = open_store(path=str(store_path), read_only=True)
+    try:
+        return {h.id: h.payload[P.CONTENT_HASH] for h in s.scroll("spectra")}
+    finally:
+        s.close()
+
+
+def age(folder, seconds_ago: float) -> None:
+    for f in folder.iterdir():
+        os.utime(f, (time.time() - seconds_ago, time.time() - seconds_ago))
+
+
+def finish(store, state, folder) -> dict:
+    proc = start(store, state, folder, delay=0.0)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_of_incremental_syncs(tmp_path):
+    rng = random.Random(int.from_bytes(os.urandom(4), "little"))
+    folder = tmp_path / "spectra"
+    folder.mkdir()
+    for i in range(24):
+        write_lamost_file(str(folder / f"spec-{6000 + i}.fits"), 6000 + i, teff=4000 + 70 * i,
+                          seed=i)
+    age(folder, 7200)
+    store, state = tmp_path / "store", tmp_path / "state.json"
+    finish(store, state, folder)
+    next_obsid = 7000
+    for round_ in range(2):
+        files = sorted(folder.iterdir())
+        for f in rng.sample(files, 3):                          # deleted
+            f.unlink()
+        for f in rng.sample(sorted(folder.iterdir()), 4):       # changed in place
+            obsid = int(f.stem.split("-")[1])
+            write_lamost_file(str(f), obsid, teff=rng.uniform(4000, 7000), seed=rng.randrange(99))
+        for _ in range(9):                                      # new
+            write_lamost_file(str(folder / f"spec-{next_obsid}.fits"), next_obsid,
+                              teff=rng.uniform(4000, 7000), seed=rng.randrange(99))
+            next_obsid += 1
+        age(folder, 3600 - 60 * round_)      # trusted stats, and not those of the last run
+        proc = start(store, state, folder, delay=0.3)
+        kill_after = rng.choice(["embedded:1", "embedded:2", "embedded:3",
+                                 f"sleep:{rng.uniform(0.5, 6.0):.2f}"])
+        what, arg = kill_after.split(":")
+        if what == "sleep":
+            time.sleep(float(arg))
+        else:
+            seen, deadline = 0, time.time() + 90
+            while seen < int(arg) and time.time() < deadline:
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                seen += line.startswith("embedded")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        finish(store, state, folder)
+        assert stored(store) == expected(folder), f"round {round_}, killed at {kill_after}"
+        again = finish(store, state, folder)
+        assert again["added"] == 0, f"round {round_}, killed at {kill_after}"
