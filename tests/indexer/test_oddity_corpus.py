@@ -54,11 +54,11 @@ def _survey_ranks(tmp_path_factory, survey: str) -> tuple[dict[str, int], int]:
     return _CACHE[survey]
 
 
-CASES = [("lamost", k) for k in ("emission", "blend", "cosmic_ray", "dead_segment", "inverted",
-                                 "redshifted_galaxy")] + \
-        [("gaia_xp", k) for k in ("emission", "cosmic_ray", "dead_segment", "flat")] + \
-        [pytest.param("gaia_xp", "blend", marks=pytest.mark.xfail(
-            strict=True, reason="measured: 82 of 4,042 background spectra above it (top 2 %)"))]
+CASES = [("lamost", k) for k in ("emission", "blend", "cosmic_ray", "dead_segment", "inverted")] + \
+        [pytest.param("lamost", "redshifted_galaxy", marks=pytest.mark.xfail(
+            strict=True, reason="bundle 5cfd28776e28346b, measured: 14 of 544 real spectra "
+                                "above it (top 3 %; the old bundle had it in the top 1 %)"))] + \
+        [("gaia_xp", k) for k in ("emission", "cosmic_ray", "dead_segment", "flat", "blend")]
 
 
 @pytest.mark.parametrize(("survey", "injection"), CASES)
