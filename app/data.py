@@ -248,7 +248,8 @@ def empty_state(held: list[str], wanted: str | None = None) -> str | None:
 
 
 def hits_from_dicts(items: list[dict]) -> list[SearchHit]:
-    return [SearchHit(d["id"], d["survey"], d["object_id"], d["score"], d["payload"])
+    return [SearchHit(d["id"], d["survey"], d["object_id"], d["score"], d["payload"],
+                      d.get("space", ""), d.get("similarity_percentile"))
             for d in items]
 
 

@@ -74,6 +74,15 @@ class Embedder:
         return self.bundle.version
 
     @property
+    def reference(self):
+        """The bundle's scoring reference (engine/reference.py), None if it has none."""
+        if not hasattr(self, "_reference"):
+            from engine.reference import load_reference
+
+            self._reference = load_reference(self.bundle.path, self.version)
+        return self._reference
+
+    @property
     def shared_dim(self) -> int:
         return self.bundle.config.align.shared_dim
 

@@ -33,12 +33,28 @@ CONTENT_HASH = "content_hash"
 MODEL_VERSION = "model_version"
 CONTINUUM = "continuum"                # LAMOST: normalisation the model saw, "own" or "pipeline"
 
-ANOMALY = "anomaly"                    # combined score used for default outlier ranking
-ANOMALY_KNN = "anomaly_knn"            # distance to the k-th neighbour in the shared space
-ANOMALY_RECON = "anomaly_recon"        # own decoder reconstruction error
-ANOMALY_TRANSLATION = "anomaly_translation"  # translated-vs-real disagreement (both instruments)
-ANOMALY_SCORES = (ANOMALY, ANOMALY_KNN, ANOMALY_RECON, ANOMALY_TRANSLATION)
-
+# Anomaly scores (indexer/scoring.py; README "Outliers"). Own-survey scores:
+ANOMALY_RECON = "anomaly_recon"        # reconstruction chi^2 vs own noise + look-alikes' error
+ANOMALY_FEATURES = "anomaly_features"  # expected features missing, in noise units
+ANOMALY_KNN = "anomaly_knn"            # local isolation (k-NN distance over its neighbours')
+KNN_DISTANCE = "knn_distance"          # cosine distance to the 10th same-survey neighbour
+# ANOMALY: Fisher's combination -sum(log(1 - p)) of the three own-survey scores' percentiles
+# within the survey (from the distribution stored at the last full scoring pass)
+ANOMALY = "anomaly"
+# only for stars with both spectra, ranked only among them; never part of ANOMALY
+ANOMALY_TRANSLATION = "anomaly_translation"
+OWN_SURVEY_SCORES = (ANOMALY_RECON, ANOMALY_FEATURES, ANOMALY_KNN)
+ANOMALY_SCORES = (ANOMALY, ANOMALY_KNN, ANOMALY_RECON, ANOMALY_FEATURES, ANOMALY_TRANSLATION)
+SCORES_PENDING = "scores_pending"      # True until the neighbour scores are written
+# Out of distribution: far from the parameter heads' training data, or not a star
+OOD = "ood"
+OOD_DISTANCE = "ood_distance"
+OOD_REASON = "ood_reason"
+# Data quality, separate from oddity: low SNR or a mostly masked window
+LOW_QUALITY = "low_quality"
+QUALITY_REASON = "quality_reason"
+SOURCE_ROOT = "source_root"
+SNR_BANDS = "snr_bands"
 
 def label_key(name: str) -> str:
     return f"label_{name}"
@@ -72,4 +88,7 @@ PAYLOAD_INDEXES: dict[str, str] = {
     pred_key("rv"): "float",           # LAMOST radial velocity (km/s) from the RV head
     CONTINUUM: "keyword",
     **{k: "float" for k in ANOMALY_SCORES},
+    SCORES_PENDING: "bool",
+    OOD: "bool",
+    LOW_QUALITY: "bool",
 }

@@ -14,6 +14,7 @@ else "own", and "shared" across instruments.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import uuid
@@ -42,15 +43,21 @@ class SearchHit:
     object_id: str
     score: float
     payload: dict
+    space: str = ""                      # the named vector a search compared (neighbours)
+    similarity_percentile: float | None = None   # engine/similarity.py
 
     @classmethod
-    def from_hit(cls, hit: Hit) -> "SearchHit":
+    def from_hit(cls, hit: Hit, space: str = "") -> "SearchHit":
         return cls(hit.id, hit.payload.get(P.SURVEY, ""), str(hit.payload.get(P.OBJECT_ID, "")),
-                   float(hit.score), dict(hit.payload))
+                   float(hit.score), dict(hit.payload), space)
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "survey": self.survey, "object_id": self.object_id,
-                "score": self.score, "payload": self.payload}
+        out = {"id": self.id, "survey": self.survey, "object_id": self.object_id,
+               "score": self.score, "payload": self.payload}
+        if self.space:
+            out["space"] = self.space
+            out["similarity_percentile"] = self.similarity_percentile
+        return out
 
 
 def _with_identity(keys: Sequence[str] | None) -> list[str] | None:
@@ -101,6 +108,7 @@ class Engine:
         self.bundle_path = bundle_path
         self.store_location = store_location
         self._embedder = None
+        self._similarity = None
 
     @classmethod
     def open(cls, store_path: str | None = None, url: str | None = None,
@@ -169,53 +177,93 @@ class Engine:
     # -- searches -------------------------------------------------------------------------
     def search(self, query: Query, target: str = "any", k: int = 10,
                filters: dict | None = None, space: str = "auto",
-               payload_keys: Sequence[str] | None = None) -> list[SearchHit]:
+               payload_keys: Sequence[str] | None = None,
+               quality_cut: bool | None = None) -> list[SearchHit]:
         """Nearest neighbours of a spectrum, a point id, ("obsid", x) or ("source_id", x).
 
         `payload_keys` limits each hit's payload to those fields (None: all of them; the
-        hit's survey and object id are always filled in)."""
+        hit's survey and object id are always filled in). `quality_cut` leaves out spectra
+        flagged `low_quality` (low SNR or mostly masked: noisy spectra are hubs that sit
+        near everything in the shared space); None, the default, applies it to the other
+        instrument's hits only. Each hit carries the `space` searched and its
+        `similarity_percentile` there (engine/similarity.py)."""
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, not {space!r}")
         survey, vectors, self_id = self.vectors_for(query)
         if target == "any" and space == "auto":
-            return self._search_both(survey, vectors, self_id, k, filters, payload_keys)
+            groups = self._search_groups(survey, vectors, self_id, k, filters, payload_keys,
+                                         quality_cut)
+            return _interleave(groups, survey, k)
         name = self._vector_name(survey, target, space, vectors)
-        return self.search_vector(vectors[name], name, k, filters,
-                                  None if target == "any" else target, self_id, payload_keys)
+        cut = self._quality_cut(quality_cut, survey, target)
+        hits = self.search_vector(vectors[name], name, k, filters,
+                                  None if target == "any" else target, self_id, payload_keys,
+                                  exclude_low_quality=cut)
+        return self._with_percentiles(hits, name, survey)
+
+    def search_by_instrument(self, query: Query, k: int = 10, filters: dict | None = None,
+                             payload_keys: Sequence[str] | None = None,
+                             quality_cut: bool | None = None) -> dict[str, list[SearchHit]]:
+        """{survey: its k nearest spectra} for both instruments, each in its own space
+        (spectrum PCA within the query's instrument, shared across): similarities from
+        different spaces are not comparable, so they are returned as separate groups."""
+        survey, vectors, self_id = self.vectors_for(query)
+        return self._search_groups(survey, vectors, self_id, k, filters, payload_keys,
+                                   quality_cut)
+
+    @staticmethod
+    def _quality_cut(quality_cut: bool | None, survey: str, target: str | None) -> bool:
+        if quality_cut is not None:
+            return bool(quality_cut)
+        return target not in (None, "any", survey)
+
+    def _with_percentiles(self, hits: list[SearchHit], space: str, survey: str
+                          ) -> list[SearchHit]:
+        from engine.similarity import SimilarityScale
+
+        if self._similarity is None:
+            self._similarity = SimilarityScale(self)
+        return [dataclasses.replace(h, space=space, similarity_percentile=self._similarity.
+                                    percentile(space, survey, h.survey, h.score))
+                for h in hits]
 
     def search_vector(self, vector: np.ndarray, vector_name: str = P.VECTOR_SHARED,
                       k: int = 10, filters: dict | None = None, target: str | None = None,
                       exclude_id: str | None = None,
-                      payload_keys: Sequence[str] | None = None) -> list[SearchHit]:
+                      payload_keys: Sequence[str] | None = None,
+                      exclude_low_quality: bool = False) -> list[SearchHit]:
         """Nearest neighbours of a vector already in hand (say, from your own `Embedder`
         run) in one named space: `shared`, `<survey>_own` or `<survey>_spectrum`.
-        `target` keeps one instrument; `exclude_id` drops that point (the query itself)."""
+        `target` keeps one instrument; `exclude_id` drops that point (the query itself);
+        `exclude_low_quality` leaves out points flagged `low_quality`."""
         keys = _with_identity(payload_keys)
         flt = build_filter(filters, target)
+        if exclude_low_quality:   # must_not: points indexed before the flag existed stay
+            flt = dataclasses.replace(flt or Filter(),
+                                      must_not=(flt.must_not if flt else ()) +
+                                      (Match(P.LOW_QUALITY, True),))
         raw = self.store.search(self.collection, vector_name, vector,
                                 k + (exclude_id is not None), filter=flt, payload_keys=keys)
         return [SearchHit.from_hit(h) for h in raw if h.id != exclude_id][:k]
 
-    def _search_both(self, survey: str, vectors: dict, self_id: str | None, k: int,
-                     filters: dict | None, payload_keys: Sequence[str] | None = None
-                     ) -> list[SearchHit]:
-        """target "any": the best of each instrument, interleaved by rank. Cosine scores are
-        not comparable across instruments (the CLIP "modality gap": same-instrument
-        neighbours score ~0.9, the same star seen by the other instrument ~0.6), so one
-        merged sort would bury every cross-instrument match."""
+    def _search_groups(self, survey: str, vectors: dict, self_id: str | None, k: int,
+                       filters: dict | None, payload_keys: Sequence[str] | None,
+                       quality_cut: bool | None) -> dict[str, list[SearchHit]]:
+        """Each instrument's best, searched in its own space. Cosine scores are not
+        comparable across instruments (the CLIP "modality gap": same-instrument neighbours
+        score ~0.9, the same star seen by the other instrument ~0.6), so one merged sort
+        would bury every cross-instrument match."""
         other = SURVEY_XP if survey == SURVEY_LAMOST else SURVEY_LAMOST
         per = {}
         for target in (survey, other):
             name = self._vector_name(survey, target, "auto", vectors)
-            per[target] = self.search_vector(vectors[name], name, k, filters, target, self_id,
-                                             payload_keys)
-        merged = []
-        for pair in zip(per[other], per[survey], strict=False):
-            merged.extend(pair)
-        merged += per[other][len(per[survey]):] + per[survey][len(per[other]):]
-        return merged[:k]
+            hits = self.search_vector(vectors[name], name, k, filters, target, self_id,
+                                      payload_keys, self._quality_cut(quality_cut, survey,
+                                                                      target))
+            per[target] = self._with_percentiles(hits, name, survey)
+        return per
 
     @staticmethod
     def _vector_name(survey: str, target: str, space: str, vectors: dict) -> str:
@@ -234,7 +282,13 @@ class Engine:
 
     def outliers(self, survey: str | None = SURVEY_LAMOST, k: int = 50,
                  filters: dict | None = None, score: str = P.ANOMALY) -> list[SearchHit]:
-        """Points ranked by an anomaly score (highest first)."""
+        """Points ranked by an anomaly score (highest first). `anomaly` is Fisher's
+        combination -sum(log(1 - p)) of the percentiles p of `anomaly_recon`,
+        `anomaly_features` and `anomaly_knn` within the survey (neither an average nor a
+        maximum); `anomaly_translation` ranks only stars with both spectra and is never part
+        of `anomaly`. Spectra flagged
+        `low_quality` are ranked like the rest (their noise does not raise their scores);
+        filters={"low_quality": False} leaves them out."""
         if score not in P.ANOMALY_SCORES:
             raise ValueError(f"score must be one of {P.ANOMALY_SCORES}")
         flt = build_filter(filters, survey)
@@ -296,6 +350,36 @@ class Engine:
         other = SURVEY_XP if record.survey == SURVEY_LAMOST else SURVEY_LAMOST
         emb = self.embedder.embed([record])
         return self.embedder.model_grid(other), np.asarray(emb.translated[0])
+
+    def assess(self, record: SpectrumRecord) -> dict[str, Any]:
+        """The per-spectrum flags an indexed point carries in its payload, for a spectrum in
+        hand: `ood` (+ `ood_distance`, `ood_reason`), `low_quality` (+ `quality_reason`) and
+        `anomaly_recon`. Without the bundle's reference only the class and quality parts."""
+        from engine.spectrum_scores import score_spectra
+
+        emb = self.embedder.embed([record])
+        if not bool(emb.valid[0]):
+            raise SpecClipError(f"{record.source_path}: too few usable pixels to embed")
+        sc = score_spectra([record], emb.shared, self.embedder, self.embedder.reference,
+                           emb.sigmas)
+        out: dict[str, Any] = {P.OOD: bool(sc.ood[0]), P.LOW_QUALITY: bool(sc.low_quality[0])}
+        for key, value in ((P.OOD_DISTANCE, sc.ood_distance[0]),
+                           (P.ANOMALY_RECON, sc.recon_chi2[0])):
+            if np.isfinite(value):
+                out[key] = float(value)
+        if sc.ood_reason[0]:
+            out[P.OOD_REASON] = sc.ood_reason[0]
+        if sc.quality_reason[0]:
+            out[P.QUALITY_REASON] = sc.quality_reason[0]
+        return out
+
+    def flags(self, query: Query) -> dict[str, Any]:
+        """`assess` for a spectrum in hand; the stored flags for an indexed star."""
+        if isinstance(query, SpectrumRecord):
+            return self.assess(query)
+        hit = self._point_for(query)
+        keys = (P.OOD, P.OOD_DISTANCE, P.OOD_REASON, P.LOW_QUALITY, P.QUALITY_REASON)
+        return {"id": hit.id, **{k: hit.payload[k] for k in keys if k in hit.payload}}
 
     def predict_parameters(self, record: SpectrumRecord) -> dict[str, tuple[float, float]]:
         emb = self.embedder.embed([record])
@@ -425,6 +509,27 @@ def inflate_gzip(content: bytes, name: str, max_bytes: int) -> bytes:
     return guards.gunzip(content, name, max_bytes)
 
 
+OOD_WARNING = "outside the training data: treat the parameters as unreliable"
+
+
+def parameter_warning(flags: dict) -> str | None:
+    """The caveat to show beside predicted parameters and counterparts, from a payload or
+    `Engine.assess` output; None when the spectrum is like the training data."""
+    if not flags.get(P.OOD):
+        return None
+    reason = flags.get(P.OOD_REASON)
+    return f"{OOD_WARNING} ({reason})" if reason else OOD_WARNING
+
+
+def _interleave(groups: dict[str, list[SearchHit]], survey: str, k: int) -> list[SearchHit]:
+    """target "any" as one list: the other instrument's and the query's own, alternating by
+    rank (each hit says its `space`; `search_by_instrument` keeps the groups apart)."""
+    other = SURVEY_XP if survey == SURVEY_LAMOST else SURVEY_LAMOST
+    a, b = groups.get(other, []), groups.get(survey, [])
+    merged = [h for pair in zip(a, b, strict=False) for h in pair]
+    return (merged + a[len(b):] + b[len(a):])[:k]
+
+
 def read_spectra(source: Any, path: str | None = None, format: str | None = None,
                  options: dict[str, Any] | None = None) -> list[SpectrumRecord]:
     """Every spectrum in one file (a path or a binary file object; `path` names an
@@ -445,4 +550,4 @@ def is_point_id(text: str) -> bool:
 
 
 __all__ = ["Engine", "SearchHit", "build_filter", "angular_separation_deg", "is_point_id",
-           "read_spectra", "inflate_gzip", "TARGETS"]
+           "read_spectra", "inflate_gzip", "TARGETS", "parameter_warning", "OOD_WARNING"]

@@ -44,9 +44,17 @@ def register_query(subparsers: argparse._SubParsersAction) -> None:
                    help="auto: spectrum PCA within one instrument, shared CLIP space across")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=LO:HI|VALUE",
                    help="payload filter, e.g. label_teff=4000:6000 or obj_class=STAR")
+    p.add_argument("--quality-cut", choices=["auto", "on", "off"], default="auto",
+                   help="leave out spectra flagged low_quality (low SNR or mostly masked; "
+                        "noisy spectra crowd cross-instrument results). auto: only among the "
+                        "other instrument's hits")
+    p.add_argument("--grouped", action="store_true",
+                   help="with --target any: {\"lamost\": [...], \"gaia_xp\": [...]}, each "
+                        "instrument searched in its own space, instead of one interleaved list")
     p.add_argument("--with-query", action="store_true",
                    help="JSON: an object {query: {survey, object_id, predicted: {name: "
-                        "[value, sigma]}}, hits: [...]} instead of the bare list of hits")
+                        "[value, sigma]}, ood, low_quality and their reasons}, hits: [...]} "
+                        "instead of the bare list of hits")
     p.add_argument("--fields", metavar="KEY,KEY,...",
                    help="payload fields to return per hit (default: all); survey and "
                         "object_id are always there")
@@ -170,13 +178,31 @@ def run_query(args: argparse.Namespace) -> int:
             query = ("source_id", args.source_id)
         fields = [f.strip() for f in args.fields.split(",") if f.strip()] \
             if args.fields else None
-        hits = engine.search(query, target=args.target, k=args.k, filters=filters,
-                             space=args.space, payload_keys=fields)
+        cut = {"auto": None, "on": True, "off": False}[args.quality_cut]
+        groups = None
+        if args.grouped:
+            if args.target != "any":
+                raise SpecClipError("--grouped needs --target any")
+            groups = engine.search_by_instrument(query, k=args.k, filters=filters,
+                                                 payload_keys=fields, quality_cut=cut)
+            hits = [h for hs in groups.values() for h in hs]
+        else:
+            hits = engine.search(query, target=args.target, k=args.k, filters=filters,
+                                 space=args.space, payload_keys=fields, quality_cut=cut)
         # the table always shows the query's predictions; JSON only when asked, so the
         # bare list that scripts read stays as it was
         summary = _query_summary(engine, query) \
             if args.with_query or not wants_json(args) else None
-        _print_hits(args, hits, summary)
+        if summary is not None and args.with_query:
+            summary.update(engine.flags(query))     # ood / low_quality and their reasons
+        if groups is not None and wants_json(args):
+            out: object = {s: [h.to_dict() for h in hs] for s, hs in groups.items()}
+            if args.with_query:
+                out = {"query": summary, "hits": out}
+            json.dump(out, sys.stdout, indent=1, default=str)
+            sys.stdout.write("\n")
+        else:
+            _print_hits(args, hits, summary)
         return 0
     except (SpecClipError, ValueError) as exc:
         print(json.dumps({"error": str(exc)}), file=sys.stderr)

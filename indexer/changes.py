@@ -81,7 +81,7 @@ def embed_changes(records: Sequence[SpectrumRecord], source_root: str, embedder:
         recs = [keep[i] for i in idx]
         emb = embedder.embed(recs)
         points = build_points(recs, emb, [ids[i] for i in idx], [hashes[i] for i in idx],
-                              source_root, embedder.version)
+                              source_root, embedder.version, embedder=embedder)
         out.refused += [{"path": r.source_path, "reason": f"{r.survey} {r.object_id}: too few "
                          "usable pixels for the model"}
                         for j, r in enumerate(recs) if not bool(emb.valid[j])]

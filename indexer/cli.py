@@ -126,3 +126,50 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         store.close()
     return 0
+
+
+def register_rescore(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "rescore", help="recompute every point's anomaly scores (a full refresh)",
+        description="A sync scores only new and changed points and the neighbours they "
+                    "join (bounded staleness, see README 'Outliers'); this recomputes every "
+                    "neighbour score from scratch and clears the staleness count.")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--store", help="embedded store folder (Qdrant Edge)")
+    where.add_argument("--url", help="Qdrant server/cluster URL (API key from QDRANT_API_KEY)")
+    p.add_argument("--bundle", help="model bundle folder (default: the shipped small model)")
+    p.add_argument("--alias", default=DEFAULT_ALIAS)
+    p.add_argument("--state", help="bookkeeping file (default: STORE/indexer_state.json)")
+    p.set_defaults(func=run_rescore)
+
+
+def run_rescore(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from engine.collection import versioned_name
+    from indexer.scoring import score_collection
+    from indexer.state import SyncState
+
+    store = open_store(path=args.store, url=args.url)
+    try:
+        embedder = Embedder(load_bundle(args.bundle))
+        target = versioned_name(args.alias, embedder.version)
+        if target not in store.list_collections():
+            print(json.dumps({"error": f"no collection {target} for bundle "
+                                       f"{embedder.version}: index first"}), file=sys.stderr)
+            return 1
+        state_path = default_state_path(args)
+        state = SyncState.load(state_path)
+        report = score_collection(store, target, embedder)
+        store.optimize(target)
+        store.flush()
+        state.scores_fresh[target] = True
+        state.scores_stale[target] = 0
+        state.score_quantiles[target] = report.quantiles
+        state.save(state_path)
+        summary = {k: v for k, v in asdict(report).items() if k != "quantiles"}
+        print(json.dumps({"collection": target, **summary}))
+        return 0
+    finally:
+        store.close()
+

@@ -44,7 +44,7 @@ def record_payload(record: SpectrumRecord, source_root: str, chash: str,
         P.SOURCE_ROOT: source_root,
         P.CONTENT_HASH: chash,
         P.MODEL_VERSION: model_version,
-        "snr_bands": {k: _clean(v) for k, v in record.snr.items()},
+        P.SNR_BANDS: {k: _clean(v) for k, v in record.snr.items()},
     }
     for name in LABEL_NAMES:
         payload[P.label_key(name)] = _clean(record.labels.get(name))
@@ -56,12 +56,13 @@ def record_payload(record: SpectrumRecord, source_root: str, chash: str,
 
 
 def build_points(records: Sequence[SpectrumRecord], batch: Any, ids: Sequence[str],
-                 hashes: Sequence[str], source_root: str, model_version: str) -> list[Point]:
+                 hashes: Sequence[str], source_root: str, model_version: str,
+                 embedder: Any = None) -> list[Point]:
     """Points for the records whose embedding is valid (`batch` is an EmbeddingBatch).
 
-    Anomaly scores that need the whole collection (k-NN distance, cross-instrument
-    disagreement) are filled in later by `indexer.scoring`; the reconstruction error is known
-    now and stored at once.
+    With the `embedder`, the per-spectrum scores (reconstruction chi^2, OOD, quality) are
+    added now and the point is flagged `scores_pending` until `indexer.scoring` writes the
+    scores that need other points (neighbours, the cross-instrument counterpart).
     """
     own_name = P.VECTOR_OWN[batch.survey]
     points = []
@@ -82,4 +83,11 @@ def build_points(records: Sequence[SpectrumRecord], batch: Any, ids: Sequence[st
         if getattr(batch, "spectral", None) is not None:
             vectors[P.VECTOR_SPECTRUM[batch.survey]] = np.asarray(batch.spectral[i], np.float32)
         points.append(Point(id=ids[i], vectors=vectors, payload=payload))
+    if embedder is not None:
+        from indexer.scoring import embed_time_payload
+
+        embed_time_payload(points, records, batch, embedder)
+    else:
+        for p in points:
+            p.payload[P.SCORES_PENDING] = True
     return points

@@ -1,63 +1,111 @@
-"""Anomaly scores that need the whole collection, computed after the upserts of a sync.
+"""Anomaly scores: per spectrum at embedding time, neighbour scores through the store after.
 
-- `anomaly_knn`: cosine distance to the k-th nearest neighbour of the same survey in the
-  shared space (sparse regions of the space hold unusual spectra).
-- `anomaly_recon`: the own decoder's reconstruction error (stored at embedding time).
-- `anomaly_translation`: for stars seen by both instruments, how far one instrument's spectrum
-  translated into the other's differs from the real one (mean of both directions).
-- `anomaly`: the highest of the available scores' percentile ranks within the survey, so
-  scores of different units combine and a spectrum flagged strongly by any one signal ranks
-  high (a galaxy may sit in a dense corner of the shared space yet be badly reconstructed;
-  averaging the ranks would hide it: with the shipped bundle, in a store of the real DR7
-  plate plus the DR10 sample, the mean put 5 of the plate's 12 indexed galaxies/unknowns in
-  its top 20, the maximum 9).
+At embedding time (`embed_time_payload`, no other point needed; engine/spectrum_scores.py):
+- `anomaly_recon`: reconstruction chi^2 against the spectrum's own noise plus the model error
+  of its look-alikes (the 20 nearest reference stars), so noise and coolness are not oddity;
+- `ood`, `ood_distance`, `ood_reason`: far from the training data, or a non-stellar class;
+- `low_quality`, `quality_reason`: low SNR or a mostly masked window (a flag, not a score);
+- `scores_pending`: True until the neighbour scores below are written (fresh-or-flagged).
 
-The k-NN pass is an exact chunked matrix product in numpy: exact, and fast for the sizes
-one machine indexes (40k x 40k in seconds); at survey scale it would use the store's search.
+After the upserts (`refresh_scores`):
+- `knn_distance`: cosine distance to the 10th same-survey neighbour in the shared space;
+- `anomaly_knn`: that distance over the median of its neighbours' (local isolation: ~1 in
+  any cluster, dense or sparse);
+- `anomaly_features`: the expected spectral features missing, in noise units (per spectrum);
+- `anomaly`: Fisher's combination -sum(log(1 - p)) of the three own-survey scores'
+  percentiles p within the survey, taken from the distribution stored at the last full pass,
+  so an incremental sync needs no pass over the store;
+- `anomaly_translation`: for stars with both spectra only, the translated-vs-real
+  disagreement after removing a reddening-like smooth tilt; never part of `anomaly`, so a
+  cross-matched star cannot outrank the survey for being cross-matched.
+
+Incremental (once a full pass has stored each survey's score distribution): only points
+flagged `scores_pending` are scored, through store searches, plus the existing points among
+their 50 nearest that they come closer to than those points' 10th neighbour (their
+`knn_distance` and `anomaly_knn` are redone). The points *around* those keep an
+`anomaly_knn` computed with an older neighbour distance, and a point further than the 50th
+that the new one entered is not found: that is the staleness. It is bounded: once the count
+of the former since the last full pass exceeds `STALE_FRACTION` of the collection, or after
+deletions, the next sync rescores everything (as `specclip rescore` does).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 
 from engine import payload as P
-from engine.records import SURVEY_LAMOST, SURVEY_XP, SURVEYS
-from engine.store.types import Filter, Match, Point, VectorStore
+from engine.errors import NotFoundError, SpectrumReadError
+from engine.records import SURVEY_LAMOST, SURVEY_XP, SURVEYS, SpectrumRecord
+from engine.reference import Reference, lof_from_distances, percentile_from_quantiles
+from engine.spectrum_scores import score_spectra
+from engine.store.types import Filter, Hit, Match, Point, VectorStore
 
 log = logging.getLogger(__name__)
 
 KNN_K = 10
+# existing points a new one may have entered the k-neighbourhood of are looked for among the
+# new point's REVERSE_CANDIDATES nearest (k-NN is not symmetric: a point in a sparse region
+# can have the new one inside its 10th-neighbour radius without being among its 10 nearest)
+REVERSE_CANDIDATES = 5 * KNN_K
+N_QUANTILES = 1001
+STALE_FRACTION = 0.05
+WRITE_BATCH = 1000
 
 
-def knn_distance(vectors: np.ndarray, k: int = KNN_K, chunk: int = 2048) -> np.ndarray:
-    """Cosine distance to the k-th nearest other vector (vectors are L2-normalised)."""
-    n = vectors.shape[0]
-    if n <= 1:
-        return np.zeros(n, dtype=np.float64)
-    kk = min(k, n - 1)
-    out = np.empty(n, dtype=np.float64)
-    for start in range(0, n, chunk):
-        sims = vectors[start:start + chunk] @ vectors.T
-        rows = np.arange(sims.shape[0])
-        sims[rows, start + rows] = -np.inf          # not one's own neighbour
-        kth = -np.partition(-sims, kk - 1, axis=1)[:, kk - 1]
-        out[start:start + chunk] = 1.0 - kth
-    return out
+@dataclass
+class ScoringReport:
+    mode: str = "none"            # "none" | "incremental" | "full"
+    scored: int = 0               # points whose scores were (re)written
+    neighbours_updated: int = 0   # existing points whose neighbourhood a new point entered
+    stale: int = 0                # points whose anomaly_knn may lag (since the last full pass)
+    # survey -> score -> quantiles of the survey's scores at the last full pass
+    quantiles: dict = field(default_factory=dict)
 
 
-def percentile_rank(values: np.ndarray) -> np.ndarray:
-    """Ranks scaled to (0, 1]; NaN stays NaN."""
-    out = np.full(values.shape, np.nan)
-    ok = np.isfinite(values)
-    if ok.any():
-        order = values[ok].argsort().argsort()
-        out[ok] = (order + 1) / ok.sum()
-    return out
+def reference_of(embedder: Any) -> Reference | None:
+    return getattr(embedder, "reference", None)
 
 
+# ---- at embedding time ------------------------------------------------------------------
+def embed_time_payload(points: list[Point], records: Sequence[SpectrumRecord], batch: Any,
+                       embedder: Any) -> None:
+    """Add the per-spectrum scores to `points` (built from the valid rows of `records`)."""
+    valid = [r for r, ok in zip(records, np.asarray(batch.valid, bool), strict=True) if ok]
+    if not points:
+        return
+    shared = np.stack([p.vectors[P.VECTOR_SHARED] for p in points])
+    ok = np.asarray(batch.valid, bool)
+    sigmas = {k: np.asarray(v)[ok] for k, v in (getattr(batch, "sigmas", None) or {}).items()}
+    scores = score_spectra(valid, shared, embedder, reference_of(embedder), sigmas)
+    recon_rms = np.asarray(batch.recon_error)[ok]
+    for i, p in enumerate(points):
+        pay = p.payload
+        chi2 = scores.recon_chi2[i]
+        # without a reference (an old bundle, a test double) the plain RMS is all there is
+        pay[P.ANOMALY_RECON] = float(chi2) if np.isfinite(chi2) else _finite(recon_rms[i])
+        if np.isfinite(scores.features_z[i]):
+            pay[P.ANOMALY_FEATURES] = float(scores.features_z[i])
+        pay[P.OOD] = bool(scores.ood[i])
+        if np.isfinite(scores.ood_distance[i]):
+            pay[P.OOD_DISTANCE] = float(scores.ood_distance[i])
+        if scores.ood_reason[i]:
+            pay[P.OOD_REASON] = scores.ood_reason[i]
+        pay[P.LOW_QUALITY] = bool(scores.low_quality[i])
+        if scores.quality_reason[i]:
+            pay[P.QUALITY_REASON] = scores.quality_reason[i]
+        pay[P.SCORES_PENDING] = True
+
+
+def _finite(x: Any) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+# ---- translation (stars with both spectra) ----------------------------------------------
 def frac_rms(pred: np.ndarray, real: np.ndarray, weight: np.ndarray) -> float:
     w = (weight > 0) & np.isfinite(real) & np.isfinite(pred)
     if w.sum() < 10:
@@ -65,52 +113,254 @@ def frac_rms(pred: np.ndarray, real: np.ndarray, weight: np.ndarray) -> float:
     return float(np.sqrt(np.mean((pred[w] - real[w]) ** 2)) / np.sqrt(np.mean(real[w] ** 2)))
 
 
-def translation_scores(hits_by_survey: dict[str, list], embedder: Any) -> dict[str, float]:
-    """Per point id, the translated-vs-real disagreement for stars with both spectra."""
+def deredden(pred: np.ndarray, real: np.ndarray, weight: np.ndarray,
+             wave_angstrom: np.ndarray) -> np.ndarray:
+    """`pred` times exp(a + b / lambda) fitted to real / pred: dust makes a real XP spectrum
+    redder than one translated from a continuum-normalised LAMOST spectrum can be, and that
+    tilt is not a disagreement about the star."""
+    ok = (weight > 0) & (pred > 0.05) & (real > 0.05)
+    if ok.sum() < 10:
+        return pred
+    x = 1e4 / wave_angstrom[ok]
+    a = np.vstack([np.ones_like(x), x]).T
+    coef, *_ = np.linalg.lstsq(a, np.log(real[ok] / pred[ok]), rcond=None)
+    return pred * np.exp(coef[0] + coef[1] * 1e4 / wave_angstrom)
+
+
+def translation_score(lam: SpectrumRecord, xp: SpectrumRecord, embedder: Any) -> float:
+    emb_l, emb_x = embedder.embed([lam]), embedder.embed([xp])
+    flux_x, w_x = embedder.model_input([xp])
+    flux_l, w_l = embedder.model_input([lam])
+    to_xp = deredden(np.asarray(emb_l.translated[0], float), flux_x[0], w_x[0],
+                     np.asarray(embedder.model_grid(SURVEY_XP), float))
+    return float(np.nanmean([frac_rms(to_xp, flux_x[0], w_x[0]),
+                             frac_rms(emb_x.translated[0], flux_l[0], w_l[0])]))
+
+
+def translation_scores(store: VectorStore, collection: str, hits: Sequence[Hit],
+                       embedder: Any) -> dict[str, float]:
+    """Per point id (both points of a pair), for the given hits that have a counterpart."""
     from engine.spectra import load_record
 
-    xp_by_gaia = {h.payload.get(P.GAIA_SOURCE_ID): h for h in hits_by_survey.get(SURVEY_XP, [])}
-    scores: dict[str, float] = {}
-    for lam in hits_by_survey.get(SURVEY_LAMOST, []):
-        xp = xp_by_gaia.get(lam.payload.get(P.GAIA_SOURCE_ID))
-        if xp is None or lam.payload.get(P.GAIA_SOURCE_ID) is None:
+    out: dict[str, float] = {}
+    for h in hits:
+        gaia = h.payload.get(P.GAIA_SOURCE_ID)
+        if gaia is None or h.id in out:
             continue
+        pair = {x.payload.get(P.SURVEY): x for x in store.scroll(
+            collection, filter=Filter(must=(Match(P.GAIA_SOURCE_ID, int(gaia)),)))}
+        if SURVEY_LAMOST not in pair or SURVEY_XP not in pair:
+            continue
+        lam, xp = pair[SURVEY_LAMOST], pair[SURVEY_XP]
         try:
-            rec_l, rec_x = load_record(lam.payload), load_record(xp.payload)
-        except Exception as exc:  # a moved file must not stop scoring; the score stays unset
-            log.warning("no translation score for %s: %s", lam.payload.get(P.OBJECT_ID), exc)
+            d = translation_score(load_record(lam.payload), load_record(xp.payload), embedder)
+        except (NotFoundError, SpectrumReadError, OSError) as exc:
+            # a moved or unreadable source file: this pair stays unscored, the sync goes on
+            log.warning("no translation score for Gaia %s: %s", gaia, exc)
             continue
-        emb_l, emb_x = embedder.embed([rec_l]), embedder.embed([rec_x])
-        flux_x, w_x = embedder.model_input([rec_x])
-        flux_l, w_l = embedder.model_input([rec_l])
-        d = np.nanmean([frac_rms(emb_l.translated[0], flux_x[0], w_x[0]),
-                        frac_rms(emb_x.translated[0], flux_l[0], w_l[0])])
-        scores[lam.id] = scores[xp.id] = float(d)
-    return scores
+        if np.isfinite(d):
+            out[lam.id] = out[xp.id] = d
+    return out
 
 
-def score_collection(store: VectorStore, collection: str, embedder: Any, k: int = KNN_K) -> None:
-    """Recompute every point's anomaly scores and write them back."""
-    hits_by_survey = {s: list(store.scroll(collection, filter=Filter(must=(Match(P.SURVEY, s),)),
-                                           with_vectors=True)) for s in SURVEYS}
-    trans = translation_scores(hits_by_survey, embedder)
-    for survey, hits in hits_by_survey.items():
+# ---- neighbour scores -------------------------------------------------------------------
+def knn_distance(vectors: np.ndarray, k: int = KNN_K, chunk: int = 2048
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(indices [N, k] of the k nearest other vectors, distance to the k-th) exactly."""
+    from engine.reference import cosine_knn
+
+    if len(vectors) <= 1:
+        return np.zeros((len(vectors), 0), np.int64), np.zeros(len(vectors))
+    idx, dist = cosine_knn(vectors, vectors, k, exclude_self=True, chunk=chunk)
+    return idx, dist[:, -1]
+
+
+def percentile_rank(values: np.ndarray) -> np.ndarray:
+    """Ranks scaled to (0, 1] within the given values; NaN stays NaN."""
+    out = np.full(values.shape, np.nan)
+    ok = np.isfinite(values)
+    if ok.any():
+        out[ok] = (values[ok].argsort().argsort() + 1) / ok.sum()
+    return out
+
+
+def own_survey_scores(hits: Sequence[Hit], lof: np.ndarray) -> dict[str, np.ndarray]:
+    out = {k: np.array([h.payload.get(k, np.nan) for h in hits], dtype=float)
+           for k in (P.ANOMALY_RECON, P.ANOMALY_FEATURES)}
+    out[P.ANOMALY_KNN] = np.asarray(lof, float)
+    return out
+
+
+def score_quantiles(scores: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """The survey's distribution of each score, kept for incremental percentiles."""
+    out = {}
+    for name, values in scores.items():
+        ok = values[np.isfinite(values)]
+        if len(ok):
+            levels = np.linspace(0, 1, min(N_QUANTILES, len(ok)))
+            out[name] = [float(x) for x in np.quantile(ok, levels)]
+    return out
+
+
+def combine(scores: dict[str, np.ndarray], quantiles: dict[str, list[float]] | None
+            ) -> np.ndarray:
+    """`anomaly`: Fisher's combination -sum(log(1 - p)) of the own-survey scores'
+    percentiles p within the survey (from the stored distribution `quantiles`, or in the full
+    pass from the values themselves). One extreme score ranks a spectrum high, and so do two
+    high ones together. Measured on the DR7 plate + DR8 repeats: the maximum of the
+    percentiles put 2 of the 8 galaxies in the top 20, this 5."""
+    total = np.zeros(len(next(iter(scores.values()))))
+    for name, values in scores.items():
+        if quantiles is not None:
+            if name not in quantiles:
+                continue
+            q = np.asarray(quantiles[name])
+            p, floor = percentile_from_quantiles(values, q), 0.5 / len(q)
+        else:
+            p, floor = percentile_rank(values), 0.5 / max(1, np.isfinite(values).sum())
+        # a score a point lacks counts as typical (p = 0 adds nothing)
+        total += -np.log(np.clip(1.0 - np.nan_to_num(p, nan=0.0), floor, 1.0))
+    return total
+
+
+def _write(store: VectorStore, collection: str, hits: Sequence[Hit],
+           updates: dict[str, dict]) -> None:
+    points = []
+    for h in hits:
+        if h.id in updates:
+            payload = {**h.payload, **updates[h.id]}
+            payload.pop(P.SCORES_PENDING, None)
+            # a score that could not be computed (too few neighbours) is left out, not NaN
+            payload = {k: v for k, v in payload.items()
+                       if not (isinstance(v, float) and not np.isfinite(v))}
+            points.append(Point(id=h.id, vectors=h.vectors or {}, payload=payload))
+    for i in range(0, len(points), WRITE_BATCH):
+        store.upsert(collection, points[i:i + WRITE_BATCH])
+
+
+def _survey_filter(survey: str, *extra) -> Filter:
+    return Filter(must=(Match(P.SURVEY, survey), *extra))
+
+
+def score_collection(store: VectorStore, collection: str, embedder: Any,
+                     k: int = KNN_K) -> ScoringReport:
+    """The full pass (`specclip rescore`): every point's neighbour scores from scratch,
+    exact k-NN in numpy (40k x 40k in seconds; at survey scale use the incremental path)."""
+    report = ScoringReport(mode="full")
+    for survey in SURVEYS:
+        hits = list(store.scroll(collection, filter=_survey_filter(survey), with_vectors=True))
         if not hits:
             continue
         shared = np.stack([h.vectors[P.VECTOR_SHARED] for h in hits]).astype(np.float32)
-        knn = knn_distance(shared, k)
-        recon = np.array([h.payload.get(P.ANOMALY_RECON, np.nan) for h in hits], dtype=float)
-        tr = np.array([trans.get(h.id, np.nan) for h in hits], dtype=float)
-        ranks = np.vstack([percentile_rank(knn), percentile_rank(recon), percentile_rank(tr)])
-        combined = np.nanmax(np.where(np.isfinite(ranks), ranks, -np.inf), axis=0)
-        points = []
+        idx, kth = knn_distance(shared, k)
+        lof = lof_from_distances(kth, kth[idx]) if idx.shape[1] else np.ones(len(hits))
+        scores = own_survey_scores(hits, lof)
+        combined = combine(scores, None)
+        report.quantiles[survey] = score_quantiles(scores)
+        trans = translation_scores(store, collection, hits, embedder) \
+            if survey == SURVEY_LAMOST else {}
+        updates = {}
         for i, h in enumerate(hits):
-            payload = dict(h.payload)
-            payload[P.ANOMALY_KNN] = float(knn[i])
-            payload[P.ANOMALY] = float(combined[i])
-            if np.isfinite(tr[i]):
-                payload[P.ANOMALY_TRANSLATION] = float(tr[i])
-            points.append(Point(id=h.id, vectors=h.vectors, payload=payload))
-        for i in range(0, len(points), 1000):
-            store.upsert(collection, points[i:i + 1000])
-        log.info("scored %d %s points", len(points), survey)
+            upd = {P.KNN_DISTANCE: float(kth[i]), P.ANOMALY_KNN: float(lof[i]),
+                   P.ANOMALY: float(combined[i])}
+            if h.id in trans:
+                upd[P.ANOMALY_TRANSLATION] = trans[h.id]
+            updates[h.id] = upd
+        _write(store, collection, hits, updates)
+        if trans:   # the XP halves of the pairs
+            xp = store.retrieve(collection, [i for i in trans if i not in updates], True)
+            _write(store, collection, xp, {h.id: {P.ANOMALY_TRANSLATION: trans[h.id]}
+                                           for h in xp})
+        report.scored += len(hits)
+        log.info("scored %d %s points (full pass)", len(hits), survey)
+    return report
+
+
+def _neighbours(store: VectorStore, collection: str, hit: Hit, survey: str, k: int
+                ) -> list[Hit]:
+    found = store.search(collection, P.VECTOR_SHARED, hit.vectors[P.VECTOR_SHARED], k + 1,
+                         filter=_survey_filter(survey), with_vectors=True)
+    return [h for h in found if h.id != hit.id][:k]
+
+
+def score_pending(store: VectorStore, collection: str, embedder: Any,
+                  quantiles: dict[str, dict], k: int = KNN_K) -> ScoringReport:
+    """Score the points flagged `scores_pending` through store searches, and redo the
+    existing points whose k-neighbourhood they enter. Percentiles come from `quantiles`
+    (each survey's distribution at the last full pass), not from a pass over the store."""
+    report = ScoringReport(mode="incremental", quantiles=quantiles)
+    for survey in SURVEYS:
+        pending = list(store.scroll(collection, filter=_survey_filter(
+            survey, Match(P.SCORES_PENDING, True)), with_vectors=True))
+        if not pending:
+            continue
+        pending_ids = {h.id for h in pending}
+        wide = {h.id: _neighbours(store, collection, h, survey, max(k, REVERSE_CANDIDATES))
+                for h in pending}
+        nbrs = {i: found[:k] for i, found in wide.items()}
+        kth: dict[str, float] = {}
+        for h in pending:
+            kth[h.id] = 1.0 - nbrs[h.id][-1].score if len(nbrs[h.id]) >= k else np.nan
+        # existing points a new point came closer to than their own k-th neighbour
+        entered: dict[str, Hit] = {}
+        for h in pending:
+            for y in wide[h.id]:
+                old = y.payload.get(P.KNN_DISTANCE)
+                if y.id not in pending_ids and old is not None and 1.0 - y.score < old:
+                    entered[y.id] = y
+        for y in entered.values():
+            nbrs[y.id] = _neighbours(store, collection, y, survey, k)
+            kth[y.id] = 1.0 - nbrs[y.id][-1].score if len(nbrs[y.id]) >= k else np.nan
+
+        todo = pending + list(entered.values())
+        own = np.array([kth[h.id] for h in todo])
+        around = np.array([[kth.get(x.id, x.payload.get(P.KNN_DISTANCE, np.nan))
+                            for x in nbrs[h.id]] if len(nbrs[h.id]) >= k
+                           else [np.nan] * k for h in todo], dtype=float).reshape(len(todo), k)
+        lof = lof_from_distances(own, np.where(np.isfinite(around), around, np.nanmedian(own)))
+        combined = combine(own_survey_scores(todo, lof), quantiles[survey])
+        trans = translation_scores(store, collection, pending, embedder)
+        updates = {h.id: {P.KNN_DISTANCE: float(kth[h.id]), P.ANOMALY_KNN: float(lof[i]),
+                          P.ANOMALY: float(combined[i])} for i, h in enumerate(todo)}
+        for pid, d in trans.items():
+            updates.setdefault(pid, {})[P.ANOMALY_TRANSLATION] = d
+        # existing points first, the flagged new ones last: a kill in between leaves the
+        # new points flagged, and the next run redoes exactly this
+        others = [i for i in updates if i not in pending_ids]
+        _write(store, collection, store.retrieve(collection, others, True), updates)
+        _write(store, collection, pending, updates)
+        report.scored += len(pending)
+        report.neighbours_updated += len(entered)
+        # the neighbours of re-done points used their old k-th distance: possibly stale
+        report.stale += sum(len(nbrs[y.id]) for y in entered.values())
+        log.info("scored %d new %s points incrementally; %d neighbours updated", len(pending),
+                 survey, len(entered))
+    return report
+
+
+def count_pending(store: VectorStore, collection: str) -> int:
+    return store.count(collection, Filter(must=(Match(P.SCORES_PENDING, True),)))
+
+
+def refresh_scores(store: VectorStore, collection: str, embedder: Any, stale_before: int,
+                   wrote: bool, deleted: int, quantiles: dict[str, dict],
+                   force_full: bool = False) -> ScoringReport:
+    """What a sync calls after its upserts: nothing, the incremental pass, or the full pass.
+
+    Full when asked, after deletions, when a survey with pending points has no stored
+    distribution yet (a first build), or when the stale count would pass the bound."""
+    pending = count_pending(store, collection)
+    if not (force_full or wrote or pending or deleted):
+        return ScoringReport(stale=stale_before, quantiles=quantiles)
+    total = max(1, store.count(collection))
+    unseen = [s for s in SURVEYS if s not in quantiles and store.count(
+        collection, _survey_filter(s, Match(P.SCORES_PENDING, True)))]
+    if force_full or deleted or unseen or stale_before > STALE_FRACTION * total:
+        return score_collection(store, collection, embedder)
+    report = score_pending(store, collection, embedder, quantiles)
+    report.stale += stale_before
+    if report.stale > STALE_FRACTION * total:
+        log.info("%d points may carry stale neighbour scores (> %.0f%% of %d): full pass",
+                 report.stale, 100 * STALE_FRACTION, total)
+        return score_collection(store, collection, embedder)
+    return report

@@ -24,6 +24,11 @@ class SyncState:
     sources: list[dict] = field(default_factory=list)     # [{"spec", "labels"}]
     scores_fresh: dict[str, bool] = field(default_factory=dict)   # collection -> fresh?
     runs: list[dict] = field(default_factory=list)        # short summaries of past runs
+    # collection -> points whose neighbour score may lag since the last full scoring pass
+    scores_stale: dict[str, int] = field(default_factory=dict)
+    # collection -> survey -> score -> its quantiles at the last full pass (percentiles of
+    # incrementally scored points come from these)
+    score_quantiles: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str) -> "SyncState":
@@ -32,7 +37,8 @@ class SyncState:
         with open(path) as fh:
             data = json.load(fh)
         return cls(sources=data.get("sources", []), scores_fresh=data.get("scores_fresh", {}),
-                   runs=data.get("runs", []))
+                   runs=data.get("runs", []), scores_stale=data.get("scores_stale", {}),
+                   score_quantiles=data.get("score_quantiles", {}))
 
     def save(self, path: str) -> None:
         atomic_write_json(path, asdict(self))

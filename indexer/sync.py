@@ -9,7 +9,8 @@ Order of work (so kill -9 anywhere loses nothing and duplicates nothing):
 3. embed only what is new or changed, upsert (idempotent by id), delete the points a
    re-read file no longer yields, and only then record the files in the file index;
 then, after every source: delete the points of files that are gone, recompute the
-collection-wide anomaly scores if anything changed, optimise, switch the alias, and only
+anomaly scores of what changed (indexer/scoring.py: incremental, or a full pass when
+due), optimise, switch the alias, and only
 then write the bookkeeping file and the report.
 """
 
@@ -35,7 +36,7 @@ from indexer.ids import point_id
 from indexer.progress import LogProgress, Progress
 from indexer.reading import (MIN_FILES_FOR_PROCESS, FileReader, default_read_workers,
                              usable_cores)
-from indexer.scoring import score_collection
+from indexer.scoring import refresh_scores
 from indexer.sources import Batch, Source, prefetch
 from indexer.state import SyncState
 
@@ -56,6 +57,7 @@ class SyncReport:
     duplicates: int = 0
     refused: list[dict] = field(default_factory=list)
     scored: bool = False
+    scoring: dict = field(default_factory=dict)   # indexer.scoring.ScoringReport
     sources: list[str] = field(default_factory=list)
     seconds: float = 0.0
     started_at: str = ""
@@ -180,14 +182,10 @@ class Syncer:
         self.progress.finish("reading")
         self.progress.finish("embedding")
         self._delete_missing(sources, plans, index, target, seen, report, state)
-        if report.wrote or not state.scores_fresh.get(target, False):
-            n_points = self.store.count(target)
-            self.progress.start("scoring", n_points)
-            score_collection(self.store, target, self.embedder)
-            self.progress.advance("scoring", n_points)   # one pass over every point
-            self.progress.finish("scoring")
-            state.scores_fresh[target] = True
-            report.scored = True
+        self.progress.start("scoring", 1)
+        self._refresh_scores(target, report, state)
+        self.progress.advance("scoring", 1)
+        self.progress.finish("scoring")
         if report.wrote or report.scored:
             self.store.optimize(target)
         switched = self._switch_alias(target, index)
@@ -200,6 +198,23 @@ class Syncer:
         state.runs = (state.runs + [summary])[-20:]
         state.save(self.state_path)
         return report
+
+    def _refresh_scores(self, target: str, report: SyncReport, state: SyncState,
+                        force_full: bool = False) -> None:
+        """Score what changed (see indexer/scoring.py). A run that died after writing
+        leaves `scores_fresh` False: with nothing flagged left, the full pass is the safe
+        way to finish its work."""
+        unfinished = not state.scores_fresh.get(target, False) and not report.wrote
+        scoring = refresh_scores(self.store, target, self.embedder,
+                                 state.scores_stale.get(target, 0), report.wrote,
+                                 report.deleted, state.score_quantiles.get(target, {}),
+                                 force_full=force_full or unfinished)
+        state.scores_stale[target] = scoring.stale if scoring.mode != "full" else 0
+        state.score_quantiles[target] = scoring.quantiles
+        state.scores_fresh[target] = True
+        report.scored = scoring.mode != "none"
+        report.scoring = {k: v for k, v in dataclasses.asdict(scoring).items()
+                          if k != "quantiles"}
 
     # -- one batch -------------------------------------------------------------------------
     def _sync_batch(self, batch: Batch, plan: SourcePlan | None, index: FileIndex,

@@ -83,3 +83,25 @@ def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--log", default=None, help="also log to this file")
     p.set_defaults(func=_evaluate)
+
+
+def register_fit_reference(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "fit-reference", help="fit a bundle's scoring reference (anomaly percentiles, OOD)",
+        description="Embed the bundle's training stars (never the test splits), keep a "
+                    "reference part and score a validation part against it: writes "
+                    "reference.safetensors + reference.json into the bundle. Re-run after "
+                    "every new bundle; then `specclip rescore` existing stores.")
+    p.add_argument("--bundle", help="bundle folder (default: the shipped small model)")
+    p.add_argument("--data", help="shared data folder (default ../shared/data)")
+    p.set_defaults(func=run_fit_reference)
+
+
+def run_fit_reference(args: argparse.Namespace) -> int:
+    from training.reference_fit import fit_reference
+
+    ref = fit_reference(args.bundle, args.data)
+    print(json.dumps({"bundle_version": ref.bundle_version,
+                      **{s: {"ood_threshold": r.ood_threshold, "n_reference": len(r.shared)}
+                         for s, r in ref.surveys.items()}}))
+    return 0

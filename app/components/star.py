@@ -12,7 +12,7 @@ from app import data
 from app.components import plots, tables
 from engine import payload as P
 from engine.errors import SpecClipError
-from engine.query import Engine
+from engine.query import Engine, parameter_warning
 from engine.records import SpectrumRecord
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,10 @@ def record_panel(engine: Engine, record: SpectrumRecord, prefix: str) -> None:
         return
     payload = {P.label_key(k): v for k, v in record.labels.items()}
     payload[P.LABEL_SOURCE] = record.label_source
+    try:
+        payload.update(engine.assess(record))   # ood / low_quality flags for the caption
+    except SpecClipError as exc:
+        log.info("no flags for the uploaded spectrum: %s", exc)
     _render(full, outputs, payload, None, prefix)
 
 
@@ -77,6 +81,9 @@ def _render(full: dict, outputs: dict, payload: dict, real: dict | None, prefix:
         st.markdown("**Parameters: model prediction ± σ vs catalogue**")
         st.dataframe(tables.parameters_frame(outputs["params"], payload), hide_index=True,
                      width="stretch", key=f"{prefix}_params")
+        warning = parameter_warning(payload)
+        if warning:
+            st.caption(f":warning: {warning}", help="also true of the predicted counterpart")
     cp = outputs["counterpart"]
     st.plotly_chart(plots.counterpart_figure(cp, real, cp["survey"]),
                     width="stretch", key=f"{prefix}_counterpart")

@@ -63,7 +63,9 @@ def hits_frame(hits: Sequence[SearchHit], score_name: str = "similarity") -> pd.
         p = h.payload
         gaia = p.get(P.GAIA_SOURCE_ID)
         row = {"#": i, "instrument": INSTRUMENTS.get(h.survey, h.survey),
-               "id": h.object_id, score_name: h.score}
+               "id": h.object_id, score_name: h.score,
+               # percentile among typical neighbours in the same space (engine/similarity.py)
+               "similarity percentile": _num(h.similarity_percentile)}
         for name in PARAMS:
             row[param_label(name, "pred ")] = _num(p.get(P.pred_key(name)))
         for name in PARAMS:

@@ -26,10 +26,13 @@ from engine.query import Engine, SearchHit
 log = logging.getLogger(__name__)
 
 SURVEYS = {"LAMOST LRS": "lamost", "Gaia XP": "gaia_xp", "both instruments": None}
-SCORES = {P.ANOMALY: "combined (highest percentile rank of the three)",
-          P.ANOMALY_KNN: "isolation (k-NN distance)",
-          P.ANOMALY_RECON: "reconstruction error", P.ANOMALY_TRANSLATION:
-          "cross-instrument disagreement (stars with both spectra)"}
+SCORES = {P.ANOMALY: "combined: Fisher's -Σ log(1 - percentile) of the three own-survey "
+                     "scores",
+          P.ANOMALY_RECON: "reconstruction chi² (own noise + look-alikes' model error)",
+          "anomaly_features": "expected spectral features missing (noise units)",
+          P.ANOMALY_KNN: "isolation relative to its neighbours",
+          P.ANOMALY_TRANSLATION:
+          "cross-instrument disagreement (ranked among stars with both spectra only)"}
 NEIGHBOURS_FOR_MARKS = 20
 
 
@@ -142,7 +145,9 @@ def _table(order: list[tuple[SearchHit, reranking.Ranked]], score: str,
                      "pred log g": h.payload.get(P.pred_key("logg")),
                      "pred [Fe/H]": h.payload.get(P.pred_key("feh")),
                      "SNR": h.payload.get(P.SNR), "class": h.payload.get(P.OBJ_CLASS) or "",
-                     "rank score": r.base, "pull": r.pull, "new score": r.score})
+                     "rank score": r.base, "pull": r.pull, "new score": r.score,
+                     "low quality": "yes" if h.payload.get(P.LOW_QUALITY) else "",
+                     "outside training data": "yes" if h.payload.get(P.OOD) else ""})
     frame = pd.DataFrame(rows)
     formats = {score: "{:.3f}", "pred Teff (K)": "{:.0f}", "pred log g": "{:.2f}",
                "pred [Fe/H]": "{:.2f}", "SNR": "{:.1f}", "rank score": "{:.3f}",

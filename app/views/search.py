@@ -60,8 +60,13 @@ def main(engine: Engine) -> None:
     target = options[c1.selectbox("Search among", list(options), key="search_target")]
     k = c2.slider("Neighbours per instrument (k)", 1, 50, 9, key="search_k")
     filters = filter_ui.filter_controls("search", engine)
+    cut = st.checkbox("Leave out low-quality spectra of the other instrument", True,
+                      key="search_quality_cut",
+                      help="Spectra flagged low_quality (low SNR or mostly masked) sit near "
+                           "everything in the shared space and crowd cross-instrument results.")
     if st.button("Search", key="search_go", type="primary") or linked:
-        st.session_state[RESULT] = _run_search(engine, mode, target, int(k), filters, held)
+        st.session_state[RESULT] = _run_search(engine, mode, target, int(k), filters, held,
+                                               cut)
     result = st.session_state.get(RESULT)
     if result is not None:
         _show_result(engine, result)
@@ -157,14 +162,17 @@ def _resolve_upload() -> dict:
 
 
 def _run_search(engine: Engine, mode: str, target: str, k: int, filters: dict,
-                held: list[str]) -> dict:
+                held: list[str], quality_cut: bool = True) -> dict:
     try:
         query = _resolve(engine, mode)
         with st.spinner("Searching..."):
             q = query.get("record") or query["point"]
             targets = held if target == "any" else [target]
+            # None: the engine's default (the cut among the other instrument's hits only)
+            cut = None if quality_cut else False
             groups = {t: [h.to_dict() for h in engine.search(q, target=t, k=k,
-                                                              filters=filters or None)]
+                                                              filters=filters or None,
+                                                              quality_cut=cut)]
                       for t in targets}
             query.update(_query_model(engine, query))
     except SpecClipError as exc:

@@ -41,7 +41,8 @@ def test_search_by_obsid_shows_table_grid_and_detail(app_engine, app_store):
     table = frame(at, "id", "similarity")
     assert list(table["id"]) == [h["object_id"] for h in hits]
     # human names with units, the parameter columns right after the identity
-    assert list(table.columns[:5]) == ["#", "instrument", "id", "similarity", "pred Teff (K)"]
+    assert list(table.columns[:6]) == ["#", "instrument", "id", "similarity",
+                                       "similarity percentile", "pred Teff (K)"]
     assert not any(c.startswith(("label_", "pred_")) for c in table.columns)
     # the query's own predictions beside its neighbours' labels
     summary = frame(at, "query predicted", "σ", "neighbours' median label")

@@ -78,6 +78,28 @@ def test_outliers_and_a_clear_error_for_an_unknown_star(store):
     assert "999999" in json.loads(missing.stderr.strip().splitlines()[-1])["error"]
 
 
+def test_query_groups_flags_and_quality_cut_options(store):
+    path, folder = store
+    out = specclip("query", "--store", str(path), "--obsid", "305", "--target", "any",
+                   "--grouped", "--with-query", "--quality-cut", "off", "-k", "3", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    data = json.loads(out.stdout)
+    assert set(data) == {"query", "hits"} and set(data["hits"]) == {"lamost", "gaia_xp"}
+    assert len(data["hits"]["lamost"]) == 3
+    assert all(0 <= h["similarity_percentile"] <= 1 for h in data["hits"]["lamost"])
+    assert data["query"]["ood"] is False and data["query"]["low_quality"] is False
+    # the file of a galaxy: its flags computed on the spot, with the reason
+    galaxy = sorted(folder.glob("*.fits"))[-1]
+    out = specclip("query", "--store", str(path), "--file", str(galaxy), "--with-query",
+                   "--target", "lamost", "-k", "2", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    flags = json.loads(out.stdout)["query"]
+    assert flags["ood"] is True and "GALAXY" in flags["ood_reason"]
+    wrong = specclip("query", "--store", str(path), "--obsid", "305", "--target", "lamost",
+                     "--grouped", "--json")
+    assert wrong.returncode == 1 and "--grouped needs --target any" in wrong.stderr
+
+
 def test_query_file_with_format_and_reader_options(store, tmp_path):
     """A LAMOST spectrum written as a headerless 2-column text table, read with --format
     text-table --medium vacuum, finds its own stored spectrum first."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
 from engine import payload as P
@@ -82,9 +83,10 @@ def test_anomaly_scores_are_stored(tmp_path, lamost_folder):
     make_syncer(store, tmp_path).run(parse_sources([str(lamost_folder)]))
     hits = list(store.scroll("spectra"))
     for h in hits:
-        assert 0 < h.payload[P.ANOMALY] <= 1
+        # Fisher's -sum(log(1 - p)) over three percentiles: >= 0, larger = odder
+        assert 0 < h.payload[P.ANOMALY] < 3 * np.log(2 * len(hits)) + 1e-9
         assert h.payload[P.ANOMALY_KNN] >= 0
-        assert P.ANOMALY_RECON in h.payload
+        assert P.ANOMALY_RECON in h.payload and P.SCORES_PENDING not in h.payload
     store.close()
 
 

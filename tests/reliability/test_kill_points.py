@@ -57,6 +57,7 @@ def test_ten_random_kills_then_rerun_leaves_exactly_the_expected_points(tmp_path
             os.kill(proc.pid, signal.SIGKILL)
             killed += 1
         proc.communicate(timeout=30)
+        _assert_fresh_or_flagged(store)
     assert killed >= KILLS // 2, f"only {killed} of {KILLS} runs were still going when killed"
 
     final = _start(store, state, folder, 0.0)
@@ -72,6 +73,22 @@ def test_ten_random_kills_then_rerun_leaves_exactly_the_expected_points(tmp_path
         assert sorted(obsids) == sorted(str(6000 + i) for i in range(N_SPECTRA))   # no dupes
         assert len({h.id for h in hits}) == N_SPECTRA
         assert all(P.ANOMALY in h.payload for h in hits)      # scores fresh after the rerun
+        assert not any(h.payload.get(P.SCORES_PENDING) for h in hits)
         assert len(s.list_collections()) == 1                 # no orphaned half-built collection
+    finally:
+        s.close()
+
+
+def _assert_fresh_or_flagged(store) -> None:
+    """Between kills: every stored point either has its scores or is flagged pending (the
+    next run scores exactly the flagged ones); none is silently unscored."""
+    if not store.exists():     # killed before the store was created
+        return
+    s = open_store(path=str(store))
+    try:
+        for name in s.list_collections():
+            for h in s.scroll(name):
+                assert P.ANOMALY in h.payload or h.payload.get(P.SCORES_PENDING) is True, \
+                    f"{h.payload.get(P.OBJECT_ID)} neither scored nor flagged"
     finally:
         s.close()
