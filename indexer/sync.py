@@ -182,10 +182,16 @@ class Syncer:
         self.progress.finish("reading")
         self.progress.finish("embedding")
         self._delete_missing(sources, plans, index, target, seen, report, state)
-        self.progress.start("scoring", 1)
-        self._refresh_scores(target, report, state)
-        self.progress.advance("scoring", 1)
-        self.progress.finish("scoring")
+        # an unchanged run with fresh scores has no scoring phase; otherwise the total is
+        # known once the scorer has chosen incremental or full
+        shows = bool(report.wrote or report.deleted or not state.scores_fresh.get(target, False))
+        if shows:
+            self.progress.start("scoring", 0)
+        scored = self._refresh_scores(target, report, state)
+        if shows:
+            self.progress.grow("scoring", scored)
+            self.progress.advance("scoring", scored)
+            self.progress.finish("scoring")
         if report.wrote or report.scored:
             self.store.optimize(target)
         switched = self._switch_alias(target, index)
@@ -200,10 +206,10 @@ class Syncer:
         return report
 
     def _refresh_scores(self, target: str, report: SyncReport, state: SyncState,
-                        force_full: bool = False) -> None:
+                        force_full: bool = False) -> int:
         """Score what changed (see indexer/scoring.py). A run that died after writing
         leaves `scores_fresh` False: with nothing flagged left, the full pass is the safe
-        way to finish its work."""
+        way to finish its work. Returns how many points were (re)scored."""
         unfinished = not state.scores_fresh.get(target, False) and not report.wrote
         scoring = refresh_scores(self.store, target, self.embedder,
                                  state.scores_stale.get(target, 0), report.wrote,
@@ -215,6 +221,7 @@ class Syncer:
         report.scored = scoring.mode != "none"
         report.scoring = {k: v for k, v in dataclasses.asdict(scoring).items()
                           if k != "quantiles"}
+        return scoring.scored
 
     # -- one batch -------------------------------------------------------------------------
     def _sync_batch(self, batch: Batch, plan: SourcePlan | None, index: FileIndex,
