@@ -60,11 +60,8 @@ def test_reads_generic_and_sdss_uploads(name):
     assert record.survey == "lamost" and record.meta["resampled"]
 
 
-def test_real_sdss_upload_and_a_generic_refusal():
-    sdss = GENERIC.parents[1].parent / "shared" / "data" / "sdss_boss" / \
-        "spec-4961-55719-0378-cut.fits.gz"
-    if not sdss.is_file():
-        pytest.skip("real SDSS cut not in ../shared/data/sdss_boss (tests/fixtures/sdss/README.md)")
+def test_real_sdss_upload_and_a_generic_refusal(sdss_real):
+    sdss = sdss_real / "spec-4961-55719-0378-cut.fits.gz"
     (record,) = read_upload(sdss.name, sdss.read_bytes())
     assert record.obj_class == "STAR" and record.meta["instrument"] == "SDSS/BOSS"
     table = b"wavelength,flux\n5000,1\n5001,1\n5002,1\n"

@@ -13,7 +13,8 @@ from engine import readers
 from engine.catalogue import SCHEMA, read_catalogue, write_catalogue
 from engine.commands import register_ingest
 from engine.readers.lamost_labels import attach_labels, load_lamost_labels
-from tests.engine.readers.conftest import FIXTURES, SHARED
+from tests.conftest import SHARED
+from tests.engine.readers.conftest import FIXTURES
 
 FIELDS = ("survey", "object_id", "gaia_source_id", "ra", "dec", "data_release", "obj_class",
           "subclass", "z", "snr", "labels", "label_errors", "label_source", "pixel_offset",
@@ -89,13 +90,13 @@ def test_ingest_real_lamost_folders(tmp_path):
     assert data["labelled"] == 1982 + 131      # every LASP row + 131 DR1 catalogue matches
 
 
-def test_ingest_generic_and_sdss_with_format_and_options(tmp_path):
+def test_ingest_generic_and_sdss_with_format_and_options(tmp_path, sdss_real):
     """SDSS and generic files ingest as LAMOST-like records; --format and --medium reach the
     readers; the catalogue keeps them exactly (meta included)."""
-    from tests.engine.readers.conftest import GENERIC, SDSS_REAL
+    from tests.engine.readers.conftest import GENERIC
 
     out, report = tmp_path / "c.parquet", tmp_path / "r.json"
-    code = run_ingest([str(SDSS_REAL), str(GENERIC / "table-vacuum.csv"), "--out", str(out),
+    code = run_ingest([str(sdss_real), str(GENERIC / "table-vacuum.csv"), "--out", str(out),
                        "--report", str(report)])
     data = json.loads(report.read_text())
     assert code == 0 and data["read"] == 3 and data["refused"] == []
