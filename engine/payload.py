@@ -20,6 +20,9 @@ SURVEY = "survey"
 OBJECT_ID = "object_id"
 GAIA_SOURCE_ID = "gaia_source_id"
 RA, DEC = "ra", "dec"
+# The sky position as a Qdrant geo point {"lon": RA wrapped to [-180, 180), "lat": Dec}, so
+# cone searches use a geo payload index (engine/positions.py).
+SKY = "sky"
 DATA_RELEASE = "data_release"
 SNR = "snr"
 OBJ_CLASS = "obj_class"
@@ -30,6 +33,10 @@ SOURCE_PATH = "source_path"
 SOURCE_INDEX = "source_index"
 CONTENT_HASH = "content_hash"
 MODEL_VERSION = "model_version"
+# Where the store keeps this point's spectrum (engine/spectrum_archive.py): the archive file
+# (relative to an embedded store's folder, absolute for a server's archive) and its row.
+SPECTRUM_FILE = "spectrum_file"
+SPECTRUM_ROW = "spectrum_row"
 
 ANOMALY = "anomaly"                    # combined score used for default outlier ranking
 ANOMALY_KNN = "anomaly_knn"            # distance to the k-th neighbour in the shared space
@@ -57,6 +64,7 @@ PAYLOAD_INDEXES: dict[str, str] = {
     GAIA_SOURCE_ID: "integer",
     RA: "float",
     DEC: "float",
+    SKY: "geo",
     DATA_RELEASE: "keyword",
     SNR: "float",
     OBJ_CLASS: "keyword",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import os
@@ -14,6 +13,8 @@ from tqdm import tqdm
 from engine.bundle import load_bundle
 from engine.collection import DEFAULT_ALIAS
 from engine.inference import Embedder
+from engine.pair_table import read_crossmatch, read_positions
+from engine.spectrum_archive import SpectrumArchiveWriter
 from engine.store import open_store
 from engine.store.types import CollectionOptions
 from indexer.sources import parse_sources
@@ -38,7 +39,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", action="append", default=[],
                    help="LAMOST labels CSV to join (LASP labels.csv or DR1 catalogue.csv)")
     p.add_argument("--crossmatch", help="CSV mapping LAMOST obsid to Gaia source_id "
-                                        "(columns obsid and source_id or gaia_source_id)")
+                                        "(columns obsid and one of source_id, gaia_source_id, "
+                                        "apogee_gaiaedr3_source_id, gaia_id)")
+    p.add_argument("--positions", metavar="FILE",
+                   help="CSV of sky positions for Gaia XP spectra whose files carry none "
+                        "(columns source_id, ra, dec in degrees)")
+    p.add_argument("--spectra", metavar="DIR",
+                   help="with --url: folder for the store's copy of each spectrum (default: "
+                        "beside the state file); every client must see it at this path. An "
+                        "embedded store keeps them in its own folder")
     p.add_argument("--bundle", help="model bundle folder (default: the shipped small model)")
     p.add_argument("--alias", default=DEFAULT_ALIAS)
     p.add_argument("--batch-size", type=int, default=256)
@@ -64,18 +73,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def read_crossmatch(path: str) -> dict[str, int]:
-    """obsid -> Gaia source_id from a user's cross-match table (pairs.csv works as is)."""
-    out: dict[str, int] = {}
-    with open(path, newline="") as fh:
-        for row in csv.DictReader(fh):
-            gaia = (row.get("source_id") or row.get("gaia_source_id")
-                    or row.get("apogee_gaiaedr3_source_id") or "").strip()
-            if row.get("obsid") and gaia:
-                out[str(int(float(row["obsid"])))] = int(gaia)
-    return out
-
-
 def default_state_path(args: argparse.Namespace) -> str:
     if args.state:
         return args.state
@@ -86,6 +83,9 @@ def default_state_path(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.spectra and args.store:
+        raise SystemExit("--spectra is for a server store (--url): an embedded store keeps "
+                         "its spectra in its own folder")
     options = CollectionOptions(quantization=args.quantization, on_disk=args.on_disk,
                                 payload_on_disk=args.payload_on_disk,
                                 shard_number=args.shards, replication_factor=args.replication,
@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     syncer = Syncer(store=store, embedder=embedder, state_path=default_state_path(args),
                     alias=args.alias, batch_size=args.batch_size, options=options,
                     crossmatch=read_crossmatch(args.crossmatch) if args.crossmatch else {},
+                    positions=read_positions(args.positions) if args.positions else {},
+                    archive=SpectrumArchiveWriter(args.spectra) if args.spectra else None,
                     progress=bar.update)
     if args.read_workers is not None:
         syncer.read_workers = max(0, args.read_workers)
@@ -119,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             report = distributed_sync(sources, store, embedder, default_state_path(args),
                                       workers, store_url=args.url, alias=args.alias,
                                       options=options, crossmatch=syncer.crossmatch,
+                                      positions=syncer.positions, archive=syncer.archive,
                                       progress=bar.update)
             print(json.dumps({k: v for k, v in emit(report).items() if k != "refused"}))
         elif args.watch:

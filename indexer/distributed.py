@@ -9,11 +9,13 @@ chunk of files of a LAMOST/XP folder. Each worker reads its partition, gives eve
 its `indexer.ids.point_id` and `content_hash`, drops those the store already holds with that
 hash, embeds the rest and builds points with `indexer.points.build_points`. Then:
 
-- embedded store (Qdrant Edge, one writer process): workers *return* their points and the
-  driver upserts them; the driver sends workers the {id: content_hash} map it read from the
-  store, so unchanged spectra are skipped before embedding;
-- server or cluster (`url`): each worker opens its own client and upserts directly (Qdrant
-  routes each point to its shard), asking the store for the hashes of its own partition's ids.
+- embedded store (Qdrant Edge, one writer process): workers *return* their points with their
+  spectra encoded for the store's archive (engine/spectrum_archive.py), and the driver writes
+  the spectra and then upserts the points; the driver sends workers the {id: content_hash}
+  map it read from the store, so unchanged spectra are skipped before embedding;
+- server or cluster (`url`): each worker opens its own client, writes its spectra into the
+  archive folder (which every worker must see) and upserts directly (Qdrant routes each
+  point to its shard), asking the store for the hashes of its own partition's ids.
 
 Either way the run ends with the single-process `indexer.sync.Syncer` on the driver, which now
 finds every spectrum up to date (nothing re-embedded) and does the collection-wide steps the
@@ -24,7 +26,6 @@ upserted is skipped next time by its hash.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
@@ -32,14 +33,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from engine import payload as P
 from engine.collection import DEFAULT_ALIAS, ensure_collection, versioned_name
 from engine.records import SURVEYS, SpectrumRecord
 from engine.store.types import CollectionOptions, VectorStore
 from indexer.ids import content_hash, point_id
-from indexer.points import build_points
+from engine.spectrum_archive import SpectrumArchiveWriter, encode_rows
+from indexer.points import build_points, stored_hash, with_spectrum_refs
 from indexer.sources import Source
-from indexer.sync import Syncer, SyncReport
+from indexer.sync import Syncer, SyncReport, default_archive, with_tables
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ class Partition:
 
 @dataclass
 class PartitionResult:
-    points: list = field(default_factory=list)    # filled only when the driver upserts
+    # filled only when the driver upserts: (points, their spectra as archive rows), per batch
+    batches: list = field(default_factory=list)
     added: int = 0
     updated: int = 0
     skipped: int = 0
@@ -128,26 +130,22 @@ def read_partition(part: Partition) -> tuple[list[SpectrumRecord], list[dict]]:
     return records, refused
 
 
-def _crossmatched(record: SpectrumRecord, crossmatch: dict[str, int]) -> SpectrumRecord:
-    # Same rule as Syncer._crossmatched, so ids and hashes agree with the single-process run.
-    if record.gaia_source_id is None and record.object_id in crossmatch:
-        return dataclasses.replace(record, gaia_source_id=int(crossmatch[record.object_id]))
-    return record
-
-
 def embed_partition(part: Partition, embedder_factory: Callable[[], Any], collection: str,
                     known: dict[str, str] | None = None, store_url: str | None = None,
-                    crossmatch: dict[str, int] | None = None) -> PartitionResult:
+                    crossmatch: dict[str, int] | None = None,
+                    positions: dict[str, tuple[float, float]] | None = None,
+                    archive: SpectrumArchiveWriter | None = None) -> PartitionResult:
     """Read, hash, skip, embed and build (and, against a server, upsert) one partition.
 
-    `known` is the store's {id: content_hash} (embedded store; points are returned); with
-    `store_url` the worker asks the server for its ids' hashes and upserts itself.
+    `known` is the store's {id: content_hash} (embedded store; points and their encoded
+    spectra are returned); with `store_url` the worker asks the server for its ids' hashes,
+    writes the spectra into `archive` (a folder every worker sees) and upserts itself.
     """
     records, refused = read_partition(part)
     res = PartitionResult(refused=list(refused))
     seen: set[str] = set()
     keep, ids, hashes = [], [], []
-    for r in (_crossmatched(r, crossmatch or {}) for r in records):
+    for r in (with_tables(r, crossmatch or {}, positions or {}) for r in records):
         pid = point_id(r)
         if pid in seen:
             res.duplicates += 1
@@ -158,7 +156,7 @@ def embed_partition(part: Partition, embedder_factory: Callable[[], Any], collec
         hashes.append(content_hash(r))
     store = _server_store(store_url) if store_url else None
     if store is not None:
-        known = {h.id: h.payload.get(P.CONTENT_HASH) for h in store.retrieve(collection, ids)}
+        known = {h.id: stored_hash(h) for h in store.retrieve(collection, ids)}
     known = known or {}
     todo = [i for i, pid in enumerate(ids) if known.get(pid) != hashes[i]]
     res.skipped = len(ids) - len(todo)
@@ -179,10 +177,17 @@ def embed_partition(part: Partition, embedder_factory: Callable[[], Any], collec
                 res.updated += 1
             else:
                 res.added += 1
-        if store is not None:
-            store.upsert(collection, points)
+        if not points:
+            continue
+        at = {ids[i]: i for i in idx}
+        rows = encode_rows([p.id for p in points], [hashes[at[p.id]] for p in points],
+                           [keep[at[p.id]] for p in points])
+        if store is not None:      # spectra first, then the points naming them
+            ref = archive.write_rows(collection, rows)
+            store.upsert(collection, with_spectrum_refs(
+                points, ref, {p.id: i for i, p in enumerate(points)}))
         else:
-            res.points.extend(points)
+            res.batches.append((points, rows))
     return res
 
 
@@ -214,8 +219,8 @@ class _BundleFactory:
 
 # ---- the driver --------------------------------------------------------------------------
 
-def _known_hashes(store: VectorStore, collection: str) -> dict[str, str]:
-    return {h.id: h.payload.get(P.CONTENT_HASH) for h in store.scroll(collection)}
+def _known_hashes(store: VectorStore, collection: str) -> dict[str, str | None]:
+    return {h.id: stored_hash(h) for h in store.scroll(collection)}
 
 
 def _client(workers: int | str, threads_per_worker: int):
@@ -234,6 +239,8 @@ def distributed_sync(sources: Sequence[str | Source], store: VectorStore, embedd
                      alias: str = DEFAULT_ALIAS,
                      options: CollectionOptions | None = None,
                      crossmatch: dict[str, int] | None = None,
+                     positions: dict[str, tuple[float, float]] | None = None,
+                     archive: SpectrumArchiveWriter | None = None,
                      files_per_partition: int = FILES_PER_PARTITION,
                      threads_per_worker: int = 1,
                      progress: Callable[[int], None] = lambda n: None) -> SyncReport:
@@ -249,10 +256,14 @@ def distributed_sync(sources: Sequence[str | Source], store: VectorStore, embedd
     store_url : a Qdrant server/cluster URL: workers then upsert directly.
     embedder_factory : picklable callable returning the workers' embedder (default: load the
         bundle `embedder.bundle.path` once per worker process).
+    positions : Gaia source_id -> (ra, dec) for XP spectra whose files carry none.
+    archive : where the spectra go (default: `indexer.sync.default_archive`); with a server
+        every worker writes into it, so it must be a folder they all see.
     Returns the SyncReport, with the workers' added/updated/skipped/refused counts merged in.
     """
     srcs = [s if isinstance(s, Source) else Source(s) for s in sources]
     options = options or CollectionOptions()
+    archive = archive or default_archive(store, state_path)
     target = versioned_name(alias, embedder.version)
     ensure_collection(store, target, embedder.shared_dim,
                       {s: embedder.own_dim(s) for s in SURVEYS}, options)
@@ -268,15 +279,17 @@ def distributed_sync(sources: Sequence[str | Source], store: VectorStore, embedd
             # A list, not the dict itself: scatter would take a dict as {key: data}.
             (known,) = client.scatter([_known_hashes(store, target)], broadcast=True)
         futures = [client.submit(embed_partition, p, embedder_factory, target, known, store_url,
-                                 crossmatch, key=f"embed-{i}-{os.getpid()}", pure=False)
+                                 crossmatch, positions, archive,
+                                 key=f"embed-{i}-{os.getpid()}", pure=False)
                    for i, p in enumerate(parts)]
-        _collect(futures, store, target, merged, progress)
+        _collect(futures, store, target, merged, progress, archive)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
     report = Syncer(store=store, embedder=embedder, state_path=state_path, alias=alias,
-                    options=options, crossmatch=dict(crossmatch or {})).run(srcs)
+                    options=options, crossmatch=dict(crossmatch or {}),
+                    positions=dict(positions or {}), archive=archive).run(srcs)
     report.added, report.updated = merged.added, merged.updated
     report.skipped = merged.skipped
     report.duplicates = merged.duplicates
@@ -285,15 +298,18 @@ def distributed_sync(sources: Sequence[str | Source], store: VectorStore, embedd
 
 
 def _collect(futures: list, store: VectorStore, target: str, merged: PartitionResult,
-             progress: Callable[[int], None]) -> None:
-    """Upsert what workers return, as they finish; a failed partition fails the run (the
-    points already upserted are idempotent and a re-run skips them by hash)."""
+             progress: Callable[[int], None], archive: SpectrumArchiveWriter) -> None:
+    """Write the spectra and upsert the points workers return, as they finish; a failed
+    partition fails the run (the points already upserted are idempotent and a re-run skips
+    them by hash)."""
     from dask.distributed import as_completed
 
     for fut in as_completed(futures):
         res: PartitionResult = fut.result()
-        if res.points:
-            store.upsert(target, res.points)
+        for points, rows in res.batches:
+            ref = archive.write_rows(target, rows)
+            store.upsert(target, with_spectrum_refs(points, ref,
+                                                    {p.id: i for i, p in enumerate(points)}))
         merged.added += res.added
         merged.updated += res.updated
         merged.skipped += res.skipped

@@ -14,16 +14,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from engine import payload as P
 from engine.collection import DEFAULT_ALIAS, DEFAULT_OPTIONS, ensure_collection, versioned_name
-from engine.records import SURVEYS, SpectrumRecord
+from engine.records import SURVEY_XP, SURVEYS, SpectrumRecord
 from engine.store.types import CollectionOptions, Filter, MatchAny, VectorStore
 from indexer.ids import content_hash, point_id
-from indexer.points import build_points
+from engine.spectrum_archive import ARCHIVE_DIR, SpectrumArchiveWriter
+from indexer.points import build_points, stored_hash, with_spectrum_refs
 from indexer.reading import (MIN_FILES_FOR_PROCESS, FileReader, default_read_workers,
                              usable_cores)
 from indexer.scoring import score_collection
@@ -69,6 +70,10 @@ class Syncer:
     batch_size: int = 256
     options: CollectionOptions = DEFAULT_OPTIONS
     crossmatch: dict[str, int] = field(default_factory=dict)   # LAMOST obsid -> Gaia source_id
+    # Gaia source_id -> (ra, dec) for XP spectra whose files carry no position
+    positions: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # where the spectra of upserted points are written (default: `default_archive`)
+    archive: SpectrumArchiveWriter | None = None
     progress: Callable[[int], None] = lambda n: None
     clock: Callable[[], float] = time.time
     # processes reading files (0: a thread of this process); default: one per core, at most 4
@@ -77,6 +82,8 @@ class Syncer:
 
     def run(self, sources: Sequence[Source]) -> SyncReport:
         t0 = self.clock()
+        if self.archive is None:
+            self.archive = default_archive(self.store, self.state_path)
         state = SyncState.load(self.state_path)
         if not sources:  # no sources named: re-sync everything registered before
             sources = [Source(s["spec"], tuple(s.get("labels", ()))) for s in state.sources]
@@ -148,7 +155,7 @@ class Syncer:
             ids.append(pid)
             hashes.append(content_hash(r))
             keep.append(r)
-        existing = {h.id: h.payload.get(P.CONTENT_HASH) for h in self.store.retrieve(target, ids)}
+        existing = {h.id: stored_hash(h) for h in self.store.retrieve(target, ids)}
         todo = [i for i, pid in enumerate(ids) if existing.get(pid) != hashes[i]]
         report.skipped += len(ids) - len(todo)
         for survey in SURVEYS:
@@ -172,7 +179,14 @@ class Syncer:
         if not points:   # all refused by the model: nothing changes in the store
             return
         self._mark_scores_stale(state, target)
-        self.store.upsert(target, points)
+        # the spectra first, then the points that name them: a kill in between leaves only
+        # an archive file no point names
+        rows = {p.id: i for i, p in enumerate(points)}
+        at = {pid: i for i, pid in enumerate(ids)}
+        ref = self.archive.write(target, [p.id for p in points],
+                                 [hashes[at[p.id]] for p in points],
+                                 [records[at[p.id]] for p in points])
+        self.store.upsert(target, with_spectrum_refs(points, ref, rows))
         for p in points:
             if p.id in existing:
                 report.updated += 1
@@ -180,10 +194,7 @@ class Syncer:
                 report.added += 1
 
     def _crossmatched(self, record: SpectrumRecord) -> SpectrumRecord:
-        if record.gaia_source_id is None and record.object_id in self.crossmatch:
-            gaia = int(self.crossmatch[record.object_id])
-            return dataclasses.replace(record, gaia_source_id=gaia)
-        return record
+        return with_tables(record, self.crossmatch, self.positions)
 
     def _mark_scores_stale(self, state: SyncState, target: str) -> None:
         if state.scores_fresh.get(target, True):
@@ -214,6 +225,30 @@ class Syncer:
         if previous and previous != target:
             self.store.delete_collection(previous)
         return True
+
+
+def with_tables(record: SpectrumRecord, crossmatch: dict[str, int],
+                positions: dict[str, tuple[float, float]]) -> SpectrumRecord:
+    """The record with what the user's tables add: the Gaia source_id of a cross-matched
+    LAMOST spectrum, the position of an XP spectrum whose file has none. (The Dask indexer
+    calls this too, so ids and hashes agree with the single-process run.)"""
+    if record.gaia_source_id is None and record.object_id in crossmatch:
+        record = dataclasses.replace(record, gaia_source_id=int(crossmatch[record.object_id]))
+    if record.survey == SURVEY_XP and record.ra is None and record.object_id in positions:
+        ra, dec = positions[record.object_id]
+        record = dataclasses.replace(record, ra=ra, dec=dec)
+    return record
+
+
+def default_archive(store: VectorStore, state_path: str) -> SpectrumArchiveWriter:
+    """An embedded store keeps its spectra in its own folder (references relative to it, so
+    the folder can be moved); any other store, beside the state file (absolute references:
+    every client must see that folder at the same path)."""
+    root = getattr(store, "root", None) if getattr(store, "mode", "") == "edge" else None
+    if root is not None:
+        return SpectrumArchiveWriter(os.path.join(root, ARCHIVE_DIR), relative_to=root)
+    folder = os.path.join(os.path.dirname(os.path.abspath(state_path)), ARCHIVE_DIR)
+    return SpectrumArchiveWriter(folder)
 
 
 def write_report(report: SyncReport, path: str) -> None:

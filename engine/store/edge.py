@@ -37,8 +37,8 @@ from engine.errors import StoreError
 from engine.store import generations as gens
 from engine.store.spec import (check_collection_spec, check_points, meta_dict, meta_from_dict,
                                threshold_kb, vectors_as_arrays, with_payload_arg)
-from engine.store.types import (CollectionOptions, Filter, HasId, Hit, Match, MatchAny, Point,
-                                Range, VectorSpec)
+from engine.store.types import (CollectionOptions, Filter, GeoRadius, HasId, Hit, Match,
+                                MatchAny, Point, Range, VectorSpec)
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +46,16 @@ FORMAT = {"format": "specclip-edge-store", "version": 1}
 _DISTANCE = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid}
 _SCHEMA = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer,
            "float": qe.PayloadSchemaType.Float, "bool": qe.PayloadSchemaType.Bool,
-           "uuid": qe.PayloadSchemaType.Uuid, "datetime": qe.PayloadSchemaType.Datetime}
+           "uuid": qe.PayloadSchemaType.Uuid, "datetime": qe.PayloadSchemaType.Datetime,
+           "geo": qe.PayloadSchemaType.Geo}
 _NO_HNSW_LINKS = {  # the same indexes without Qdrant's extra payload-aware HNSW links
     "keyword": lambda: qe.KeywordIndexParams(enable_hnsw=False),
     "integer": lambda: qe.IntegerIndexParams(lookup=True, range=True, enable_hnsw=False),
     "float": lambda: qe.FloatIndexParams(enable_hnsw=False),
     "bool": lambda: qe.BoolIndexParams(enable_hnsw=False),
     "uuid": lambda: qe.UuidIndexParams(enable_hnsw=False),
-    "datetime": lambda: qe.DatetimeIndexParams(enable_hnsw=False)}
+    "datetime": lambda: qe.DatetimeIndexParams(enable_hnsw=False),
+    "geo": lambda: qe.GeoIndexParams(enable_hnsw=False)}
 
 
 @contextmanager
@@ -88,6 +90,9 @@ def _condition(c: Any) -> Any:
         return qe.FieldCondition(c.key, match=qe.MatchAny(values))
     if isinstance(c, Range):
         return qe.FieldCondition(c.key, range=qe.RangeFloat(gte=c.gte, lte=c.lte))
+    if isinstance(c, GeoRadius):
+        return qe.FieldCondition(c.key, geo_radius=qe.GeoRadius(qe.GeoPoint(c.lon, c.lat),
+                                                                c.radius_m))
     if isinstance(c, HasId):
         return qe.HasIdCondition(set(c.ids))
     raise StoreError(f"unknown filter condition {c!r}")

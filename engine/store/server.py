@@ -24,15 +24,16 @@ from qdrant_client import models as qm
 from engine.errors import StoreError
 from engine.store.spec import (check_collection_spec, check_points, threshold_kb,
                                vectors_as_arrays, with_payload_arg)
-from engine.store.types import (CollectionOptions, Filter, HasId, Hit, Match, MatchAny, Point,
-                                Range, VectorSpec)
+from engine.store.types import (CollectionOptions, Filter, GeoRadius, HasId, Hit, Match,
+                                MatchAny, Point, Range, VectorSpec)
 
 log = logging.getLogger(__name__)
 
 _DISTANCE = {"cosine": qm.Distance.COSINE, "dot": qm.Distance.DOT, "euclid": qm.Distance.EUCLID}
 _SCHEMA = {"keyword": qm.PayloadSchemaType.KEYWORD, "integer": qm.PayloadSchemaType.INTEGER,
            "float": qm.PayloadSchemaType.FLOAT, "bool": qm.PayloadSchemaType.BOOL,
-           "uuid": qm.PayloadSchemaType.UUID, "datetime": qm.PayloadSchemaType.DATETIME}
+           "uuid": qm.PayloadSchemaType.UUID, "datetime": qm.PayloadSchemaType.DATETIME,
+           "geo": qm.PayloadSchemaType.GEO}
 _NO_HNSW_LINKS = {  # the same indexes without Qdrant's extra payload-aware HNSW links
     "keyword": lambda: qm.KeywordIndexParams(type="keyword", enable_hnsw=False),
     "integer": lambda: qm.IntegerIndexParams(type="integer", lookup=True, range=True,
@@ -40,7 +41,8 @@ _NO_HNSW_LINKS = {  # the same indexes without Qdrant's extra payload-aware HNSW
     "float": lambda: qm.FloatIndexParams(type="float", enable_hnsw=False),
     "bool": lambda: qm.BoolIndexParams(type="bool", enable_hnsw=False),
     "uuid": lambda: qm.UuidIndexParams(type="uuid", enable_hnsw=False),
-    "datetime": lambda: qm.DatetimeIndexParams(type="datetime", enable_hnsw=False)}
+    "datetime": lambda: qm.DatetimeIndexParams(type="datetime", enable_hnsw=False),
+    "geo": lambda: qm.GeoIndexParams(type="geo", enable_hnsw=False)}
 _TRANSIENT_HTTP = {502, 503, 504}
 UPSERT_BATCH = 256
 ALIAS_TTL = 2.0
@@ -75,6 +77,9 @@ def _condition(c: Any) -> Any:
         return qm.FieldCondition(key=c.key, match=qm.MatchAny(any=values))
     if isinstance(c, Range):
         return qm.FieldCondition(key=c.key, range=qm.Range(gte=c.gte, lte=c.lte))
+    if isinstance(c, GeoRadius):
+        return qm.FieldCondition(key=c.key, geo_radius=qm.GeoRadius(
+            center=qm.GeoPoint(lon=c.lon, lat=c.lat), radius=c.radius_m))
     if isinstance(c, HasId):
         return qm.HasIdCondition(has_id=list(c.ids))
     raise StoreError(f"unknown filter condition {c!r}")
