@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -192,6 +193,51 @@ class SpectrumArchiveWriter:
         os.replace(tmp, path)
         _fsync_dir(folder)      # the name is durable before any point refers to it
         return path if self.relative_to is None else os.path.relpath(path, self.relative_to)
+
+    def resolve(self, ref: str) -> str:
+        """The absolute path of a payload reference this writer made."""
+        if os.path.isabs(ref) or self.relative_to is None:
+            return ref
+        return os.path.join(self.relative_to, ref)
+
+    def collect_garbage(self, collection: str, referenced: set[str], before: float) -> int:
+        """Delete files no point names any more (spectra of updated or deleted points, files
+        of an interrupted run), in two steps: a file found unreferenced is listed in
+        `orphans.json` and deleted only when a later call finds it unreferenced again, so a
+        reader still answering from the previous published generation keeps its spectra.
+        `referenced`: absolute paths the collection's points name; temporary files older
+        than `before` (a timestamp) are debris of a killed write. Returns files deleted."""
+        folder = self.collection_folder(collection)
+        if not os.path.isdir(folder):
+            return 0
+        listed = os.path.join(folder, "orphans.json")
+        try:
+            with open(listed) as fh:
+                earlier = set(json.load(fh))
+        except (FileNotFoundError, ValueError):
+            earlier = set()
+        orphans, deleted = set(), 0
+        for entry in os.scandir(folder):
+            if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                if entry.stat().st_mtime < before:
+                    os.unlink(entry.path)
+                continue
+            if not entry.name.endswith(".arrow") or entry.path in referenced:
+                continue
+            if entry.name in earlier:
+                os.unlink(entry.path)
+                deleted += 1
+            else:
+                orphans.add(entry.name)
+        tmp = f"{listed}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(sorted(orphans), fh)
+        os.replace(tmp, listed)
+        return deleted
+
+    def drop_collection(self, collection: str) -> None:
+        """Delete the archive of a collection the store no longer has."""
+        shutil.rmtree(self.collection_folder(collection), ignore_errors=True)
 
 
 def encode_rows(ids: Sequence[str], hashes: Sequence[str],

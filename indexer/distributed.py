@@ -141,6 +141,9 @@ def embed_partition(part: Partition, embedder_factory: Callable[[], Any], collec
     spectra are returned); with `store_url` the worker asks the server for its ids' hashes,
     writes the spectra into `archive` (a folder every worker sees) and upserts itself.
     """
+    if store_url is not None and archive is None:
+        raise ValueError("a worker that upserts into a server needs the spectrum archive "
+                         "folder (archive=) to write the spectra into")
     records, refused = read_partition(part)
     res = PartitionResult(refused=list(refused))
     seen: set[str] = set()

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from engine import payload as P
 from engine.collection import DEFAULT_ALIAS, DEFAULT_OPTIONS, ensure_collection, versioned_name
 from engine.records import SURVEY_XP, SURVEYS, SpectrumRecord
 from engine.store.types import CollectionOptions, Filter, MatchAny, VectorStore
@@ -123,6 +124,8 @@ class Syncer:
                                                         listings.get(source.spec))):
                 self._sync_batch(batch, target, seen, report, state)
         self._delete_missing(sources, target, seen, report, state)
+        if report.updated or report.deleted:     # some archive files may be named no more
+            self._collect_archive_garbage(target, t0)
         if report.wrote or not state.scores_fresh.get(target, False):
             score_collection(self.store, target, self.embedder)
             state.scores_fresh[target] = True
@@ -216,6 +219,13 @@ class Syncer:
             report.deleted += len(gone)
         state.sources = [s for s in state.sources if Source(s["spec"]).exists()]
 
+    def _collect_archive_garbage(self, target: str, started: float) -> None:
+        referenced = {self.archive.resolve(h.payload[P.SPECTRUM_FILE])
+                      for h in self.store.scroll(target) if P.SPECTRUM_FILE in h.payload}
+        deleted = self.archive.collect_garbage(target, referenced, started)
+        if deleted:
+            log.info("deleted %d spectrum archive files no point names", deleted)
+
     def _switch_alias(self, target: str) -> bool:
         previous = self.store.resolve(self.alias)
         if previous == target:
@@ -224,6 +234,7 @@ class Syncer:
         log.info("alias %s -> %s (was %s)", self.alias, target, previous)
         if previous and previous != target:
             self.store.delete_collection(previous)
+            self.archive.drop_collection(previous)
         return True
 
 

@@ -114,3 +114,29 @@ def test_unchanged_points_keep_their_spectrum_file(kind, tmp_path):
     files = list((tmp_path / "store" / "spectra").rglob("*.arrow"))
     assert {str(f.relative_to(tmp_path / "store")) for f in files} == set(before.values())
     store.close()
+
+
+def test_archive_files_of_replaced_spectra_are_deleted_one_sync_later(tmp_path):
+    from tests.indexer.conftest import write_lamost_file
+
+    folder = tmp_path / "lamost"
+    folder.mkdir()
+    store = open_store(path=str(tmp_path / "store"))
+    state = tmp_path / "state.json"
+    files = []
+    for version in range(3):            # each version changes both spectra: a new file
+        for i in range(2):
+            write_lamost_file(str(folder / f"spec-{i}.fits"), 700 + i, teff=4000 + 300 * version,
+                              seed=version)
+        _sync(store, state, parse_sources([str(folder)]))
+        files.append({h.payload[P.SPECTRUM_FILE] for h in store.scroll("spectra")})
+        assert len(files[-1]) == 1
+    on_disk = {str(p.relative_to(tmp_path / "store"))
+               for p in (tmp_path / "store" / "spectra").rglob("*.arrow")}
+    # version 0's file was found unreferenced by the 2nd sync and deleted by the 3rd;
+    # version 1's waits for the next sync (a reader may still answer from it)
+    assert on_disk == files[1] | files[2]
+    engine = Engine(store)
+    for h in store.scroll("spectra"):
+        assert content_hash(engine.get_spectrum(h.id)) == h.payload[P.CONTENT_HASH]
+    engine.close()

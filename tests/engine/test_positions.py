@@ -123,3 +123,43 @@ def test_cone_search_finds_every_spectrum_in_the_radius_sorted(kind, tmp_path):
             engine.cone_search(10.0, 20.0, radius_arcsec=0)
     finally:
         engine.close()
+
+
+DATA = __import__("pathlib").Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is absent")
+def test_the_readme_position_query_finds_the_stars_own_spectra(tmp_path):
+    """`specclip query --ra 67.98 --dec 17.79 --radius 15`: the README's star (LAMOST obsid
+    976308215, Gaia 3314245809274264832, ~12 arcsec from those rounded coordinates) with both
+    of its spectra, nearest first, and nothing else."""
+    import json
+    import subprocess
+    import sys
+
+    from indexer.sources import parse_sources
+    from indexer.sync import Syncer
+    from tests.indexer.doubles import ProjectionEmbedder
+
+    store = open_store(path=str(tmp_path / "store"))
+    Syncer(store=store, embedder=ProjectionEmbedder(), state_path=str(tmp_path / "s.json")).run(
+        parse_sources([str(DATA / "pairs_lamost_xp")]))
+    store.close()
+    root = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+    def query(*args):
+        out = subprocess.run([sys.executable, "-m", "engine.cli", "query", "--store",
+                              str(tmp_path / "store"), "--ra", "67.98", "--dec", "17.79",
+                              *args, "--json"], cwd=root, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout)
+
+    hits = query("--radius", "15")
+    assert {(h["survey"], h["object_id"]) for h in hits} == {
+        ("lamost", "976308215"), ("gaia_xp", "3314245809274264832")}
+    assert all(10 < h["separation_arcsec"] < 15 for h in hits)
+    assert [h["separation_arcsec"] for h in hits] == sorted(h["separation_arcsec"] for h in hits)
+    assert query() == []                   # 3 arcsec (the default) is too small for these
+    assert [h["survey"] for h in query("--radius", "15", "--target", "gaia_xp")] == ["gaia_xp"]
