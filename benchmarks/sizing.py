@@ -91,6 +91,10 @@ def sizing_markdown(s: dict[str, Any], hw: dict[str, Any]) -> str:
           for key, name in (("spectrum_lamost", "LAMOST LRS"), ("spectrum_gaia_xp", "Gaia XP"))
           if key in per],
         "",
+        *([f"Spectra kept by the store for a survey-shaped mix (220M Gaia XP + 30M LAMOST): "
+           f"{(220e6 * per['spectrum_gaia_xp'] + 30e6 * per['spectrum_lamost']) / 1e12:.2f} "
+           "TB of disk, read only for the hits a user looks at.", ""]
+          if {"spectrum_gaia_xp", "spectrum_lamost"} <= set(per) else []),
         f"RAM with int8 quantization and originals on disk: about {ram_quant:.0f} GB for vectors "
         "and graph, plus payload indexes and page cache: plan 2x, spread over the cluster. With "
         "replication factor 2 every figure doubles across nodes. A 3-node cluster with 6 shards "

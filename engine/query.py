@@ -275,14 +275,6 @@ class Engine:
                           dict(hits[i].payload), separation_arcsec=float(sep[i]))
                 for i in order[:k]]
 
-    def cone(self, ra: float, dec: float, radius_deg: float, k: int = 100,
-             survey: str | None = None) -> list[SearchHit]:
-        """`cone_search` with the radius in degrees and score = separation in degrees (the
-        form the app's Search page and older scripts use)."""
-        return [SearchHit(h.id, h.survey, h.object_id, h.separation_arcsec * ARCSEC, h.payload,
-                          h.separation_arcsec)
-                for h in self.cone_search(ra, dec, radius_deg / ARCSEC, survey, k)]
-
     # -- spectra, counterparts, parameters -------------------------------------------------
     @property
     def archive(self) -> SpectrumArchive:
@@ -290,7 +282,9 @@ class Engine:
         embedded store keeps it in its own folder, a server's archive is named by absolute
         paths in the payload."""
         if self._archive is None:
-            root = getattr(self.store, "root", None) if self.store.mode == "edge" else None
+            root = None
+            if self.store.mode == "edge":       # relative references: the store's folder
+                root = getattr(self.store, "root", None) or self.store_location
             self._archive = SpectrumArchive(root)
         return self._archive
 

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from engine.bundle import load_bundle
 from engine.collection import DEFAULT_ALIAS
+from engine.errors import SpecClipError
 from engine.inference import Embedder
 from engine.pair_table import read_crossmatch, read_positions
 from engine.spectrum_archive import SpectrumArchiveWriter
@@ -83,9 +84,15 @@ def default_state_path(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.spectra and args.store:
-        raise SystemExit("--spectra is for a server store (--url): an embedded store keeps "
-                         "its spectra in its own folder")
+    try:
+        if args.spectra and args.store:
+            raise SpecClipError("--spectra is for a server store (--url): an embedded store "
+                                "keeps its spectra in its own folder")
+        crossmatch = read_crossmatch(args.crossmatch) if args.crossmatch else {}
+        positions = read_positions(args.positions) if args.positions else {}
+    except SpecClipError as exc:
+        print(f"specclip index: {exc}", file=sys.stderr)
+        return 2
     options = CollectionOptions(quantization=args.quantization, on_disk=args.on_disk,
                                 payload_on_disk=args.payload_on_disk,
                                 shard_number=args.shards, replication_factor=args.replication,
@@ -95,8 +102,7 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(desc="indexing", unit="spectra", disable=args.no_progress, file=sys.stderr)
     syncer = Syncer(store=store, embedder=embedder, state_path=default_state_path(args),
                     alias=args.alias, batch_size=args.batch_size, options=options,
-                    crossmatch=read_crossmatch(args.crossmatch) if args.crossmatch else {},
-                    positions=read_positions(args.positions) if args.positions else {},
+                    crossmatch=crossmatch, positions=positions,
                     archive=SpectrumArchiveWriter(args.spectra) if args.spectra else None,
                     progress=bar.update)
     if args.read_workers is not None:

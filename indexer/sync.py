@@ -2,11 +2,12 @@
 
 Order of work per batch (so kill -9 anywhere loses nothing and duplicates nothing):
 1. read the batch, give each spectrum its stable id and content hash;
-2. ask the store which of those ids already hold that hash -> skip them;
-3. embed only what is new or changed, upsert (idempotent by id);
-then, after every source: delete points whose source no longer yields them, recompute the
-collection-wide anomaly scores if anything changed, optimise, switch the alias, and only
-then write the bookkeeping file and the report.
+2. ask the store which of those ids already hold that hash (and a stored spectrum) -> skip;
+3. embed only what is new or changed; write their spectra to the store's archive
+   (engine/spectrum_archive.py), then upsert the points naming them (idempotent by id);
+then, after every source: delete points whose source no longer yields them, delete archive
+files no point names any more, recompute the collection-wide anomaly scores if anything
+changed, optimise, switch the alias, and only then write the bookkeeping file and the report.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from typing import Any, Callable, Sequence
 from engine import payload as P
 from engine.collection import DEFAULT_ALIAS, DEFAULT_OPTIONS, ensure_collection, versioned_name
 from engine.records import SURVEY_XP, SURVEYS, SpectrumRecord
+from engine.spectrum_archive import ARCHIVE_DIR, SpectrumArchiveWriter
 from engine.store.types import CollectionOptions, Filter, MatchAny, VectorStore
 from indexer.ids import content_hash, point_id
-from engine.spectrum_archive import ARCHIVE_DIR, SpectrumArchiveWriter
 from indexer.points import build_points, stored_hash, with_spectrum_refs
 from indexer.reading import (MIN_FILES_FOR_PROCESS, FileReader, default_read_workers,
                              usable_cores)

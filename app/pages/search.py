@@ -87,15 +87,15 @@ def _resolve(engine: Engine, mode: str) -> dict:
         return {"point": hits[0].id, "payload": hits[0].payload, "note": note}
     if mode == "Sky position":
         ra, dec = float(ss.get("search_ra", 0.0)), float(ss.get("search_dec", 0.0))
-        radius = float(ss.get("search_radius", 5.0)) / 3600.0
-        hits = engine.cone(ra, dec, radius, k=50)
+        radius = float(ss.get("search_radius", 5.0))
+        hits = engine.cone_search(ra, dec, radius, k=50)
         if not hits:
-            raise SpecClipError(f"No indexed spectrum within {radius * 3600:.1f} arcsec of "
+            raise SpecClipError(f"No indexed spectrum within {radius:.1f} arcsec of "
                                 f"RA {ra:.5f}, Dec {dec:.5f}.")
         return {"point": hits[0].id, "payload": hits[0].payload, "cone": [h.to_dict()
                                                                           for h in hits],
                 "note": f"{len(hits)} spectra in the cone; the nearest "
-                        f"({hits[0].score * 3600:.2f} arcsec away) is the query."}
+                        f"({hits[0].separation_arcsec:.2f} arcsec away) is the query."}
     if mode == "Upload a file":
         return _resolve_upload()
     hit = engine.random_point()
@@ -149,8 +149,8 @@ def _show_result(engine: Engine, result: dict) -> None:
     if result.get("note"):
         st.info(result["note"])
     if result.get("cone"):
-        with st.expander("Spectra in the cone (score = separation, deg)"):
-            st.dataframe(tables.hits_frame(data.hits_from_dicts(result["cone"]), "sep (deg)"),
+        with st.expander("Spectra in the cone (score = separation, arcsec)"):
+            st.dataframe(tables.hits_frame(data.hits_from_dicts(result["cone"]), "sep (arcsec)"),
                          hide_index=True, width="stretch", key="search_cone_table")
     hits = data.hits_from_dicts(result["hits"])
     st.subheader(f"{len(hits)} neighbours of {qname}")
