@@ -1,9 +1,10 @@
 """The store's own copy of every indexed spectrum, so that a hit can be shown, plotted and
 translated without the source files (a store folder copied elsewhere answers everything).
 
-Why a sidecar and not the payload: a LAMOST spectrum is ~10 KB even compressed, and payloads
-are held in RAM and sent with every hit; a sidecar is read only for the hits a user looks at,
-so query latency does not change. Layout::
+Why a sidecar and not the payload: a LAMOST spectrum takes ~36 KB even compressed (an XP
+spectrum ~4.7 KB; `benchmarks/archive_size.py`), and payloads are held in RAM and sent with
+every hit; a sidecar is read only for the hits a user looks at, so query latency does not
+change (`benchmarks/archive_latency.py`). Layout::
 
     <folder>/<collection>/<time>-<random>.arrow     one file per upserted batch, immutable
 
@@ -13,7 +14,8 @@ norm_flux), each compressed on its own (byte-shuffled, zstd), so reading one spe
 only its own bytes of a memory-mapped file. A point's payload names its file and row
 (`spectrum_file`, `spectrum_row`); the file is written (tmp + fsync + rename) before the
 point is upserted, so a point never names a file that is not complete on disk. An
-interrupted run leaves at most a file no point names; the re-run writes a new one.
+interrupted run leaves at most a file no point names; the re-run writes a new one, and a
+later sync deletes files no point names (`SpectrumArchiveWriter.collect_garbage`).
 
 Arrays keep their dtype exactly: float64 values that are float32 numbers (every LAMOST
 file) are stored as float32, and the wavelength is not stored when it is the instrument's
