@@ -51,11 +51,10 @@ class SearchHit:
                    float(hit.score), dict(hit.payload))
 
     def to_dict(self) -> dict:
-        out = {"id": self.id, "survey": self.survey, "object_id": self.object_id,
-               "score": self.score, "payload": self.payload}
-        if self.separation_arcsec is not None:
-            out["separation_arcsec"] = self.separation_arcsec
-        return out
+        d = self.separation_arcsec
+        sep = {} if d is None else {"separation_arcsec": d}
+        return {"id": self.id, "survey": self.survey, "object_id": self.object_id,
+                "score": self.score, "payload": self.payload, **sep}
 
 
 def _with_identity(keys: Sequence[str] | None) -> list[str] | None:
@@ -278,26 +277,28 @@ class Engine:
     # -- spectra, counterparts, parameters -------------------------------------------------
     @property
     def archive(self) -> SpectrumArchive:
-        """The store's copy of the indexed spectra (engine/spectrum_archive.py): an
-        embedded store keeps it in its own folder, a server's archive is named by absolute
-        paths in the payload."""
+        """The store's copy of the indexed spectra (engine/spectrum_archive.py): references
+        are relative to an embedded store's folder, absolute for a server's archive."""
         if self._archive is None:
-            root = None
-            if self.store.mode == "edge":       # relative references: the store's folder
-                root = getattr(self.store, "root", None) or self.store_location
-            self._archive = SpectrumArchive(root)
+            edge = self.store.mode == "edge"
+            self._archive = SpectrumArchive(
+                (getattr(self.store, "root", None) or self.store_location) if edge else None)
         return self._archive
 
     def get_spectrum(self, hit_or_id: SearchHit | str) -> SpectrumRecord:
         """The spectrum of a hit or point id, as the store keeps it (never from the source
         file, unless the store was built before it kept spectra)."""
+        pid = hit_or_id.id if isinstance(hit_or_id, SearchHit) else hit_or_id
         payload = hit_or_id.payload if isinstance(hit_or_id, SearchHit) else {}
-        if P.SPECTRUM_FILE not in payload:       # an id, or a hit with a lean payload
-            pid = hit_or_id.id if isinstance(hit_or_id, SearchHit) else hit_or_id
-            found = self.store.retrieve(self.collection, [pid])
-            if not found:
-                raise NotFoundError(f"no point with id {pid}")
-            payload = found[0].payload
+        if P.SPECTRUM_FILE in payload:
+            try:
+                return self.archive.load(payload)
+            except NotFoundError:   # a hit older than its spectrum's replacement: look again
+                pass
+        found = self.store.retrieve(self.collection, [pid])   # an id, or a lean/stale hit
+        if not found:
+            raise NotFoundError(f"no point with id {pid}")
+        payload = found[0].payload
         if P.SPECTRUM_FILE in payload:
             return self.archive.load(payload)
         from engine.spectra import load_record

@@ -131,6 +131,8 @@ def test_archive_files_of_replaced_spectra_are_deleted_one_sync_later(tmp_path):
         _sync(store, state, parse_sources([str(folder)]))
         files.append({h.payload[P.SPECTRUM_FILE] for h in store.scroll("spectra")})
         assert len(files[-1]) == 1
+        if version == 0:
+            stale = Engine(store).lookup(obsid="700")[0]    # a hit a user still holds
     on_disk = {str(p.relative_to(tmp_path / "store"))
                for p in (tmp_path / "store" / "spectra").rglob("*.arrow")}
     # version 0's file was found unreferenced by the 2nd sync and deleted by the 3rd;
@@ -139,4 +141,8 @@ def test_archive_files_of_replaced_spectra_are_deleted_one_sync_later(tmp_path):
     engine = Engine(store)
     for h in store.scroll("spectra"):
         assert content_hash(engine.get_spectrum(h.id)) == h.payload[P.CONTENT_HASH]
+    # its file is gone: the engine looks the point up again and gives today's spectrum
+    assert stale.payload[P.SPECTRUM_FILE] not in on_disk
+    (now,) = engine.lookup(obsid="700")
+    assert content_hash(engine.get_spectrum(stale)) == now.payload[P.CONTENT_HASH]
     engine.close()
