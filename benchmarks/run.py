@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:          # run as a script: make the project importable
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.archive_size import archive_size  # noqa: E402
 from benchmarks.common import hardware  # noqa: E402
 from benchmarks.incremental import incremental, plot_incremental  # noqa: E402
 from benchmarks.search import bench_n  # noqa: E402
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     elif "incremental" in previous:
         results["incremental"] = previous["incremental"]
     results["end_to_end"] = end_to_end(results)
+    results["archive"] = archive_size(args.lamost)
     results["sizing"] = sizing(results)
     results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     (out / "bench.json").write_text(json.dumps(results, indent=1))

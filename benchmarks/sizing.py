@@ -31,6 +31,10 @@ def sizing(results: dict[str, Any], n_target: int = 250_000_000) -> dict[str, An
         "measured_rss": edge["rss_per_point_bytes"],
     }
     per["hnsw_graph"] = round(per["hnsw_graph"], 1)
+    for survey in ("lamost", "gaia_xp"):          # the store's own copy of each spectrum
+        size = results.get("archive", {}).get(survey, {}).get("bytes_per_spectrum")
+        if size:
+            per[f"spectrum_{survey}"] = size
     upsert_rate = edge["upsert_points_per_s"]
     optimize_per_point = edge["optimize_s"] / largest["n"]
     xp_rate = enc.get("gaia_xp", {}).get("spectra_per_s")
@@ -143,7 +147,17 @@ def sizing_markdown(s: dict[str, Any], hw: dict[str, Any]) -> str:
         f"| **measured** RSS per point (Edge, after optimize, same content; an upper bound: "
         f"the Python allocator keeps what building the points used) | "
         f"{per['measured_rss']} | {t['measured_rss']} GB | |",
+        *[f"| **measured** stored spectrum, {name} (the store's own lossless copy, "
+          f"`engine/spectrum_archive.py`; read only for the hits shown) | {per[key]} | "
+          f"{t[key]} GB if all {n:.0f}M were {name} | disk (store folder, or the server's "
+          "archive folder) |"
+          for key, name in (("spectrum_lamost", "LAMOST LRS"), ("spectrum_gaia_xp", "Gaia XP"))
+          if key in per],
         "",
+        *([f"Spectra kept by the store for a survey-shaped mix (220M Gaia XP + 30M LAMOST): "
+           f"{(220e6 * per['spectrum_gaia_xp'] + 30e6 * per['spectrum_lamost']) / 1e12:.2f} "
+           "TB of disk, read only for the hits a user looks at.", ""]
+          if {"spectrum_gaia_xp", "spectrum_lamost"} <= set(per) else []),
         f"RAM with int8 quantization and originals on disk: about {ram_quant:.0f} GB for vectors "
         "and graph, plus payload indexes and page cache: plan 2x, spread over the cluster. With "
         "replication factor 2 every figure doubles across nodes. A 3-node cluster with 6 shards "

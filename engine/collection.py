@@ -62,5 +62,7 @@ def collection_spec(embedder: Any, options: CollectionOptions | None = None) -> 
 
 def ensure_collection(store: VectorStore, name: str, spec: CollectionSpec) -> None:
     """Create the collection, or check that the existing one has this spec: both backends
-    refuse (StoreError) an existing collection whose vectors or payload indexes differ."""
+    refuse (StoreError) an existing collection whose vectors differ or whose payload index of
+    a field is of another type, and add the payload indexes it lacks (a store built before an
+    index existed, e.g. the geo index of sky positions)."""
     store.create_collection(name, list(spec.vectors), dict(spec.payload_indexes), spec.options)

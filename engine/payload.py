@@ -20,6 +20,9 @@ SURVEY = "survey"
 OBJECT_ID = "object_id"
 GAIA_SOURCE_ID = "gaia_source_id"
 RA, DEC = "ra", "dec"
+# The sky position as a Qdrant geo point {"lon": RA wrapped to [-180, 180), "lat": Dec}, so
+# cone searches use a geo payload index (engine/positions.py).
+SKY = "sky"
 DATA_RELEASE = "data_release"
 SNR = "snr"
 OBJ_CLASS = "obj_class"
@@ -32,6 +35,10 @@ SOURCE_ROOT = "source_root"          # the source spec (absolute path) a point w
 CONTENT_HASH = "content_hash"
 MODEL_VERSION = "model_version"
 CONTINUUM = "continuum"                # LAMOST: normalisation the model saw, "own" or "pipeline"
+# Where the store keeps this point's spectrum (engine/spectrum_archive.py): the archive file
+# (relative to an embedded store's folder, absolute for a server's archive) and its row.
+SPECTRUM_FILE = "spectrum_file"
+SPECTRUM_ROW = "spectrum_row"
 
 # Anomaly scores (indexer/scoring.py; README "Outliers"). Own-survey scores:
 ANOMALY_RECON = "anomaly_recon"        # reconstruction chi^2 vs own noise + look-alikes' error
@@ -53,7 +60,6 @@ OOD_REASON = "ood_reason"
 # Data quality, separate from oddity: low SNR or a mostly masked window
 LOW_QUALITY = "low_quality"
 QUALITY_REASON = "quality_reason"
-SOURCE_ROOT = "source_root"
 SNR_BANDS = "snr_bands"
 
 def label_key(name: str) -> str:
@@ -75,6 +81,7 @@ PAYLOAD_INDEXES: dict[str, str] = {
     GAIA_SOURCE_ID: "integer",
     RA: "float",
     DEC: "float",
+    SKY: "geo",
     DATA_RELEASE: "keyword",
     SNR: "float",
     OBJ_CLASS: "keyword",

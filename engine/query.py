@@ -26,7 +26,9 @@ import numpy as np
 from engine import payload as P
 from engine.collection import DEFAULT_ALIAS
 from engine.errors import NotFoundError, SpecClipError
+from engine.positions import ARCSEC, angular_separation_deg, cone_condition
 from engine.records import LABEL_NAMES, SURVEY_LAMOST, SURVEY_XP, SURVEYS, SpectrumRecord
+from engine.spectrum_archive import SpectrumArchive
 from engine.store.types import Filter, Hit, Match, MatchAny, Range
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class SearchHit:
     payload: dict
     space: str = ""                      # the named vector a search compared (neighbours)
     similarity_percentile: float | None = None   # engine/similarity.py
+    separation_arcsec: float | None = None     # cone-search hits: distance from the centre
 
     @classmethod
     def from_hit(cls, hit: Hit, space: str = "") -> "SearchHit":
@@ -57,6 +60,8 @@ class SearchHit:
         if self.space:
             out["space"] = self.space
             out["similarity_percentile"] = self.similarity_percentile
+        if self.separation_arcsec is not None:
+            out["separation_arcsec"] = self.separation_arcsec
         return out
 
 
@@ -90,14 +95,6 @@ def build_filter(filters: dict[str, Any] | None, survey: str | None = None) -> F
     return Filter(must=tuple(must)) if must else None
 
 
-def angular_separation_deg(ra1, dec1, ra2, dec2) -> np.ndarray:
-    """Great-circle distance (degrees), haversine form: stable at small angles."""
-    ra1, dec1, ra2, dec2 = map(np.radians, (ra1, dec1, ra2, dec2))
-    h = (np.sin((dec2 - dec1) / 2) ** 2
-         + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2)
-    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0, 1))))
-
-
 class Engine:
     """One store + one model bundle. Cheap to query; open once per process."""
 
@@ -109,6 +106,7 @@ class Engine:
         self.store_location = store_location
         self._embedder = None
         self._similarity = None
+        self._archive: SpectrumArchive | None = None
 
     @classmethod
     def open(cls, store_path: str | None = None, url: str | None = None,
@@ -308,41 +306,62 @@ class Engine:
             raise ValueError("give obsid or source_id")
         return [SearchHit.from_hit(h) for h in self.store.scroll(self.collection, filter=flt)]
 
-    def cone(self, ra: float, dec: float, radius_deg: float, k: int = 100,
-             survey: str | None = None) -> list[SearchHit]:
-        """Spectra within `radius_deg` of (ra, dec), nearest first; score = separation (deg)."""
-        dec_lo, dec_hi = max(-90.0, dec - radius_deg), min(90.0, dec + radius_deg)
-        must = [Range(P.DEC, gte=dec_lo, lte=dec_hi)]
-        if survey and survey != "any":
-            must.append(Match(P.SURVEY, survey))
-        cosd = math.cos(math.radians(max(abs(dec_lo), abs(dec_hi))))
-        half = 180.0 if cosd < 1e-6 else min(180.0, radius_deg / cosd)
-        should: tuple = ()
-        if half < 180.0:
-            lo, hi = (ra - half) % 360.0, (ra + half) % 360.0
-            should = ((Range(P.RA, gte=lo, lte=hi),) if lo <= hi else
-                      (Range(P.RA, gte=lo, lte=360.0), Range(P.RA, gte=0.0, lte=hi)))
-        flt = Filter(must=tuple(must), should=should)
-        hits = list(self.store.scroll(self.collection, filter=flt))
+    def cone_search(self, ra: float, dec: float, radius_arcsec: float = 3.0,
+                    survey: str | None = None, k: int | None = None,
+                    filters: dict | None = None) -> list[SearchHit]:
+        """Every spectrum (of either instrument, or of `survey`) within `radius_arcsec` of
+        (ra, dec) in degrees, nearest first; each hit carries `separation_arcsec` (also its
+        score). A position search, not a similarity search: see `search` for look-alikes.
+        Runs on the geo payload index (engine/positions.py); `k` caps the number of hits;
+        `filters` as for `search`."""
+        if not -90.0 <= dec <= 90.0:
+            raise ValueError(f"dec must be within [-90, 90], not {dec}")
+        extra = build_filter(filters, survey)
+        must = (cone_condition(ra, dec, radius_arcsec),) + (extra.must if extra else ())
+        hits = list(self.store.scroll(self.collection, filter=Filter(must=must)))
         if not hits:
             return []
         sep = angular_separation_deg(ra, dec, np.array([h.payload[P.RA] for h in hits]),
-                                     np.array([h.payload[P.DEC] for h in hits]))
-        order = [i for i in np.argsort(sep) if sep[i] <= radius_deg][:k]
+                                     np.array([h.payload[P.DEC] for h in hits])) / ARCSEC
+        order = [i for i in np.argsort(sep, kind="stable") if sep[i] <= radius_arcsec]
         return [SearchHit(hits[i].id, hits[i].payload.get(P.SURVEY, ""),
                           str(hits[i].payload.get(P.OBJECT_ID)), float(sep[i]),
-                          dict(hits[i].payload)) for i in order]
+                          dict(hits[i].payload), separation_arcsec=float(sep[i]))
+                for i in order[:k]]
 
     # -- spectra, counterparts, parameters -------------------------------------------------
+    @property
+    def archive(self) -> SpectrumArchive:
+        """The store's copy of the indexed spectra (engine/spectrum_archive.py): references
+        are relative to an embedded store's folder, absolute for a server's archive."""
+        if self._archive is None:
+            edge = self.store.mode == "edge"
+            self._archive = SpectrumArchive(
+                (getattr(self.store, "root", None) or self.store_location) if edge else None)
+        return self._archive
+
     def get_spectrum(self, hit_or_id: SearchHit | str) -> SpectrumRecord:
+        """The spectrum of a hit or point id, as the store keeps it (never from the source
+        file, unless the store was built before it kept spectra)."""
+        pid = hit_or_id.id if isinstance(hit_or_id, SearchHit) else hit_or_id
+        payload = hit_or_id.payload if isinstance(hit_or_id, SearchHit) else {}
+        if P.SPECTRUM_FILE in payload:
+            try:
+                return self.archive.load(payload)
+            except NotFoundError:   # a hit older than its spectrum's replacement: look again
+                pass
+        found = self.store.retrieve(self.collection, [pid])   # an id, or a lean/stale hit
+        if not found:
+            raise NotFoundError(f"no point with id {pid}")
+        payload = found[0].payload
+        if P.SPECTRUM_FILE in payload:
+            return self.archive.load(payload)
         from engine.spectra import load_record
 
-        if isinstance(hit_or_id, SearchHit):
-            return load_record(hit_or_id.payload)
-        found = self.store.retrieve(self.collection, [hit_or_id])
-        if not found:
-            raise NotFoundError(f"no point with id {hit_or_id}")
-        return load_record(found[0].payload)
+        log.warning("%s was indexed before the store kept spectra: re-reading %s (re-run "
+                    "`specclip index` to store them)", payload.get(P.OBJECT_ID),
+                    payload.get(P.SOURCE_PATH))
+        return load_record(payload)
 
     def predict_counterpart(self, record: SpectrumRecord) -> tuple[np.ndarray, np.ndarray]:
         """The other instrument's spectrum of this star as the model predicts it:

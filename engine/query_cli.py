@@ -5,6 +5,7 @@ terminal, so scripts that pipe the output keep working."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -27,21 +28,32 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
 
 
 def register_query(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("query", help="nearest neighbours of a star, a file or a position")
+    p = subparsers.add_parser(
+        "query", help="spectra like a star's or a file's, or every spectrum at a sky position",
+        description="Two kinds of query. --obsid, --source-id or --file: the spectra most like "
+                    "that spectrum (nearest neighbours in embedding space). --ra/--dec: a cone "
+                    "search, every indexed spectrum of either instrument within --radius "
+                    "arcsec of the position, nearest first, each hit with its separation_arcsec.")
     _add_store_args(p)
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--obsid", help="LAMOST obsid")
     q.add_argument("--source-id", help="Gaia DR3/EDR3 source_id")
     q.add_argument("--file", help="a spectrum file: LAMOST, Gaia XP, SDSS, or a generic "
                                   "table/image (first spectrum is used)")
-    q.add_argument("--ra", type=float, help="cone search centre RA (deg); needs --dec")
+    q.add_argument("--ra", type=float,
+                   help="cone search: centre RA in degrees (ICRS); needs --dec")
     add_reader_args(p)
-    p.add_argument("--dec", type=float)
-    p.add_argument("--radius", type=float, default=2.0 / 3600, help="cone radius (deg)")
-    p.add_argument("--target", choices=["lamost", "gaia_xp", "any"], default="any")
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--dec", type=float, help="cone search: centre Dec in degrees")
+    p.add_argument("--radius", type=float, default=3.0,
+                   help="cone search radius in arcsec (default 3)")
+    p.add_argument("--target", choices=["lamost", "gaia_xp", "any"], default="any",
+                   help="which instrument's spectra to return")
+    p.add_argument("-k", type=int, default=None,
+                   help="number of hits (default 10; a cone search returns every spectrum in "
+                        "the cone unless -k is given)")
     p.add_argument("--space", choices=["auto", "spectrum", "own", "shared"], default="auto",
-                   help="auto: spectrum PCA within one instrument, shared CLIP space across")
+                   help="auto: spectrum PCA within one instrument, shared CLIP space across "
+                        "(similarity searches only)")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=LO:HI|VALUE",
                    help="payload filter, e.g. label_teff=4000:6000 or obj_class=STAR")
     p.add_argument("--quality-cut", choices=["auto", "on", "off"], default="auto",
@@ -160,34 +172,37 @@ def run_query(args: argparse.Namespace) -> int:
     engine = _open(args)
     try:
         filters = parse_filters(args.filter)
+        fields = [f.strip() for f in args.fields.split(",") if f.strip()] \
+            if args.fields else None
         if args.ra is not None:
-            if args.dec is None:
-                raise SpecClipError("--ra needs --dec")
-            found = engine.cone(args.ra, args.dec, args.radius, k=1,
-                                survey=None if args.target == "any" else None)
-            if not found:
-                raise SpecClipError(f"nothing indexed within {args.radius} deg of "
-                                    f"({args.ra}, {args.dec})")
-            query = found[0].id
-        elif args.file:
+            for flag, used in (("--grouped", args.grouped), ("--with-query", args.with_query),
+                               ("--quality-cut", args.quality_cut != "auto")):
+                if used:
+                    raise SpecClipError(f"{flag} applies to similarity searches, not to a "
+                                        "cone search")
+            _print_hits(args, _cone(engine, args, filters, fields), None,
+                        score_name="separation (arcsec)")
+            return 0
+        if args.dec is not None:
+            raise SpecClipError("--dec goes with --ra (a cone search)")
+        if args.file:
             query = read_spectra(args.file, format=args.format,
                                  options=reader_options(args))[0]
         elif args.obsid:
             query = ("obsid", args.obsid)
         else:
             query = ("source_id", args.source_id)
-        fields = [f.strip() for f in args.fields.split(",") if f.strip()] \
-            if args.fields else None
+        k = 10 if args.k is None else args.k
         cut = {"auto": None, "on": True, "off": False}[args.quality_cut]
         groups = None
         if args.grouped:
             if args.target != "any":
                 raise SpecClipError("--grouped needs --target any")
-            groups = engine.search_by_instrument(query, k=args.k, filters=filters,
+            groups = engine.search_by_instrument(query, k=k, filters=filters,
                                                  payload_keys=fields, quality_cut=cut)
             hits = [h for hs in groups.values() for h in hs]
         else:
-            hits = engine.search(query, target=args.target, k=args.k, filters=filters,
+            hits = engine.search(query, target=args.target, k=k, filters=filters,
                                  space=args.space, payload_keys=fields, quality_cut=cut)
         # the table always shows the query's predictions; JSON only when asked, so the
         # bare list that scripts read stays as it was
@@ -209,6 +224,22 @@ def run_query(args: argparse.Namespace) -> int:
         return 1
     finally:
         engine.close()
+
+
+def _cone(engine, args: argparse.Namespace, filters: dict, fields: list[str] | None) -> list:
+    """Every spectrum within --radius arcsec of (--ra, --dec): a position search."""
+    if args.dec is None:
+        raise SpecClipError("--ra needs --dec")
+    if args.space != "auto":
+        raise SpecClipError("--space applies to similarity searches, not to a cone search")
+    hits = engine.cone_search(args.ra, args.dec, args.radius,
+                              survey=None if args.target == "any" else args.target, k=args.k,
+                              filters=filters)
+    if fields is not None:
+        keep = {P.SURVEY, P.OBJECT_ID, P.RA, P.DEC, *fields}
+        hits = [dataclasses.replace(h, payload={k: v for k, v in h.payload.items() if k in keep})
+                for h in hits]
+    return hits
 
 
 def run_outliers(args: argparse.Namespace) -> int:

@@ -1,5 +1,8 @@
-"""Re-read the spectrum behind a stored point (for plots, counterparts and rescoring).
+"""Re-read the spectrum behind a stored point from its source file.
 
+The store keeps every spectrum itself (engine/spectrum_archive.py), so queries never need
+this; it serves points indexed before the store kept spectra (until the next sync stores
+them) and the indexer's cross-instrument rescoring, which runs while the sources are at hand.
 Points keep `source_path` and `source_index`; this module turns them back into a
 SpectrumRecord. The XP library is one 40k-row file: it is read once and cached.
 """

@@ -10,19 +10,24 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+import pyarrow as pa
+
 from engine.records import SURVEYS, SpectrumRecord
-from engine.store.types import Point
+from engine.spectrum_archive import SpectrumArchiveWriter, encode_rows
+from engine.store.types import Point, VectorStore
 from indexer.ids import content_hash, point_id
-from indexer.points import build_points
+from indexer.points import build_points, with_spectrum_refs
 
 
 @dataclass
 class Changes:
-    """The outcome of one batch. ``present`` maps each file (absolute path) to the ids of its
-    spectra that the store holds once ``points`` are written (new, updated or unchanged);
-    spectra the model refused are not among them."""
+    """The outcome of one batch. ``groups`` are the new and changed points, each group with
+    its spectra encoded for the store's archive (row i is the spectrum of point i; encoded
+    where the embedding happened, e.g. on a Dask worker). ``present`` maps each file
+    (absolute path) to the ids of its spectra that the store holds once the points are
+    written (new, updated or unchanged); spectra the model refused are not among them."""
 
-    points: list[Point] = field(default_factory=list)
+    groups: list[tuple[list[Point], pa.RecordBatch]] = field(default_factory=list)
     present: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     added: int = 0
     updated: int = 0
@@ -30,8 +35,12 @@ class Changes:
     duplicates: int = 0
     refused: list[dict] = field(default_factory=list)
 
+    @property
+    def points(self) -> list[Point]:
+        return [p for points, _ in self.groups for p in points]
+
     def merge(self, other: "Changes") -> None:
-        self.points.extend(other.points)
+        self.groups.extend(other.groups)
         for path, ids in other.present.items():
             self.present[path].extend(ids)
         self.added += other.added
@@ -92,5 +101,20 @@ def embed_changes(records: Sequence[SpectrumRecord], source_root: str, embedder:
             else:
                 out.added += 1
             out.present[file_key(by_id[p.id].source_path)].append(p.id)
-        out.points.extend(points)
+        if points:
+            at = {ids[i]: i for i in idx}
+            out.groups.append((points, encode_rows(
+                [p.id for p in points], [hashes[at[p.id]] for p in points],
+                [keep[at[p.id]] for p in points])))
     return out
+
+
+def upsert_with_spectra(store: VectorStore, collection: str, archive: SpectrumArchiveWriter,
+                        groups: Sequence[tuple[list[Point], pa.RecordBatch]]) -> None:
+    """Write each group's spectra to the archive, then upsert its points naming them: a kill
+    in between leaves only an archive file no point names (collected later), never a point
+    without its spectrum."""
+    for points, rows in groups:
+        ref = archive.write_rows(collection, rows)
+        store.upsert(collection, with_spectrum_refs(points, ref,
+                                                    {p.id: i for i, p in enumerate(points)}))

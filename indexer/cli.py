@@ -10,8 +10,10 @@ import sys
 
 from engine.bundle import load_bundle
 from engine.collection import DEFAULT_ALIAS
+from engine.errors import SpecClipError
 from engine.inference import Embedder
-from engine.readers.crossmatch import read_crossmatch
+from engine.pair_table import read_crossmatch, read_positions
+from engine.spectrum_archive import SpectrumArchiveWriter
 from engine.store import open_store
 from engine.store.types import CollectionOptions
 from indexer.progress import TqdmProgress
@@ -37,7 +39,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", action="append", default=[],
                    help="LAMOST labels CSV to join (LASP labels.csv or DR1 catalogue.csv)")
     p.add_argument("--crossmatch", help="CSV mapping LAMOST obsid to Gaia source_id "
-                                        "(columns obsid and source_id or gaia_source_id)")
+                                        "(columns obsid and one of source_id, gaia_source_id, "
+                                        "apogee_gaiaedr3_source_id, gaia_id)")
+    p.add_argument("--positions", metavar="FILE",
+                   help="CSV of sky positions for Gaia XP spectra whose files carry none "
+                        "(columns source_id, ra, dec in degrees)")
+    p.add_argument("--spectra", metavar="DIR",
+                   help="with --url: folder for the store's copy of each spectrum (default: "
+                        "beside the state file); every client must see it at this path. An "
+                        "embedded store keeps them in its own folder")
     p.add_argument("--bundle", help="model bundle folder (default: the shipped small model)")
     p.add_argument("--alias", default=DEFAULT_ALIAS)
     p.add_argument("--batch-size", type=int, default=256)
@@ -79,6 +89,15 @@ def run(args: argparse.Namespace) -> int:
     if args.dask and args.watch:
         raise SystemExit("specclip index: --watch runs the single-process sync on a timer; "
                          "it cannot be combined with --dask")
+    try:
+        if args.spectra and args.store:
+            raise SpecClipError("--spectra is for a server store (--url): an embedded store "
+                                "keeps its spectra in its own folder")
+        crossmatch = read_crossmatch(args.crossmatch) if args.crossmatch else {}
+        positions = read_positions(args.positions) if args.positions else {}
+    except SpecClipError as exc:
+        print(f"specclip index: {exc}", file=sys.stderr)
+        return 2
     options = CollectionOptions(quantization=args.quantization, on_disk=args.on_disk,
                                 payload_on_disk=args.payload_on_disk,
                                 shard_number=args.shards, replication_factor=args.replication,
@@ -88,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     bar = TqdmProgress(disable=args.no_progress, file=sys.stderr)
     syncer = Syncer(store=store, embedder=embedder, state_path=default_state_path(args),
                     alias=args.alias, batch_size=args.batch_size, options=options,
-                    crossmatch=read_crossmatch(args.crossmatch) if args.crossmatch else {},
+                    crossmatch=crossmatch, positions=positions,
+                    archive=SpectrumArchiveWriter(args.spectra) if args.spectra else None,
                     progress=bar, verify=args.verify)
     if args.read_workers is not None:
         syncer.read_workers = max(0, args.read_workers)
@@ -112,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
             report = distributed_sync(sources, store, embedder, default_state_path(args),
                                       workers, store_url=args.url, alias=args.alias,
                                       options=options, crossmatch=syncer.crossmatch,
+                                      positions=syncer.positions, archive=syncer.archive,
                                       progress=bar, verify=args.verify)
             print(json.dumps({k: v for k, v in emit(report).items() if k != "refused"}))
         elif args.watch:

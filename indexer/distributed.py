@@ -10,11 +10,13 @@ read into partitions (chunks of files of a folder source, or one Parquet catalog
 and each worker runs `indexer.changes.embed_changes` on its partition: the same ids,
 content hashes, skipping and points as the single-process sync. Then:
 
-- embedded store (Qdrant Edge, one writer process): workers *return* their points and the
-  driver upserts them; the driver sends workers the {id: content_hash} map it read from the
-  store, so unchanged spectra are skipped before embedding;
-- server or cluster (`url`): each worker opens its own client and upserts directly (Qdrant
-  routes each point to its shard), asking the store for the hashes of its own partition's ids.
+- embedded store (Qdrant Edge, one writer process): workers *return* their points with their
+  spectra encoded for the store's archive (engine/spectrum_archive.py), and the driver writes
+  the spectra and then upserts the points; the driver sends workers the {id: content_hash}
+  map it read from the store, so unchanged spectra are skipped before embedding;
+- server or cluster (`url`): each worker opens its own client, writes its spectra into the
+  archive folder (which every worker must see) and upserts directly (Qdrant routes each
+  point to its shard), asking the store for the hashes of its own partition's ids.
 
 As each partition lands, the driver records its files in the file index
 (`Syncer.apply_changes`), so the closing `Syncer.run` finds them unchanged without reading
@@ -25,7 +27,6 @@ killed run resumes: what was upserted but not recorded is read again and skipped
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -34,17 +35,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from engine import payload as P
 from engine.collection import (DEFAULT_ALIAS, DEFAULT_OPTIONS, collection_spec,
                                ensure_collection, versioned_name)
 from engine.records import SpectrumRecord
+from engine.spectrum_archive import SpectrumArchiveWriter
 from engine.store.types import CollectionOptions, VectorStore
-from indexer.changes import Changes, embed_changes
+from indexer.changes import Changes, embed_changes, upsert_with_spectra
 from indexer.file_index import FileIndex
+from indexer.points import stored_hash
 from indexer.progress import LogProgress, Progress
 from indexer.sources import Batch, Source
 from indexer.state import SyncState
-from indexer.sync import Syncer, SyncReport, index_path_for
+from indexer.sync import Syncer, SyncReport, default_archive, index_path_for, with_tables
 
 log = logging.getLogger(__name__)
 
@@ -111,36 +113,35 @@ def read_partition(part: Partition) -> tuple[list[SpectrumRecord], list[dict]]:
     return records, refused
 
 
-def _crossmatched(record: SpectrumRecord, crossmatch: dict[str, int]) -> SpectrumRecord:
-    # Same rule as Syncer._crossmatched, so ids and hashes agree with the single-process run.
-    if record.gaia_source_id is None and record.object_id in crossmatch:
-        return dataclasses.replace(record, gaia_source_id=int(crossmatch[record.object_id]))
-    return record
-
-
 def embed_partition(part: Partition, embedder_factory: Callable[[], Any], collection: str,
                     known: dict[str, str] | None = None, store_url: str | None = None,
-                    crossmatch: dict[str, int] | None = None) -> PartitionResult:
+                    crossmatch: dict[str, int] | None = None,
+                    positions: dict[str, tuple[float, float]] | None = None,
+                    archive: SpectrumArchiveWriter | None = None) -> PartitionResult:
     """Read, hash, skip, embed and build (and, against a server, upsert) one partition.
 
-    `known` is the store's {id: content_hash} (embedded store; points are returned); with
-    `store_url` the worker asks the server for its ids' hashes and upserts itself.
+    `known` is the store's {id: content_hash} (embedded store; points and their encoded
+    spectra are returned); with `store_url` the worker asks the server for its ids' hashes,
+    writes the spectra into `archive` (a folder every worker sees) and upserts itself.
     """
+    if store_url is not None and archive is None:
+        raise ValueError("a worker that upserts into a server needs the spectrum archive "
+                         "folder (archive=) to write the spectra into")
     records, refused = read_partition(part)
     store = _server_store(store_url) if store_url else None
     if store is not None:
         def stored(ids: list[str]) -> dict[str, Any]:
-            return {h.id: h.payload.get(P.CONTENT_HASH) for h in store.retrieve(collection, ids)}
+            return {h.id: stored_hash(h) for h in store.retrieve(collection, ids)}
     else:
         def stored(ids: list[str]) -> dict[str, Any]:
             return {i: known[i] for i in ids if i in (known or {})}
-    changes = embed_changes([_crossmatched(r, crossmatch or {}) for r in records], part.source,
-                            embedder_factory(), stored, set())
+    changes = embed_changes([with_tables(r, crossmatch or {}, positions or {}) for r in records],
+                            part.source, embedder_factory(), stored, set())
     res = PartitionResult(read_refused=list(refused))
     res.merge(changes)
-    if store is not None and res.points:
-        store.upsert(collection, res.points)
-        res.points = []
+    if store is not None and res.groups:
+        upsert_with_spectra(store, collection, archive, res.groups)
+        res.groups = []
     return res
 
 
@@ -172,8 +173,8 @@ class _BundleFactory:
 
 # ---- the driver --------------------------------------------------------------------------
 
-def _known_hashes(store: VectorStore, collection: str) -> dict[str, str]:
-    return {h.id: h.payload.get(P.CONTENT_HASH) for h in store.scroll(collection)}
+def _known_hashes(store: VectorStore, collection: str) -> dict[str, str | None]:
+    return {h.id: stored_hash(h) for h in store.scroll(collection)}
 
 
 def _client(workers: int | str, threads_per_worker: int):
@@ -192,6 +193,8 @@ def distributed_sync(sources: Sequence[str | Source], store: VectorStore, embedd
                      alias: str = DEFAULT_ALIAS,
                      options: CollectionOptions | None = None,
                      crossmatch: dict[str, int] | None = None,
+                     positions: dict[str, tuple[float, float]] | None = None,
+                     archive: SpectrumArchiveWriter | None = None,
                      files_per_partition: int = FILES_PER_PARTITION,
                      threads_per_worker: int = 1, verify: bool = False,
                      progress: Progress | None = None) -> SyncReport:
@@ -207,13 +210,18 @@ def distributed_sync(sources: Sequence[str | Source], store: VectorStore, embedd
     store_url : a Qdrant server/cluster URL: workers then upsert directly.
     embedder_factory : picklable callable returning the workers' embedder (default: load the
         bundle `embedder.bundle.path` once per worker process).
+    positions : Gaia source_id -> (ra, dec) for XP spectra whose files carry none.
+    archive : where the spectra go (default: `indexer.sync.default_archive`); with a server
+        every worker writes into it, so it must be a folder they all see.
     verify : read every file, also those unchanged since they were indexed.
     Returns the SyncReport of the whole run.
     """
     t0 = time.time()
     srcs = [s if isinstance(s, Source) else Source(s) for s in sources]
+    archive = archive or default_archive(store, state_path)
     syncer = Syncer(store=store, embedder=embedder, state_path=state_path, alias=alias,
                     options=options or DEFAULT_OPTIONS, crossmatch=dict(crossmatch or {}),
+                    positions=dict(positions or {}), archive=archive,
                     progress=progress or LogProgress(), verify=verify)
     target = versioned_name(alias, embedder.version)
     ensure_collection(store, target, collection_spec(embedder, syncer.options))
@@ -235,7 +243,8 @@ def distributed_sync(sources: Sequence[str | Source], store: VectorStore, embedd
                     # A list, not the dict itself: scatter would take a dict as {key: data}.
                     (known,) = client.scatter([_known_hashes(store, target)], broadcast=True)
                 futures = {client.submit(embed_partition, p, embedder_factory, target, known,
-                                         store_url, crossmatch, key=f"embed-{i}-{os.getpid()}",
+                                         store_url, crossmatch, positions, archive,
+                                         key=f"embed-{i}-{os.getpid()}",
                                          pure=False): p for i, p in enumerate(parts)}
                 _collect(futures, syncer, by_key, index, target, merged, state)
             finally:

@@ -53,12 +53,21 @@ def file_stat(path: str, now_ns: int | None = None) -> FileStat | None:
     return (st.st_ino, st.st_size, mtime)
 
 
-def context_of(label_paths: Iterable[str], crossmatch: dict[str, int]) -> str:
+# Bumped when what a sync writes per spectrum changes, so that files recorded before are read
+# again (2: every point names its spectrum in the store's archive, engine/spectrum_archive.py).
+POINT_FORMAT = 2
+
+
+def context_of(label_paths: Iterable[str], crossmatch: dict[str, int],
+               positions: dict[str, tuple[float, float]] | None = None) -> str:
     """A fingerprint of what reaches payloads besides the spectrum files themselves."""
     h = hashlib.sha256()
+    h.update(f"point-format-{POINT_FORMAT}".encode())
     for p in label_paths:
         h.update(json.dumps([os.path.abspath(p), file_stat(p)]).encode())
     h.update(json.dumps(sorted(crossmatch.items())).encode())
+    if positions:
+        h.update(json.dumps(sorted(positions.items())).encode())
     return h.hexdigest()[:24]
 
 

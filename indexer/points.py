@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Sequence
 
 import numpy as np
 
 from engine import payload as P
+from engine.positions import sky_point
 from engine.records import LABEL_NAMES, SpectrumRecord
-from engine.store.types import Point
+from engine.store.types import Hit, Point
 
 
 def _clean(value: Any) -> Any:
@@ -39,13 +41,16 @@ def record_payload(record: SpectrumRecord, source_root: str, chash: str,
         P.SUBCLASS: record.subclass,
         P.Z: _clean(record.z),
         P.LABEL_SOURCE: record.label_source,
-        P.SOURCE_PATH: record.source_path,
+        # absolute, so the payload names the file whatever folder the query runs from
+        P.SOURCE_PATH: os.path.abspath(record.source_path) if record.source_path else "",
         P.SOURCE_INDEX: int(record.source_index),
         P.SOURCE_ROOT: source_root,
         P.CONTENT_HASH: chash,
         P.MODEL_VERSION: model_version,
         P.SNR_BANDS: {k: _clean(v) for k, v in record.snr.items()},
     }
+    if payload.get(P.RA) is not None and payload.get(P.DEC) is not None:
+        payload[P.SKY] = sky_point(payload[P.RA], payload[P.DEC])
     for name in LABEL_NAMES:
         payload[P.label_key(name)] = _clean(record.labels.get(name))
         payload[f"label_{name}_err"] = _clean(record.label_errors.get(name))
@@ -91,3 +96,18 @@ def build_points(records: Sequence[SpectrumRecord], batch: Any, ids: Sequence[st
         for p in points:
             p.payload[P.SCORES_PENDING] = True
     return points
+
+
+def with_spectrum_refs(points: Sequence[Point], ref: str, rows: dict[str, int]) -> list[Point]:
+    """The points, each naming its row of the archive file `ref` (engine/spectrum_archive.py)."""
+    return [Point(p.id, p.vectors, {**p.payload, P.SPECTRUM_FILE: ref,
+                                    P.SPECTRUM_ROW: int(rows[p.id])}) for p in points]
+
+
+def stored_hash(hit: Hit) -> str | None:
+    """The content hash a stored point is up to date with, or None when it must be written
+    again: a point without a stored spectrum (indexed before the store kept spectra) is
+    re-embedded once, so that every point can be shown without its source file."""
+    if P.SPECTRUM_FILE not in hit.payload:
+        return None
+    return hit.payload.get(P.CONTENT_HASH)

@@ -317,7 +317,9 @@ def score_pending(store: VectorStore, collection: str, embedder: Any,
         around = np.array([[kth.get(x.id, x.payload.get(P.KNN_DISTANCE, np.nan))
                             for x in nbrs[h.id]] if len(nbrs[h.id]) >= k
                            else [np.nan] * k for h in todo], dtype=float).reshape(len(todo), k)
-        lof = lof_from_distances(own, np.where(np.isfinite(around), around, np.nanmedian(own)))
+        # a survey with fewer than k+1 spectra has no k-th neighbours at all: nothing to fill
+        fill = np.nanmedian(own) if np.isfinite(own).any() else np.nan
+        lof = lof_from_distances(own, np.where(np.isfinite(around), around, fill))
         combined = combine(own_survey_scores(todo, lof), quantiles[survey])
         trans = translation_scores(store, collection, pending, embedder)
         updates = {h.id: {P.KNN_DISTANCE: float(kth[h.id]), P.ANOMALY_KNN: float(lof[i]),

@@ -5,13 +5,15 @@ Order of work (so kill -9 anywhere loses nothing and duplicates nothing):
    context are those recorded in the file index when its points were written is skipped
    unread (``verify=True`` reads every file);
 2. read the other files in batches, give each spectrum its stable id and content hash, ask
-   the store which of those ids already hold that hash -> skip them;
-3. embed only what is new or changed, upsert (idempotent by id), delete the points a
-   re-read file no longer yields, and only then record the files in the file index;
-then, after every source: delete the points of files that are gone, recompute the
-anomaly scores of what changed (indexer/scoring.py: incremental, or a full pass when
-due), optimise, switch the alias, and only
-then write the bookkeeping file and the report.
+   the store which of those ids already hold that hash (and a stored spectrum) -> skip them;
+3. embed only what is new or changed; write their spectra to the store's archive
+   (engine/spectrum_archive.py), then upsert the points naming them (idempotent by id);
+   delete the points a re-read file no longer yields, and only then record the files in the
+   file index;
+then, after every source: delete the points of files that are gone and the archive files no
+point names any more, recompute the anomaly scores of what changed (indexer/scoring.py:
+incremental, or a full pass when due), optimise, switch the alias, and only then write the
+bookkeeping file and the report.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ from engine import payload as P
 from engine.collection import (DEFAULT_ALIAS, DEFAULT_OPTIONS, collection_spec, ensure_collection,
                                versioned_name)
 from engine.jsonfile import atomic_write_json
-from engine.records import SpectrumRecord
+from engine.records import SURVEY_XP, SpectrumRecord
+from engine.spectrum_archive import ARCHIVE_DIR, SpectrumArchiveWriter
 from engine.store.types import CollectionOptions, Filter, MatchAny, VectorStore
-from indexer.changes import Changes, embed_changes, file_key
+from indexer.changes import Changes, embed_changes, file_key, upsert_with_spectra
 from indexer.file_index import FileIndex, FileStat, context_of, file_stat
 from indexer.ids import point_id
+from indexer.points import stored_hash
 from indexer.progress import LogProgress, Progress
 from indexer.reading import (MIN_FILES_FOR_PROCESS, FileReader, default_read_workers,
                              usable_cores)
@@ -102,6 +106,10 @@ class Syncer:
     batch_size: int = 256
     options: CollectionOptions = DEFAULT_OPTIONS
     crossmatch: dict[str, int] = field(default_factory=dict)   # LAMOST obsid -> Gaia source_id
+    # Gaia source_id -> (ra, dec) for XP spectra whose files carry no position
+    positions: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # where the spectra of upserted points are written (default: `default_archive`)
+    archive: SpectrumArchiveWriter | None = None
     progress: Progress = field(default_factory=LogProgress)
     clock: Callable[[], float] = time.time
     # processes reading files (0: a thread of this process); default: one per core, at most 4
@@ -111,6 +119,8 @@ class Syncer:
 
     def run(self, sources: Sequence[Source]) -> SyncReport:
         t0 = self.clock()
+        if self.archive is None:
+            self.archive = default_archive(self.store, self.state_path)
         state = SyncState.load(self.state_path)
         if not sources:  # no sources named: re-sync everything registered before
             sources = [Source(s["spec"], tuple(s.get("labels", ()))) for s in state.sources]
@@ -131,7 +141,7 @@ class Syncer:
         for s in sources:
             if s.kind == "files":
                 files = s.files() if s.exists() else []
-                ctx = context_of(s.labels, self.crossmatch)
+                ctx = context_of(s.labels, self.crossmatch, self.positions)
                 recorded = {} if self.verify else index.recorded(target, s.key)
                 now = time.time_ns()
                 stats = {file_key(f): file_stat(f, now) for f in files}
@@ -182,6 +192,8 @@ class Syncer:
         self.progress.finish("reading")
         self.progress.finish("embedding")
         self._delete_missing(sources, plans, index, target, seen, report, state)
+        if report.updated or report.deleted:     # some archive files may be named no more
+            self._collect_archive_garbage(target, t0)
         # an unchanged run with fresh scores has no scoring phase; otherwise the total is
         # known once the scorer has chosen incremental or full
         shows = bool(report.wrote or report.deleted or not state.scores_fresh.get(target, False))
@@ -250,7 +262,7 @@ class Syncer:
         report.duplicates += changes.duplicates
         if changes.points:
             self._mark_scores_stale(state, target)
-            self.store.upsert(target, changes.points)
+            upsert_with_spectra(self.store, target, self.archive, changes.groups)
         report.added += changes.added
         report.updated += changes.updated
         if plan is not None:
@@ -258,8 +270,7 @@ class Syncer:
 
     def _stored_hashes(self, target: str) -> Callable[[list[str]], dict[str, Any]]:
         def stored(ids: list[str]) -> dict[str, Any]:
-            return {h.id: h.payload.get(P.CONTENT_HASH)
-                    for h in self.store.retrieve(target, ids)}
+            return {h.id: stored_hash(h) for h in self.store.retrieve(target, ids)}
         return stored
 
     def _record_files(self, batch: Batch, plan: SourcePlan, changes: Changes,
@@ -288,10 +299,7 @@ class Syncer:
         index.forget(target, [k for k in keys if k in refused])
 
     def _crossmatched(self, record: SpectrumRecord) -> SpectrumRecord:
-        if record.gaia_source_id is None and record.object_id in self.crossmatch:
-            gaia = int(self.crossmatch[record.object_id])
-            return dataclasses.replace(record, gaia_source_id=gaia)
-        return record
+        return with_tables(record, self.crossmatch, self.positions)
 
     def _mark_scores_stale(self, state: SyncState, target: str) -> None:
         if state.scores_fresh.get(target, True):
@@ -342,7 +350,39 @@ class Syncer:
         if previous and previous != target:
             self.store.delete_collection(previous)
             index.drop_collection(previous)
+            self.archive.drop_collection(previous)
         return True
+
+    def _collect_archive_garbage(self, target: str, started: float) -> None:
+        referenced = {self.archive.resolve(h.payload[P.SPECTRUM_FILE])
+                      for h in self.store.scroll(target) if P.SPECTRUM_FILE in h.payload}
+        deleted = self.archive.collect_garbage(target, referenced, started)
+        if deleted:
+            log.info("deleted %d spectrum archive files no point names", deleted)
+
+
+def with_tables(record: SpectrumRecord, crossmatch: dict[str, int],
+                positions: dict[str, tuple[float, float]]) -> SpectrumRecord:
+    """The record with what the user's tables add: the Gaia source_id of a cross-matched
+    LAMOST spectrum, the position of an XP spectrum whose file has none. (The Dask indexer
+    calls this too, so ids and hashes agree with the single-process run.)"""
+    if record.gaia_source_id is None and record.object_id in crossmatch:
+        record = dataclasses.replace(record, gaia_source_id=int(crossmatch[record.object_id]))
+    if record.survey == SURVEY_XP and record.ra is None and record.object_id in positions:
+        ra, dec = positions[record.object_id]
+        record = dataclasses.replace(record, ra=ra, dec=dec)
+    return record
+
+
+def default_archive(store: VectorStore, state_path: str) -> SpectrumArchiveWriter:
+    """An embedded store keeps its spectra in its own folder (references relative to it, so
+    the folder can be moved); any other store, beside the state file (absolute references:
+    every client must see that folder at the same path)."""
+    root = getattr(store, "root", None) if getattr(store, "mode", "") == "edge" else None
+    if root is not None:
+        return SpectrumArchiveWriter(os.path.join(root, ARCHIVE_DIR), relative_to=root)
+    folder = os.path.join(os.path.dirname(os.path.abspath(state_path)), ARCHIVE_DIR)
+    return SpectrumArchiveWriter(folder)
 
 
 def write_report(report: SyncReport, path: str) -> None:

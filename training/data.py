@@ -16,7 +16,6 @@ Sources (all real, read through engine.readers and engine.preprocess, never our 
 
 from __future__ import annotations
 
-import csv
 import logging
 import zlib
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.pair_table import read_pair_table  # noqa: F401 - D.read_pair_table, one parser
 from engine.records import SURVEY_LAMOST, SURVEY_XP, SpectrumRecord
 
 log = logging.getLogger(__name__)
@@ -263,29 +263,6 @@ def load_xp(split: str | None, label_names: tuple[str, ...], max_rows: int = 0,
 
 
 # ---- pairs ----------------------------------------------------------------------------------
-def _source_id(text: str) -> int:
-    """Gaia source ids need all 19 digits: parse as int (float would round them)."""
-    text = text.strip()
-    try:
-        return int(text)
-    except ValueError:
-        return int(text.split(".")[0])  # "3314245809274264832.0" from a float-typed export
-
-
-def read_pair_table(path: str | Path) -> list[tuple[str, int]]:
-    """A real cross-match CSV: columns `obsid` and one of source_id / gaia_source_id /
-    apogee_gaiaedr3_source_id / gaia_id. Returns [(obsid, source_id)]."""
-    out = []
-    with open(path, newline="") as fh:
-        for row in csv.DictReader(fh):
-            sid = next((row[c] for c in ("source_id", "gaia_source_id",
-                                         "apogee_gaiaedr3_source_id", "gaia_id")
-                        if row.get(c, "").strip()), "")
-            if row.get("obsid", "").strip() and sid:
-                out.append((row["obsid"].strip(), _source_id(sid)))
-    return out
-
-
 def index_real_pairs(table: list[tuple[str, int]], lamost: SpectraSet, xp: SpectraSet
                      ) -> np.ndarray:
     """[P, 2] row indices (lamost_row, xp_row) of table pairs present in both sets."""

@@ -133,15 +133,15 @@ def _resolve(engine: Engine, mode: str) -> dict:
         return {"point": hits[0].id, "payload": hits[0].payload, "note": note}
     if mode == "Sky position":
         ra, dec = float(ss.get("search_ra", 0.0)), float(ss.get("search_dec", 0.0))
-        radius = float(ss.get("search_radius", 5.0)) / 3600.0
-        hits = engine.cone(ra, dec, radius, k=50)
+        radius = float(ss.get("search_radius", 5.0))
+        hits = engine.cone_search(ra, dec, radius, k=50)
         if not hits:
-            raise SpecClipError(f"No indexed spectrum within {radius * 3600:.1f} arcsec of "
+            raise SpecClipError(f"No indexed spectrum within {radius:.1f} arcsec of "
                                 f"RA {ra:.5f}, Dec {dec:.5f}.")
         return {"point": hits[0].id, "payload": hits[0].payload, "cone": [h.to_dict()
                                                                           for h in hits],
                 "note": f"{len(hits)} spectra in the cone; the nearest "
-                        f"({hits[0].score * 3600:.2f} arcsec away) is the query."}
+                        f"({hits[0].separation_arcsec:.2f} arcsec away) is the query."}
     if mode == "Upload a file":
         return _resolve_upload()
     hit = engine.random_point()
@@ -229,9 +229,9 @@ def _show_result(engine: Engine, result: dict) -> None:
     if result.get("model_error"):
         st.warning(f"The query spectrum cannot be drawn: {result['model_error']}")
     if result.get("cone"):
-        with st.expander("Spectra in the cone (score = separation, deg)"):
+        with st.expander("Spectra in the cone (score = separation, arcsec)"):
             tables.show_hits(data.hits_from_dicts(result["cone"]), "search_cone_table",
-                             "separation (deg)", 6)
+                             "separation (arcsec)", 2)
     qname = _query_name(result)
     st.subheader(f"Query: {qname}")
     left, right = st.columns([3, 2])

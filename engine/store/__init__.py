@@ -2,17 +2,18 @@
 
 from engine.store.factory import open_store
 from engine.store.types import (
-                                CollectionOptions,
-                                Filter,
-                                HasId,
-                                Hit,
-                                Match,
-                                MatchAny,
-                                Point,
-                                Range,
-                                VectorSpec,
-                                VectorStore,
+    CollectionOptions,
+    Filter,
+    GeoRadius,
+    HasId,
+    Hit,
+    Match,
+    MatchAny,
+    Point,
+    Range,
+    VectorSpec,
+    VectorStore,
 )
 
-__all__ = ["open_store", "CollectionOptions", "Filter", "HasId", "Hit", "Match", "MatchAny",
-           "Point", "Range", "VectorSpec", "VectorStore"]
+__all__ = ["open_store", "CollectionOptions", "Filter", "GeoRadius", "HasId", "Hit", "Match",
+           "MatchAny", "Point", "Range", "VectorSpec", "VectorStore"]

@@ -212,15 +212,21 @@ class EdgeStore:
                           payload_indexes: dict[str, str],
                           options: CollectionOptions = CollectionOptions()) -> None:
         """Create a collection (an Edge shard) with its payload indexes and publish it empty.
-        Re-creating an identical collection is a no-op; a different one is refused."""
+        Re-creating an identical collection is a no-op; one that lacks only some of the payload
+        indexes gets them (a store built before an index existed, e.g. the geo index of sky
+        positions); any other difference is refused."""
         with self._lock:
             self._require_writer("create_collection")
             check_collection_spec(vectors, payload_indexes)
             meta = meta_dict(vectors, payload_indexes, options)
             existing = read_json(self._cdir(name) / "meta.json")
             if existing is not None:      # compared normalised: older files lack new options
-                if meta_dict(*meta_from_dict(existing)) != meta:
+                old_vectors, old_indexes, old_options = meta_from_dict(existing)
+                added = {k: v for k, v in payload_indexes.items() if k not in old_indexes}
+                if meta_dict(old_vectors, {**old_indexes, **added}, old_options) != meta:
                     raise StoreError(f"collection {name!r} exists with another spec")
+                if added:
+                    self._add_payload_indexes(name, added, options, meta)
                 return
             if name in self._load_aliases():
                 raise StoreError(f"{name!r} is an alias")
@@ -236,6 +242,17 @@ class EdgeStore:
             atomic_write_json(cdir / "meta.json", meta)
             c = self._open[name] = EdgeCollection(shard, meta, marker=cdir / "unpublished")
             c.dirty = True                        # readers see it from the next flush
+
+    def _add_payload_indexes(self, name: str, added: dict[str, str],
+                             options: CollectionOptions, meta: dict) -> None:
+        c = self._writer_coll(name)
+        with edge_errors(f"index {name}"):
+            for key, kind in added.items():
+                c.shard.update(qe.UpdateOperation.create_field_index(
+                    key, field_index_schema(kind, options)))
+        atomic_write_json(self._cdir(name) / "meta.json", meta)
+        c.dirty = True
+        log.info("collection %s: added payload indexes %s", name, sorted(added))
 
     def delete_collection(self, name: str) -> None:
         with self._lock:

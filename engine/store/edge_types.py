@@ -18,14 +18,16 @@ from engine.store.types import CollectionOptions, Filter, Hit, VectorSpec
 DISTANCE = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid}
 _SCHEMA = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer,
            "float": qe.PayloadSchemaType.Float, "bool": qe.PayloadSchemaType.Bool,
-           "uuid": qe.PayloadSchemaType.Uuid, "datetime": qe.PayloadSchemaType.Datetime}
+           "uuid": qe.PayloadSchemaType.Uuid, "datetime": qe.PayloadSchemaType.Datetime,
+           "geo": qe.PayloadSchemaType.Geo}
 _NO_HNSW_LINKS = {  # the same indexes without Qdrant's extra payload-aware HNSW links
     "keyword": lambda: qe.KeywordIndexParams(enable_hnsw=False),
     "integer": lambda: qe.IntegerIndexParams(lookup=True, range=True, enable_hnsw=False),
     "float": lambda: qe.FloatIndexParams(enable_hnsw=False),
     "bool": lambda: qe.BoolIndexParams(enable_hnsw=False),
     "uuid": lambda: qe.UuidIndexParams(enable_hnsw=False),
-    "datetime": lambda: qe.DatetimeIndexParams(enable_hnsw=False)}
+    "datetime": lambda: qe.DatetimeIndexParams(enable_hnsw=False),
+    "geo": lambda: qe.GeoIndexParams(enable_hnsw=False)}
 
 
 @contextmanager
@@ -56,6 +58,10 @@ class _EdgeFilters:
     @staticmethod
     def range(key: str, gte: float | None, lte: float | None) -> Any:
         return qe.FieldCondition(key, range=qe.RangeFloat(gte=gte, lte=lte))
+
+    @staticmethod
+    def geo_radius(key: str, lon: float, lat: float, radius_m: float) -> Any:
+        return qe.FieldCondition(key, geo_radius=qe.GeoRadius(qe.GeoPoint(lon, lat), radius_m))
 
     @staticmethod
     def has_id(ids: Sequence[str]) -> Any:

@@ -1,5 +1,5 @@
 """One translation of the backend-neutral Filter into a backend's own filter types. Each
-backend supplies the five constructors (its FilterBuilder); the walk over the filter tree,
+backend supplies the six constructors (its FilterBuilder); the walk over the filter tree,
 and the rules both backends share, live here once."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, Protocol, Sequence
 
 from engine.errors import StoreError
-from engine.store.types import Filter, HasId, Match, MatchAny, Range
+from engine.store.types import Filter, GeoRadius, HasId, Match, MatchAny, Range
 
 
 class FilterBuilder(Protocol):
@@ -16,6 +16,7 @@ class FilterBuilder(Protocol):
     def match(self, key: str, value: Any) -> Any: ...
     def match_any(self, key: str, values: list) -> Any: ...
     def range(self, key: str, gte: float | None, lte: float | None) -> Any: ...
+    def geo_radius(self, key: str, lon: float, lat: float, radius_m: float) -> Any: ...
     def has_id(self, ids: Sequence[str]) -> Any: ...
     def filter(self, must: list | None, must_not: list | None, should: list | None) -> Any: ...
 
@@ -41,6 +42,8 @@ def _condition(c: Any, build: FilterBuilder) -> Any:
         return build.match_any(c.key, values)
     if isinstance(c, Range):
         return build.range(c.key, c.gte, c.lte)
+    if isinstance(c, GeoRadius):
+        return build.geo_radius(c.key, c.lon, c.lat, c.radius_m)
     if isinstance(c, HasId):
         return build.has_id(list(c.ids))
     raise StoreError(f"unknown filter condition {c!r}")

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 _DISTANCE = {"cosine": qm.Distance.COSINE, "dot": qm.Distance.DOT, "euclid": qm.Distance.EUCLID}
 _SCHEMA = {"keyword": qm.PayloadSchemaType.KEYWORD, "integer": qm.PayloadSchemaType.INTEGER,
            "float": qm.PayloadSchemaType.FLOAT, "bool": qm.PayloadSchemaType.BOOL,
-           "uuid": qm.PayloadSchemaType.UUID, "datetime": qm.PayloadSchemaType.DATETIME}
+           "uuid": qm.PayloadSchemaType.UUID, "datetime": qm.PayloadSchemaType.DATETIME,
+           "geo": qm.PayloadSchemaType.GEO}
 _NO_HNSW_LINKS = {  # the same indexes without Qdrant's extra payload-aware HNSW links
     "keyword": lambda: qm.KeywordIndexParams(type="keyword", enable_hnsw=False),
     "integer": lambda: qm.IntegerIndexParams(type="integer", lookup=True, range=True,
@@ -45,7 +46,8 @@ _NO_HNSW_LINKS = {  # the same indexes without Qdrant's extra payload-aware HNSW
     "float": lambda: qm.FloatIndexParams(type="float", enable_hnsw=False),
     "bool": lambda: qm.BoolIndexParams(type="bool", enable_hnsw=False),
     "uuid": lambda: qm.UuidIndexParams(type="uuid", enable_hnsw=False),
-    "datetime": lambda: qm.DatetimeIndexParams(type="datetime", enable_hnsw=False)}
+    "datetime": lambda: qm.DatetimeIndexParams(type="datetime", enable_hnsw=False),
+    "geo": lambda: qm.GeoIndexParams(type="geo", enable_hnsw=False)}
 _DISTANCE_NAME = {v: k for k, v in _DISTANCE.items()}
 _TRANSIENT_HTTP = {502, 503, 504}
 UPSERT_BATCH = 256
@@ -82,6 +84,11 @@ class _QdrantFilters:
     @staticmethod
     def range(key: str, gte: float | None, lte: float | None) -> Any:
         return qm.FieldCondition(key=key, range=qm.Range(gte=gte, lte=lte))
+
+    @staticmethod
+    def geo_radius(key: str, lon: float, lat: float, radius_m: float) -> Any:
+        return qm.FieldCondition(key=key, geo_radius=qm.GeoRadius(
+            center=qm.GeoPoint(lon=lon, lat=lat), radius=radius_m))
 
     @staticmethod
     def has_id(ids: Sequence[str]) -> Any:
@@ -162,14 +169,15 @@ class ServerStore:
                           options: CollectionOptions = CollectionOptions()) -> None:
         """Create the collection with HNSW, quantization, sharding and payload indexes.
         An existing collection must have the same named vectors (names, dims, distances) and,
-        on a server, at least these payload indexes: otherwise StoreError, as on Edge.
+        on a server, no payload index of another type: otherwise StoreError, as on Edge;
+        missing payload indexes are added, as on Edge.
         Its other settings are the server's (an operator may have tuned them)."""
         self._require_writer("create_collection")
         check_collection_spec(vectors, payload_indexes)
         if options.quantization not in (None, "int8"):
             raise StoreError(f"quantization {options.quantization!r} not supported")
         if self._call("collection_exists", self.client.collection_exists, name):
-            self._check_existing(name, vectors, payload_indexes)
+            self._check_existing(name, vectors, payload_indexes, options)
         else:
             try:
                 self._create(name, vectors, options)
@@ -185,7 +193,7 @@ class ServerStore:
         self._options.pop(name, None)
 
     def _check_existing(self, name: str, vectors: Sequence[VectorSpec],
-                        payload_indexes: dict[str, str]) -> None:
+                        payload_indexes: dict[str, str], options: CollectionOptions) -> None:
         info = self._call(f"get {name}", self.client.get_collection, name)
         have = info.config.params.vectors
         have = have if isinstance(have, dict) else {"": have}
@@ -198,10 +206,18 @@ class ServerStore:
         if self.mode == "server":
             have_i = {k: str(getattr(v.data_type, "value", v.data_type)).lower()
                       for k, v in (info.payload_schema or {}).items()}
-            missing = {k: t for k, t in payload_indexes.items() if have_i.get(k) != t}
-            if missing:
+            other = sorted(k for k, t in payload_indexes.items() if have_i.get(k, t) != t)
+            if other:
                 raise StoreError(f"collection {name!r} exists with another spec: payload "
-                                 f"indexes {sorted(missing)} missing or of another type")
+                                 f"indexes {other} are of another type")
+            # as on Edge: a store built before an index existed (e.g. the geo index of sky
+            # positions) gets the missing ones
+            for key, kind in payload_indexes.items():
+                if key not in have_i:
+                    schema = _SCHEMA[kind] if options.payload_hnsw else _NO_HNSW_LINKS[kind]()
+                    self._call(f"index {name}.{key}", self.client.create_payload_index, name,
+                               key, field_schema=schema, wait=True)
+                    log.info("collection %s: added payload index %s", name, key)
 
     def _create(self, name: str, vectors: Sequence[VectorSpec],
                 options: CollectionOptions) -> None:

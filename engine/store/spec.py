@@ -13,7 +13,7 @@ import numpy as np
 from engine.errors import StoreError
 from engine.store.types import CollectionOptions, Point, VectorSpec
 
-PAYLOAD_INDEX_TYPES = ("keyword", "integer", "float", "bool", "uuid", "datetime")
+PAYLOAD_INDEX_TYPES = ("keyword", "integer", "float", "bool", "uuid", "datetime", "geo")
 DISTANCES = ("cosine", "dot", "euclid")
 
 

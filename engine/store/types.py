@@ -89,6 +89,17 @@ class Range:
 
 
 @dataclass(frozen=True)
+class GeoRadius:
+    """Points whose geo payload ``key`` ({"lon", "lat"} in degrees) lies within ``radius_m``
+    metres of (lon, lat) on Qdrant's Earth sphere (engine/positions.py maps the sky onto it)."""
+
+    key: str
+    lon: float
+    lat: float
+    radius_m: float
+
+
+@dataclass(frozen=True)
 class HasId:
     ids: tuple[str, ...]
 

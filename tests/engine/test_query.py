@@ -65,8 +65,8 @@ def test_lookup_and_not_found(engine):
 
 def test_cone_search_returns_only_points_inside_the_radius(engine):
     # write_lamost_file puts obsid at RA 10 + obsid % 7, Dec 20 + obsid % 5
-    hits = engine.cone(10.0 + 100 % 7, 20.0 + 100 % 5, radius_deg=0.01)
-    assert hits and all(h.score <= 0.01 for h in hits)
+    hits = engine.cone_search(10.0 + 100 % 7, 20.0 + 100 % 5, radius_arcsec=36.0)
+    assert hits and all(h.score == h.separation_arcsec <= 36.0 for h in hits)
     assert all((int(h.object_id) % 7, int(h.object_id) % 5) == (100 % 7, 100 % 5) for h in hits)
 
 

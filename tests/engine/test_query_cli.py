@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.indexer.conftest import write_lamost_folder
@@ -55,9 +56,21 @@ def test_query_by_obsid_file_and_position(store):
     assert by_file[0]["score"] == pytest.approx(1.0, abs=1e-4)
 
     ra, dec = 10.0 + 305 % 7, 20.0 + 305 % 5          # the fixture's position of obsid 305
-    by_position = hits_of(specclip("query", "--store", str(path), "--ra", str(ra), "--dec",
-                                   str(dec), "--target", "lamost", "-k", "2", "--json"))
-    assert len(by_position) == 2
+    # a cone search: every spectrum at the position (only 305 sits there), not look-alikes
+    by_position = hits_of(specclip("query", "--store", str(path), "--ra", str(ra + 1 / 3600),
+                                   "--dec", str(dec), "--target", "lamost", "--json"))
+    assert [h["object_id"] for h in by_position] == ["305"]
+    assert by_position[0]["separation_arcsec"] == pytest.approx(
+        3600 * np.cos(np.radians(dec)) / 3600, abs=1e-3)
+    too_far = specclip("query", "--store", str(path), "--ra", str(ra + 1 / 3600), "--dec",
+                       str(dec), "--radius", "0.5", "--json")
+    assert too_far.returncode == 0 and json.loads(too_far.stdout) == []
+    wide = hits_of(specclip("query", "--store", str(path), "--ra", str(ra), "--dec", str(dec),
+                            "--radius", str(3600 * 2.5), "--target", "gaia_xp", "--json"))
+    assert wide == []                                  # --target reaches the position search
+    refused = specclip("query", "--store", str(path), "--ra", str(ra), "--dec", str(dec),
+                       "--space", "own", "--json")
+    assert refused.returncode == 1 and "--space" in refused.stderr
 
 
 def test_fields_limit_the_payload(store):

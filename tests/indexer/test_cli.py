@@ -35,3 +35,42 @@ def test_index_report_keys_and_an_unchanged_rerun(tmp_path, lamost_folder):
     assert again.returncode == 0, again.stderr[-2000:]
     data = json.loads(report.read_text())
     assert (data["added"], data["updated"], data["skipped"], data["deleted"]) == (0, 0, 12, 0)
+
+
+def test_crossmatch_with_float_written_ids_and_a_position_table(tmp_path, lamost_folder):
+    """--crossmatch reads "1003.0"-style ids (it used to crash on them) and skips a bad row;
+    --positions gives XP spectra without positions theirs; --spectra is refused for an
+    embedded store, which keeps its spectra in its own folder."""
+    import dataclasses
+
+    from engine import readers
+    from engine.catalogue import write_catalogue
+    from engine.query import Engine
+
+    xp = [dataclasses.replace(r, ra=None, dec=None) for r in readers.read_xp_library(limit=3)]
+    write_catalogue(xp, tmp_path / "xp.parquet")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"obsid,source_id\n1003.0,{xp[0].object_id}.0\n1004,abc\n")
+    positions = tmp_path / "positions.csv"
+    positions.write_text(f"source_id,ra\n{xp[1].object_id},12.5\n")
+    bad = specclip("index", "--store", str(tmp_path / "store"), str(tmp_path / "xp.parquet"),
+                   "--positions", str(positions), "--no-progress")
+    assert bad.returncode != 0 and "source_id, ra, dec" in bad.stderr
+    positions.write_text(f"source_id,ra,dec\n{xp[1].object_id},12.5,-33.25\n")
+    refused = specclip("index", "--store", str(tmp_path / "store"), str(lamost_folder),
+                       "--spectra", str(tmp_path / "elsewhere"), "--no-progress")
+    assert refused.returncode != 0 and "--spectra" in refused.stderr
+    out = specclip("index", "--store", str(tmp_path / "store"), str(lamost_folder),
+                   str(tmp_path / "xp.parquet"), "--crossmatch", str(pairs), "--positions",
+                   str(positions), "--no-progress")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "line 3" in out.stderr and "'abc'" in out.stderr
+    engine = Engine.open(store_path=str(tmp_path / "store"))
+    try:
+        (lamost,) = engine.lookup(obsid="1003")
+        assert lamost.payload["gaia_source_id"] == int(xp[0].object_id)
+        (star,) = engine.lookup(source_id=xp[1].object_id)[:1]
+        assert (star.payload["ra"], star.payload["dec"]) == (12.5, -33.25)
+        assert [h.object_id for h in engine.cone_search(12.5, -33.25)] == [xp[1].object_id]
+    finally:
+        engine.close()

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from engine import payload as P
+from engine.query import Engine
+from engine.spectrum_archive import SpectrumArchiveWriter
 from engine.store import open_store
 from indexer.distributed import Partition, distributed_sync, plan_partitions
 from indexer.sources import Source
@@ -119,7 +121,7 @@ def test_bad_file_is_refused_and_batch_continues(folder, tmp_path, dask_address)
         assert [os.path.basename(r["path"]) for r in report.refused] == ["spec-broken.fits"]
 
 
-def test_worker_upserts_directly_against_a_server_store(folder):
+def test_worker_upserts_directly_against_a_server_store(folder, tmp_path):
     """The server path of a worker (run in-process here): it asks the store for its ids'
     hashes, upserts itself and returns counts only. qdrant-client's :memory: mode stands in
     for the server (same API); the worker's cached client is the one checked."""
@@ -130,8 +132,16 @@ def test_worker_upserts_directly_against_a_server_store(folder):
     store = _server_store(":memory:")
     ensure_collection(store, "spectra__w", collection_spec(emb))
     (part,) = plan_partitions([Source(str(folder))], files_per_partition=N_FILES)
-    first = embed_partition(part, ProjectionEmbedder, "spectra__w", store_url=":memory:")
-    assert (first.added, first.skipped, first.points) == (N_FILES, 0, [])
+    archive = SpectrumArchiveWriter(tmp_path / "spectra")    # a folder every worker sees
+    with pytest.raises(ValueError, match="archive"):
+        embed_partition(part, ProjectionEmbedder, "spectra__w", store_url=":memory:")
+    first = embed_partition(part, ProjectionEmbedder, "spectra__w", store_url=":memory:",
+                            archive=archive)
+    assert (first.added, first.skipped, first.groups) == (N_FILES, 0, [])
     assert store.count("spectra__w") == N_FILES
-    again = embed_partition(part, ProjectionEmbedder, "spectra__w", store_url=":memory:")
+    engine = Engine(store, collection="spectra__w")         # the spectra are in the archive
+    assert all(engine.get_spectrum(h.id).object_id == h.payload[P.OBJECT_ID]
+               for h in store.scroll("spectra__w"))
+    again = embed_partition(part, ProjectionEmbedder, "spectra__w", store_url=":memory:",
+                            archive=archive)
     assert (again.added, again.updated, again.skipped) == (0, 0, N_FILES)

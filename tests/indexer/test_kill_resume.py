@@ -13,7 +13,9 @@ import time
 import pytest
 
 from engine import payload as P
+from engine.spectrum_archive import SpectrumArchive
 from engine.store import open_store
+from indexer.ids import content_hash
 from tests.indexer.conftest import write_lamost_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -56,4 +58,7 @@ def test_kill_9_then_resume_gives_exactly_the_expected_points(tmp_path, read_wor
     obsids = [h.payload[P.OBJECT_ID] for h in s.scroll("spectra")]
     assert sorted(obsids) == sorted(str(5000 + i) for i in range(n))
     assert all(P.ANOMALY in h.payload for h in s.scroll("spectra"))
+    archive = SpectrumArchive(store)           # every point's spectrum is in the store
+    for h in s.scroll("spectra"):
+        assert content_hash(archive.load(h.payload)) == h.payload[P.CONTENT_HASH]
     s.close()

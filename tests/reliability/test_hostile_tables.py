@@ -15,7 +15,7 @@ import pytest
 
 from engine import readers
 from engine.catalogue import write_catalogue
-from engine.readers.crossmatch import read_crossmatch
+from engine.pair_table import read_crossmatch
 from engine.readers.lamost_labels import load_lamost_labels
 from engine.store import open_store
 from indexer.sources import parse_sources

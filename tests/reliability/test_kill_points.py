@@ -18,7 +18,9 @@ import time
 import pytest
 
 from engine import payload as P
+from engine.spectrum_archive import SpectrumArchive
 from engine.store import open_store
+from indexer.ids import content_hash
 from tests.indexer.conftest import write_lamost_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -75,6 +77,9 @@ def test_ten_random_kills_then_rerun_leaves_exactly_the_expected_points(tmp_path
         assert all(P.ANOMALY in h.payload for h in hits)      # scores fresh after the rerun
         assert not any(h.payload.get(P.SCORES_PENDING) for h in hits)
         assert len(s.list_collections()) == 1                 # no orphaned half-built collection
+        archive = SpectrumArchive(store)                      # every spectrum in the store
+        assert all(content_hash(archive.load(h.payload)) == h.payload[P.CONTENT_HASH]
+                   for h in hits)
     finally:
         s.close()
 

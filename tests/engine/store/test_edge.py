@@ -71,6 +71,26 @@ def test_create_is_idempotent_but_refuses_another_spec(writer):
         writer.count("missing")
 
 
+def test_an_older_collection_gets_the_payload_indexes_it_lacks(writer, tmp_path):
+    """A store built before an index existed (here: the geo index of sky positions) is
+    brought up to date by the indexer's create call; other differences are still refused."""
+    from engine.store import GeoRadius
+
+    pts = [Point(p.id, p.vectors, {**p.payload, "sky": {"lon": 10.0 + i * 1e-3, "lat": 5.0}})
+           for i, p in enumerate(make_points(5, seed=13, start=9000))]
+    writer.upsert("c", pts)
+    writer.create_collection("c", VECTORS, {**INDEXES, "sky": "geo"})
+    meta = json.loads((tmp_path / "s" / "collections" / "c" / "meta.json").read_text())
+    assert meta["payload_indexes"]["sky"] == "geo"
+    near = Filter(must=(GeoRadius("sky", 10.0, 5.0, 250.0),))   # 1e-3 deg ~ 111 m apart
+    assert writer.count("c", near) == 3
+    writer.flush()
+    with open_store(path=tmp_path / "s", read_only=True) as reader:
+        assert reader.count("c", near) == 3
+    with pytest.raises(StoreError, match="another spec"):
+        writer.create_collection("c", VECTORS, {**INDEXES, "sky": "keyword"})
+
+
 def test_order_by_needs_a_range_index(writer):
     with pytest.raises(StoreError, match="order_by"):
         writer.order_by("c", "object_id", 5)
