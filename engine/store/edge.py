@@ -34,7 +34,9 @@ import numpy as np
 import qdrant_edge as qe
 
 from engine.errors import StoreError
+from engine.store import checks
 from engine.store import generations as gens
+from engine.store.readonly import LocalCopy, on_read_only_media
 from engine.store.spec import (check_collection_spec, check_points, meta_dict, meta_from_dict,
                                threshold_kb, vectors_as_arrays, with_payload_arg)
 from engine.store.types import (CollectionOptions, Filter, HasId, Hit, Match, MatchAny, Point,
@@ -65,6 +67,10 @@ def _edge_errors(what: str) -> Iterator[None]:
         raise
     except Exception as e:  # noqa: BLE001 - the binding has no exception hierarchy
         raise StoreError(f"qdrant-edge {what}: {e}") from e
+    except BaseException as e:  # a Rust panic: pyo3's PanicException is a BaseException
+        if not checks.is_panic(e):
+            raise
+        raise StoreError(f"qdrant-edge {what}: internal error (Rust panic: {e})") from e
 
 
 # ---- translation of the backend-neutral types -------------------------------------------
@@ -87,6 +93,8 @@ def _condition(c: Any) -> Any:
                                      for v in values])
         return qe.FieldCondition(c.key, match=qe.MatchAny(values))
     if isinstance(c, Range):
+        checks.check_range_bound(c.key, c.gte)
+        checks.check_range_bound(c.key, c.lte)
         return qe.FieldCondition(c.key, range=qe.RangeFloat(gte=c.gte, lte=c.lte))
     if isinstance(c, HasId):
         return qe.HasIdCondition(set(c.ids))
@@ -179,8 +187,10 @@ class _Collection:
     """One open collection: its shard, spec and (for readers) the generation lease."""
 
     def __init__(self, shard: Any, meta: dict, lease: gens.GenerationLease | None = None,
-                 stamp: Any = None, marker: Path | None = None):
+                 stamp: Any = None, marker: Path | None = None,
+                 local_copy: LocalCopy | None = None):
         self.shard = shard
+        self.local_copy = local_copy     # readers of read-only media open a private copy
         self.vectors, self.payload_indexes, self.options = meta_from_dict(meta)
         self.dims = {v.name: v.dim for v in self.vectors}
         self.lease = lease
@@ -217,6 +227,8 @@ class _Collection:
             self.shard.close()
         if self.lease is not None:
             self.lease.close()
+        if self.local_copy is not None:
+            self.local_copy.close()
 
 
 class EdgeStore:
@@ -245,14 +257,19 @@ class EdgeStore:
         self._aliases_stamp: Any = ()
         self._writer_fd: int | None = None
         self.default_options = CollectionOptions()
+        self._ro_media = False
         if read_only:
             if not (self.root / "store.json").is_file():
                 raise StoreError(f"{self.root}: no embedded store here (store.json missing)")
+            self._ro_media = on_read_only_media(self.root)
         else:
             self._claim_writer()
             for name in self.list_collections():    # a writer died before publishing:
                 if (self._cdir(name) / "unpublished").exists():
                     self._writer_coll(name)         # loaded dirty, published on next flush
+                elif self._published_damaged(name):
+                    self._writer_coll(name).dirty = True     # republished on next flush
+            self._prune_orphans()
 
     def _claim_writer(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -267,16 +284,60 @@ class EdgeStore:
         marker = gens.read_json(self.root / "store.json")
         if marker is None:
             gens.atomic_write_json(self.root / "store.json", FORMAT)
-        elif marker.get("format") != FORMAT["format"]:
+        elif not isinstance(marker, dict) or marker.get("format") != FORMAT["format"]:
             raise StoreError(f"{self.root}: not an embedded specclip store ({marker})")
 
     # ---- paths and metadata ---------------------------------------------------------------
 
     def _cdir(self, name: str) -> Path:
-        return self.root / "collections" / name
+        return self.root / "collections" / checks.check_name(name)
 
     def _pdir(self, name: str) -> Path:
-        return self.root / "published" / name
+        return self.root / "published" / checks.check_name(name)
+
+    def _read_meta(self, path: Path) -> dict | None:
+        """A collection's meta.json (None when missing), checked for shape."""
+        meta = gens.read_json(path)
+        if meta is None:
+            return None
+        fix = ("restore it, or delete the collection's folder and run `specclip index` "
+               "again to rebuild it")
+        try:
+            meta_from_dict(checks.check_object(meta, path, fix))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise StoreError(f"{path}: not a collection spec ({type(e).__name__}: {e}); "
+                             f"{fix}") from None
+        return meta
+
+    def _published_damaged(self, name: str) -> bool:
+        """Whether the generation readers are sent to has lost files (then the writer
+        republishes it: a reader would otherwise answer from an empty shard)."""
+        pub = self._pdir(name)
+        try:
+            gen = gens.current_generation(pub)
+        except StoreError as e:
+            log.warning("%s; republishing", e)
+            return True
+        if gen is None:
+            return False
+        problem = checks.generation_problem(gens.gen_dir(pub, gen) / "shard")
+        if problem:
+            log.warning("collection %s: published generation %d is damaged (%s); "
+                        "republishing", name, gen, problem)
+        return problem is not None
+
+    def _prune_orphans(self) -> None:
+        """Published generations of collections that no longer exist (deleted while a
+        reader held them, e.g. at a model switch) are removed once no reader holds them."""
+        base = self.root / "published"
+        if not base.is_dir():
+            return
+        live = set(self.list_collections())
+        for pub in base.iterdir():
+            if pub.is_dir() and pub.name not in live and checks.NAME_RE.fullmatch(pub.name):
+                gens.prune(pub, keep=None)
+                if not any(p.is_dir() and p.name.isdigit() for p in pub.iterdir()):
+                    shutil.rmtree(pub, ignore_errors=True)
 
     def _require_writer(self, what: str) -> None:
         if self.read_only:
@@ -285,13 +346,15 @@ class EdgeStore:
     def _load_aliases(self) -> dict[str, str]:
         st = gens.stamp(self._aliases_path)
         if st != self._aliases_stamp:
-            self._aliases = gens.read_json(self.root / "aliases.json", {})
+            path = self.root / "aliases.json"
+            self._aliases = checks.check_aliases(gens.read_json(path, {}), path)
             self._aliases_stamp = st
         return self._aliases
 
     def _marker(self, name: str) -> str:
         """The file whose presence makes ``name`` a collection of this store: CURRENT of its
         published generations for readers, its meta.json for the writer."""
+        checks.check_name(name)
         if self.read_only:
             return os.path.join(self._root_s, "published", name, gens.CURRENT)
         return os.path.join(self._root_s, "collections", name, "meta.json")
@@ -317,7 +380,7 @@ class EdgeStore:
     def _writer_coll(self, name: str) -> _Collection:
         c = self._open.get(name)
         if c is None:
-            meta = gens.read_json(self._cdir(name) / "meta.json")
+            meta = self._read_meta(self._cdir(name) / "meta.json")
             with _edge_errors(f"load {name}"):
                 shard = qe.EdgeShard.load(str(self._cdir(name) / "shard"))
             _warn_if_payload_on_disk(name, self._cdir(name) / "shard", meta)
@@ -344,19 +407,31 @@ class EdgeStore:
                 st = gens.stamp(pub / gens.CURRENT)
         else:
             raise StoreError(f"collection {name!r}: could not lease a published generation")
+        copy = None
         try:
-            meta = gens.read_json(lease.path / "meta.json")
+            meta = self._read_meta(lease.path / "meta.json")
+            problem = checks.generation_problem(lease.path / "shard")
+            if problem:
+                raise StoreError(f"collection {name!r}: published generation {gen} is damaged "
+                                 f"({problem}); run `specclip index` on this store (or open it "
+                                 "for writing) to republish it")
+            shard_path = lease.path / "shard"
+            if self._ro_media:
+                copy = LocalCopy(shard_path)
+                shard_path = copy.path
             with _edge_errors(f"load {name} generation {gen}"):
-                shard = qe.EdgeShard.load(str(lease.path / "shard"))
+                shard = qe.EdgeShard.load(str(shard_path))
         except BaseException:
             lease.close()
+            if copy is not None:
+                copy.close()
             raise
         if c is not None:
             c.close()
         else:
             _warn_if_payload_on_disk(name, lease.path / "shard", meta)
         log.info("reader switched %s to generation %d", name, gen)
-        c = self._open[name] = _Collection(shard, meta, lease=lease, stamp=st)
+        c = self._open[name] = _Collection(shard, meta, lease=lease, stamp=st, local_copy=copy)
         return c
 
     # ---- collections and aliases ----------------------------------------------------------
@@ -370,7 +445,7 @@ class EdgeStore:
             self._require_writer("create_collection")
             check_collection_spec(vectors, payload_indexes)
             meta = meta_dict(vectors, payload_indexes, options)
-            existing = gens.read_json(self._cdir(name) / "meta.json")
+            existing = self._read_meta(self._cdir(name) / "meta.json")
             if existing is not None:      # compared normalised: older files lack new options
                 if meta_dict(*meta_from_dict(existing)) != meta:
                     raise StoreError(f"collection {name!r} exists with another spec")
@@ -378,6 +453,8 @@ class EdgeStore:
             if name in self._load_aliases():
                 raise StoreError(f"{name!r} is an alias")
             cdir = self._cdir(name)
+            checks.check_free_space(self.root, checks.FRESH_SHARD_BYTES,
+                                    f"create collection {name!r} in {self.root}")
             shutil.rmtree(cdir, ignore_errors=True)      # debris of an interrupted create
             cdir.mkdir(parents=True)
             with _edge_errors(f"create {name}"):
@@ -416,12 +493,14 @@ class EdgeStore:
                 base = self.root / "collections"
                 found = [p.name for p in base.iterdir()
                          if (p / "meta.json").is_file()] if base.is_dir() else []
-            return sorted(found)
+            # a stray folder whose name is no collection name is not a collection
+            return sorted(n for n in found if checks.NAME_RE.fullmatch(n))
 
     def set_alias(self, alias: str, collection: str) -> None:
         """Point ``alias`` at ``collection`` (an atomic switch for readers)."""
         with self._lock:
             self._require_writer("set_alias")
+            checks.check_name(alias, "alias")
             if collection not in self.list_collections():
                 raise StoreError(f"alias {alias!r}: no collection {collection!r}")
             if alias in self.list_collections():
@@ -484,11 +563,13 @@ class EdgeStore:
         held in RAM (the default), Edge's query takes ~0.17 ms without payloads and ~0.29 ms
         with them; asking for two keys, ~0.24 ms. With CollectionOptions(payload_on_disk=
         True) each point's payload costs ~0.07 ms the first time it is read."""
+        checks.check_k(k)
+        checks.check_payload_keys(payload_keys)
+        vector = checks.check_vector(vector)
         with self._lock:
             c = self._coll(collection)
             req = qe.QueryRequest(
-                limit=k, query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32),
-                                                using=vector_name),
+                limit=k, query=qe.Query.Nearest(vector, using=vector_name),
                 filter=to_edge_filter(filter),
                 params=c.search_params(exact, filter is not None),
                 with_payload=with_payload_arg(payload_keys), with_vector=with_vectors)
@@ -499,6 +580,7 @@ class EdgeStore:
                  filter: Filter | None = None) -> list[Hit]:
         """Top-k by a payload value (needs an integer/float payload index on ``key``);
         Hit.score is that value."""
+        checks.check_k(k)
         with self._lock:
             c = self._coll(collection)
             direction = qe.Direction.Desc if descending else qe.Direction.Asc
@@ -510,6 +592,7 @@ class EdgeStore:
     def scroll(self, collection: str, filter: Filter | None = None,
                with_vectors: bool = False, batch_size: int = 1000) -> Iterator[Hit]:
         """All matching points, in id order, fetched ``batch_size`` at a time."""
+        checks.check_k(batch_size, "batch_size")
         offset = None
         while True:
             with self._lock:
@@ -566,6 +649,8 @@ class EdgeStore:
                 else:
                     with _edge_errors(f"flush {name}"):
                         c.shard.flush()
+            if publish:
+                self._prune_orphans()
 
     def publish(self) -> None:
         """Publish every collection written since its last publication (see flush)."""
@@ -575,6 +660,8 @@ class EdgeStore:
         c = self._open[name]
         with _edge_errors(f"flush {name}"):
             c.shard.flush()
+        checks.check_free_space(self._pdir(name), checks.disk_bytes(self._cdir(name) / "shard"),
+                                f"publish collection {name!r}")
         gen = gens.publish(self._cdir(name), self._pdir(name),
                            prepare=lambda tmp: _seal(tmp / "shard"))
         c.dirty = False
