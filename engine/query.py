@@ -25,6 +25,7 @@ import numpy as np
 from engine import payload as P
 from engine.collection import DEFAULT_ALIAS
 from engine.errors import NotFoundError, SpecClipError
+from engine.query_args import check_cone, check_k
 from engine.records import SURVEY_LAMOST, SURVEY_XP, SURVEYS, SpectrumRecord
 from engine.store.types import Filter, Hit, Match, MatchAny, Range
 
@@ -176,6 +177,7 @@ class Engine:
         hit's survey and object id are always filled in)."""
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+        check_k(k)
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, not {space!r}")
         survey, vectors, self_id = self.vectors_for(query)
@@ -237,6 +239,7 @@ class Engine:
         """Points ranked by an anomaly score (highest first)."""
         if score not in P.ANOMALY_SCORES:
             raise ValueError(f"score must be one of {P.ANOMALY_SCORES}")
+        check_k(k)
         flt = build_filter(filters, survey)
         return [SearchHit.from_hit(h)
                 for h in self.store.order_by(self.collection, score, k, True, flt)]
@@ -257,6 +260,7 @@ class Engine:
     def cone(self, ra: float, dec: float, radius_deg: float, k: int = 100,
              survey: str | None = None) -> list[SearchHit]:
         """Spectra within `radius_deg` of (ra, dec), nearest first; score = separation (deg)."""
+        check_cone(ra, dec, radius_deg, k)
         dec_lo, dec_hi = max(-90.0, dec - radius_deg), min(90.0, dec + radius_deg)
         must = [Range(P.DEC, gte=dec_lo, lte=dec_hi)]
         if survey and survey != "any":

@@ -156,12 +156,12 @@ class Syncer:
             if idx:
                 self._embed_and_upsert([keep[i] for i in idx], [ids[i] for i in idx],
                                        [hashes[i] for i in idx], existing, batch.source,
-                                       target, report, state)
+                                       target, report, state, seen)
         self.progress(len(batch.records) + len(batch.refused))
 
     def _embed_and_upsert(self, records: list[SpectrumRecord], ids: list[str], hashes: list[str],
                           existing: dict, source_root: str, target: str,
-                          report: SyncReport, state: SyncState) -> None:
+                          report: SyncReport, state: SyncState, seen: set[str]) -> None:
         emb = self.embedder.embed(records)
         points = build_points(records, emb, ids, hashes, source_root, self.embedder.version)
         for i, r in enumerate(records):
@@ -169,6 +169,9 @@ class Syncer:
                 report.refused.append({"path": r.source_path,
                                        "reason": f"{r.survey} {r.object_id}: too few usable "
                                                  "pixels for the model"})
+                # Not "seen": a point this spectrum had before (old vectors, hash and
+                # predictions) must go with the rest of the vanished ones.
+                seen.discard(ids[i])
         if not points:   # all refused by the model: nothing changes in the store
             return
         self._mark_scores_stale(state, target)

@@ -285,7 +285,8 @@ class EdgeStore:
         if marker is None:
             gens.atomic_write_json(self.root / "store.json", FORMAT)
         elif not isinstance(marker, dict) or marker.get("format") != FORMAT["format"]:
-            raise StoreError(f"{self.root}: not an embedded specclip store ({marker})")
+            raise StoreError(f"{self.root / 'store.json'}: not an embedded specclip store "
+                             f"({marker!r}); use another folder or restore the file")
 
     # ---- paths and metadata ---------------------------------------------------------------
 

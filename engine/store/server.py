@@ -22,6 +22,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from engine.errors import StoreError
+from engine.store import checks
 from engine.store.spec import (check_collection_spec, check_points, threshold_kb,
                                vectors_as_arrays, with_payload_arg)
 from engine.store.types import (CollectionOptions, Filter, HasId, Hit, Match, MatchAny, Point,
@@ -74,6 +75,8 @@ def _condition(c: Any) -> Any:
                                      for v in values])
         return qm.FieldCondition(key=c.key, match=qm.MatchAny(any=values))
     if isinstance(c, Range):
+        checks.check_range_bound(c.key, c.gte)
+        checks.check_range_bound(c.key, c.lte)
         return qm.FieldCondition(key=c.key, range=qm.Range(gte=c.gte, lte=c.lte))
     if isinstance(c, HasId):
         return qm.HasIdCondition(has_id=list(c.ids))
@@ -292,6 +295,9 @@ class ServerStore:
         """Top-k by similarity on one named vector; ``payload_keys`` limits each hit's
         payload to those keys (None: all of it), which the server then neither reads nor
         sends for the rest."""
+        checks.check_k(k)
+        checks.check_payload_keys(payload_keys)
+        vector = checks.check_vector(vector)
         opts = self._opts(collection)
         quant = None
         if opts.quantization:
@@ -312,6 +318,7 @@ class ServerStore:
     def order_by(self, collection: str, key: str, k: int, descending: bool = True,
                  filter: Filter | None = None) -> list[Hit]:
         """Top-k by a payload value; Hit.score is that value."""
+        checks.check_k(k)
         direction = qm.Direction.DESC if descending else qm.Direction.ASC
         recs, _ = self._call(f"order {collection} by {key}", self.client.scroll, collection,
                              scroll_filter=to_qdrant_filter(filter), limit=k,
