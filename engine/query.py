@@ -298,13 +298,22 @@ class Engine:
         """The other instrument's spectrum of this star as the model predicts it:
         (wavelength in Angstrom, flux normalised like that instrument's model input)."""
         other = SURVEY_XP if record.survey == SURVEY_LAMOST else SURVEY_LAMOST
-        emb = self.embedder.embed([record])
+        emb = self._embed_usable(record, "predict its counterpart")
         return self.embedder.model_grid(other), np.asarray(emb.translated[0])
 
     def predict_parameters(self, record: SpectrumRecord) -> dict[str, tuple[float, float]]:
-        emb = self.embedder.embed([record])
+        emb = self._embed_usable(record, "predict its parameters")
         return {name: (float(emb.params[name][0]), float(emb.sigmas[name][0]))
                 for name in emb.params}
+
+    def _embed_usable(self, record: SpectrumRecord, what: str) -> Any:
+        """The model's output for one record, or a SpecClipError when the model refuses it
+        (its outputs for a refused spectrum are placeholders: an all-zero spectrum)."""
+        emb = self.embedder.embed([record])
+        if not bool(emb.valid[0]):
+            raise SpecClipError(f"{record.source_path}: too few usable pixels in the model's "
+                                f"window to {what}")
+        return emb
 
     def model_input(self, record: SpectrumRecord) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(wavelength, normalised flux, weight) on the model grid: what plots overlay."""
