@@ -52,8 +52,11 @@ def _register_unavailable(sub: argparse._SubParsersAction, name: str, exc: Impor
     """Keep a subcommand whose module cannot be imported visible: --help lists it with the
     reason, and running it says why it is unavailable (exit 1) instead of "invalid choice"."""
     reason = f"{type(exc).__name__}: {exc}"
-    p = sub.add_parser(name, help=f"(unavailable: {reason})", add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    # No prefix characters: every argument given ("--out x" included) is taken as is, so
+    # the command reaches the explanation instead of an "unrecognized arguments" error.
+    p = sub.add_parser(name, help=f"(unavailable: {reason})", add_help=False,
+                       prefix_chars="\0")
+    p.add_argument("rest", nargs="*")
 
     def unavailable(args: argparse.Namespace) -> int:
         raise SpecClipError(f"`specclip {name}` is unavailable: its module could not be "
