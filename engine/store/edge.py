@@ -14,8 +14,8 @@ to readers with ``flush()`` (durable + publish a generation). Readers (``read_on
 the latest generation and switch to a newer one when the writer publishes; they never touch the
 working shard, whose WAL lock would refuse them anyway.
 
-Edge ignores shard_number, replication_factor and write_consistency_factor (a single local
-shard). Scalar int8 quantization, on-disk vectors, HNSW m / ef_construct, the indexing
+Edge has one local shard: shard_number, replication_factor and write_consistency_factor other
+than 1 are refused (they would do nothing). Scalar int8 quantization, on-disk vectors, HNSW m / ef_construct, the indexing
 threshold and search_threads are honoured; HNSW is built only by ``optimize()``.
 """
 
@@ -115,6 +115,12 @@ def _edge_config(vectors: Sequence[VectorSpec], options: CollectionOptions) -> q
         quant = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, always_ram=True)
     elif options.quantization is not None:
         raise StoreError(f"quantization {options.quantization!r} not supported (None | 'int8')")
+    cluster = {"shard_number": options.shard_number,
+               "replication_factor": options.replication_factor,
+               "write_consistency_factor": options.write_consistency_factor}
+    if any(v != 1 for v in cluster.values()):
+        raise StoreError(f"the embedded store is one local shard: {cluster} apply to a Qdrant "
+                         "server or cluster (open the store with url=...)")
     if options.search_threads is not None and options.search_threads < 1:
         raise StoreError(f"search_threads must be >= 1 or None, not {options.search_threads}")
     kb = threshold_kb(options.indexing_threshold, vectors)

@@ -375,3 +375,16 @@ def test_a_store_on_a_full_tmpfs_fails_with_a_message_not_sigbus(tmp_path):
                                                                      proc.stderr[-2000:])
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True, timeout=10)
+
+
+# ---- issue 14: options the embedded store cannot honour are refused ---------------------------
+
+@pytest.mark.parametrize("opt", [dict(shard_number=2), dict(replication_factor=2),
+                                 dict(write_consistency_factor=2)])
+def test_the_embedded_store_refuses_cluster_options(tmp_path, opt):
+    from engine.store import CollectionOptions
+
+    with open_store(path=tmp_path / "s") as s:
+        with pytest.raises(StoreError, match="one local shard"):
+            s.create_collection("c", [VectorSpec("v", 4)], {}, CollectionOptions(**opt))
+        assert s.list_collections() == []
