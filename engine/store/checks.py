@@ -31,10 +31,15 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 # as a path into nested payloads, and "../x" fails inside the binding.
 FIELD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
-# A fresh Edge shard preallocates ~105 MB of sparse files (64 MB of WAL, ~41 MB of segment
-# storage; measured with qdrant-edge 0.9 and one float index) that it later fills via mmap.
-FRESH_SHARD_BYTES = 128 * 1024 * 1024
+# Edge preallocates its files and fills them through mmap. Measured with qdrant-edge 0.9 on a
+# tmpfs (which, unlike ext4, allocates the preallocations at once): creating a collection took
+# 36 MiB with one vector and one payload index, 89 MiB with the spectra layout (5 vectors, 25
+# indexes); publishing it took 2x the shard's allocated size (the copy, then Edge sealing it).
+# Every write is checked against its estimate plus this margin.
 MARGIN_BYTES = 16 * 1024 * 1024
+CREATE_BYTES = 40 * 1024 * 1024
+CREATE_BYTES_PER_INDEX = 5 * 1024 * 1024 // 2
+PAYLOAD_BYTES_PER_POINT = 2048      # a spectrum's payload is ~0.75 KB; WAL + segment copy
 
 
 def check_name(name: Any, what: str = "collection") -> str:
@@ -87,19 +92,34 @@ def generation_problem(shard: Path) -> str | None:
     return None
 
 
-def disk_bytes(folder: Path, skip: Sequence[str] = ("wal",)) -> int:
-    """What Edge may come to occupy with this folder's files: their apparent sizes, holes of
-    its sparse preallocations included (a copy fills them as Edge writes)."""
+def allocated_bytes(folder: Path, skip: Sequence[str] = ("wal",)) -> int:
+    """Disk space the files under ``folder`` occupy (holes of sparse files excluded): what a
+    sparse copy of it writes."""
     total = 0
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if d not in skip]
         for f in files:
             try:
-                st = os.stat(os.path.join(root, f))
+                total += os.stat(os.path.join(root, f)).st_blocks * 512
             except FileNotFoundError:
                 continue
-            total += max(st.st_size, st.st_blocks * 512)
     return total
+
+
+def create_bytes(payload_indexes: int) -> int:
+    """What creating a collection with that many payload indexes may take (see above)."""
+    return CREATE_BYTES + CREATE_BYTES_PER_INDEX * payload_indexes
+
+
+def publish_bytes(shard: Path) -> int:
+    """What publishing a shard may take: a copy of it, and as much again when Edge seals it."""
+    return 2 * allocated_bytes(shard)
+
+
+def batch_bytes(points: Sequence[Any]) -> int:
+    """A generous estimate of what upserting ``points`` writes (WAL and segment both)."""
+    vectors = sum(np.asarray(v).size * 4 for p in points for v in p.vectors.values())
+    return 2 * (vectors + PAYLOAD_BYTES_PER_POINT * len(points))
 
 
 def check_free_space(folder: Path, need: int, what: str) -> None:

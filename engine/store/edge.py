@@ -460,7 +460,7 @@ class EdgeStore:
             if name in self._load_aliases():
                 raise StoreError(f"{name!r} is an alias")
             cdir = self._cdir(name)
-            checks.check_free_space(self.root, checks.FRESH_SHARD_BYTES,
+            checks.check_free_space(self.root, checks.create_bytes(len(payload_indexes)),
                                     f"create collection {name!r} in {self.root}")
             shutil.rmtree(cdir, ignore_errors=True)      # debris of an interrupted create
             cdir.mkdir(parents=True)
@@ -533,6 +533,8 @@ class EdgeStore:
             check_points(points, c.dims)
             if not points:
                 return
+            checks.check_free_space(self.root, checks.batch_bytes(points),
+                                    f"upsert into {collection}")
             ops = [qe.Point(p.id, {k: np.asarray(v, dtype=np.float32) for k, v in
                                    p.vectors.items()}, p.payload) for p in points]
             with _edge_errors(f"upsert into {collection}"):
@@ -637,6 +639,10 @@ class EdgeStore:
         with self._lock:
             self._require_writer("optimize")
             c = self._coll(collection)
+            # optimize() rewrites segments: as much again as the shard holds, at worst
+            checks.check_free_space(self.root, checks.allocated_bytes(self._cdir(
+                self._load_aliases().get(collection, collection)) / "shard"),
+                f"optimize {collection}")
             with _edge_errors(f"optimize {collection}"):
                 c.shard.optimize()
             c.dirty = True
@@ -650,6 +656,11 @@ class EdgeStore:
                 for name in list(self._open):
                     self._reader_coll(name)
                 return
+            if publish:                           # heal what a reader would see as empty
+                for name in self.list_collections():
+                    c = self._open.get(name)
+                    if (c is None or not c.dirty) and self._published_damaged(name):
+                        self._writer_coll(name).dirty = True
             for name, c in self._open.items():
                 if publish and c.dirty:
                     self._publish(name)           # flushes first
@@ -667,7 +678,8 @@ class EdgeStore:
         c = self._open[name]
         with _edge_errors(f"flush {name}"):
             c.shard.flush()
-        checks.check_free_space(self._pdir(name), checks.disk_bytes(self._cdir(name) / "shard"),
+        checks.check_free_space(self._pdir(name),
+                                checks.publish_bytes(self._cdir(name) / "shard"),
                                 f"publish collection {name!r}")
         gen = gens.publish(self._cdir(name), self._pdir(name),
                            prepare=lambda tmp: _seal(tmp / "shard"))

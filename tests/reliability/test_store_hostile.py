@@ -104,6 +104,17 @@ def test_a_generation_without_segments_is_refused_then_republished(tmp_path):
         assert reader.info("spectra")["generation"] > int(gen_dir.name)
 
 
+def test_a_long_running_writer_republishes_a_damaged_generation_on_flush(tmp_path):
+    root = tmp_path / "store"
+    _small_store(root)
+    with open_store(path=root) as writer:          # e.g. `index --watch`, open for hours
+        gen_dir = next((root / "published" / "c").glob("0*"))
+        shutil.rmtree(gen_dir / "shard" / "segments")
+        writer.flush()
+        with open_store(path=root, read_only=True) as reader:
+            assert reader.count("spectra") == 5
+
+
 # ---- item 9: a store on a read-only filesystem can be read ------------------------------------
 
 def _ro_bind(src: Path, dst: Path) -> bool:
@@ -348,33 +359,48 @@ def test_publishing_without_free_space_fails_with_a_message(tmp_path, monkeypatc
         assert r.count("c") == 6
 
 
-def test_a_store_on_a_full_tmpfs_fails_with_a_message_not_sigbus(tmp_path):
-    """A real 24 MiB tmpfs (needs mount rights; skipped otherwise). Before the check, Edge
-    died of SIGBUS creating the collection (it fills sparse preallocations via mmap)."""
+@pytest.mark.parametrize("size_mib", [24, 100])
+def test_a_store_filling_a_tmpfs_fails_with_a_message_not_sigbus(tmp_path, size_mib):
+    """Real tmpfs mounts (need mount rights; skipped otherwise): 24 MiB, too small for a
+    collection, and 100 MiB, filled batch by batch. Before the checks, Edge died of SIGBUS
+    in both (it fills its preallocated files through mmap)."""
+    import sys
+
     mnt = tmp_path / "small"
     mnt.mkdir()
     try:
-        ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)],
-                            capture_output=True, timeout=10).returncode == 0
+        ok = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs",
+                             str(mnt)], capture_output=True, timeout=10).returncode == 0
     except OSError:
         ok = False
     if not ok:
         pytest.skip("cannot mount a tmpfs here")
+    code = f"""
+import sys, uuid
+import numpy as np
+from engine.errors import StoreError
+from engine.store import open_store, Point, VectorSpec
+rng = np.random.default_rng(0)
+try:
+    s = open_store(path={str(mnt / "store")!r})
+    s.create_collection("c", [VectorSpec("v", 256)], {{"ra": "float"}})
+    for b in range(400):
+        s.upsert("c", [Point(str(uuid.uuid4()), {{"v": rng.normal(size=256)}},
+                             {{"ra": 1.0, "pad": "x" * 500}}) for _ in range(500)])
+        if b % 4 == 3:
+            s.flush()
+except StoreError as e:
+    print("REFUSED", e)
+    sys.exit(3)
+"""
     try:
-        code = ("import sys; from engine.store import open_store, VectorSpec\n"
-                "from engine.errors import StoreError\n"
-                f"s = open_store(path={str(mnt / 'store')!r})\n"
-                "try:\n"
-                "    s.create_collection('c', [VectorSpec('v', 4)], {'ra': 'float'})\n"
-                "except StoreError as e:\n"
-                "    print('REFUSED', e); sys.exit(3)\n")
-        import sys
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              timeout=120, cwd=Path(__file__).resolve().parents[2])
-        assert proc.returncode == 3 and "MiB free" in proc.stdout, (proc.returncode,
-                                                                     proc.stderr[-2000:])
+                              timeout=300, cwd=Path(__file__).resolve().parents[2])
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True, timeout=10)
+    assert proc.returncode == 3 and "MiB free" in proc.stdout, (proc.returncode,
+                                                                 proc.stdout[-500:],
+                                                                 proc.stderr[-2000:])
 
 
 # ---- issue 14: options the embedded store cannot honour are refused ---------------------------
