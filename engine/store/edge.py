@@ -15,8 +15,10 @@ the latest generation and switch to a newer one when the writer publishes; they 
 working shard, whose WAL lock would refuse them anyway.
 
 Edge has one local shard: shard_number, replication_factor and write_consistency_factor other
-than 1 are refused (they would do nothing). Scalar int8 quantization, on-disk vectors, HNSW m / ef_construct, the indexing
-threshold and search_threads are honoured; HNSW is built only by ``optimize()``.
+than 1 are refused (they would do nothing). Scalar int8 quantization, on-disk vectors, HNSW
+m / ef_construct, the indexing threshold and search_threads are honoured; HNSW is built only
+by ``optimize()``. What files and callers hand the store is checked in checks.py; a store on
+read-only media is read through a private copy (readonly.py).
 """
 
 from __future__ import annotations
