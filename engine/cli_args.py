@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 
-_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")   # as engine.store.checks.NAME_RE
+from engine.store.checks import FIELD_RE as _FIELD
+from engine.store.checks import NAME_RE as _NAME
 
 
 def positive_int(text: str) -> int:

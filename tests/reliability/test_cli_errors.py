@@ -16,6 +16,21 @@ from tests.indexer.conftest import write_lamost_file
 from tests.indexer.doubles import ProjectionEmbedder
 
 
+@pytest.fixture(autouse=True)
+def _restore_root_logger():
+    """cli.main configures logging (basicConfig) for the process: undo it after each test, so
+    no handler is left writing to a closed capture stream."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in root.handlers[:]:
+        if h not in handlers:
+            root.removeHandler(h)
+    root.setLevel(level)
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli-errors")
