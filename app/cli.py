@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 from app.upload import MAX_UPLOAD_MB
+from engine.cli_args import port
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="Qdrant server/cluster URL (default: $SPECCLIP_URL)")
     p.add_argument("--bundle", default=os.environ.get("SPECCLIP_BUNDLE"),
                    help="model bundle folder (default: the shipped small model)")
-    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--port", type=port, default=8501)
     p.add_argument("--address", default="127.0.0.1",
                    help="interface to listen on (0.0.0.0 to serve other machines)")
     p.set_defaults(func=run)

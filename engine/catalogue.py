@@ -9,6 +9,7 @@ Record `meta` is kept as a JSON string (header keywords and the like).
 from __future__ import annotations
 
 import json
+import contextlib
 import os
 from typing import Any, Sequence
 
@@ -95,8 +96,13 @@ def write_catalogue(records: Sequence[SpectrumRecord], path: str | os.PathLike) 
     """Write records to a Parquet file (zstd), replacing it atomically."""
     path = os.fspath(path)
     tmp = f"{path}.tmp-{os.getpid()}"
-    pq.write_table(records_to_table(records), tmp, compression="zstd")
-    os.replace(tmp, path)
+    try:
+        pq.write_table(records_to_table(records), tmp, compression="zstd")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):   # never leave a stray .tmp-PID behind
+            os.unlink(tmp)
+        raise
 
 
 def _array(values: Any, dtype: Any) -> np.ndarray | None:

@@ -9,10 +9,14 @@ parser whose `func(args) -> int` runs the command.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+import traceback
 from importlib.metadata import entry_points
+
+from engine.errors import SpecClipError
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +44,40 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             found[name].load()(sub)
         except ImportError as exc:  # a missing optional dependency must not hide the others
-            log.debug("subcommand %s unavailable: %s", name, exc)
+            _register_unavailable(sub, name, exc)
     return parser
+
+
+def _register_unavailable(sub: argparse._SubParsersAction, name: str, exc: ImportError) -> None:
+    """Keep a subcommand whose module cannot be imported visible: --help lists it with the
+    reason, and running it says why it is unavailable (exit 1) instead of "invalid choice"."""
+    reason = f"{type(exc).__name__}: {exc}"
+    # No prefix characters: every argument given ("--out x" included) is taken as is, so
+    # the command reaches the explanation instead of an "unrecognized arguments" error.
+    p = sub.add_parser(name, help=f"(unavailable: {reason})", add_help=False,
+                       prefix_chars="\0")
+    p.add_argument("rest", nargs="*")
+
+    def unavailable(args: argparse.Namespace) -> int:
+        raise SpecClipError(f"`specclip {name}` is unavailable: its module could not be "
+                            f"imported ({reason}); install what it needs and try again")
+    p.set_defaults(func=unavailable)
+
+
+def _report(args: argparse.Namespace, exc: BaseException) -> int:
+    """One line on stderr (a JSON object with --json), a traceback only with -v."""
+    if isinstance(exc, (SpecClipError, OSError, ValueError)):
+        message = str(exc) or type(exc).__name__
+    else:  # a bug: say so, and how to see where
+        message = (f"internal error {type(exc).__name__}: {exc} (run with -v for the "
+                   "traceback, and please report it)")
+    if args.verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message, "type": type(exc).__name__}), file=sys.stderr)
+    else:
+        print(f"specclip {getattr(args, 'command', '')}: error: {message}", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         # when Python flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place every error becomes a message
+        return _report(args, exc)
 
 
 if __name__ == "__main__":

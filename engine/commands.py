@@ -9,6 +9,8 @@ import json
 import logging
 import os
 
+from engine.errors import SpecClipError
+
 log = logging.getLogger(__name__)
 
 
@@ -46,6 +48,10 @@ def run_ingest(args: argparse.Namespace) -> int:
     if not args.paths and not args.xp_library:
         log.error("nothing to ingest: give PATHs and/or --xp-library")
         return 2
+    for out in filter(None, (args.out, args.report)):      # before reading anything
+        if os.path.isdir(out):
+            raise SpecClipError(f"{out} is a folder: name the file to write "
+                                f"(e.g. {os.path.join(out, 'catalogue.parquet')})")
     records, refused = readers.read_many(args.paths, progress=not args.no_progress,
                                          format=args.format, options=reader_options(args))
     for csv_path in args.labels:

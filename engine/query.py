@@ -27,6 +27,7 @@ from engine import payload as P
 from engine.collection import DEFAULT_ALIAS
 from engine.errors import NotFoundError, SpecClipError
 from engine.positions import ARCSEC, angular_separation_deg, cone_condition
+from engine.query_args import check_cone, check_k
 from engine.records import LABEL_NAMES, SURVEY_LAMOST, SURVEY_XP, SURVEYS, SpectrumRecord
 from engine.spectrum_archive import SpectrumArchive
 from engine.store.types import Filter, Hit, Match, MatchAny, Range
@@ -187,6 +188,7 @@ class Engine:
         `similarity_percentile` there (engine/similarity.py)."""
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+        check_k(k)
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, not {space!r}")
         survey, vectors, self_id = self.vectors_for(query)
@@ -289,6 +291,7 @@ class Engine:
         filters={"low_quality": False} leaves them out."""
         if score not in P.ANOMALY_SCORES:
             raise ValueError(f"score must be one of {P.ANOMALY_SCORES}")
+        check_k(k)
         flt = build_filter(filters, survey)
         return [SearchHit.from_hit(h)
                 for h in self.store.order_by(self.collection, score, k, True, flt)]
@@ -314,8 +317,7 @@ class Engine:
         score). A position search, not a similarity search: see `search` for look-alikes.
         Runs on the geo payload index (engine/positions.py); `k` caps the number of hits;
         `filters` as for `search`."""
-        if not -90.0 <= dec <= 90.0:
-            raise ValueError(f"dec must be within [-90, 90], not {dec}")
+        check_cone(ra, dec, radius_arcsec, k)
         extra = build_filter(filters, survey)
         must = (cone_condition(ra, dec, radius_arcsec),) + (extra.must if extra else ())
         hits = list(self.store.scroll(self.collection, filter=Filter(must=must)))
@@ -367,7 +369,7 @@ class Engine:
         """The other instrument's spectrum of this star as the model predicts it:
         (wavelength in Angstrom, flux normalised like that instrument's model input)."""
         other = SURVEY_XP if record.survey == SURVEY_LAMOST else SURVEY_LAMOST
-        emb = self.embedder.embed([record])
+        emb = self._embed_usable(record, "predict its counterpart")
         return self.embedder.model_grid(other), np.asarray(emb.translated[0])
 
     def assess(self, record: SpectrumRecord) -> dict[str, Any]:
@@ -401,7 +403,7 @@ class Engine:
         return {"id": hit.id, **{k: hit.payload[k] for k in keys if k in hit.payload}}
 
     def predict_parameters(self, record: SpectrumRecord) -> dict[str, tuple[float, float]]:
-        emb = self.embedder.embed([record])
+        emb = self._embed_usable(record, "predict its parameters")
         return {name: (float(emb.params[name][0]), float(emb.sigmas[name][0]))
                 for name in emb.params}
 
@@ -415,6 +417,15 @@ class Engine:
         return {name: (float(payload[P.pred_key(name)]),
                        float(payload.get(P.sigma_key(name), math.nan)))
                 for name in LABEL_NAMES if payload.get(P.pred_key(name)) is not None}
+
+    def _embed_usable(self, record: SpectrumRecord, what: str) -> Any:
+        """The model's output for one record, or a SpecClipError when the model refuses it
+        (its outputs for a refused spectrum are placeholders: an all-zero spectrum)."""
+        emb = self.embedder.embed([record])
+        if not bool(emb.valid[0]):
+            raise SpecClipError(f"{record.source_path}: too few usable pixels in the model's "
+                                f"window to {what}")
+        return emb
 
     def model_input(self, record: SpectrumRecord) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(wavelength, normalised flux, weight) on the model grid: what plots overlay."""

@@ -12,9 +12,13 @@ import sys
 from engine import hit_table
 from engine import payload as P
 from engine.collection import DEFAULT_ALIAS
+from engine.cli_args import (declination, field_list, field_name, finite_float, positive_float,
+                             positive_int, store_name)
 from engine.errors import SpecClipError
 from engine.query import read_spectra
 from engine.records import SpectrumRecord
+
+CONE_RADIUS_ARCSEC = 3.0
 
 
 def _add_store_args(p: argparse.ArgumentParser) -> None:
@@ -22,7 +26,8 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     where.add_argument("--store", help="embedded store folder (Qdrant Edge)")
     where.add_argument("--url", help="Qdrant server/cluster URL (API key from QDRANT_API_KEY)")
     p.add_argument("--bundle", help="model bundle (default: the shipped small model)")
-    p.add_argument("--collection", default=DEFAULT_ALIAS)
+    p.add_argument("--collection", default=DEFAULT_ALIAS, type=store_name,
+                   help="collection or alias to query (default: %(default)s)")
     p.add_argument("--json", action="store_true",
                    help="print JSON instead of a table (the default when stdout is piped)")
 
@@ -40,15 +45,15 @@ def register_query(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--source-id", help="Gaia DR3/EDR3 source_id")
     q.add_argument("--file", help="a spectrum file: LAMOST, Gaia XP, SDSS, or a generic "
                                   "table/image (first spectrum is used)")
-    q.add_argument("--ra", type=float,
+    q.add_argument("--ra", type=finite_float,
                    help="cone search: centre RA in degrees (ICRS); needs --dec")
     add_reader_args(p)
-    p.add_argument("--dec", type=float, help="cone search: centre Dec in degrees")
-    p.add_argument("--radius", type=float, default=3.0,
-                   help="cone search radius in arcsec (default 3)")
+    p.add_argument("--dec", type=declination, help="cone search: centre Dec in degrees")
+    p.add_argument("--radius", type=positive_float, default=None,
+                   help=f"cone search radius in arcsec (default {CONE_RADIUS_ARCSEC:g})")
     p.add_argument("--target", choices=["lamost", "gaia_xp", "any"], default="any",
                    help="which instrument's spectra to return")
-    p.add_argument("-k", type=int, default=None,
+    p.add_argument("-k", type=positive_int, default=None,
                    help="number of hits (default 10; a cone search returns every spectrum in "
                         "the cone unless -k is given)")
     p.add_argument("--space", choices=["auto", "spectrum", "own", "shared"], default="auto",
@@ -67,7 +72,7 @@ def register_query(subparsers: argparse._SubParsersAction) -> None:
                    help="JSON: an object {query: {survey, object_id, predicted: {name: "
                         "[value, sigma]}, ood, low_quality and their reasons}, hits: [...]} "
                         "instead of the bare list of hits")
-    p.add_argument("--fields", metavar="KEY,KEY,...",
+    p.add_argument("--fields", metavar="KEY,KEY,...", type=field_list,
                    help="payload fields to return per hit (default: all); survey and "
                         "object_id are always there")
     p.set_defaults(func=run_query)
@@ -99,19 +104,30 @@ def register_outliers(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("outliers", help="the most anomalous spectra of a survey")
     _add_store_args(p)
     p.add_argument("--survey", choices=["lamost", "gaia_xp", "any"], default="lamost")
-    p.add_argument("-k", type=int, default=20)
+    p.add_argument("-k", type=positive_int, default=20)
     p.add_argument("--score", choices=list(P.ANOMALY_SCORES), default=P.ANOMALY)
     p.add_argument("--filter", action="append", default=[], metavar="KEY=LO:HI|VALUE")
     p.set_defaults(func=run_outliers)
 
 
 def parse_filters(items: list[str]) -> dict:
+    """KEY=LO:HI (either end may be empty) or KEY=VALUE; ends must be finite numbers."""
     out: dict = {}
     for item in items:
-        key, _, value = item.partition("=")
+        key, eq, value = item.partition("=")
+        try:
+            field_name(key)
+        except argparse.ArgumentTypeError:
+            raise SpecClipError(f"--filter {item!r}: expected KEY=LO:HI or KEY=VALUE with a "
+                                "payload field as KEY (e.g. label_teff=4000:6000)") from None
+        if not eq:
+            raise SpecClipError(f"--filter {item!r}: no '=' (KEY=LO:HI or KEY=VALUE)")
         if ":" in value:
             lo, hi = value.split(":", 1)
-            out[key] = (float(lo) if lo else None, float(hi) if hi else None)
+            try:
+                out[key] = (finite_float(lo) if lo else None, finite_float(hi) if hi else None)
+            except argparse.ArgumentTypeError as e:
+                raise SpecClipError(f"--filter {item!r}: {e}") from None
         else:
             out[key] = value
     return out
@@ -160,6 +176,22 @@ def _print_hits(args, hits, summary: dict | None, score_name: str = "similarity"
     print(hit_table.hits_table(hits, score_name))
 
 
+def _check_cone_args(args: argparse.Namespace) -> None:
+    if args.ra is None and (args.dec is not None or args.radius is not None):
+        raise SpecClipError("--dec and --radius go with --ra (a cone search)")
+    if args.ra is not None and args.dec is None:
+        raise SpecClipError("--ra needs --dec")
+    if args.radius is None:
+        args.radius = CONE_RADIUS_ARCSEC
+
+
+def _check_bundle(engine, args: argparse.Namespace) -> None:
+    """A --bundle named with a lookup by id would otherwise go unused: check that it is the
+    model the index was built with."""
+    if args.bundle:
+        engine.check_model_matches_index()
+
+
 def run_query(args: argparse.Namespace) -> int:
     given = [flag for flag, value in (("--format", args.format),
                                       ("--wavelength-unit", args.wavelength_unit),
@@ -169,11 +201,12 @@ def run_query(args: argparse.Namespace) -> int:
         print(json.dumps({"error": f"{', '.join(given)} only apply to --file"}),
               file=sys.stderr)
         return 2
+    _check_cone_args(args)
     engine = _open(args)
     try:
+        _check_bundle(engine, args)
         filters = parse_filters(args.filter)
-        fields = [f.strip() for f in args.fields.split(",") if f.strip()] \
-            if args.fields else None
+        fields = args.fields
         if args.ra is not None:
             for flag, used in (("--grouped", args.grouped), ("--with-query", args.with_query),
                                ("--quality-cut", args.quality_cut != "auto")):
@@ -183,8 +216,6 @@ def run_query(args: argparse.Namespace) -> int:
             _print_hits(args, _cone(engine, args, filters, fields), None,
                         score_name="separation (arcsec)")
             return 0
-        if args.dec is not None:
-            raise SpecClipError("--dec goes with --ra (a cone search)")
         if args.file:
             query = read_spectra(args.file, format=args.format,
                                  options=reader_options(args))[0]
@@ -245,6 +276,7 @@ def _cone(engine, args: argparse.Namespace, filters: dict, fields: list[str] | N
 def run_outliers(args: argparse.Namespace) -> int:
     engine = _open(args)
     try:
+        _check_bundle(engine, args)
         hits = engine.outliers(None if args.survey == "any" else args.survey, k=args.k,
                                filters=parse_filters(args.filter), score=args.score)
         _print_hits(args, hits, None, score_name=args.score)

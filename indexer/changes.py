@@ -94,6 +94,9 @@ def embed_changes(records: Sequence[SpectrumRecord], source_root: str, embedder:
         out.refused += [{"path": r.source_path, "reason": f"{r.survey} {r.object_id}: too few "
                          "usable pixels for the model"}
                         for j, r in enumerate(recs) if not bool(emb.valid[j])]
+        # a refused spectrum is not "seen": the point it had before (old vectors, hash and
+        # predictions) goes with the vanished ones
+        seen.difference_update(ids[i] for j, i in enumerate(idx) if not bool(emb.valid[j]))
         by_id = {ids[i]: keep[i] for i in idx}
         for p in points:
             if p.id in stored:

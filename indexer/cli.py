@@ -9,7 +9,8 @@ import os
 import sys
 
 from engine.bundle import load_bundle
-from engine.collection import DEFAULT_ALIAS
+from engine.cli_args import non_negative_int, positive_float, positive_int, store_name
+from engine.collection import DEFAULT_ALIAS, DEFAULT_OPTIONS
 from engine.errors import SpecClipError
 from engine.inference import Embedder
 from engine.pair_table import read_crossmatch, read_positions
@@ -22,6 +23,9 @@ from indexer.sync import Syncer, write_report
 from indexer.watch import watch
 
 log = logging.getLogger(__name__)
+
+BATCH_SIZE = 256
+WATCH_INTERVAL_S = 10.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,24 +53,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "beside the state file); every client must see it at this path. An "
                         "embedded store keeps them in its own folder")
     p.add_argument("--bundle", help="model bundle folder (default: the shipped small model)")
-    p.add_argument("--alias", default=DEFAULT_ALIAS)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--alias", default=DEFAULT_ALIAS, type=store_name,
+                   help="name queries use; each model gets a collection ALIAS__<version>")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help=f"spectra embedded per batch (default {BATCH_SIZE}; not with --dask)")
     p.add_argument("--state", help="bookkeeping file (default: STORE/indexer_state.json)")
     p.add_argument("--quantization", choices=["int8"], help="scalar quantization with rescoring")
     p.add_argument("--on-disk", action="store_true", help="keep original vectors on disk")
     p.add_argument("--payload-on-disk", action="store_true",
                    help="read payloads from disk per hit instead of holding them in RAM "
                         "(~0.75 KB a point; for 100M+ points; queries ~3x slower)")
-    p.add_argument("--shards", type=int, default=1)
-    p.add_argument("--replication", type=int, default=1)
-    p.add_argument("--search-threads", type=int, default=1,
-                   help="embedded store: threads per query (1 is fastest for one query at a time)")
-    p.add_argument("--read-workers", type=int, default=None,
+    p.add_argument("--shards", type=positive_int, default=None,
+                   help="server/cluster (--url) only: shards of a new collection (default 1)")
+    p.add_argument("--replication", type=positive_int, default=None,
+                   help="server/cluster (--url) only: replicas of each shard (default 1)")
+    p.add_argument("--search-threads", type=positive_int, default=None,
+                   help="embedded store (--store) only: threads per query (default 1, the "
+                        "fastest for one query at a time)")
+    p.add_argument("--read-workers", type=non_negative_int, default=None,
                    help="processes reading files while this one embeds (default: one per "
                         "core, at most 4; 0 reads in a thread of the indexer)")
     p.add_argument("--watch", action="store_true", help="keep syncing as files arrive")
-    p.add_argument("--interval", type=float, default=10.0, help="seconds between watch cycles")
-    p.add_argument("--max-cycles", type=int, help="stop watching after N cycles")
+    p.add_argument("--interval", type=positive_float, default=None,
+                   help="with --watch: seconds between watch cycles (default 10)")
+    p.add_argument("--max-cycles", type=positive_int, help="with --watch: stop after N cycles")
     p.add_argument("--dask", metavar="N|ADDRESS",
                    help="embed on a Dask cluster: N local workers or a scheduler address")
     p.add_argument("--verify", action="store_true",
@@ -85,33 +95,51 @@ def default_state_path(args: argparse.Namespace) -> str:
     return os.path.join(os.path.expanduser("~"), ".cache", "specclip", f"state-{safe}.json")
 
 
+def refuse_contradictions(args: argparse.Namespace) -> None:
+    """Options that would do nothing with the others given: refused, never ignored."""
+    pairs = [
+        (args.store and args.shards is not None, "--shards applies to a server (--url); the "
+         "embedded store is one local shard"),
+        (args.store and args.replication is not None, "--replication applies to a server "
+         "(--url); the embedded store is one local copy"),
+        (args.url and args.search_threads is not None, "--search-threads applies to the "
+         "embedded store (--store); a server sets its own search threads"),
+        (args.watch and args.dask, "--watch with --dask is not supported: watch re-syncs in "
+         "this process; run --dask once, or --watch without it"),
+        (args.store and args.spectra, "--spectra is for a server store (--url): an embedded "
+         "store keeps its spectra in its own folder"),
+        (args.dask and args.batch_size is not None, "--batch-size applies to the "
+         "single-process sync; --dask splits work by files"),
+        (args.dask and args.read_workers is not None, "--read-workers applies to the "
+         "single-process sync; with --dask the workers read"),
+        (not args.watch and args.interval is not None, "--interval goes with --watch"),
+        (not args.watch and args.max_cycles is not None, "--max-cycles goes with --watch"),
+    ]
+    for bad, why in pairs:
+        if bad:
+            raise SpecClipError(why)
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.dask and args.watch:
-        raise SystemExit("specclip index: --watch runs the single-process sync on a timer; "
-                         "it cannot be combined with --dask")
-    try:
-        if args.spectra and args.store:
-            raise SpecClipError("--spectra is for a server store (--url): an embedded store "
-                                "keeps its spectra in its own folder")
-        crossmatch = read_crossmatch(args.crossmatch) if args.crossmatch else {}
-        positions = read_positions(args.positions) if args.positions else {}
-    except SpecClipError as exc:
-        print(f"specclip index: {exc}", file=sys.stderr)
-        return 2
+    refuse_contradictions(args)
+    crossmatch = read_crossmatch(args.crossmatch) if args.crossmatch else {}
+    positions = read_positions(args.positions) if args.positions else {}
     options = CollectionOptions(quantization=args.quantization, on_disk=args.on_disk,
                                 payload_on_disk=args.payload_on_disk,
-                                shard_number=args.shards, replication_factor=args.replication,
-                                search_threads=args.search_threads)
+                                shard_number=args.shards or 1,
+                                replication_factor=args.replication or 1,
+                                search_threads=args.search_threads or
+                                DEFAULT_OPTIONS.search_threads)
     store = open_store(path=args.store, url=args.url, options=options)
     embedder = Embedder(load_bundle(args.bundle))
     bar = TqdmProgress(disable=args.no_progress, file=sys.stderr)
     syncer = Syncer(store=store, embedder=embedder, state_path=default_state_path(args),
-                    alias=args.alias, batch_size=args.batch_size, options=options,
+                    alias=args.alias, batch_size=args.batch_size or BATCH_SIZE, options=options,
                     crossmatch=crossmatch, positions=positions,
                     archive=SpectrumArchiveWriter(args.spectra) if args.spectra else None,
                     progress=bar, verify=args.verify)
     if args.read_workers is not None:
-        syncer.read_workers = max(0, args.read_workers)
+        syncer.read_workers = args.read_workers
     sources = parse_sources(args.sources, args.labels)
 
     def emit(report):
@@ -136,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
                                       progress=bar, verify=args.verify)
             print(json.dumps({k: v for k, v in emit(report).items() if k != "refused"}))
         elif args.watch:
-            watch(syncer, sources, args.interval, args.max_cycles, on_report=emit)
+            watch(syncer, sources, args.interval or WATCH_INTERVAL_S, args.max_cycles,
+                  on_report=emit)
         else:
             data = emit(syncer.run(sources))
             summary = {k: data[k] for k in ("added", "updated", "skipped", "deleted",

@@ -14,6 +14,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 
+from engine.errors import StoreError
 from engine.jsonfile import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,21 @@ class SyncState:
     def load(cls, path: str) -> "SyncState":
         if not os.path.exists(path):
             return cls()
-        with open(path) as fh:
-            data = json.load(fh)
-        return cls(sources=data.get("sources", []), scores_fresh=data.get("scores_fresh", {}),
-                   runs=data.get("runs", []), scores_stale=data.get("scores_stale", {}),
-                   score_quantiles=data.get("score_quantiles", {}))
+        fix = ("delete it and run again: the store itself records what is indexed, so the "
+               "next run only re-checks every spectrum (pass the same SOURCES, since the "
+               "list of sources registered before is in this file)")
+        try:
+            with open(path) as fh:
+                data = json.load(fh)
+        except (OSError, ValueError) as e:
+            raise StoreError(f"{path}: unreadable indexer state ({e}); {fix}") from None
+        state = cls(sources=data.get("sources", []), scores_fresh=data.get("scores_fresh", {}),
+                    runs=data.get("runs", []), scores_stale=data.get("scores_stale", {}),
+                    score_quantiles=data.get("score_quantiles", {})) \
+            if isinstance(data, dict) else None
+        if state is None or not _well_formed(state):
+            raise StoreError(f"{path}: not an indexer state file (wrong shape); {fix}")
+        return state
 
     def save(self, path: str) -> None:
         atomic_write_json(path, asdict(self))
@@ -47,3 +58,12 @@ class SyncState:
         entry = {"spec": spec, "labels": list(labels)}
         if entry not in self.sources:
             self.sources = [s for s in self.sources if s["spec"] != spec] + [entry]
+
+
+
+def _well_formed(state: SyncState) -> bool:
+    return (isinstance(state.sources, list)
+            and all(isinstance(s, dict) and isinstance(s.get("spec"), str)
+                    for s in state.sources)
+            and isinstance(state.scores_fresh, dict) and isinstance(state.runs, list)
+            and isinstance(state.scores_stale, dict) and isinstance(state.score_quantiles, dict))

@@ -17,9 +17,11 @@ to readers with ``flush()`` (durable + publish a generation). Readers (``read_on
 the latest generation and switch to a newer one when the writer publishes; they never touch the
 working shard, whose WAL lock would refuse them anyway.
 
-Edge ignores shard_number, replication_factor and write_consistency_factor (a single local
-shard). Scalar int8 quantization, on-disk vectors, HNSW m / ef_construct, the indexing
-threshold and search_threads are honoured; HNSW is built only by ``optimize()``.
+Edge has one local shard: shard_number, replication_factor and write_consistency_factor other
+than 1 are refused (they would do nothing). Scalar int8 quantization, on-disk vectors, HNSW
+m / ef_construct, the indexing threshold and search_threads are honoured; HNSW is built only
+by ``optimize()``. What files and callers hand the store is checked in checks.py; a store on
+read-only media is read through a private copy (readonly.py).
 
 Over 400 lines on purpose: what is left here after the split is one job, the VectorStore API
 on one class, whose every method takes the same lock and goes through the same reader
@@ -41,6 +43,7 @@ import qdrant_edge as qe
 
 from engine.errors import StoreError
 from engine.jsonfile import atomic_write_json, read_json
+from engine.store import checks
 from engine.store import generations as gens
 from engine.store.edge_collection import EdgeCollection, warn_if_payload_on_disk
 from engine.store.edge_publish import publish_shard
@@ -52,6 +55,7 @@ from engine.store.edge_types import (
     scored_hits,
     to_edge_filter,
 )
+from engine.store.readonly import LocalCopy, on_read_only_media
 from engine.store.spec import (
     check_collection_spec,
     check_points,
@@ -92,14 +96,19 @@ class EdgeStore:
         self._aliases_stamp: Any = ()
         self._writer_fd: int | None = None
         self.default_options = CollectionOptions()
+        self._ro_media = False
         if read_only:
             if not (self.root / "store.json").is_file():
                 raise StoreError(f"{self.root}: no embedded store here (store.json missing)")
+            self._ro_media = on_read_only_media(self.root)
         else:
             self._claim_writer()
             for name in self.list_collections():    # a writer died before publishing:
                 if (self._cdir(name) / "unpublished").exists():
                     self._writer_coll(name)         # loaded dirty, published on next flush
+                elif self._published_damaged(name):
+                    self._writer_coll(name).dirty = True     # republished on next flush
+            self._prune_orphans()
 
     def _claim_writer(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -114,16 +123,61 @@ class EdgeStore:
         marker = read_json(self.root / "store.json")
         if marker is None:
             atomic_write_json(self.root / "store.json", FORMAT)
-        elif marker.get("format") != FORMAT["format"]:
-            raise StoreError(f"{self.root}: not an embedded specclip store ({marker})")
+        elif not isinstance(marker, dict) or marker.get("format") != FORMAT["format"]:
+            raise StoreError(f"{self.root / 'store.json'}: not an embedded specclip store "
+                             f"({marker!r}); use another folder or restore the file")
 
     # ---- paths and metadata ---------------------------------------------------------------
 
     def _cdir(self, name: str) -> Path:
-        return self.root / "collections" / name
+        return self.root / "collections" / checks.check_name(name)
 
     def _pdir(self, name: str) -> Path:
-        return self.root / "published" / name
+        return self.root / "published" / checks.check_name(name)
+
+    def _read_meta(self, path: Path) -> dict | None:
+        """A collection's meta.json (None when missing), checked for shape."""
+        meta = read_json(path)
+        if meta is None:
+            return None
+        fix = ("restore it, or delete the collection's folder and run `specclip index` "
+               "again to rebuild it")
+        try:
+            meta_from_dict(checks.check_object(meta, path, fix))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise StoreError(f"{path}: not a collection spec ({type(e).__name__}: {e}); "
+                             f"{fix}") from None
+        return meta
+
+    def _published_damaged(self, name: str) -> bool:
+        """Whether the generation readers are sent to has lost files (then the writer
+        republishes it: a reader would otherwise answer from an empty shard)."""
+        pub = self._pdir(name)
+        try:
+            gen = gens.current_generation(pub)
+        except StoreError as e:
+            log.warning("%s; republishing", e)
+            return True
+        if gen is None:
+            return False
+        problem = checks.generation_problem(gens.gen_dir(pub, gen) / "shard")
+        if problem:
+            log.warning("collection %s: published generation %d is damaged (%s); "
+                        "republishing", name, gen, problem)
+        return problem is not None
+
+    def _prune_orphans(self) -> None:
+        """Published generations of collections that no longer exist (deleted while a
+        reader held them, e.g. at a model switch) are removed once no reader holds them."""
+        base = self.root / "published"
+        if not base.is_dir():
+            return
+        live = set(self.list_collections())
+        for pub in base.iterdir():
+            if pub.is_dir() and pub.name not in live and checks.NAME_RE.fullmatch(pub.name):
+                gens.prune(pub, keep=None)
+                if not any(p.is_dir() and p.name.isdigit() for p in pub.iterdir()):
+                    shutil.rmtree(pub, ignore_errors=True)
 
     def _require_writer(self, what: str) -> None:
         if self.read_only:
@@ -132,13 +186,15 @@ class EdgeStore:
     def _load_aliases(self) -> dict[str, str]:
         st = gens.stamp(self._aliases_path)
         if st != self._aliases_stamp:
-            self._aliases = read_json(self.root / "aliases.json", {})
+            path = self.root / "aliases.json"
+            self._aliases = checks.check_aliases(read_json(path, {}), path)
             self._aliases_stamp = st
         return self._aliases
 
     def _marker(self, name: str) -> str:
         """The file whose presence makes ``name`` a collection of this store: CURRENT of its
         published generations for readers, its meta.json for the writer."""
+        checks.check_name(name)
         if self.read_only:
             return os.path.join(self._root_s, "published", name, gens.CURRENT)
         return os.path.join(self._root_s, "collections", name, "meta.json")
@@ -164,7 +220,7 @@ class EdgeStore:
     def _writer_coll(self, name: str) -> EdgeCollection:
         c = self._open.get(name)
         if c is None:
-            meta = read_json(self._cdir(name) / "meta.json")
+            meta = self._read_meta(self._cdir(name) / "meta.json")
             with edge_errors(f"load {name}"):
                 shard = qe.EdgeShard.load(str(self._cdir(name) / "shard"))
             warn_if_payload_on_disk(name, self._cdir(name) / "shard", meta)
@@ -191,19 +247,32 @@ class EdgeStore:
                 st = gens.stamp(pub / gens.CURRENT)
         else:
             raise StoreError(f"collection {name!r}: could not lease a published generation")
+        copy = None
         try:
-            meta = read_json(lease.path / "meta.json")
+            meta = self._read_meta(lease.path / "meta.json")
+            problem = checks.generation_problem(lease.path / "shard")
+            if problem:
+                raise StoreError(f"collection {name!r}: published generation {gen} is damaged "
+                                 f"({problem}); run `specclip index` on this store (or open it "
+                                 "for writing) to republish it")
+            shard_path = lease.path / "shard"
+            if self._ro_media:
+                copy = LocalCopy(shard_path)
+                shard_path = copy.path
             with edge_errors(f"load {name} generation {gen}"):
-                shard = qe.EdgeShard.load(str(lease.path / "shard"))
+                shard = qe.EdgeShard.load(str(shard_path))
         except BaseException:
             lease.close()
+            if copy is not None:
+                copy.close()
             raise
         if c is not None:
             c.close()
         else:
             warn_if_payload_on_disk(name, lease.path / "shard", meta)
         log.info("reader switched %s to generation %d", name, gen)
-        c = self._open[name] = EdgeCollection(shard, meta, lease=lease, stamp=st)
+        c = self._open[name] = EdgeCollection(shard, meta, lease=lease, stamp=st,
+                                              local_copy=copy)
         return c
 
     # ---- collections and aliases ----------------------------------------------------------
@@ -219,7 +288,7 @@ class EdgeStore:
             self._require_writer("create_collection")
             check_collection_spec(vectors, payload_indexes)
             meta = meta_dict(vectors, payload_indexes, options)
-            existing = read_json(self._cdir(name) / "meta.json")
+            existing = self._read_meta(self._cdir(name) / "meta.json")
             if existing is not None:      # compared normalised: older files lack new options
                 old_vectors, old_indexes, old_options = meta_from_dict(existing)
                 added = {k: v for k, v in payload_indexes.items() if k not in old_indexes}
@@ -231,6 +300,8 @@ class EdgeStore:
             if name in self._load_aliases():
                 raise StoreError(f"{name!r} is an alias")
             cdir = self._cdir(name)
+            checks.check_free_space(self.root, checks.create_bytes(len(payload_indexes)),
+                                    f"create collection {name!r} in {self.root}")
             shutil.rmtree(cdir, ignore_errors=True)      # debris of an interrupted create
             cdir.mkdir(parents=True)
             with edge_errors(f"create {name}"):
@@ -280,12 +351,14 @@ class EdgeStore:
                 base = self.root / "collections"
                 found = [p.name for p in base.iterdir()
                          if (p / "meta.json").is_file()] if base.is_dir() else []
-            return sorted(found)
+            # a stray folder whose name is no collection name is not a collection
+            return sorted(n for n in found if checks.NAME_RE.fullmatch(n))
 
     def set_alias(self, alias: str, collection: str) -> None:
         """Point ``alias`` at ``collection`` (an atomic switch for readers)."""
         with self._lock:
             self._require_writer("set_alias")
+            checks.check_name(alias, "alias")
             if collection not in self.list_collections():
                 raise StoreError(f"alias {alias!r}: no collection {collection!r}")
             if alias in self.list_collections():
@@ -311,6 +384,8 @@ class EdgeStore:
             check_points(points, c.dims)
             if not points:
                 return
+            checks.check_free_space(self.root, checks.batch_bytes(points),
+                                    f"upsert into {collection}")
             ops = [qe.Point(p.id, {k: np.asarray(v, dtype=np.float32) for k, v in
                                    p.vectors.items()}, p.payload) for p in points]
             with edge_errors(f"upsert into {collection}"):
@@ -348,11 +423,13 @@ class EdgeStore:
         held in RAM (the default), Edge's query takes ~0.17 ms without payloads and ~0.29 ms
         with them; asking for two keys, ~0.24 ms. With CollectionOptions(payload_on_disk=
         True) each point's payload costs ~0.07 ms the first time it is read."""
+        checks.check_k(k)
+        checks.check_payload_keys(payload_keys)
+        vector = checks.check_vector(vector)
         with self._lock:
             c = self._coll(collection)
             req = qe.QueryRequest(
-                limit=k, query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32),
-                                                using=vector_name),
+                limit=k, query=qe.Query.Nearest(vector, using=vector_name),
                 filter=to_edge_filter(filter),
                 params=c.search_params(exact, filter is not None),
                 with_payload=with_payload_arg(payload_keys), with_vector=with_vectors)
@@ -363,6 +440,7 @@ class EdgeStore:
                  filter: Filter | None = None) -> list[Hit]:
         """Top-k by a payload value (needs an integer/float payload index on ``key``);
         Hit.score is that value."""
+        checks.check_k(k)
         with self._lock:
             c = self._coll(collection)
             direction = qe.Direction.Desc if descending else qe.Direction.Asc
@@ -374,6 +452,7 @@ class EdgeStore:
     def scroll(self, collection: str, filter: Filter | None = None,
                with_vectors: bool = False, batch_size: int = 1000) -> Iterator[Hit]:
         """All matching points, in id order, fetched ``batch_size`` at a time."""
+        checks.check_k(batch_size, "batch_size")
         offset = None
         while True:
             with self._lock:
@@ -420,6 +499,10 @@ class EdgeStore:
         with self._lock:
             self._require_writer("optimize")
             c = self._coll(collection)
+            # optimize() rewrites segments: as much again as the shard holds, at worst
+            checks.check_free_space(self.root, checks.allocated_bytes(self._cdir(
+                self._load_aliases().get(collection, collection)) / "shard"),
+                f"optimize {collection}")
             with edge_errors(f"optimize {collection}"):
                 c.shard.optimize()
             c.dirty = True
@@ -433,12 +516,19 @@ class EdgeStore:
                 for name in list(self._open):
                     self._reader_coll(name)
                 return
+            if publish:                           # heal what a reader would see as empty
+                for name in self.list_collections():
+                    c = self._open.get(name)
+                    if (c is None or not c.dirty) and self._published_damaged(name):
+                        self._writer_coll(name).dirty = True
             for name, c in self._open.items():
                 if publish and c.dirty:
                     self._publish(name)           # flushes first
                 else:
                     with edge_errors(f"flush {name}"):
                         c.shard.flush()
+            if publish:
+                self._prune_orphans()
 
     def publish(self) -> None:
         """Publish every collection written since its last publication (see flush)."""

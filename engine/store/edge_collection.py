@@ -11,6 +11,7 @@ from typing import Any
 from engine.jsonfile import read_json
 from engine.store import generations as gens
 from engine.store.edge_types import edge_errors, search_params
+from engine.store.readonly import LocalCopy
 from engine.store.spec import meta_from_dict
 
 log = logging.getLogger("engine.store.edge")   # the store's warnings, under the store's name
@@ -31,8 +32,10 @@ class EdgeCollection:
     """One open collection: its shard, spec and (for readers) the generation lease."""
 
     def __init__(self, shard: Any, meta: dict, lease: gens.GenerationLease | None = None,
-                 stamp: Any = None, marker: Path | None = None):
+                 stamp: Any = None, marker: Path | None = None,
+                 local_copy: LocalCopy | None = None):
         self.shard = shard
+        self.local_copy = local_copy     # readers of read-only media open a private copy
         self.vectors, self.payload_indexes, self.options = meta_from_dict(meta)
         self.dims = {v.name: v.dim for v in self.vectors}
         self.lease = lease
@@ -69,3 +72,5 @@ class EdgeCollection:
             self.shard.close()
         if self.lease is not None:
             self.lease.close()
+        if self.local_copy is not None:
+            self.local_copy.close()

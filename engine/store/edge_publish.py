@@ -10,6 +10,7 @@ from pathlib import Path
 import qdrant_edge as qe
 
 from engine.jsonfile import atomic_write_json, read_json
+from engine.store import checks
 from engine.store import generations as gens
 from engine.store.edge_types import edge_errors
 
@@ -31,6 +32,8 @@ def publish_shard(shard: object, collection_dir: Path, published_dir: Path) -> i
     next generation under ``published_dir``; returns the generation number."""
     with edge_errors(f"flush {collection_dir.name}"):
         shard.flush()   # type: ignore[attr-defined]
+    checks.check_free_space(published_dir, checks.publish_bytes(collection_dir / "shard"),
+                            f"publish collection {collection_dir.name!r}")
     # The WAL is the writer's private journal (and holds its lock): readers never need it.
     return gens.publish(collection_dir, published_dir, prepare=lambda tmp: seal(tmp / "shard"),
                         linkable=linkable, ignore=("wal", "unpublished"))

@@ -11,7 +11,7 @@ import numpy as np
 import qdrant_edge as qe
 
 from engine.errors import StoreError
-from engine.store import filters
+from engine.store import checks, filters
 from engine.store.spec import threshold_kb, vectors_as_arrays
 from engine.store.types import CollectionOptions, Filter, Hit, VectorSpec
 
@@ -39,6 +39,10 @@ def edge_errors(what: str) -> Iterator[None]:
         raise
     except Exception as e:  # noqa: BLE001 - the binding has no exception hierarchy
         raise StoreError(f"qdrant-edge {what}: {e}") from e
+    except BaseException as e:  # a Rust panic: pyo3's PanicException is a BaseException
+        if not checks.is_panic(e):
+            raise
+        raise StoreError(f"qdrant-edge {what}: internal error (Rust panic: {e})") from e
 
 
 class _EdgeFilters:
@@ -86,6 +90,12 @@ def edge_config(vectors: Sequence[VectorSpec], options: CollectionOptions) -> qe
         quant = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, always_ram=True)
     elif options.quantization is not None:
         raise StoreError(f"quantization {options.quantization!r} not supported (None | 'int8')")
+    cluster = {"shard_number": options.shard_number,
+               "replication_factor": options.replication_factor,
+               "write_consistency_factor": options.write_consistency_factor}
+    if any(v != 1 for v in cluster.values()):
+        raise StoreError(f"the embedded store is one local shard: {cluster} apply to a Qdrant "
+                         "server or cluster (open the store with url=...)")
     if options.search_threads is not None and options.search_threads < 1:
         raise StoreError(f"search_threads must be >= 1 or None, not {options.search_threads}")
     kb = threshold_kb(options.indexing_threshold, vectors)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Protocol, Sequence
 
 from engine.errors import StoreError
+from engine.store import checks
 from engine.store.types import Filter, GeoRadius, HasId, Match, MatchAny, Range
 
 
@@ -41,6 +42,8 @@ def _condition(c: Any, build: FilterBuilder) -> Any:
             return build.filter(None, None, [build.match(c.key, v) for v in values])
         return build.match_any(c.key, values)
     if isinstance(c, Range):
+        checks.check_range_bound(c.key, c.gte)
+        checks.check_range_bound(c.key, c.lte)
         return build.range(c.key, c.gte, c.lte)
     if isinstance(c, GeoRadius):
         return build.geo_radius(c.key, c.lon, c.lat, c.radius_m)

@@ -19,6 +19,7 @@ This module knows nothing about Qdrant: it moves folders and files.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from engine.jsonfile import atomic_write_json, read_json
+from engine.store.checks import check_current
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ def gen_dir(pub: Path, gen: int) -> Path:
 def current_generation(pub: Path) -> int | None:
     """The generation CURRENT points at, or None when nothing is published."""
     data = read_json(pub / CURRENT)
-    return None if data is None else int(data["gen"])
+    return None if data is None else check_current(data, pub / CURRENT)
 
 
 def stamp(path: Path) -> tuple[int, int, int] | None:
@@ -208,8 +210,17 @@ class GenerationLease:
     def __init__(self, pub: Path, gen: int):
         self.gen = gen
         self.path = gen_dir(pub, gen)
-        self._fd = os.open(pub / f"{gen:010d}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self._fd, fcntl.LOCK_SH)
+        self._fd: int | None = None
+        try:
+            self._fd = os.open(pub / f"{gen:010d}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            if e.errno != errno.EROFS:
+                raise
+            # A store shipped on read-only media: no writer can prune it, so no lease is
+            # needed (and none can be written).
+            log.debug("%s is on a read-only filesystem: reading without a lease", pub)
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_SH)
         if not self.path.is_dir():       # pruned between reading CURRENT and locking
             self.close()
             raise FileNotFoundError(self.path)

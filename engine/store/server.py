@@ -22,7 +22,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from engine.errors import StoreError
-from engine.store import filters
+from engine.store import checks, filters
 from engine.store.spec import (
     check_collection_spec,
     check_points,
@@ -336,6 +336,9 @@ class ServerStore:
         """Top-k by similarity on one named vector; ``payload_keys`` limits each hit's
         payload to those keys (None: all of it), which the server then neither reads nor
         sends for the rest."""
+        checks.check_k(k)
+        checks.check_payload_keys(payload_keys)
+        vector = checks.check_vector(vector)
         opts = self._opts(collection)
         quant = None
         if opts.quantization:
@@ -356,6 +359,7 @@ class ServerStore:
     def order_by(self, collection: str, key: str, k: int, descending: bool = True,
                  filter: Filter | None = None) -> list[Hit]:
         """Top-k by a payload value; Hit.score is that value."""
+        checks.check_k(k)
         direction = qm.Direction.DESC if descending else qm.Direction.ASC
         recs, _ = self._call(f"order {collection} by {key}", self.client.scroll, collection,
                              scroll_filter=to_qdrant_filter(filter), limit=k,

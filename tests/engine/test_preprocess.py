@@ -11,7 +11,7 @@ from engine import readers
 from engine.grids import lamost_native_wavelength
 from engine.preprocess import fit_continuum, lamost_inputs, xp_inputs
 from engine.records import SURVEY_LAMOST, SURVEY_XP, SpectrumRecord
-from tests.engine.readers.conftest import SHARED
+from tests.conftest import SHARED
 
 
 def lamost_record(n=3909, offset=0, seed=0, mask_frac=0.0, norm=False):
