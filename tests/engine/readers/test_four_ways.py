@@ -14,8 +14,6 @@ layout by the test and must come back as the LAMOST reader reads it.
 
 from __future__ import annotations
 
-import gzip
-import io
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +21,12 @@ import pytest
 from astropy.io import fits
 
 from engine import readers
+from tests.engine.readers.ways import WAYS, read_way
 from tests.fixtures.make_xp_fixtures import main as make_xp_fixtures
 
 ROOT = Path(__file__).resolve().parents[3]
 XP = make_xp_fixtures(ROOT / "tests" / "fixtures" / "xp")
-FITS_WAYS = ("direct", "auto", "fileobj", "hdulist")
-TEXT_WAYS = ("direct", "auto", "fileobj")      # an HDUList does not apply to a text file
+TEXT_WAYS = WAYS[:3]      # an HDUList does not apply to a text file
 
 # reader -> (fixture folder, file): generated files (tests/fixtures/make_*fixtures.py)
 GENERATED = {
@@ -60,23 +58,7 @@ DR7_IMAGE = "lamost_dr7/spectra/101008.fits"
 
 
 def _ways(name: str) -> tuple[str, ...]:
-    return TEXT_WAYS if name.endswith(".csv") else FITS_WAYS
-
-
-def read_way(path: Path, way: str, reader: str, options: dict | None = None) -> list:
-    if way == "direct":
-        return readers.read(str(path), format=reader, options=options)
-    if way == "auto":
-        assert readers.identify_format(str(path)).name == reader
-        return readers.read(str(path), options=options)
-    raw = path.read_bytes()
-    if way == "fileobj":
-        assert readers.identify_format(io.BytesIO(raw), path=path.name).name == reader
-        return readers.read(io.BytesIO(raw), path=path.name, options=options)
-    raw = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    with fits.open(io.BytesIO(raw)) as hdul:
-        assert readers.identify_format(hdul, path=path.name).name == reader
-        return readers.read(hdul, path=path.name, options=options)
+    return TEXT_WAYS if name.endswith(".csv") else WAYS
 
 
 def assert_same_records(got: list, expected: list) -> None:
