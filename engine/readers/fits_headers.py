@@ -1,7 +1,7 @@
-"""What an open FITS file states in its headers and HDUs, read the same way by every FITS reader:
-the first image with data, the wavelength unit, air or vacuum, the object's name, and the
-values of header cards (or of one-row info tables, as SDSS has) as plain Python numbers and
-text (None when a value is missing, blank or not a finite number).
+"""What an open FITS file states in its headers and HDUs, read one way by the LAMOST, SDSS and
+generic FITS readers: the first image with data, the wavelength unit, air or vacuum, the
+object's name, and the values of header cards (or of one-row info tables, as SDSS has) as
+plain Python numbers and text (None when a value is missing, blank or not a finite number).
 
 Air or vacuum is taken only from cards that state it (VACUUM T/F, as SDSS and LAMOST write
 it; AIRORVAC): it is never guessed, see `engine/readers/generic.py`.

@@ -1,6 +1,6 @@
-"""The path every generic reader (text table, FITS table, 1-D WCS image, 2/3 x N image) and the
-SDSS reader shares from a file to a LAMOST-like record: the caller's options, which FITS
-files a generic reader may claim, and the record built from a resampled spectrum.
+"""The path the generic readers (text table, FITS table, 1-D WCS image, 2/3 x N image) share
+from a file to a LAMOST-like record: the caller's options, which FITS files a generic reader
+may claim, and the record built from a resampled spectrum (the SDSS reader's last step too).
 Column names are in `columns.py`, what FITS headers state in `fits_headers.py`.
 
 Every such reader states three things about the wavelength axis before it resamples:
