@@ -36,7 +36,8 @@ from engine.readers import (
     sdss_spec,
     text_table,
 )
-from engine.readers.generic import OPTION_NAMES, has_axis_and_flux
+from engine.readers.columns import has_axis_and_flux
+from engine.readers.generic import OPTION_NAMES
 from engine.readers.gaia_xp_library import is_xp_test_split, read_xp_library, xp_library_path
 from engine.readers.fitsio import GZIP_MAGIC, head_bytes, is_fits_head
 from engine.readers.guards import collect_row_refusals, require_regular_file

@@ -17,11 +17,10 @@ import numpy as np
 from astropy.io import fits
 
 from engine.errors import SpectrumReadError
-from engine.readers.fitsio import head_bytes, is_fits_head, open_fits
-from engine.readers.generic import (
-    AxisOptions, default_object_id, header_medium, is_claimed_by_survey_reader,
-    lamost_like_record, uncertainty_to_ivar,
-)
+from engine.readers.columns import uncertainty_to_ivar
+from engine.readers.fits_headers import first_image, header_medium, header_name, header_unit
+from engine.readers.fitsio import open_fits
+from engine.readers.generic import AxisOptions, identify_fits_layout, lamost_like_record
 from engine.records import SpectrumRecord
 
 NAME = "fits-rows"
@@ -31,31 +30,12 @@ MIN_PIXELS = 4
 def identify(source: Any, *, path: str = "") -> bool:
     """FITS whose first image with data is 2/3 x N (not LAMOST or SDSS). The first row is
     checked by `read`, which refuses a non-monotonic one with that reason."""
-    try:
-        if not isinstance(source, fits.HDUList) and not is_fits_head(head_bytes(source)):
-            return False
-        if is_claimed_by_survey_reader(source, path):
-            return False
-        with open_fits(source, path or "<identify>") as hdul:
-            hdu = _image(hdul)
-            if hdu is None:
-                return False
-            return _rows(np.asarray(hdu.data, dtype=np.float64)) is not None
-    except Exception:  # identify never raises
-        return False
-    finally:
-        if hasattr(source, "seek"):
-            try:
-                source.seek(0)
-            except Exception:
-                pass
+    return identify_fits_layout(source, path, lambda hdul: _image_rows(first_image(hdul))
+                                is not None)
 
 
-def _image(hdul: fits.HDUList) -> fits.ImageHDU | fits.PrimaryHDU | None:
-    for hdu in hdul:
-        if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU)) and hdu.data is not None:
-            return hdu
-    return None
+def _image_rows(hdu: fits.ImageHDU | fits.PrimaryHDU | None) -> np.ndarray | None:
+    return None if hdu is None else _rows(np.asarray(hdu.data, dtype=np.float64))
 
 
 def _rows(data: np.ndarray) -> np.ndarray | None:
@@ -77,9 +57,9 @@ def _monotonic(wave: np.ndarray) -> bool:
 def read(source: Any, *, path: str = "", **options: Any) -> list[SpectrumRecord]:
     opts = AxisOptions.from_options(options, path)
     with open_fits(source, path) as hdul:
-        hdu = _image(hdul)
+        hdu = first_image(hdul)
         shape = None if hdu is None else np.shape(hdu.data)
-        rows = None if hdu is None else _rows(np.asarray(hdu.data, dtype=np.float64))
+        rows = _image_rows(hdu)
         if rows is None:
             raise SpectrumReadError(path, f"image of shape {shape} is not 2 x N or 3 x N "
                                           "(wavelength, flux[, ivar or error])")
@@ -95,13 +75,11 @@ def read(source: Any, *, path: str = "", **options: Any) -> list[SpectrumRecord]
                                               "error (header BANDID3 / ROW3): pass "
                                               "uncertainty=ivar|error")
             ivar = uncertainty_to_ivar(rows[2], kind)
-        unit = opts.unit or _header_unit(header)
+        unit = opts.unit or header_unit(header, ("WAVEUNIT", "CUNIT1"))
         medium = opts.medium or header_medium(header, hdul[0].header)
-        name = str(header.get("OBJECT", "") or "").strip()
         return [lamost_like_record(
             path, rows[0], rows[1], ivar, None, unit=unit, medium=medium,
-            object_id=name or default_object_id(path), instrument="FITS 2/3 x N image",
-            layout=NAME)]
+            object_id=header_name(header), instrument="FITS 2/3 x N image", layout=NAME)]
 
 
 def _third_row_kind(header: fits.Header) -> str | None:
@@ -113,9 +91,3 @@ def _third_row_kind(header: fits.Header) -> str | None:
             return "error"
     return None
 
-
-def _header_unit(header: fits.Header) -> str | None:
-    for key in ("WAVEUNIT", "CUNIT1"):
-        if key in header and str(header[key]).strip():
-            return str(header[key]).strip()
-    return None

@@ -21,10 +21,11 @@ import numpy as np
 from astropy.io import fits
 
 from engine.errors import SpectrumReadError
-from engine.readers.fitsio import head_bytes, is_fits_head, open_fits
+from engine.readers.columns import find_columns, ivar_and_mask
+from engine.readers.fits_headers import as_float, header_medium, header_name
+from engine.readers.fitsio import open_fits
 from engine.readers.generic import (
-    AxisOptions, default_object_id, find_columns, header_medium, is_claimed_by_survey_reader,
-    lamost_like_record, uncertainty_to_ivar,
+    AxisOptions, default_object_id, identify_fits_layout, lamost_like_record,
 )
 from engine.records import SpectrumRecord
 
@@ -33,24 +34,10 @@ MAX_ROWS_AS_SPECTRA = 1000   # array-cell tables: more rows than this is not a s
 
 
 def identify(source: Any, *, path: str = "") -> bool:
-    try:
-        if not isinstance(source, fits.HDUList):
-            if not is_fits_head(head_bytes(source)):
-                return False
-        if is_claimed_by_survey_reader(source, path):
-            return False
-        with open_fits(source, path or "<identify>") as hdul:
-            # A table with a flux column but no wavelength is claimed too, so that `read`
-            # refuses it with that reason instead of "not recognised".
-            return _spectrum_table(hdul, need_axis=False) is not None
-    except Exception:  # identify never raises
-        return False
-    finally:
-        if hasattr(source, "seek"):
-            try:
-                source.seek(0)
-            except Exception:
-                pass
+    # A table with a flux column but no wavelength is claimed too, so that `read` refuses it
+    # with that reason instead of "not recognised".
+    return identify_fits_layout(
+        source, path, lambda hdul: _spectrum_table(hdul, need_axis=False) is not None)
 
 
 def _spectrum_table(hdul: fits.HDUList, need_axis: bool = True) -> fits.BinTableHDU | None:
@@ -81,7 +68,6 @@ def read(source: Any, *, path: str = "", **options: Any) -> list[SpectrumRecord]
         unit = opts.unit or (None if log10 else (tunit or None)) or w_col.unit
         medium = (opts.medium or w_col.medium
                   or header_medium(hdu.header, hdul[0].header))
-        uncertainty = "ivar" if "ivar" in roles else ("error" if "error" in roles else None)
         data = hdu.data
         rows = _as_spectra(data, names[w_index], path)
         records = []
@@ -91,13 +77,13 @@ def read(source: Any, *, path: str = "", **options: Any) -> list[SpectrumRecord]
                 return np.asarray(values if row is None else values[row],
                                   dtype=np.float64).ravel()
 
-            ivar = uncertainty_to_ivar(cell(uncertainty), uncertainty) if uncertainty else None
-            mask = cell("mask") != 0 if "mask" in roles else None
+            ivar, mask = ivar_and_mask(roles, cell)
             records.append(lamost_like_record(
                 path, cell("wave" if not log10 else "loglam"), cell("flux"), ivar, mask,
                 unit=unit, medium=medium, log10=log10, source_index=i or 0,
                 object_id=_object_id(hdul, path, i), instrument="FITS table", layout=NAME,
-                ra=_float(hdul[0].header.get("RA")), dec=_float(hdul[0].header.get("DEC"))))
+                ra=as_float(hdul[0].header.get("RA")),
+                dec=as_float(hdul[0].header.get("DEC"))))
         return records
 
 
@@ -114,16 +100,6 @@ def _as_spectra(data: fits.FITS_rec, wave_name: str, path: str) -> list:
     return list(range(len(data)))
 
 
-def _object_id(hdul: fits.HDUList, path: str, row: int | None) -> str | None:
-    header = hdul[0].header
-    name = str(header.get("OBJECT", header.get("OBJNAME", "")) or "").strip()
-    base = name or default_object_id(path)
+def _object_id(hdul: fits.HDUList, path: str, row: int | None) -> str:
+    base = header_name(hdul[0].header, keys=("OBJECT", "OBJNAME")) or default_object_id(path)
     return base if row in (None, 0) else f"{base}#{row}"
-
-
-def _float(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if np.isfinite(out) else None

@@ -22,11 +22,10 @@ import numpy as np
 from astropy.io import fits
 
 from engine.errors import SpectrumReadError
-from engine.readers.fitsio import head_bytes, is_fits_head, open_fits
-from engine.readers.generic import (
-    AxisOptions, default_object_id, header_medium, is_claimed_by_survey_reader,
-    lamost_like_record, uncertainty_to_ivar,
-)
+from engine.readers.columns import uncertainty_to_ivar
+from engine.readers.fits_headers import first_image, header_medium, header_name, header_unit
+from engine.readers.fitsio import open_fits
+from engine.readers.generic import AxisOptions, identify_fits_layout, lamost_like_record
 from engine.records import SpectrumRecord
 
 NAME = "fits-wcs-1d"
@@ -37,30 +36,15 @@ ERROR_EXT = ("ERROR", "ERR", "SIGMA", "UNCERT", "STDDEV")
 def identify(source: Any, *, path: str = "") -> bool:
     """FITS whose first image with data is 1-D (not LAMOST or SDSS). Claimed even without a
     wavelength WCS, so that `read` can refuse it with that reason."""
-    try:
-        if not isinstance(source, fits.HDUList) and not is_fits_head(head_bytes(source)):
-            return False
-        if is_claimed_by_survey_reader(source, path):
-            return False
-        with open_fits(source, path or "<identify>") as hdul:
-            return _flux_hdu(hdul) is not None
-    except Exception:  # identify never raises
-        return False
-    finally:
-        if hasattr(source, "seek"):
-            try:
-                source.seek(0)
-            except Exception:
-                pass
+    return identify_fits_layout(source, path, lambda hdul: _flux_hdu(hdul) is not None)
 
 
 def _flux_hdu(hdul: fits.HDUList) -> fits.ImageHDU | fits.PrimaryHDU | None:
-    for hdu in hdul:
-        if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU)) and hdu.data is not None:
-            shape = np.shape(hdu.data)
-            if len(shape) == 1 or (len(shape) == 2 and shape[0] == 1):
-                return hdu
-            return None   # the first image with data is not 1-D: not this layout
+    """The first image with data when it is 1-D (or 1 x N); None otherwise: not this layout."""
+    hdu = first_image(hdul)
+    shape = None if hdu is None else np.shape(hdu.data)
+    if shape is not None and (len(shape) == 1 or (len(shape) == 2 and shape[0] == 1)):
+        return hdu
     return None
 
 
@@ -76,26 +60,20 @@ def read(source: Any, *, path: str = "", **options: Any) -> list[SpectrumRecord]
     with open_fits(source, path) as hdul:
         hdu = _flux_hdu(hdul)
         if hdu is None:
-            raise SpectrumReadError(path, "no 1-D image: the first image with data has shape "
-                                          f"{_first_shape(hdul)}")
+            image = first_image(hdul)
+            raise SpectrumReadError(path, "no 1-D image: " + (
+                "the file has no image with data" if image is None else
+                f"the first image with data has shape {np.shape(image.data)}"))
         header = hdu.header
         flux = np.asarray(hdu.data, dtype=np.float64).ravel()
         wave, log10 = _axis(header, flux.size, path)
-        unit = opts.unit or (str(header["CUNIT1"]).strip() if "CUNIT1" in header else None)
+        unit = opts.unit or header_unit(header)
         medium = opts.medium or _ctype_medium(header) or header_medium(header, hdul[0].header)
         ivar = _uncertainty(hdul, flux.size)
-        name = str(header.get("OBJECT", hdul[0].header.get("OBJECT", "")) or "").strip()
         return [lamost_like_record(
             path, wave, flux, ivar, None, unit=unit, medium=medium, log10=log10,
-            object_id=name or default_object_id(path), instrument="FITS 1-D image",
+            object_id=header_name(header, hdul[0].header), instrument="FITS 1-D image",
             layout=NAME)]
-
-
-def _first_shape(hdul: fits.HDUList) -> tuple | None:
-    for hdu in hdul:
-        if getattr(hdu, "data", None) is not None:
-            return np.shape(hdu.data)
-    return None
 
 
 def _axis(header: fits.Header, n: int, path: str) -> tuple[np.ndarray, bool]:

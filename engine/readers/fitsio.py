@@ -59,6 +59,16 @@ def head_bytes(source: Any, n: int = 6 * FITS_BLOCK) -> bytes:
     return raw[:n]
 
 
+def rewind(source: Any) -> None:
+    """Put a file object back at its start (after a probe read it); paths and HDULists have
+    no position. A source that cannot seek is left where it is."""
+    if hasattr(source, "seek"):
+        try:
+            source.seek(0)
+        except Exception:
+            pass
+
+
 def is_fits_head(head: bytes) -> bool:
     return head.startswith(FITS_MAGIC)
 

@@ -1,6 +1,7 @@
-"""What the generic readers (text table, FITS table, 1-D WCS image, 2/3 x N image) and the SDSS
-reader share: reading options, column names, and the LAMOST-like record built from a
-resampled spectrum.
+"""The path the generic readers (text table, FITS table, 1-D WCS image, 2/3 x N image) share
+from a file to a LAMOST-like record: the caller's options, which FITS files a generic reader
+may claim, and the record built from a resampled spectrum (the SDSS reader's last step too).
+Column names are in `columns.py`, what FITS headers state in `fits_headers.py`.
 
 Every such reader states three things about the wavelength axis before it resamples:
 the unit (from the file or the `unit` option; unstated = Angstrom, but only when the values
@@ -19,30 +20,21 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+from astropy.io import fits
 
 from engine.errors import SpectrumReadError
 from engine.grids import lamost_native_wavelength
 from engine.readers import lamost_lrs
+from engine.readers.columns import UNCERTAINTIES
+from engine.readers.fitsio import head_bytes, is_fits_head, open_fits, rewind
 from engine.resample import resample_to_lamost_grid
 from engine.records import SURVEY_LAMOST, SpectrumRecord
 from engine.wavelength import normalise_medium, to_vacuum_angstrom, unit_scale
 
 OPTION_NAMES = ("unit", "medium", "uncertainty")
-UNCERTAINTIES = ("ivar", "error")
-
-WAVE_NAMES = {"wavelength", "wave", "lambda", "lam", "wl", "wavelen", "wvl", "wav"}
-LOGWAVE_NAMES = {"loglam", "log_lambda", "loglambda", "log_wave", "logwave", "log_wavelength",
-                 "log10lam", "log10_lambda"}
-FLUX_NAMES = {"flux", "f_lambda", "flam", "flux_density", "fluxdensity", "spectrum", "counts"}
-IVAR_NAMES = {"ivar", "invvar", "inv_var", "inverse_variance", "flux_ivar"}
-ERROR_NAMES = {"error", "err", "sigma", "uncertainty", "unc", "flux_err", "flux_error",
-               "e_flux", "eflux", "noise", "stddev", "std", "flux_sigma"}
-MASK_NAMES = {"mask", "and_mask", "andmask", "badpix", "flag", "flags"}
-_UNIT_TOKENS = {"nm", "um", "angstrom", "angstroms", "aa", "ang", "micron", "microns"}
-_MEDIUM_TOKENS = {"air": "air", "vac": "vacuum", "vacuum": "vacuum"}
 
 
 @dataclass(frozen=True)
@@ -73,77 +65,6 @@ class AxisOptions:
         return cls(unit=unit, medium=medium, uncertainty=uncertainty)
 
 
-@dataclass(frozen=True)
-class Column:
-    """A column name split into what it is, its unit and its medium ('wavelength_air [nm]')."""
-
-    role: str | None         # wave, loglam, flux, ivar, error, mask, or None
-    unit: str | None
-    medium: str | None
-
-
-def parse_column(name: str) -> Column:
-    text = str(name).strip().lower()
-    unit = medium = None
-    bracket = re.findall(r"[\[(]([^\])]*)[\])]", text)
-    text = re.sub(r"[\[(][^\])]*[\])]", " ", text)
-    for inner in bracket:
-        for token in re.split(r"[,\s;]+", inner.strip()):
-            if token in _MEDIUM_TOKENS:
-                medium = _MEDIUM_TOKENS[token]
-            elif token:
-                try:
-                    unit_scale(token)
-                    unit = token
-                except ValueError:
-                    pass
-    tokens = [t for t in re.split(r"[_\s\-]+", text) if t]
-    kept = []
-    for token in tokens:
-        if token in _MEDIUM_TOKENS:
-            medium = _MEDIUM_TOKENS[token]
-        elif token in _UNIT_TOKENS and kept:
-            unit = token
-        else:
-            kept.append(token)
-    base = "_".join(kept)
-    for role, names in (("wave", WAVE_NAMES), ("loglam", LOGWAVE_NAMES), ("flux", FLUX_NAMES),
-                        ("ivar", IVAR_NAMES), ("error", ERROR_NAMES), ("mask", MASK_NAMES)):
-        if base in names:
-            return Column(role, unit, medium)
-    return Column(None, unit, medium)
-
-
-def find_columns(names: list[str]) -> dict[str, tuple[int, Column]]:
-    """{role: (index, Column)} for the first column of each role."""
-    found: dict[str, tuple[int, Column]] = {}
-    for i, name in enumerate(names):
-        col = parse_column(name)
-        if col.role and col.role not in found:
-            found[col.role] = (i, col)
-    return found
-
-
-def has_axis_and_flux(names: list[str]) -> bool:
-    roles = find_columns(names)
-    return ("wave" in roles or "loglam" in roles) and "flux" in roles
-
-
-def header_medium(*headers: Any) -> str | None:
-    """Air or vacuum as FITS headers state it: VACUUM (T/F, SDSS and LAMOST), AIRORVAC."""
-    for header in headers:
-        if header is None:
-            continue
-        if "VACUUM" in header:
-            return "vacuum" if bool(header["VACUUM"]) else "air"
-        value = str(header.get("AIRORVAC", "")).strip().lower()
-        if value.startswith("vac"):
-            return "vacuum"
-        if value == "air":
-            return "air"
-    return None
-
-
 def is_claimed_by_survey_reader(source: Any, path: str) -> bool:
     """LAMOST and SDSS files are read by their own readers, never by a generic one."""
     from engine.readers import sdss_spec  # sdss_spec imports this module
@@ -151,12 +72,22 @@ def is_claimed_by_survey_reader(source: Any, path: str) -> bool:
     return lamost_lrs.identify(source, path=path) or sdss_spec.identify(source, path=path)
 
 
-def uncertainty_to_ivar(values: np.ndarray, kind: str) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    if kind == "ivar":
-        return values
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(np.isfinite(values) & (values > 0), 1.0 / values ** 2, 0.0)
+def identify_fits_layout(source: Any, path: str,
+                         claims: Callable[[fits.HDUList], bool]) -> bool:
+    """The `identify` of a generic FITS reader: FITS input (path, file object or HDUList)
+    that no survey reader claims and whose open HDUList `claims` accepts. Never raises
+    (identify may swallow exceptions); a file object is rewound."""
+    try:
+        if not isinstance(source, fits.HDUList) and not is_fits_head(head_bytes(source)):
+            return False
+        if is_claimed_by_survey_reader(source, path):
+            return False
+        with open_fits(source, path or "<identify>") as hdul:
+            return bool(claims(hdul))
+    except Exception:  # identify never raises
+        return False
+    finally:
+        rewind(source)
 
 
 def lamost_like_record(path: str, wavelength: np.ndarray, flux: np.ndarray,
@@ -166,6 +97,7 @@ def lamost_like_record(path: str, wavelength: np.ndarray, flux: np.ndarray,
                        instrument: str, layout: str, **fields: Any) -> SpectrumRecord:
     """Convert the axis to vacuum Angstrom, resample onto the LAMOST grid, build the record.
 
+    `object_id` None or empty: the file name (`default_object_id`).
     Raises SpectrumReadError (naming the file) when the axis cannot be placed: unstated
     medium, unknown or implausible unit, non-monotonic wavelengths, no overlap with the grid.
     """

@@ -27,6 +27,8 @@ from astropy.io import fits
 
 from engine.errors import SpectrumReadError
 from engine.grids import LAMOST_LOG10_STEP, LAMOST_NATIVE_LOG10_START, lamost_native_wavelength
+from engine.readers.columns import bad_pixels
+from engine.readers.fits_headers import as_float, as_text
 from engine.readers.fitsio import head_bytes, is_fits_head, open_fits
 from engine.records import SURVEY_LAMOST, SpectrumRecord
 
@@ -168,7 +170,7 @@ def _offset_from_coefficients(header: fits.Header, path: str) -> int:
     step = header.get("COEFF1", header.get("CD1_1"))
     if start is None or step is None:
         raise SpectrumReadError(path, "pilot-layout file without COEFF0/COEFF1 wavelength keys")
-    start, step = _float(start), _float(step)
+    start, step = as_float(start), as_float(step)
     if start is None or step is None:
         raise SpectrumReadError(path, "COEFF0/COEFF1 are not finite numbers")
     if abs(step - LAMOST_LOG10_STEP) > 1e-8:
@@ -189,11 +191,7 @@ def _pixel_mask(arrays: dict, path: str) -> tuple[np.ndarray, np.ndarray, np.nda
     ivar = np.where(np.isfinite(ivar) & (ivar > 0), ivar, 0.0)
     if not (ivar > 0).any():
         raise SpectrumReadError(path, "inverse variance is zero (or invalid) at every pixel")
-    mask = ~finite | (ivar <= 0)
-    for name in ("andmask", "ormask"):
-        bits = arrays.get(name)
-        if bits is not None and bits.shape == flux.shape:
-            mask |= bits != 0
+    mask = bad_pixels(flux, ivar, arrays.get("andmask"), arrays.get("ormask"))
     if mask.all():
         raise SpectrumReadError(path, "every pixel is masked (andmask/ormask, ivar, NaN)")
     return np.where(finite, flux, 0.0), ivar, mask
@@ -213,9 +211,9 @@ def _make_record(arrays: dict, header: fits.Header, path: str) -> SpectrumRecord
         flux=flux, ivar=ivar, mask=mask,
         source_path=path, source_index=0,
         data_release=_data_release(header, arrays["layout"]),
-        ra=_float(header.get("RA")), dec=_float(header.get("DEC")),
-        obj_class=_text(header.get("CLASS")), subclass=_text(header.get("SUBCLASS")),
-        z=_float(header.get("Z")),
+        ra=as_float(header.get("RA")), dec=as_float(header.get("DEC")),
+        obj_class=as_text(header.get("CLASS")), subclass=as_text(header.get("SUBCLASS")),
+        z=as_float(header.get("Z")),
         snr=_snr(header),
         pixel_offset=offset,
         norm_flux=norm,
@@ -246,7 +244,7 @@ def _snr(header: fits.Header) -> dict[str, float]:
     snr = {}
     for band in SNR_BANDS:
         for key in (f"SNR{band.upper()}", f"SN_{band.upper()}"):
-            value = _float(header.get(key))
+            value = as_float(header.get(key))
             if value is not None:
                 snr[band] = value
                 break
@@ -264,17 +262,3 @@ def _meta(header: fits.Header, layout: str) -> dict:
             meta[name] = value.strip() if isinstance(value, str) else value
     return meta
 
-
-def _float(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if np.isfinite(out) else None
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None

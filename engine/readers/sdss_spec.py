@@ -35,7 +35,10 @@ import numpy as np
 from astropy.io import fits
 
 from engine.errors import SpectrumReadError
+from engine.readers.columns import bad_pixels
+from engine.readers.fits_headers import as_float, as_int, as_text
 from engine.readers.fitsio import FITS_BLOCK, head_bytes, is_fits_head, open_fits
+from engine.readers.generic import lamost_like_record
 from engine.records import SpectrumRecord
 from engine.resample import degrade_to_lamost, sigma_pixels
 
@@ -74,8 +77,6 @@ def _is_sdss(hdul: fits.HDUList) -> bool:
 
 def read(source: Any, *, path: str = "") -> list[SpectrumRecord]:
     """Read one spec file into a one-element list of LAMOST-like records."""
-    from engine.readers.generic import lamost_like_record
-
     with open_fits(source, path) as hdul:
         if not _is_sdss(hdul):
             raise SpectrumReadError(path, "not an SDSS spec file (no COADD table with "
@@ -90,10 +91,7 @@ def read(source: Any, *, path: str = "") -> list[SpectrumRecord]:
         ivar = col("ivar")
         if ivar is None:
             raise SpectrumReadError(path, "SDSS COADD table has no ivar column")
-        and_mask = col("and_mask")
-        mask = ~(np.isfinite(ivar) & (ivar > 0)) | ~np.isfinite(flux)
-        if and_mask is not None:
-            mask |= and_mask != 0
+        mask = bad_pixels(flux, ivar, col("and_mask"))
         if mask.all():
             raise SpectrumReadError(path, "every pixel is masked (ivar = 0 or and_mask set)")
         _check_step(loglam, path)
@@ -101,9 +99,9 @@ def read(source: Any, *, path: str = "") -> list[SpectrumRecord]:
         flux, ivar, mask = degrade_to_lamost(flux, np.where(mask, 0.0, ivar), mask, sigma_in)
         info = _info_row(hdul)
         header = hdul[0].header
-        plate = _int(info.get("PLATE", header.get("PLATEID")))
-        mjd = _int(info.get("MJD", header.get("MJD")))
-        fiber = _int(info.get("FIBERID", header.get("FIBERID")))
+        plate = as_int(info.get("PLATE", header.get("PLATEID")))
+        mjd = as_int(info.get("MJD", header.get("MJD")))
+        fiber = as_int(info.get("FIBERID", header.get("FIBERID")))
         object_id = (f"sdss-{plate:04d}-{mjd:05d}-{fiber:04d}"
                      if None not in (plate, mjd, fiber) else None)
         sn = np.atleast_1d(np.asarray(info.get("SN_MEDIAN", []), dtype=np.float64))
@@ -121,10 +119,10 @@ def read(source: Any, *, path: str = "") -> list[SpectrumRecord]:
             path, 10.0 ** loglam, flux, ivar, mask, unit="Angstrom", medium="vacuum",
             object_id=object_id, instrument="SDSS/BOSS", layout="sdss-coadd", meta=meta,
             data_release=f"SDSS {run2d}".strip(),
-            ra=_float(info.get("PLUG_RA", header.get("PLUG_RA"))),
-            dec=_float(info.get("PLUG_DEC", header.get("PLUG_DEC"))),
-            obj_class=_text(info.get("CLASS")), subclass=_text(info.get("SUBCLASS")),
-            z=_float(info.get("Z")), snr=snr)]
+            ra=as_float(info.get("PLUG_RA", header.get("PLUG_RA"))),
+            dec=as_float(info.get("PLUG_DEC", header.get("PLUG_DEC"))),
+            obj_class=as_text(info.get("CLASS")), subclass=as_text(info.get("SUBCLASS")),
+            z=as_float(info.get("Z")), snr=snr)]
 
 
 def _check_step(loglam: np.ndarray, path: str) -> None:
@@ -155,29 +153,7 @@ def _info_row(hdul: fits.HDUList) -> dict:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, (bytes, str)):
-        return _text(value.decode() if isinstance(value, bytes) else value)
+        return as_text(value.decode() if isinstance(value, bytes) else value)
     value = np.asarray(value)
     return value.tolist() if value.ndim else value.item()
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _float(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if np.isfinite(out) else None
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
 

@@ -22,9 +22,8 @@ from astropy.io import fits
 
 from engine.errors import SpectrumReadError
 from engine.readers.fitsio import head_bytes, is_fits_head, read_bytes
-from engine.readers.generic import (
-    AxisOptions, find_columns, has_axis_and_flux, lamost_like_record, uncertainty_to_ivar,
-)
+from engine.readers.columns import find_columns, has_axis_and_flux, ivar_and_mask
+from engine.readers.generic import AxisOptions, lamost_like_record
 from engine.records import SpectrumRecord
 
 NAME = "text-table"
@@ -77,12 +76,7 @@ def read(source: Any, *, path: str = "", **options: Any) -> list[SpectrumRecord]
     wave_col, wave_info = roles["wave"]
     unit = opts.unit or wave_info.get("unit") or _comment_unit(comments)
     medium = opts.medium or wave_info.get("medium") or _comment_medium(comments, path)
-    ivar = None
-    if "ivar" in roles:
-        ivar = data[:, roles["ivar"][0]]
-    elif "error" in roles:
-        ivar = uncertainty_to_ivar(data[:, roles["error"][0]], "error")
-    mask = data[:, roles["mask"][0]] != 0 if "mask" in roles else None
+    ivar, mask = ivar_and_mask(roles, lambda role: data[:, roles[role][0]])
     return [lamost_like_record(
         path, data[:, wave_col], data[:, roles["flux"][0]], ivar, mask, unit=unit,
         medium=medium, log10=wave_info["log10"], instrument="text table", layout=NAME)]

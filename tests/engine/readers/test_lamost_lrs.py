@@ -3,39 +3,26 @@
 from __future__ import annotations
 
 import collections
-import gzip
-import io
 
 import numpy as np
 import pytest
-from astropy.io import fits
 
 from engine import readers
 from engine.errors import SpectrumReadError
 from engine.grids import lamost_native_wavelength
 from engine.readers import lamost_lrs
+from tests.engine.readers import ways
+from tests.engine.readers.ways import WAYS
 
 LAYOUTS = {  # fixture file -> (layout, data release, object id, has pipeline norm)
     "spec-dr10-coadd.fits.gz": ("coadd", "DR10", "123456789", True),
     "spec-dr7-image.fits": ("image", "DR7", "123456789", False),
     "spec-pilot-dr1.fits": ("pilot", "DR1", "spec-55555-TEST_sp01-001", True),
 }
-WAYS = ("direct", "auto", "fileobj", "hdulist")
 
 
 def read_way(path, way):
-    """Read one file one of the four ways (direct format, detection, file object, HDUList)."""
-    if way == "direct":
-        return readers.read(str(path), format="lamost-lrs")
-    if way == "auto":
-        return readers.read(str(path))
-    if way == "fileobj":
-        with open(path, "rb") as fh:
-            return readers.read(io.BytesIO(fh.read()), path=path.name)
-    raw = path.read_bytes()
-    raw = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    with fits.open(io.BytesIO(raw)) as hdul:
-        return readers.read(hdul, path=path.name)
+    return ways.read_way(path, way, lamost_lrs.NAME)
 
 
 @pytest.mark.parametrize("way", WAYS)

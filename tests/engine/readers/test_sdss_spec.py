@@ -4,7 +4,6 @@ star's parameters and LAMOST / Gaia XP neighbours compared with what SDSS says i
 
 from __future__ import annotations
 
-import gzip
 import io
 
 import numpy as np
@@ -15,23 +14,15 @@ from engine import readers
 from engine.errors import SpectrumReadError
 from engine.readers import sdss_spec
 from engine.resample import sigma_pixels
+from tests.engine.readers import ways
+from tests.engine.readers.ways import WAYS
 
 STAR = "spec-4961-55719-0378-cut.fits.gz"     # BOSS, CLASS STAR, SUBCLASS F3/F5V
 QSO = "spec-2127-53859-0085-cut.fits.gz"      # SDSS-II, CLASS QSO (a non-star)
-WAYS = ("direct", "auto", "fileobj", "hdulist")
 
 
 def read_way(path, way):
-    if way == "direct":
-        return readers.read(str(path), format="sdss-spec")
-    if way == "auto":
-        return readers.read(str(path))
-    if way == "fileobj":
-        return readers.read(io.BytesIO(path.read_bytes()), path=path.name)
-    raw = path.read_bytes()
-    raw = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    with fits.open(io.BytesIO(raw)) as hdul:
-        return readers.read(hdul, path=path.name)
+    return ways.read_way(path, way, sdss_spec.NAME)
 
 
 @pytest.mark.parametrize("way", WAYS)
