@@ -27,3 +27,18 @@ def shared_data() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared/data is not available")
     return SHARED
+
+
+@pytest.fixture
+def restore_root_logger():
+    """cli.main configures logging (basicConfig) for the process: undo it after the test, so
+    no handler is left writing to a closed capture stream."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in root.handlers[:]:
+        if h not in handlers:
+            root.removeHandler(h)
+    root.setLevel(level)

@@ -34,19 +34,8 @@ from tests.indexer.doubles import ProjectionEmbedder
 OBSIDS = (8100, 8101, 8102, 8103)     # ra = 10 + obsid % 7, dec = 20 + obsid % 5
 
 
-@pytest.fixture(autouse=True)
-def _restore_root_logger():
-    """cli.main configures logging (basicConfig) for the process: undo it after each test, so
-    no handler is left writing to a closed capture stream."""
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in root.handlers[:]:
-        if h not in handlers:
-            root.removeHandler(h)
-    root.setLevel(level)
+# cli.main configures logging for the process: tests/conftest.py undoes it after each test
+pytestmark = pytest.mark.usefixtures("restore_root_logger")
 
 
 def all_options() -> set[tuple[str, str]]:

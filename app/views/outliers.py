@@ -17,6 +17,7 @@ import streamlit as st
 from app import data, reranking
 from app.components import filters as filter_ui
 from app.components import star, tables
+from app.components.empty_state import surveys_or_stop
 from app.components.footer import acknowledgement
 from app.session_store import HuntingSession, SessionStore
 from engine import payload as P
@@ -40,14 +41,9 @@ def main(engine: Engine) -> None:
     st.title("Outlier hunting")
     st.caption("The spectra the model finds least typical. Mark what you see; the marks are "
                "saved, exportable, and can re-rank the list.")
-    held = data.surveys_held(engine, data.engine_key(engine))
-    message = data.empty_state(held)
+    held = surveys_or_stop(engine)
     if not held:
-        st.info(message)
-        acknowledgement()
         return
-    if message:
-        st.caption(message)
     options = survey_options(held)
     c1, c2, c3 = st.columns(3)
     survey = options[c1.selectbox("Instrument", list(options), key="outliers_survey")]

@@ -17,6 +17,7 @@ import streamlit as st
 from app import data, upload
 from app.components import filters as filter_ui
 from app.components import plots, star, tables
+from app.components.empty_state import surveys_or_stop
 from app.components.footer import acknowledgement
 from engine import payload as P
 from engine.errors import BundleError, SpecClipError
@@ -43,15 +44,9 @@ def main(engine: Engine) -> None:
     st.title("Spectrum search")
     st.caption("Find spectra like a query spectrum. LAMOST and Gaia XP spectra share one "
                "embedding space, so a LAMOST spectrum can find Gaia XP spectra and back.")
-    key = data.engine_key(engine)
-    held = data.surveys_held(engine, key)
-    message = data.empty_state(held)
+    held = surveys_or_stop(engine)
     if not held:
-        st.info(message)
-        acknowledgement()
         return
-    if message:
-        st.caption(message)
     linked = _deep_link()
     mode = st.radio("Query by", MODES, key="search_mode", horizontal=True)
     _query_inputs(mode)
