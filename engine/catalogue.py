@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.jsonfile import json_default
 from engine.grids import lamost_native_wavelength
 from engine.readers.guards import refuse_row
 from engine.readers.lamost_lrs import OFFSET_RANGE_PX
@@ -58,14 +59,6 @@ SCHEMA = pa.schema(
 )
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
 def _row(r: SpectrumRecord) -> dict[str, Any]:
     row: dict[str, Any] = {
         "survey": r.survey, "object_id": r.object_id, "gaia_source_id": r.gaia_source_id,
@@ -78,7 +71,7 @@ def _row(r: SpectrumRecord) -> dict[str, Any]:
         "norm_flux": None if r.norm_flux is None else np.asarray(r.norm_flux, float),
         "label_source": r.label_source, "source_path": r.source_path,
         "source_index": r.source_index,
-        "meta_json": json.dumps(r.meta, default=_json_default, sort_keys=True),
+        "meta_json": json.dumps(r.meta, default=json_default, sort_keys=True),
     }
     row.update({f"snr_{k}": r.snr.get(k) for k in SNR_KEYS})
     row.update({f"label_{n}": r.labels.get(n) for n in LABEL_NAMES})

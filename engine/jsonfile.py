@@ -1,6 +1,6 @@
 """Small JSON files that a concurrent reader may open at any moment: the store's markers,
 the indexer's bookkeeping and its reports. The one writer of such files in the engine and
-the indexer."""
+the indexer, and the one way numpy values in record metadata become JSON."""
 
 from __future__ import annotations
 
@@ -9,7 +9,19 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from engine.errors import StoreError
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` for record metadata: numpy scalars and arrays as Python
+    values, anything else as its string."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

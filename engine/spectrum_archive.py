@@ -40,6 +40,7 @@ import pyarrow as pa
 
 from engine import payload as P
 from engine.errors import NotFoundError
+from engine.jsonfile import json_default
 from engine.grids import lamost_native_wavelength, xp_wavelength_angstrom
 from engine.records import SURVEY_XP, SpectrumRecord
 
@@ -100,14 +101,6 @@ def _instrument_grid(record: SpectrumRecord) -> np.ndarray | None:
     return None
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
 # ---- one record <-> one row -----------------------------------------------------------------
 
 _SCALARS = ("survey", "object_id", "source_path", "source_index", "data_release",
@@ -128,7 +121,7 @@ def encode_record(record: SpectrumRecord) -> dict[str, Any]:
             continue
         row[name], layout[name] = _encode_array(np.asarray(a))
     scalars = {k: getattr(record, k) for k in _SCALARS}
-    row["record"] = json.dumps({"fields": scalars, "arrays": layout}, default=_json_default)
+    row["record"] = json.dumps({"fields": scalars, "arrays": layout}, default=json_default)
     return row
 
 
