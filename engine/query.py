@@ -358,7 +358,7 @@ class Engine:
         payload = found[0].payload
         if P.SPECTRUM_FILE in payload:
             return self.archive.load(payload)
-        from engine.spectra import load_record
+        from engine.source_reread import load_record
 
         log.warning("%s was indexed before the store kept spectra: re-reading %s (re-run "
                     "`specclip index` to store them)", payload.get(P.OBJECT_ID),

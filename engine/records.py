@@ -51,7 +51,7 @@ class SpectrumRecord:
         return int(self.flux.shape[0])
 
     @property
-    def snr_g(self) -> float | None:
+    def headline_snr(self) -> float | None:
         """A single SNR to sort and filter by: LAMOST g band, XP median flux/error."""
         for key in ("g", "xp", "median"):
             if key in self.snr:

@@ -43,7 +43,7 @@ def quality_flags(records: Sequence[SpectrumRecord], weight: np.ndarray
     low, reasons = np.zeros(len(records), bool), []
     for i, r in enumerate(records):
         why = []
-        snr, floor = r.snr_g, MIN_SNR.get(r.survey, 0.0)
+        snr, floor = r.headline_snr, MIN_SNR.get(r.survey, 0.0)
         if snr is not None and np.isfinite(snr) and snr < floor:
             why.append(f"SNR {snr:.1f} < {floor:g}")
         if masked[i] > MAX_MASKED_FRACTION:

@@ -140,7 +140,7 @@ def translation_score(lam: SpectrumRecord, xp: SpectrumRecord, embedder: Any) ->
 def translation_scores(store: VectorStore, collection: str, hits: Sequence[Hit],
                        embedder: Any) -> dict[str, float]:
     """Per point id (both points of a pair), for the given hits that have a counterpart."""
-    from engine.spectra import load_record
+    from engine.source_reread import load_record
 
     out: dict[str, float] = {}
     for h in hits:

@@ -109,7 +109,8 @@ def spectra_from_records(records: list[SpectrumRecord], label_names: tuple[str, 
     recs = [records[i] for i in keep]
     labels = np.array([[_label(r, n) for n in label_names] for r in recs],
                       dtype=np.float64).reshape(len(recs), len(label_names))
-    snr = np.array([np.nan if r.snr_g is None else r.snr_g for r in recs], dtype=np.float64)
+    snr = np.array([np.nan if r.headline_snr is None else r.headline_snr for r in recs],
+                   dtype=np.float64)
     extra = {
         "gaia_source_id": np.array([r.gaia_source_id or 0 for r in recs], dtype=np.int64),
         "apogee_id": np.array([str(r.meta.get("apogee_id", "")) for r in recs]),

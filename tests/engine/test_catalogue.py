@@ -11,7 +11,7 @@ import pytest
 
 from engine import readers
 from engine.catalogue import SCHEMA, read_catalogue, write_catalogue
-from engine.commands import register_ingest
+from engine.ingest_cli import register_ingest
 from engine.readers.lamost_labels import attach_labels, load_lamost_labels
 from tests.conftest import SHARED
 from tests.engine.readers.conftest import FIXTURES

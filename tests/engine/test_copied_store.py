@@ -48,7 +48,7 @@ def test_a_copied_store_answers_everything_without_its_sources(tmp_path, monkeyp
     def no_source_reads(payload):
         raise AssertionError(f"re-read a source file for {payload.get(P.OBJECT_ID)}")
 
-    monkeypatch.setattr("engine.spectra.load_record", no_source_reads)
+    monkeypatch.setattr("engine.source_reread.load_record", no_source_reads)
     engine = Engine.open(store_path=str(copy))
     engine._embedder = ProjectionEmbedder()
     try:

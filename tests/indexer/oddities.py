@@ -133,18 +133,18 @@ def lamost_corpus(data: Path) -> tuple[list[SpectrumRecord], dict[str, SpectrumR
                                             recursive=True)))
     val = [r for r in lamost_training_stars(data) if is_validation(SURVEY_LAMOST, r.object_id)]
     background = [r for r in repeats if r.survey == SURVEY_LAMOST] + val
-    by_teff = sorted((r for r in val if r.norm_flux is not None and (r.snr_g or 0) > 50),
+    by_teff = sorted((r for r in val if r.norm_flux is not None and (r.headline_snr or 0) > 50),
                      key=lambda r: r.labels["teff"])
     base = by_teff[len(by_teff) // 2]
     dr7, _ = read_many(sorted(glob.glob(str(data / "lamost_dr7" / "spectra" / "*"))))
-    galaxy = max((r for r in dr7 if r.obj_class == "GALAXY"), key=lambda r: r.snr_g or 0)
+    galaxy = max((r for r in dr7 if r.obj_class == "GALAXY"), key=lambda r: r.headline_snr or 0)
     return background, lamost_injections(base, by_teff[-1], by_teff[0], galaxy)
 
 
 def xp_corpus() -> tuple[list[SpectrumRecord], dict[str, SpectrumRecord]]:
     train = read_xp_library(split="train")
     val = [r for r in train if is_validation("gaia_xp", str(r.meta.get("apogee_id")))]
-    good = sorted((r for r in val if (r.snr_g or 0) > 100 and "teff" in r.labels
+    good = sorted((r for r in val if (r.headline_snr or 0) > 100 and "teff" in r.labels
                    and np.isfinite(r.labels["teff"])), key=lambda r: r.labels["teff"])
     base = good[len(good) // 2]
     return val, xp_injections(base, good[-1], good[0])

@@ -118,7 +118,7 @@ def test_an_unreadable_counterpart_is_skipped_but_other_errors_fail_loudly(tmp_p
     (tmp_path / "moved.csv").write_text("")
     pair_lam = next(h for h in hits if h.payload[P.OBJECT_ID] == "1000")
     monkey_load = scoring.__dict__  # noqa: F841  (the loader is imported lazily)
-    import engine.spectra as spectra
+    import engine.source_reread as spectra
     original = spectra.load_record
     spectra.load_record = lambda payload: original(lam.payload)
     try:
