@@ -380,10 +380,12 @@ class Engine:
         if not bool(emb.valid[0]):
             raise SpecClipError(f"{record.source_path}: too few usable pixels to embed")
         sc = score_spectra([record], emb.shared, self.embedder, self.embedder.reference,
-                           emb.sigmas)
+                           emb.sigmas, emb.params)
         out: dict[str, Any] = {P.OOD: bool(sc.ood[0]), P.LOW_QUALITY: bool(sc.low_quality[0])}
-        for key, value in ((P.OOD_DISTANCE, sc.ood_distance[0]),
-                           (P.ANOMALY_RECON, sc.recon_chi2[0])):
+        for key, value in ((P.OOD_DISTANCE, sc.ood_distance[0]), (P.OOD_SCORE, sc.ood_score[0]),
+                           (P.ANOMALY_RECON, sc.recon_chi2[0]),
+                           (P.ANOMALY_REDSHIFT, sc.redshift_evidence[0]),
+                           (P.ANOMALY_REDSHIFT_Z, sc.redshift_z[0])):
             if np.isfinite(value):
                 out[key] = float(value)
         if sc.ood_reason[0]:
