@@ -1,7 +1,8 @@
 """Scores one spectrum gets on its own, at embedding time (no other point needed):
 reconstruction chi^2 against its look-alikes, redshift evidence (LAMOST, engine/redshift.py),
-how far it lies outside the training data (OOD, engine/reference.py), and a data-quality flag. The indexer stores them in the payload; the query API computes them for
-an uploaded spectrum the same way.
+how far it lies outside the training data (OOD, engine/reference.py), and a data-quality
+flag. The indexer stores them in the payload; the query API computes them for an uploaded
+spectrum the same way.
 """
 
 from __future__ import annotations

@@ -16,8 +16,9 @@ After the upserts (`refresh_scores`):
   any cluster, dense or sparse);
 - `anomaly_features`: the expected spectral features missing, in noise units (per spectrum);
 - `anomaly`: Fisher's combination -sum(log(1 - p)) of the own-survey scores' (recon,
-  features, knn, redshift where the survey has it) percentiles p within the survey, taken from the distribution stored at the last full pass,
-  so an incremental sync needs no pass over the store;
+  features, knn, redshift where the survey has it) percentiles p within the survey, taken
+  from the distribution stored at the last full pass, so an incremental sync needs no pass
+  over the store;
 - `anomaly_translation`: for stars with both spectra only, the translated-vs-real
   disagreement after removing a reddening-like smooth tilt; never part of `anomaly`, so a
   cross-matched star cannot outrank the survey for being cross-matched.

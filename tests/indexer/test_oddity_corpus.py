@@ -57,7 +57,8 @@ def _survey_ranks(tmp_path_factory, survey: str) -> tuple[dict[str, int], int]:
 CASES = [("lamost", k) for k in ("emission", "blend", "cosmic_ray", "dead_segment", "inverted",
                                   "redshifted_galaxy")] + \
         [("gaia_xp", k) for k in ("emission", "flat", "blend")] + \
-        [pytest.param("gaia_xp", k, marks=pytest.mark.xfail(strict=True, reason=why)) for k, why in (
+        [pytest.param("gaia_xp", k, marks=pytest.mark.xfail(strict=True, reason=why))
+         for k, why in (
             ("cosmic_ray", "bundle 5cfd28776e28346b, measured: 214 of 3,993 validation stars "
                            "above it (recon chi^2 15.5, 98th percentile)"),
             ("dead_segment", "bundle 5cfd28776e28346b, measured: 58 of 3,993 above it (recon "
