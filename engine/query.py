@@ -399,7 +399,8 @@ class Engine:
         if isinstance(query, SpectrumRecord):
             return self.assess(query)
         hit = self._point_for(query)
-        keys = (P.OOD, P.OOD_DISTANCE, P.OOD_REASON, P.LOW_QUALITY, P.QUALITY_REASON)
+        keys = (P.OOD, P.OOD_DISTANCE, P.OOD_SCORE, P.OOD_REASON, P.LOW_QUALITY,
+                P.QUALITY_REASON)
         return {"id": hit.id, **{k: hit.payload[k] for k in keys if k in hit.payload}}
 
     def predict_parameters(self, record: SpectrumRecord) -> dict[str, tuple[float, float]]:

@@ -9,10 +9,12 @@ for and is refused with any other bundle. Per survey it holds:
   heads learnt from);
 - `tau2` [R, B]: each of those stars' squared reconstruction residual per wavelength bin,
   less its own noise: the model's error for that kind of star;
-- quantiles of each score over a *validation* set (training-folder stars held out of the
-  reference itself; never the test split), so a score becomes a percentile without a pass
-  over the store, and the OOD threshold (the validation 99th percentile of the k-NN distance
-  to the reference) comes from data, not from a constant tuned to one bundle.
+- `templates` [T, L] (LAMOST): stellar templates for the redshift evidence
+  (engine/redshift.py);
+- quantiles of each score over a *validation* set (the model's validation split, stars the
+  network never trained on; never the test split), so a score becomes a percentile without
+  a pass over the store, and the OOD threshold (the validation 99th percentile of the OOD
+  score below) comes from data, not from a constant tuned to one bundle.
 
 Scores (`score_spectra`):
 - `recon_chi2`: reduced chi^2 of the reconstruction residual per pixel, each pixel's

@@ -117,7 +117,10 @@ def test_a_cross_matched_star_ranks_by_its_own_survey_scores_only(real_engine):
     lamost = [h for h in engine.store.scroll("spectra") if h.payload[P.SURVEY] == "lamost"]
     own = {k: np.array([h.payload.get(k, np.nan) for h in lamost], float)
            for k in P.OWN_SURVEY_SCORES}
-    for h in engine.outliers("lamost", k=20):
+    top20 = engine.outliers("lamost", k=20)
+    print(f"cross-matched LAMOST stars in the LAMOST top 20: "
+          f"{sum(h.payload.get(P.ANOMALY_TRANSLATION) is not None for h in top20)}")
+    for h in top20:
         if h.payload.get(P.ANOMALY_TRANSLATION) is None:
             continue
         # in the top 20 only if one of its own-survey scores is in the survey's top 10 %
