@@ -2,8 +2,7 @@
 injections (issue 11). Nothing here is committed data: every spectrum is made from a real one
 each run, deterministically.
 
-Backgrounds (spectra neither the network nor the scoring reference trained on,
-engine/reference.py):
+Backgrounds (spectra the scoring reference never held, engine/reference.py):
 - LAMOST: the DR8 repeat observations (unlabelled, so never in the reference) and the
   labelled stars of the model's validation split (training/reference_fit.is_validation);
 - XP: the library stars of the model's validation split (the test split is not used).
