@@ -45,17 +45,23 @@ ANOMALY_RECON = "anomaly_recon"        # reconstruction chi^2 vs own noise + loo
 ANOMALY_FEATURES = "anomaly_features"  # expected features missing, in noise units
 ANOMALY_KNN = "anomaly_knn"            # local isolation (k-NN distance over its neighbours')
 KNN_DISTANCE = "knn_distance"          # cosine distance to the 10th same-survey neighbour
-# ANOMALY: Fisher's combination -sum(log(1 - p)) of the three own-survey scores' percentiles
+# LAMOST: how much better a star template fits at a galaxy's redshift than at a star's
+# velocity, in noise units (engine/redshift.py), and that redshift
+ANOMALY_REDSHIFT = "anomaly_redshift"
+ANOMALY_REDSHIFT_Z = "anomaly_redshift_z"
+# ANOMALY: Fisher's combination -sum(log(1 - p)) of the own-survey scores' percentiles
 # within the survey (from the distribution stored at the last full scoring pass)
 ANOMALY = "anomaly"
 # only for stars with both spectra, ranked only among them; never part of ANOMALY
 ANOMALY_TRANSLATION = "anomaly_translation"
-OWN_SURVEY_SCORES = (ANOMALY_RECON, ANOMALY_FEATURES, ANOMALY_KNN)
-ANOMALY_SCORES = (ANOMALY, ANOMALY_KNN, ANOMALY_RECON, ANOMALY_FEATURES, ANOMALY_TRANSLATION)
+OWN_SURVEY_SCORES = (ANOMALY_RECON, ANOMALY_FEATURES, ANOMALY_KNN, ANOMALY_REDSHIFT)
+ANOMALY_SCORES = (ANOMALY, ANOMALY_KNN, ANOMALY_RECON, ANOMALY_FEATURES, ANOMALY_REDSHIFT,
+                  ANOMALY_TRANSLATION)
 SCORES_PENDING = "scores_pending"      # True until the neighbour scores are written
 # Out of distribution: far from the parameter heads' training data, or not a star
 OOD = "ood"
 OOD_DISTANCE = "ood_distance"
+OOD_SCORE = "ood_score"                # Fisher combination of the OOD signals (engine/reference.py)
 OOD_REASON = "ood_reason"
 # Data quality, separate from oddity: low SNR or a mostly masked window
 LOW_QUALITY = "low_quality"

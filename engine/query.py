@@ -382,10 +382,12 @@ class Engine:
         if not bool(emb.valid[0]):
             raise SpecClipError(f"{record.source_path}: too few usable pixels to embed")
         sc = score_spectra([record], emb.shared, self.embedder, self.embedder.reference,
-                           emb.sigmas)
+                           emb.sigmas, emb.params)
         out: dict[str, Any] = {P.OOD: bool(sc.ood[0]), P.LOW_QUALITY: bool(sc.low_quality[0])}
-        for key, value in ((P.OOD_DISTANCE, sc.ood_distance[0]),
-                           (P.ANOMALY_RECON, sc.recon_chi2[0])):
+        for key, value in ((P.OOD_DISTANCE, sc.ood_distance[0]), (P.OOD_SCORE, sc.ood_score[0]),
+                           (P.ANOMALY_RECON, sc.recon_chi2[0]),
+                           (P.ANOMALY_REDSHIFT, sc.redshift_evidence[0]),
+                           (P.ANOMALY_REDSHIFT_Z, sc.redshift_z[0])):
             if np.isfinite(value):
                 out[key] = float(value)
         if sc.ood_reason[0]:
@@ -399,7 +401,8 @@ class Engine:
         if isinstance(query, SpectrumRecord):
             return self.assess(query)
         hit = self._point_for(query)
-        keys = (P.OOD, P.OOD_DISTANCE, P.OOD_REASON, P.LOW_QUALITY, P.QUALITY_REASON)
+        keys = (P.OOD, P.OOD_DISTANCE, P.OOD_SCORE, P.OOD_REASON, P.LOW_QUALITY,
+                P.QUALITY_REASON)
         return {"id": hit.id, **{k: hit.payload[k] for k in keys if k in hit.payload}}
 
     def predict_parameters(self, record: SpectrumRecord) -> dict[str, tuple[float, float]]:

@@ -9,10 +9,12 @@ for and is refused with any other bundle. Per survey it holds:
   heads learnt from);
 - `tau2` [R, B]: each of those stars' squared reconstruction residual per wavelength bin,
   less its own noise: the model's error for that kind of star;
-- quantiles of each score over a *validation* set (training-folder stars held out of the
-  reference itself; never the test split), so a score becomes a percentile without a pass
-  over the store, and the OOD threshold (the validation 99th percentile of the k-NN distance
-  to the reference) comes from data, not from a constant tuned to one bundle.
+- `templates` [T, L] (LAMOST): stellar templates for the redshift evidence
+  (engine/redshift.py);
+- quantiles of each score over a *validation* set (the model's validation split, stars the
+  network never trained on; never the test split), so a score becomes a percentile without
+  a pass over the store, and the OOD threshold (the validation 99th percentile of the OOD
+  score below) comes from data, not from a constant tuned to one bundle.
 
 Scores (`score_spectra`):
 - `recon_chi2`: reduced chi^2 of the reconstruction residual per pixel, each pixel's
@@ -24,11 +26,17 @@ Scores (`score_spectra`):
   error: ~N(0, 1) for a star its model fits whatever its SNR, large when the expected lines
   are missing or elsewhere (a redshifted galaxy read as a star). Noise does not raise it.
 - `ood_distance`: cosine distance to the k-th nearest reference star;
-- `ood_score`: -log(1 - p_distance) - log(1 - p_sigma), the percentiles (among validation
-  stars) of that distance and of the least certain predicted parameter's sigma: far from the
-  training stars *and* unsure of its parameters. `ood` when above the validation 99th
-  percentile of that score. (Measured: Proxima Cen's XP spectrum sits at the 97th percentile
-  of distance alone and its logg sigma at the 99.1th; either alone misses it.)
+- `ood_score`: Fisher's combination -sum(log p) of the p-values (among validation stars) of
+  independent ways a spectrum can lie outside what the model learnt (`OOD_SIGNALS`): far
+  from the training stars in the shared space; unsure of its parameters (the least certain
+  sigma, Bonferroni over the parameters); a reconstruction residual beyond its look-alikes'
+  (chi^2) or features stronger or weaker than the model makes (features_z, two-sided);
+  a predicted Teff at either edge of the validation stars' (two-sided); for LAMOST, a
+  stellar-template match at a galaxy's redshift (engine/redshift.py). `ood` when above the
+  validation 99th percentile of that score (target false-positive rate 1 %; the rate on
+  held-out validation stars is measured by cross-fitting, reference.json `ood_fpr_crossfit`).
+  Validation = the model's own validation split (crc32(id) % 10 == 1), stars the network
+  never trained on, like the spectra a user indexes.
 """
 
 from __future__ import annotations
@@ -56,6 +64,9 @@ OOD_K = 10
 OOD_QUANTILE = 0.99
 # spectra whose non-stellar pipeline class says the stellar parameters do not apply
 NON_STELLAR = ("GALAXY", "QSO", "Unknown")
+# OOD signals: name -> tail whose p-value counts ("upper" or "two-sided")
+OOD_SIGNALS = {"ood_distance": "upper", "recon_chi2": "upper", "features_z": "two-sided",
+               "log_pred_teff": "two-sided", "redshift_evidence": "upper"}
 
 
 def bin_residual(resid: np.ndarray, sigma: np.ndarray, weight: np.ndarray, width: int
@@ -120,19 +131,48 @@ def continuum_level(survey: str, recon: np.ndarray) -> np.ndarray:
     return np.stack([np.convolve(r, box, "valid") for r in pad])
 
 
-def ood_score(quantiles: dict[str, np.ndarray], distance: np.ndarray,
-              sigmas: dict[str, np.ndarray]) -> np.ndarray:
-    n = len(distance)
-    p_dist = percentile_from_quantiles(distance, quantiles["ood_distance"])
-    p_sig = np.zeros(n)
-    for name, values in sigmas.items():
-        key = f"sigma_{name}"
-        if key in quantiles:
-            p = percentile_from_quantiles(np.asarray(values, float), quantiles[key])
-            p_sig = np.fmax(p_sig, np.nan_to_num(p, nan=0.0))
-    eps = 1e-6
-    return -np.log(np.clip(1 - np.nan_to_num(p_dist, nan=0.0), eps, 1)) \
-        - np.log(np.clip(1 - p_sig, eps, 1))
+def signal_pvalue(values: np.ndarray, quantiles: np.ndarray, tail: str, n: int
+                  ) -> np.ndarray:
+    """p-value of each value within a validation distribution of `n` stars, at least
+    1 / (n + 1) (beyond the largest of n stars is all n of them can say: a conformal
+    p-value); NaN (no such signal for this spectrum) counts as typical (p = 1)."""
+    pct = percentile_from_quantiles(np.asarray(values, float), quantiles)
+    p = 1.0 - pct if tail == "upper" else 2.0 * np.minimum(pct, 1.0 - pct)
+    return np.clip(np.nan_to_num(p, nan=1.0), 1.0 / (n + 1), 1.0)
+
+
+def ood_pvalues(quantiles: dict[str, np.ndarray], signals: dict[str, np.ndarray],
+                sigmas: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """Per OOD signal present in both `signals` and `quantiles` (fitted on `n` validation
+    stars), its p-value; "sigma": the smallest p of the parameters' sigmas times their
+    number (Bonferroni)."""
+    out = {name: signal_pvalue(signals[name], quantiles[name], tail, n)
+           for name, tail in OOD_SIGNALS.items() if name in signals and name in quantiles}
+    ps = [signal_pvalue(v, quantiles[f"sigma_{k}"], "upper", n) for k, v in sigmas.items()
+          if f"sigma_{k}" in quantiles]
+    if ps:
+        out["sigma"] = np.minimum(1.0, np.min(ps, axis=0) * len(ps))
+    return out
+
+
+def ood_score(quantiles: dict[str, np.ndarray], signals: dict[str, np.ndarray],
+              sigmas: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Fisher's -sum(log p) over the OOD signals (see the module docstring)."""
+    ps = ood_pvalues(quantiles, signals, sigmas, n)
+    n = len(next(iter(signals.values())))
+    return -np.sum([np.log(p) for p in ps.values()], axis=0) if ps else np.zeros(n)
+
+
+def ood_signals(distance: np.ndarray, chi2: np.ndarray, features_z: np.ndarray,
+                params: dict[str, np.ndarray], redshift: np.ndarray | None = None
+                ) -> dict[str, np.ndarray]:
+    out = {"ood_distance": distance, "recon_chi2": chi2, "features_z": features_z}
+    if "teff" in params:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["log_pred_teff"] = np.log10(np.asarray(params["teff"], float))
+    if redshift is not None:
+        out["redshift_evidence"] = redshift
+    return out
 
 
 def lof_from_distances(own_kth: np.ndarray, neighbours_kth: np.ndarray) -> np.ndarray:
@@ -150,6 +190,8 @@ class SurveyReference:
     tau2: np.ndarray              # [R, B] model error per bin of those stars
     quantiles: dict[str, np.ndarray]   # score name -> sorted validation quantiles
     ood_threshold: float
+    templates: np.ndarray | None = None   # [T, L] stellar templates (engine/redshift.py)
+    n_validation: int = 1000      # stars the quantiles were fitted on
 
     def recon_scores(self, shared: np.ndarray, recon: np.ndarray, flux: np.ndarray,
                      sigma: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -171,9 +213,19 @@ class SurveyReference:
         _, dist = cosine_knn(np.asarray(shared, np.float32), self.shared, OOD_K)
         return dist[:, -1]
 
-    def ood_score(self, distance: np.ndarray, sigmas: dict[str, np.ndarray]) -> np.ndarray:
-        """See the module docstring; NaN sigmas (no head) count as typical."""
-        return ood_score(self.quantiles, distance, sigmas)
+    def redshift_evidence(self, flux: np.ndarray, sigma: np.ndarray, weight: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(evidence, z) against this reference's stellar templates; None without them."""
+        if self.templates is None:
+            return None
+        from engine.redshift import redshift_evidence
+
+        return redshift_evidence(flux, sigma, weight, self.templates)
+
+    def ood_score(self, signals: dict[str, np.ndarray], sigmas: dict[str, np.ndarray]
+                  ) -> np.ndarray:
+        """See the module docstring; NaN signals and sigmas (no head) count as typical."""
+        return ood_score(self.quantiles, signals, sigmas, self.n_validation)
 
     def percentile(self, name: str, values: np.ndarray) -> np.ndarray:
         if name not in self.quantiles:
@@ -198,7 +250,10 @@ def save_reference(folder: str | Path, ref: Reference) -> None:
         tensors[f"{s}.shared"] = np.ascontiguousarray(r.shared, np.float32)
         # float16: a model-error variance needs two digits, not seven (halves the file)
         tensors[f"{s}.tau2"] = np.ascontiguousarray(np.minimum(r.tau2, 6e4), np.float16)
+        if r.templates is not None:
+            tensors[f"{s}.templates"] = np.ascontiguousarray(r.templates, np.float32)
         meta["surveys"][s] = {"ood_threshold": r.ood_threshold, "n_reference": len(r.shared),
+                              "n_validation": r.n_validation,
                               "quantiles": {k: [float(x) for x in v]
                                             for k, v in r.quantiles.items()},
                               **ref.meta.get("per_survey", {}).get(s, {})}
@@ -227,5 +282,6 @@ def load_reference(folder: str | Path, bundle_version: str | None = None) -> Ref
     for s, m in meta.get("surveys", {}).items():
         surveys[s] = SurveyReference(s, tensors[f"{s}.shared"], tensors[f"{s}.tau2"],
                                      {k: np.asarray(v, float) for k, v in m["quantiles"].items()},
-                                     float(m["ood_threshold"]))
+                                     float(m["ood_threshold"]), tensors.get(f"{s}.templates"),
+                                     int(m.get("n_validation", 1000)))
     return Reference(str(fitted), surveys, {k: v for k, v in meta.items() if k != "surveys"})

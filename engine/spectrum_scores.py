@@ -1,7 +1,8 @@
 """Scores one spectrum gets on its own, at embedding time (no other point needed):
-reconstruction chi^2 against its look-alikes, distance to the training data (OOD), and a
-data-quality flag. The indexer stores them in the payload; the query API computes them for
-an uploaded spectrum the same way.
+reconstruction chi^2 against its look-alikes, redshift evidence (LAMOST, engine/redshift.py),
+how far it lies outside the training data (OOD, engine/reference.py), and a data-quality
+flag. The indexer stores them in the payload; the query API computes them for an uploaded
+spectrum the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import numpy as np
 
 from engine.noise import model_sigma
 from engine.records import SURVEY_LAMOST, SpectrumRecord
-from engine.reference import NON_STELLAR, Reference
+from engine.redshift import NOT_A_STAR
+from engine.reference import NON_STELLAR, Reference, ood_signals
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,9 @@ class SpectrumScores:
     recon_chi2: np.ndarray        # [N] NaN when not computable
     features_z: np.ndarray        # [N] expected features missing (engine/reference.py)
     ood_distance: np.ndarray      # [N] NaN without a reference
+    redshift_evidence: np.ndarray  # [N] LAMOST: star-template match at a galaxy's z (noise units)
+    redshift_z: np.ndarray        # [N] the redshift of that best match
+    ood_score: np.ndarray         # [N] Fisher combination of the OOD signals' p-values
     ood: np.ndarray               # [N] bool
     ood_reason: list[str]
     low_quality: np.ndarray       # [N] bool
@@ -55,33 +60,43 @@ def quality_flags(records: Sequence[SpectrumRecord], weight: np.ndarray
 
 def score_spectra(records: Sequence[SpectrumRecord], shared: np.ndarray, embedder: Any,
                   reference: Reference | None,
-                  sigmas: dict[str, np.ndarray] | None = None) -> SpectrumScores:
-    """Per-spectrum scores for records of one survey (rows as in `shared`; `sigmas`: the
-    predicted parameters' uncertainties, same rows)."""
+                  sigmas: dict[str, np.ndarray] | None = None,
+                  params: dict[str, np.ndarray] | None = None) -> SpectrumScores:
+    """Per-spectrum scores for records of one survey (rows as in `shared`; `sigmas` and
+    `params`: the predicted parameters' uncertainties and values, same rows)."""
     flux, weight = embedder.model_input(records)
     low, qreason = quality_flags(records, weight)
     n = len(records)
     chi2 = np.full(n, np.nan)
     feat = np.full(n, np.nan)
     dist = np.full(n, np.nan)
+    rz, zz, score = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     ood = np.zeros(n, bool)
     survey = records[0].survey
     ref = reference.get(survey) if reference is not None else None
     if ref is not None and hasattr(embedder, "reconstruct"):
-        chi2, feat = ref.recon_scores(shared, embedder.reconstruct(records), flux,
-                                      model_sigma(records, flux, weight), weight)
+        sigma = model_sigma(records, flux, weight)
+        chi2, feat = ref.recon_scores(shared, embedder.reconstruct(records), flux, sigma,
+                                      weight)
         dist = ref.ood_distance(shared)
-        score = ref.ood_score(dist, sigmas or {})
+        found = ref.redshift_evidence(flux, sigma, weight)
+        if found is not None:
+            rz, zz = found
+        score = ref.ood_score(ood_signals(dist, chi2, feat, params or {},
+                                          rz if found is not None else None), sigmas or {})
         ood = score > ref.ood_threshold
     oreason = []
     for i, r in enumerate(records):
         why = []
         if ood[i]:
-            why.append(f"far from the training stars and unsure of its parameters (OOD "
-                       f"score {score[i]:.3g} > {ref.ood_threshold:.3g}, the validation 99th "
-                       f"percentile)")
+            why.append(f"unlike the training stars (OOD score {score[i]:.3g} > "
+                       f"{ref.ood_threshold:.3g}, the validation 99th percentile)")
+        if rz[i] > NOT_A_STAR:
+            why.append(f"a star's lines fit best at redshift z = {zz[i]:.3f}, which no star "
+                       f"has ({rz[i]:.1f} noise units better than at a star's velocity)")
+            ood[i] = True
         if r.obj_class in NON_STELLAR:
             why.append(f"pipeline class {r.obj_class}: not a star")
             ood[i] = True
         oreason.append("; ".join(why))
-    return SpectrumScores(chi2, feat, dist, ood, oreason, low, qreason)
+    return SpectrumScores(chi2, feat, dist, rz, zz, score, ood, oreason, low, qreason)

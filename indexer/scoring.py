@@ -3,7 +3,10 @@
 At embedding time (`embed_time_payload`, no other point needed; engine/spectrum_scores.py):
 - `anomaly_recon`: reconstruction chi^2 against the spectrum's own noise plus the model error
   of its look-alikes (the 20 nearest reference stars), so noise and coolness are not oddity;
-- `ood`, `ood_distance`, `ood_reason`: far from the training data, or a non-stellar class;
+- `anomaly_redshift` (+ `anomaly_redshift_z`), LAMOST: a star template fits better at a
+  galaxy's redshift than at any stellar velocity (engine/redshift.py), in noise units;
+- `ood`, `ood_distance`, `ood_score`, `ood_reason`: outside the training data, or a
+  non-stellar class;
 - `low_quality`, `quality_reason`: low SNR or a mostly masked window (a flag, not a score);
 - `scores_pending`: True until the neighbour scores below are written (fresh-or-flagged).
 
@@ -12,9 +15,10 @@ After the upserts (`refresh_scores`):
 - `anomaly_knn`: that distance over the median of its neighbours' (local isolation: ~1 in
   any cluster, dense or sparse);
 - `anomaly_features`: the expected spectral features missing, in noise units (per spectrum);
-- `anomaly`: Fisher's combination -sum(log(1 - p)) of the three own-survey scores'
-  percentiles p within the survey, taken from the distribution stored at the last full pass,
-  so an incremental sync needs no pass over the store;
+- `anomaly`: Fisher's combination -sum(log(1 - p)) of the own-survey scores' (recon,
+  features, knn, redshift where the survey has it) percentiles p within the survey, taken
+  from the distribution stored at the last full pass, so an incremental sync needs no pass
+  over the store;
 - `anomaly_translation`: for stars with both spectra only, the translated-vs-real
   disagreement after removing a reddening-like smooth tilt; never part of `anomaly`, so a
   cross-matched star cannot outrank the survey for being cross-matched.
@@ -80,7 +84,8 @@ def embed_time_payload(points: list[Point], records: Sequence[SpectrumRecord], b
     shared = np.stack([p.vectors[P.VECTOR_SHARED] for p in points])
     ok = np.asarray(batch.valid, bool)
     sigmas = {k: np.asarray(v)[ok] for k, v in (getattr(batch, "sigmas", None) or {}).items()}
-    scores = score_spectra(valid, shared, embedder, reference_of(embedder), sigmas)
+    params = {k: np.asarray(v)[ok] for k, v in (getattr(batch, "params", None) or {}).items()}
+    scores = score_spectra(valid, shared, embedder, reference_of(embedder), sigmas, params)
     recon_rms = np.asarray(batch.recon_error)[ok]
     for i, p in enumerate(points):
         pay = p.payload
@@ -89,6 +94,11 @@ def embed_time_payload(points: list[Point], records: Sequence[SpectrumRecord], b
         pay[P.ANOMALY_RECON] = float(chi2) if np.isfinite(chi2) else _finite(recon_rms[i])
         if np.isfinite(scores.features_z[i]):
             pay[P.ANOMALY_FEATURES] = float(scores.features_z[i])
+        if np.isfinite(scores.redshift_evidence[i]):
+            pay[P.ANOMALY_REDSHIFT] = float(scores.redshift_evidence[i])
+            pay[P.ANOMALY_REDSHIFT_Z] = float(scores.redshift_z[i])
+        if np.isfinite(scores.ood_score[i]):
+            pay[P.OOD_SCORE] = float(scores.ood_score[i])
         pay[P.OOD] = bool(scores.ood[i])
         if np.isfinite(scores.ood_distance[i]):
             pay[P.OOD_DISTANCE] = float(scores.ood_distance[i])
@@ -186,7 +196,7 @@ def percentile_rank(values: np.ndarray) -> np.ndarray:
 
 def own_survey_scores(hits: Sequence[Hit], lof: np.ndarray) -> dict[str, np.ndarray]:
     out = {k: np.array([h.payload.get(k, np.nan) for h in hits], dtype=float)
-           for k in (P.ANOMALY_RECON, P.ANOMALY_FEATURES)}
+           for k in (P.ANOMALY_RECON, P.ANOMALY_FEATURES, P.ANOMALY_REDSHIFT)}
     out[P.ANOMALY_KNN] = np.asarray(lof, float)
     return out
 
@@ -207,8 +217,7 @@ def combine(scores: dict[str, np.ndarray], quantiles: dict[str, list[float]] | N
     """`anomaly`: Fisher's combination -sum(log(1 - p)) of the own-survey scores'
     percentiles p within the survey (from the stored distribution `quantiles`, or in the full
     pass from the values themselves). One extreme score ranks a spectrum high, and so do two
-    high ones together. Measured on the DR7 plate + DR8 repeats: the maximum of the
-    percentiles put 2 of the 8 galaxies in the top 20, this 5."""
+    high ones together. A score no point of the survey has (XP: redshift) adds nothing."""
     total = np.zeros(len(next(iter(scores.values()))))
     for name, values in scores.items():
         if quantiles is not None:

@@ -27,11 +27,11 @@ from engine.query import Engine, SearchHit
 log = logging.getLogger(__name__)
 
 SURVEYS = {"LAMOST LRS": "lamost", "Gaia XP": "gaia_xp", "both instruments": None}
-SCORES = {P.ANOMALY: "combined: Fisher's -Σ log(1 - percentile) of the three own-survey "
-                     "scores",
+SCORES = {P.ANOMALY: "combined: Fisher's -Σ log(1 - percentile) of the own-survey scores",
           P.ANOMALY_RECON: "reconstruction chi² (own noise + look-alikes' model error)",
           "anomaly_features": "expected spectral features missing (noise units)",
           P.ANOMALY_KNN: "isolation relative to its neighbours",
+          P.ANOMALY_REDSHIFT: "LAMOST: a star's lines fit at a galaxy's redshift (noise units)",
           P.ANOMALY_TRANSLATION:
           "cross-instrument disagreement (ranked among stars with both spectra only)"}
 NEIGHBOURS_FOR_MARKS = 20

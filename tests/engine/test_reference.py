@@ -74,3 +74,20 @@ def test_a_reference_for_another_bundle_is_refused(tmp_path):
     with pytest.raises(BundleError, match="fitted for bundle abc"):
         load_reference(tmp_path, "other")
     assert load_reference(tmp_path / "nothing") is None
+
+
+def test_ood_pvalues_are_conformal_and_two_sided_where_both_tails_are_odd():
+    from engine.reference import ood_pvalues, ood_score
+
+    q = {"ood_distance": np.linspace(0.0, 1.0, 1001), "features_z": np.linspace(-3, 3, 1001),
+         "sigma_teff": np.linspace(0, 100, 1001), "sigma_logg": np.linspace(0, 1, 1001)}
+    signals = {"ood_distance": np.array([0.5, 50.0, 0.5, 0.5]),
+               "features_z": np.array([0.0, 0.0, -30.0, 30.0])}
+    sigmas = {"teff": np.array([50.0] * 4), "logg": np.array([0.5, 0.5, 0.5, 50.0])}
+    p = ood_pvalues(q, signals, sigmas, n=99)
+    assert p["ood_distance"][1] == pytest.approx(0.01)      # never below 1 / (n + 1)
+    assert p["features_z"][2] == p["features_z"][3] == pytest.approx(0.01)
+    assert p["features_z"][0] == pytest.approx(1.0, abs=0.01)
+    assert p["sigma"][3] == pytest.approx(0.02)             # Bonferroni over 2 parameters
+    s = ood_score(q, signals, sigmas, n=99)
+    assert s[0] < 2 and all(s[1:] > 4)

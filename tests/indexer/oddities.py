@@ -4,8 +4,8 @@ each run, deterministically.
 
 Backgrounds (spectra the scoring reference never held, engine/reference.py):
 - LAMOST: the DR8 repeat observations (unlabelled, so never in the reference) and the
-  validation stars of the training part (training/reference_fit.is_validation);
-- XP: the validation stars of the library's train split (the test split is not used).
+  labelled stars of the model's validation split (training/reference_fit.is_validation);
+- XP: the library stars of the model's validation split (the test split is not used).
 
 Injections, each into a real spectrum (LAMOST: into its continuum-normalised flux, the
 continuum kept, so flux and the pipeline's normalised flux stay consistent):

@@ -54,11 +54,20 @@ def _survey_ranks(tmp_path_factory, survey: str) -> tuple[dict[str, int], int]:
     return _CACHE[survey]
 
 
-CASES = [("lamost", k) for k in ("emission", "blend", "cosmic_ray", "dead_segment", "inverted")] + \
-        [pytest.param("lamost", "redshifted_galaxy", marks=pytest.mark.xfail(
-            strict=True, reason="bundle 5cfd28776e28346b, measured: 14 of 544 real spectra "
-                                "above it (top 3 %; the old bundle had it in the top 1 %)"))] + \
-        [("gaia_xp", k) for k in ("emission", "cosmic_ray", "dead_segment", "flat", "blend")]
+CASES = [("lamost", k) for k in ("emission", "blend", "cosmic_ray", "dead_segment", "inverted",
+                                  "redshifted_galaxy")] + \
+        [("gaia_xp", k) for k in ("emission", "flat", "blend")] + \
+        [pytest.param("gaia_xp", k, marks=pytest.mark.xfail(strict=True, reason=why))
+         for k, why in (
+            ("cosmic_ray", "bundle 5cfd28776e28346b, measured: 214 of 3,993 validation stars "
+                           "above it (recon chi^2 15.5, 98th percentile)"),
+            ("dead_segment", "bundle 5cfd28776e28346b, measured: 58 of 3,993 above it (recon "
+                             "chi^2 30, 99.4th percentile)"))]
+# The XP background is the model's validation split (stars the network never trained on).
+# Before the reference moved to the model's own splits, ~90 % of it were training stars,
+# whose smaller reconstruction errors let these two injections pass; on unseen stars the
+# single-sample spike and the 25-sample dead segment are diluted in a mean chi^2 over 343
+# samples (tried: the mean of the 3-30 worst samples; 23-128 and 49-56 above).
 
 
 @pytest.mark.parametrize(("survey", "injection"), CASES)

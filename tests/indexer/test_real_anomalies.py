@@ -47,24 +47,39 @@ def test_everything_readable_was_indexed(real_engine):
     assert len(report.refused) <= 2, report.refused
 
 
-def test_galaxies_and_unknowns_rank_at_the_top_of_lamost_outliers(real_engine):
+def _dr7_top20(real_engine) -> tuple[int, int, int, int]:
+    """(galaxies in the LAMOST top 20, indexed galaxies, galaxies + unknowns in the top 20,
+    indexed galaxies + unknowns) of the DR7 plate, indexed with the DR8 repeats and pairs."""
     engine, report = real_engine
     dr7 = str(DATA / "lamost_dr7")
     # a galaxy whose 3999-5599 A window is mostly masked cannot be embedded: it is reported
     unusable = [r for r in report.refused if r["path"].startswith(dr7)]
-    odd = {h.payload[P.OBJECT_ID] for h in engine.store.scroll("spectra")
-           if h.payload.get(P.OBJ_CLASS) in ("GALAXY", "Unknown")
-           and h.payload["source_path"].startswith(dr7)}
+    cls = {h.payload[P.OBJECT_ID]: h.payload.get(P.OBJ_CLASS)
+           for h in engine.store.scroll("spectra") if h.payload["source_path"].startswith(dr7)}
+    odd = {k for k, c in cls.items() if c in ("GALAXY", "Unknown")}
+    galaxies = {k for k, c in cls.items() if c == "GALAXY"}
     assert len(odd) + len(unusable) == 13
-    ranked = [h.object_id for h in engine.outliers("lamost", k=400)
-              if h.payload["source_path"].startswith(dr7)]
-    in_top13, in_top20 = len(set(ranked[:13]) & odd), len(set(ranked[:20]) & odd)
-    print(f"DR7 outliers: {in_top13}/{len(odd)} indexed galaxies+unknowns in the top 13, "
-          f"{in_top20}/{len(odd)} in the top 20")
-    # Measured with the shipped bundle: 7 of 12 (5 of 12 without the pairs). The issue asks for 10;
-    # the old score reached 8-9 by ranking noise (the plate's galaxies have SNR 0.3-11), which
-    # the noise-aware scores no longer do.
-    assert in_top20 >= 5
+    top20 = set(h.object_id for h in engine.outliers("lamost", k=20))
+    out = len(top20 & galaxies), len(galaxies), len(top20 & odd), len(odd)
+    print(f"DR7 plate in the LAMOST top 20: {out[0]}/{out[1]} galaxies, {out[2]}/{out[3]} "
+          f"galaxies+unknowns")
+    return out
+
+
+def test_galaxies_rank_at_the_top_of_lamost_outliers(real_engine):
+    """Issue 11: at least 7 of the 8 indexable galaxies in the top 20. The redshift evidence
+    (engine/redshift.py) finds them; before it, 2-5 of 8 (their SNR is 0.3-11)."""
+    galaxies_top, galaxies, _, _ = _dr7_top20(real_engine)
+    assert galaxies == 8 and galaxies_top >= 7
+
+
+@pytest.mark.xfail(strict=True, reason="bundle 5cfd28776e28346b, measured: 9 of the 12 "
+                   "galaxies+unknowns in the top 20: 7 of the 8 galaxies, 2 of the 4 unknowns "
+                   "(SNR 0.3-8.6; two of them match a star at a stellar velocity, redshift "
+                   "evidence -6.6 and -17)")
+def test_galaxies_and_unknowns_rank_at_the_top_of_lamost_outliers(real_engine):
+    _, _, odd_top, odd = _dr7_top20(real_engine)
+    assert odd == 12 and odd_top >= 10
 
 
 def test_repeat_observations_find_each_other(real_engine):
@@ -102,7 +117,10 @@ def test_a_cross_matched_star_ranks_by_its_own_survey_scores_only(real_engine):
     lamost = [h for h in engine.store.scroll("spectra") if h.payload[P.SURVEY] == "lamost"]
     own = {k: np.array([h.payload.get(k, np.nan) for h in lamost], float)
            for k in P.OWN_SURVEY_SCORES}
-    for h in engine.outliers("lamost", k=20):
+    top20 = engine.outliers("lamost", k=20)
+    print(f"cross-matched LAMOST stars in the LAMOST top 20: "
+          f"{sum(h.payload.get(P.ANOMALY_TRANSLATION) is not None for h in top20)}")
+    for h in top20:
         if h.payload.get(P.ANOMALY_TRANSLATION) is None:
             continue
         # in the top 20 only if one of its own-survey scores is in the survey's top 10 %
