@@ -136,7 +136,7 @@ def fit_survey(embedder: Embedder, records: list[SpectrumRecord], seed: int = 0
     tau2 = np.nan_to_num(tau2, nan=0.0)
     templates = None
     if survey == SURVEY_LAMOST:
-        use = np.array([x.norm_flux is not None and (x.snr_g or 0) > TEMPLATE_MIN_SNR
+        use = np.array([x.norm_flux is not None and (x.headline_snr or 0) > TEMPLATE_MIN_SNR
                         for x in r["records"]])
         teff = np.array([x.labels.get("teff", np.nan) for x in r["records"]], float)
         templates = stellar_templates(r["recon"][use], teff[use])
