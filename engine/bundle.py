@@ -9,7 +9,9 @@ Layout:
     metrics.json        evaluation results (`specclip evaluate` rewrites it)
     provenance.json     data files, counts, splits, code version, timings
     spectral.safetensors optional PCA bases of the model inputs (engine/spectral.py)
-    VERSION             version id = sha256(weights + canonical config JSON + spectral)[:16]
+    rv_templates.safetensors optional LAMOST radial-velocity templates (engine/rv.py)
+    VERSION             version id = sha256(weights + canonical config JSON + spectral
+                        [+ rv templates])[:16]
 
 `load_bundle` refuses a bundle whose config and weights disagree (missing or unexpected
 tensors, shape mismatches) or whose VERSION does not match its content, with a BundleError.
@@ -30,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from engine.errors import BundleError
 from engine.models.config import ModelConfig, config_from_dict, config_to_dict
 from engine.models.specclip import SpecClipModel
+from engine.rv import RV_FILE, load_templates
 from engine.spectral import bases_digest, load_bases
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,7 @@ class Bundle:
     metrics: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     spectral: dict[str, Any] = field(default_factory=dict)   # survey -> SpectralBasis
+    rv: Any = None                                           # engine.rv.RvTemplates or None
 
 
 def _canonical(cfg_dict: dict) -> bytes:
@@ -61,13 +65,21 @@ def version_id(weights_bytes: bytes, cfg_dict: dict, extra: bytes = b"") -> str:
     return hashlib.sha256(weights_bytes + _canonical(cfg_dict) + extra).hexdigest()[:16]
 
 
+def extras_digest(bundle_dir: str | Path) -> bytes:
+    """Digest of the bundle's files beside the weights that change its outputs (the spectral
+    bases; the RV templates, when it has them: bundles without keep their version id)."""
+    rv = Path(bundle_dir) / RV_FILE
+    extra = hashlib.sha256(rv.read_bytes()).digest() if rv.exists() else b""
+    return bases_digest(bundle_dir) + extra
+
+
 def restamp_version(out: str | Path) -> str:
     """Recompute and write VERSION (and card.json's copy) after adding a file to a bundle."""
     out = Path(out)
     old = (out / "VERSION").read_text().strip() if (out / "VERSION").exists() else None
     cfg_dict = _read_json(out / "config.json")
     version = version_id((out / "weights.safetensors").read_bytes(), cfg_dict,
-                         bases_digest(out))
+                         extras_digest(out))
     (out / "VERSION").write_text(version + "\n")
     if (out / "card.json").exists():
         _write_json(out / "card.json", {**_read_json(out / "card.json"), "version": version})
@@ -148,7 +160,9 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
     check_state(model, state, str(path))
     model.load_state_dict(state)
     model.eval()
-    version = version_id(weights.read_bytes(), config_to_dict(cfg), bases_digest(path))
+    # the config as stored: a config field added later (at its default) must not change
+    # the version id of a bundle written before it existed
+    version = version_id(weights.read_bytes(), cfg_dict, extras_digest(path))
     stored = (path / "VERSION").read_text().strip() if (path / "VERSION").exists() else version
     if stored != version:
         raise BundleError(f"{path}: VERSION {stored} does not match its content ({version})")
@@ -156,4 +170,4 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
     card["markdown"] = (path / "card.md").read_text()
     metrics = _read_json(path / "metrics.json") if (path / "metrics.json").exists() else {}
     return Bundle(path, cfg, model, version, _read_json(path / "norms.json"), card, metrics,
-                  _read_json(path / "provenance.json"), load_bases(path))
+                  _read_json(path / "provenance.json"), load_bases(path), load_templates(path))

@@ -165,7 +165,7 @@ class Embedder:
                 feats = m.head_features(survey, f, w, s, h)   # the heads' (fine-tuned) view
                 aligned = feats if m.cfg.align.features == "finetuned" else h
                 sh, pr = m.split(survey, aligned)
-                val, sig = m.heads[survey].predict(feats)
+                val, sig = m.refine(survey, f, w, *m.heads[survey].predict(feats))
                 rec = m.recon[survey](torch.cat([sh, pr], 1))
                 good = (w > 0).to(f.dtype)
                 err2 = ((rec - to_target_space(survey, f)) ** 2 * good).sum(1)
@@ -179,6 +179,14 @@ class Embedder:
         names = m.heads[survey].labels
         params = {nm: np.where(valid, cat["val"][:, i], np.nan) for i, nm in enumerate(names)}
         sigmas = {nm: np.where(valid, cat["sig"][:, i], np.nan) for i, nm in enumerate(names)}
+        if survey == SURVEY_LAMOST and self.bundle.rv is not None and valid.any():
+            # radial velocity by a template fit (engine/rv.py), not the head's rv output
+            at = np.flatnonzero(valid)
+            labels = np.stack([params[nm][at] for nm in ("teff", "logg", "feh")], 1)
+            rv, rv_sig = self.bundle.rv.measure(np.asarray(flux)[at], np.asarray(weight)[at],
+                                                labels)
+            params["rv"], sigmas["rv"] = np.full(n, np.nan), np.full(n, np.nan)
+            params["rv"][at], sigmas["rv"][at] = rv, rv_sig
         zero = ~valid
         for k in ("shared", "own", "tr"):
             cat[k][zero] = 0.0

@@ -85,6 +85,11 @@ class HeadsConfig:
     finetune_encoder: bool = True   # heads own a copy of the encoder, fine-tuned on labels
     log_teff: bool = True           # predict log10(Teff) internally (errors scale with Teff)
     min_sigma: float = 1e-3         # floor on the predicted sigma (standardised units)
+    stack_labels: tuple[str, ...] = ()  # LAMOST labels refined by a linear stack on the head's
+    #                                 predictions + PCA of the input (engine/models/stacking.py)
+    stack_components: int = 100     # PCA components of the stack's input spectrum
+    rv_templates: int = 0           # > 0: LAMOST rv by a chi2 fit against this many rest-frame
+    #                                 templates (engine/rv.py) instead of the head's rv output
 
 
 @dataclass(frozen=True)

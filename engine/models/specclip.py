@@ -18,6 +18,7 @@ from engine.models.decoders import SpectrumDecoder
 from engine.models.heads import ParameterHead
 from engine.models.lamost_encoder import LamostEncoder
 from engine.models.projection import SplitProjection
+from engine.models.stacking import LinearStack
 from engine.models.xp_encoder import XpEncoder
 from engine.records import SURVEY_LAMOST, SURVEY_XP
 
@@ -50,6 +51,9 @@ class SpecClipModel(nn.Module):
         labels = {SURVEY_LAMOST: LAMOST_LABELS, SURVEY_XP: XP_LABELS}
         self.heads = nn.ModuleDict({s: ParameterHead(dims[s], h.hidden, labels[s], h.log_teff,
                                                      h.min_sigma) for s in dims})
+        # optional linear stack refining some LAMOST labels (config heads.stack_labels)
+        self.stack = (LinearStack(N_PIXELS[SURVEY_LAMOST], h.stack_components, LAMOST_LABELS,
+                                  tuple(h.stack_labels)) if h.stack_labels else None)
         if a.features == "finetuned" and not h.finetune_encoder:
             raise ValueError("align.features='finetuned' needs heads.finetune_encoder=true")
         if h.finetune_encoder:  # heads read their own fine-tuned copy of each encoder
@@ -122,4 +126,12 @@ class SpecClipModel(nn.Module):
     def predict_params(self, survey: str, flux: torch.Tensor, weight: torch.Tensor,
                        scale: torch.Tensor, h: torch.Tensor | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.heads[survey].predict(self.head_features(survey, flux, weight, scale, h))
+        feats = self.head_features(survey, flux, weight, scale, h)
+        return self.refine(survey, flux, weight, *self.heads[survey].predict(feats))
+
+    def refine(self, survey: str, flux: torch.Tensor, weight: torch.Tensor,
+               value: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's (value, sigma) through the LAMOST stack, when the config has one."""
+        if survey != SURVEY_LAMOST or self.stack is None:
+            return value, sigma
+        return self.stack(flux, weight, value, sigma)

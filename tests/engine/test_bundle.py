@@ -90,3 +90,39 @@ def test_shipped_bundle_loads_and_carries_its_metrics():
                 "translation", "calibration"):
         assert key in b.metrics
     assert b.metrics["bundle_version"] == b.version
+
+
+def test_config_fields_added_later_keep_an_old_bundles_version(bundle_dir):
+    """A bundle written before heads.stack_* / rv_templates existed keeps its version id:
+    the id hashes the config as stored, not the config with later defaults filled in."""
+    from engine.bundle import extras_digest, restamp_version, version_id
+    from engine.models.config import config_to_dict
+
+    path, _ = bundle_dir
+    cfg = json.loads((path / "config.json").read_text())
+    for key in ("stack_labels", "stack_components", "rv_templates"):
+        cfg["heads"].pop(key)
+    (path / "config.json").write_text(json.dumps(cfg))
+    old = restamp_version(path)           # as the old code stamped it
+    b = load_bundle(path)
+    weights = (path / "weights.safetensors").read_bytes()
+    assert b.version == old == version_id(weights, cfg, extras_digest(path))
+    assert old != version_id(weights, config_to_dict(b.config), extras_digest(path))
+    assert b.rv is None and b.model.stack is None
+
+
+def test_rv_templates_are_part_of_the_version(bundle_dir):
+    import numpy as np
+
+    from engine.bundle import restamp_version
+    from engine.rv import RvTemplates, save_templates
+
+    path, _ = bundle_dir
+    before = load_bundle(path).version
+    flux = np.ones((2, 1462))
+    save_templates(path, RvTemplates(flux, np.ones_like(flux, dtype=np.float32),
+                                     np.zeros((2, 3))))
+    with pytest.raises(BundleError, match="VERSION"):
+        load_bundle(path)
+    after = restamp_version(path)
+    assert after != before and load_bundle(path).rv is not None

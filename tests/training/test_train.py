@@ -43,6 +43,12 @@ def test_small_config_trains_end_to_end_and_bundle_loads(tmp_path):
     assert out.shared.shape == (5, 32) and out.translated.shape == (5, 1462)
     assert set(out.params) == {"teff", "logg", "feh", "alpha_m"}
     assert np.all(out.sigmas["teff"] > 0)
+    # the small config's LAMOST stack and RV templates are fitted and travel in the bundle
+    assert bundle.model.stack is not None and float(bundle.model.stack.blend.abs().sum()) > 0
+    assert bundle.rv is not None and len(bundle.rv.flux) == cfg.heads.rv_templates
+    assert set(bundle.provenance["final_losses"]) >= {"stack_lamost", "rv_templates"}
+    lam_out = Embedder(bundle).embed_arrays("lamost", lam.flux, lam.weight, lam.scale)
+    assert np.all(np.isfinite(lam_out.params["rv"])) and np.all(lam_out.sigmas["rv"] > 0)
 
 
 @pytest.mark.slow
