@@ -30,7 +30,7 @@ LAMOST LRS x Gaia XP contrastive model, trained from scratch on this project's r
 - Heads: {lamost_labels} from LAMOST, {xp_labels} from XP, Gaussian NLL (value and sigma per star);
   fine-tuned encoder copies: {finetune}. LAMOST head batches augmented: {augment} (RV shifts
   of up to 100 km/s moving the rv label, continuum tilts, masked pixel runs).
-
+{extras}
 ## Input preprocessing
 LAMOST continuum: `{continuum}` ({continuum_text}).
 
@@ -149,6 +149,34 @@ def metrics_section(metrics: dict | None) -> str:
     return "\n".join(out) + "\n"
 
 
+def _extras(cfg: ModelConfig, provenance: dict) -> str:
+    """Card bullets for the LAMOST stack and the RV templates, when the config has them."""
+    fitted = provenance.get("final_losses") or {}
+    out = []
+    if cfg.heads.stack_labels:
+        chosen = {n: {k: v.get(k) for k in ("alpha", "blend")}
+                  for n, v in (fitted.get("stack_lamost") or {}).items()}
+        out.append(
+            f"- LAMOST {', '.join(cfg.heads.stack_labels)}: a linear stack (stacking, stated "
+            f"as such): ridge regression on the head's own (log10 Teff, logg, [Fe/H]) "
+            f"predictions and the {cfg.heads.stack_components} PCA coefficients of the "
+            "preprocessed spectrum (PCA and ridge fitted on the training split), blended with "
+            f"the head; ridge strength and blend chosen on validation ({chosen}). The "
+            "encoders, projections and heads are untouched by it (engine/models/stacking.py).")
+    if cfg.heads.rv_templates:
+        rv = fitted.get("rv_templates") or {}
+        n_templates = rv.get("n_templates", cfg.heads.rv_templates)
+        out.append(
+            f"- LAMOST rv: not the head's output (the embeddings are trained to ignore RV "
+            f"shifts) but a chi2 fit over velocity (+-1000 km/s) against {n_templates} "
+            "rest-frame templates built from training-split spectra shifted with their LASP "
+            "z (k-means groups in label space; the model's predicted labels pick a star's "
+            "template); sigma from the chi2 curvature, recalibrated on validation as "
+            f"sqrt(({rv.get('sigma_scale')} sigma_fit)^2 + {rv.get('sigma_floor_kms')}^2) "
+            "(engine/rv.py).")
+    return "\n".join(out) + ("\n" if out else "")
+
+
 def model_card(cfg: ModelConfig, provenance: dict, metrics: dict | None = None
                ) -> tuple[str, dict]:
     """(markdown, structured facts) for a bundle; `{VERSION}` is filled in on save."""
@@ -178,7 +206,7 @@ def model_card(cfg: ModelConfig, provenance: dict, metrics: dict | None = None
         test_rule_l=provenance.get("lamost_holdout_rule"),
         test_rule_x=provenance.get("xp_test_rule"),
         tuned="\n".join(f"- {k}: {v}" for k, v in tuned.items()) or "- (not recorded)",
-        metrics_md=metrics_section(metrics),
+        metrics_md=metrics_section(metrics), extras=_extras(cfg, provenance),
         n_lab=provenance.get("lamost_train_labelled"), n_xp=provenance.get("xp_train_spectra"),
         k=cfg.train.pair_neighbours, features=cfg.align.features,
         order=("stages pretrain -> heads -> align: the CLIP space is built on the heads' "

@@ -88,8 +88,9 @@ def fit_stack(model, train: D.SpectraSet, val: D.SpectraSet,
         stack.blend[k] = blend
         z = np.abs(pred - truth) / v_sig[:, col]
         stack.sigma_scale[k] = float(np.quantile(z[np.isfinite(z)], 0.6827))
+        head_sigma = robust_sigma(v_head[:, col] - truth)
         report[name] = {"alpha": alpha, "blend": blend,
-                        "validation_robust_sigma_head": round(robust_sigma(v_head[:, col] - truth), 4),
+                        "validation_robust_sigma_head": round(head_sigma, 4),
                         "validation_robust_sigma": round(best[0], 4),
                         "sigma_scale": round(float(stack.sigma_scale[k]), 4),
                         "validation_grid": scores}
