@@ -10,7 +10,11 @@ Reads top to bottom:
    configured), LAMOST batches augmented; the state with the best validation loss is kept
    (early stopping), then each label's sigma is rescaled so that 68.3 % of validation stars
    fall within 1 sigma;
-5. write the bundle (config, weights, norms, card, provenance, version).
+5. (config heads.stack_labels) the LAMOST linear stack on the head's predictions + PCA of the
+   input (training/stacking_fit.py), and (heads.rv_templates) the radial-velocity templates
+   (training/rv_fit.py); neither touches a network tensor, so everything above stays
+   bit-identical with or without them;
+6. write the bundle (config, weights, norms, card, provenance, RV templates, version).
 A checkpoint (safetensors + config) is written after every stage. Each stage draws from its
 own seeded generator, so a stage re-run from the previous checkpoint repeats itself.
 """
