@@ -22,11 +22,13 @@ import numpy as np
 import torch
 
 from engine.rv import RvTemplates, label_key, shift_spectrum, velocity_to_pixels
+from training.metrics import fit_scale_floor
 
 log = logging.getLogger(__name__)
 
 N_TEMPLATES = 64
 KMEANS_ITERATIONS = 50
+MAX_FLOOR_KMS = 15.0        # largest sigma floor tried in the validation calibration
 
 
 def rest_frame(flux: np.ndarray, weight: np.ndarray, rv: np.ndarray
@@ -86,14 +88,7 @@ def calibrate(t: RvTemplates, flux: np.ndarray, weight: np.ndarray, predicted: n
     rv, sig = raw.measure(flux, weight, predicted)
     ok = np.isfinite(rv) & np.isfinite(sig) & np.isfinite(rv_true)
     d, s = np.abs(rv[ok] - rv_true[ok]), sig[ok]
-    best = (np.inf, 1.0, 0.0)
-    for floor in np.arange(0.0, 15.01, 0.25):
-        for scale in np.exp(np.linspace(np.log(0.2), np.log(20.0), 160)):
-            z = d / np.sqrt((scale * s) ** 2 + floor ** 2)
-            loss = (np.mean(z < 1) - 0.6827) ** 2 + (np.mean(z < 2) - 0.9545) ** 2
-            if loss < best[0]:
-                best = (loss, float(scale), float(floor))
-    _, scale, floor = best
+    scale, floor = fit_scale_floor(d, s, MAX_FLOOR_KMS)
     z = d / np.sqrt((scale * s) ** 2 + floor ** 2)
     report = {"sigma_scale": round(scale, 4), "sigma_floor_kms": round(floor, 2),
               "n_validation": int(ok.sum()),

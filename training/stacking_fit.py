@@ -6,8 +6,10 @@ calibrated. Part of `specclip train` when the config has heads.stack_labels.
   (head predictions, PCA coefficients) of the labelled training rows, for each ridge
   strength in ALPHAS;
 - per label, the (ridge strength, blend with the head) pair with the lowest robust sigma on
-  the validation split is kept; then the head's sigma is rescaled so that 68.3 % of
-  validation stars fall within 1 sigma of the stacked value.
+  the validation split is kept; then the head's sigma is recalibrated as
+  sqrt((scale sigma)^2 + floor^2), scale and floor chosen so that 68.3 % and 95.4 % of
+  validation stars fall within 1 and 2 sigma of the stacked value (training.metrics.
+  fit_scale_floor, as for the RV templates).
 The head's predictions on its own training rows are in-sample (tighter than on new stars),
 which makes the ridge lean on them; choosing the blend on validation corrects for that.
 """
@@ -20,12 +22,13 @@ import numpy as np
 import torch
 
 from training import data as D
-from training.metrics import robust_sigma
+from training.metrics import fit_scale_floor, robust_sigma
 
 log = logging.getLogger(__name__)
 
 ALPHAS = (1.0, 10.0, 100.0)
 BLENDS = (1.0, 0.75, 0.5)
+MAX_FLOOR_FACTOR = 1.0    # sigma floors tried: 0 .. this times the median validation sigma
 
 
 def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
@@ -86,13 +89,15 @@ def fit_stack(model, train: D.SpectraSet, val: D.SpectraSet,
         stack.coef[k] = torch.from_numpy(coef)
         stack.intercept[k] = icpt
         stack.blend[k] = blend
-        z = np.abs(pred - truth) / v_sig[:, col]
-        stack.sigma_scale[k] = float(np.quantile(z[np.isfinite(z)], 0.6827))
+        scale, floor = fit_scale_floor(np.abs(pred - truth), v_sig[:, col],
+                                       MAX_FLOOR_FACTOR * float(np.nanmedian(v_sig[:, col])))
+        stack.sigma_scale[k] = scale
+        stack.sigma_floor[k] = floor
         head_sigma = robust_sigma(v_head[:, col] - truth)
         report[name] = {"alpha": alpha, "blend": blend,
                         "validation_robust_sigma_head": round(head_sigma, 4),
                         "validation_robust_sigma": round(best[0], 4),
-                        "sigma_scale": round(float(stack.sigma_scale[k]), 4),
+                        "sigma_scale": round(scale, 4), "sigma_floor": round(floor, 4),
                         "validation_grid": scores}
         log.info("stack[%s]: alpha %g blend %g validation robust sigma %.4f (head %.4f)",
                  name, alpha, blend, best[0], report[name]["validation_robust_sigma_head"])

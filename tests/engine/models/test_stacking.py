@@ -35,6 +35,7 @@ def test_blended_stack_is_the_ridge_formula():
     stack.intercept.fill_(-0.3)
     stack.blend.fill_(0.75)
     stack.sigma_scale.fill_(2.0)
+    stack.sigma_floor.fill_(0.3)
     flux, weight = 1 + 0.1 * torch.randn(4, 10), torch.ones(4, 10)
     weight[:, 0] = 0.0                       # a masked pixel enters as the continuum (0)
     value, sigma = head_outputs()
@@ -45,7 +46,8 @@ def test_blended_stack_is_the_ridge_formula():
     ridge = feats @ stack.coef[0] - 0.3
     assert torch.allclose(v[:, 2], 0.75 * ridge + 0.25 * value[:, 2], atol=1e-5)
     assert torch.equal(v[:, [0, 1, 3]], value[:, [0, 1, 3]])
-    assert torch.allclose(s[:, 2], sigma[:, 2] * 2) and torch.equal(s[:, :2], sigma[:, :2])
+    assert torch.allclose(s[:, 2], torch.sqrt((sigma[:, 2] * 2) ** 2 + 0.3 ** 2))
+    assert torch.equal(s[:, :2], sigma[:, :2])
 
 
 def test_unknown_stack_label_is_refused():
