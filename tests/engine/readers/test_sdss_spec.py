@@ -100,7 +100,7 @@ def test_real_sdss_star_parameters_are_plausible(sdss_real):
 
 @pytest.mark.slow
 @pytest.mark.real_data
-@pytest.mark.xfail(strict=True, reason="bundles 5cfd28776e28346b and 0d2919aba7ec80cf (the same "
+@pytest.mark.xfail(strict=True, reason="bundles 5cfd28776e28346b and ecbb89c7471bf007 (the same "
                    "shared space, bit-identical encoders): the star's 10 nearest XP "
                    "library stars in the shared space have median APOGEE logg 2.4 (giants); "
                    "its LAMOST neighbours and its own predicted parameters are right. The old "
