@@ -73,10 +73,11 @@ def test_galaxies_rank_at_the_top_of_lamost_outliers(real_engine):
     assert galaxies == 8 and galaxies_top >= 7
 
 
-@pytest.mark.xfail(strict=True, reason="bundle 5cfd28776e28346b, measured: 9 of the 12 "
-                   "galaxies+unknowns in the top 20: 7 of the 8 galaxies, 2 of the 4 unknowns "
-                   "(SNR 0.3-8.6; two of them match a star at a stellar velocity, redshift "
-                   "evidence -6.6 and -17)")
+@pytest.mark.xfail(strict=True, reason=(
+    "measured with bundle 5cfd28776e28346b (network tensors bit-identical in "
+    "ecbb89c7471bf007): 9 of the 12 galaxies+unknowns in the top 20: 7 of the 8 galaxies, "
+    "2 of the 4 unknowns (SNR 0.3-8.6; two of them match a star at a stellar velocity, "
+    "redshift evidence -6.6 and -17)"))
 def test_galaxies_and_unknowns_rank_at_the_top_of_lamost_outliers(real_engine):
     _, _, odd_top, odd = _dr7_top20(real_engine)
     assert odd == 12 and odd_top >= 10
