@@ -17,6 +17,10 @@ Reads top to bottom:
 6. write the bundle (config, weights, norms, card, provenance, RV templates, version).
 A checkpoint (safetensors + config) is written after every stage. Each stage draws from its
 own seeded generator, so a stage re-run from the previous checkpoint repeats itself.
+
+Over 400 lines on purpose, in the nanoGPT manner: the whole training run reads top to bottom
+in one file; the objective is in training/losses.py, the data in training/data.py and the
+post-network fits in training/stacking_fit.py and training/rv_fit.py.
 """
 
 from __future__ import annotations
