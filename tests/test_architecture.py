@@ -75,3 +75,46 @@ def test_no_unpickling_anywhere():
             for line in text.splitlines():
                 if TORCH_LOAD_CALL in line:
                     assert "weights_only=True" in line, f"{path}: {line.strip()}"
+
+
+def _module_name(path: pathlib.Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _module_level_imports(path: pathlib.Path, known: set[str]) -> set[str]:
+    """Project modules imported at module level (imports inside functions are deliberate
+    lazy imports and cannot form an import-time cycle)."""
+    out = set()
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        out |= {n for n in names if n in known}
+    return out
+
+
+def test_no_import_cycles_between_modules():
+    """Issue 14: training/train.py and training/spectral_fit.py once imported each other.
+    No module reaches itself through module-level imports."""
+    paths = {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+    # an edge to one's own parent package is how Python imports any submodule, not a cycle
+    graph = {m: {n for n in _module_level_imports(p, set(paths))
+                 if n != m and not m.startswith(n + ".")} for m, p in paths.items()}
+    state: dict[str, int] = {}
+
+    def visit(m: str, stack: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(n):]
+                                                                      + [n]))
+            if n not in state:
+                visit(n, stack + [n])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
