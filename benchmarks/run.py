@@ -128,8 +128,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="alternating floor/indexer runs (the ratio is their median)")
     p.add_argument("--incremental-n", default="10000,100000",
                    help="store sizes (synthetic points) to add real spectra to")
-    p.add_argument("--scored-max-n", type=int, default=10_000,
-                   help="largest store size to time with the collection-wide rescoring")
     p.add_argument("--skip-incremental", action="store_true")
     p.add_argument("--skip-resync", action="store_true",
                    help="leave out the unchanged re-sync of the shared LAMOST folders")
@@ -178,12 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_incremental:
         inc = incremental([int(x) for x in args.incremental_n.split(",") if x.strip()],
                           args.lamost, [str(SHARED / d) for d in LAMOST_FOLDERS],
-                          args.scored_max_n, resync=not args.skip_resync)
+                          resync=not args.skip_resync)
         old = previous.get("incremental") or {}
         if old.get("rows") and inc.get("rows"):       # --keep-skipped: rows of other N stay
-            mine = {(r["n"], r["scoring"]) for r in inc["rows"]}
-            inc["rows"] = sorted([r for r in old["rows"] if (r["n"], r["scoring"]) not in mine]
-                                 + inc["rows"], key=lambda r: (r["scoring"], r["n"]))
+            # (rows measured with another scoring scheme are dropped: not comparable)
+            mine = {r["n"] for r in inc["rows"]}
+            inc["rows"] = sorted([r for r in old["rows"] if r["n"] not in mine
+                                  and r["scoring"] == inc["rows"][0]["scoring"]]
+                                 + inc["rows"], key=lambda r: r["n"])
         if args.skip_resync and "unchanged_resync" in old:
             inc["unchanged_resync"] = old["unchanged_resync"]
         results["incremental"] = inc

@@ -187,6 +187,10 @@ class SpectrumArchiveWriter:
             os.close(fd)
         os.replace(tmp, path)
         _fsync_dir(folder)      # the name is durable before any point refers to it
+        return self.ref_of(path)
+
+    def ref_of(self, path: str) -> str:
+        """The payload reference naming the archive file at ``path`` (inverse of resolve)."""
         return path if self.relative_to is None else os.path.relpath(path, self.relative_to)
 
     def resolve(self, ref: str) -> str:
@@ -195,22 +199,32 @@ class SpectrumArchiveWriter:
             return ref
         return os.path.join(self.relative_to, ref)
 
-    def collect_garbage(self, collection: str, referenced: set[str], before: float) -> int:
+    def listed_orphans(self, collection: str) -> set[str]:
+        """Absolute paths of the files an earlier `collect_garbage` found unreferenced."""
+        folder = self.collection_folder(collection)
+        try:
+            with open(os.path.join(folder, "orphans.json")) as fh:
+                return {os.path.join(folder, name) for name in json.load(fh)}
+        except (FileNotFoundError, ValueError):
+            return set()
+
+    def collect_garbage(self, collection: str, referenced: set[str], before: float,
+                        candidates: set[str] | None = None) -> int:
         """Delete files no point names any more (spectra of updated or deleted points, files
         of an interrupted run), in two steps: a file found unreferenced is listed in
         `orphans.json` and deleted only when a later call finds it unreferenced again, so a
         reader still answering from the previous published generation keeps its spectra.
         `referenced`: absolute paths the collection's points name; temporary files older
-        than `before` (a timestamp) are debris of a killed write. Returns files deleted."""
+        than `before` (a timestamp) are debris of a killed write. `candidates` (absolute
+        paths): look only at these and the files listed before (`referenced` then need
+        only cover them); None: at every file. Returns files deleted."""
         folder = self.collection_folder(collection)
         if not os.path.isdir(folder):
             return 0
         listed = os.path.join(folder, "orphans.json")
-        try:
-            with open(listed) as fh:
-                earlier = set(json.load(fh))
-        except (FileNotFoundError, ValueError):
-            earlier = set()
+        earlier = {os.path.basename(p) for p in self.listed_orphans(collection)}
+        looked = None if candidates is None else \
+            {os.path.basename(p) for p in candidates} | earlier
         orphans, deleted = set(), 0
         for entry in os.scandir(folder):
             if entry.name.startswith(".") and entry.name.endswith(".tmp"):
@@ -218,6 +232,8 @@ class SpectrumArchiveWriter:
                     os.unlink(entry.path)
                 continue
             if not entry.name.endswith(".arrow") or entry.path in referenced:
+                continue
+            if looked is not None and entry.name not in looked:
                 continue
             if entry.name in earlier:
                 os.unlink(entry.path)

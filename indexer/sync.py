@@ -116,9 +116,13 @@ class Syncer:
     read_workers: int = field(default_factory=default_read_workers)
     min_files_for_process: int = MIN_FILES_FOR_PROCESS   # fewer files: read in a thread
     verify: bool = False                           # re-read and re-hash unchanged files too
+    # payload references of archive files that points updated or deleted in this run named
+    # (the only files that can have lost their last point): what the archive GC looks at
+    _old_refs: set[str] = field(default_factory=set, init=False, repr=False)
 
     def run(self, sources: Sequence[Source]) -> SyncReport:
         t0 = self.clock()
+        self._old_refs = set()
         if self.archive is None:
             self.archive = default_archive(self.store, self.state_path)
         state = SyncState.load(self.state_path)
@@ -192,8 +196,6 @@ class Syncer:
         self.progress.finish("reading")
         self.progress.finish("embedding")
         self._delete_missing(sources, plans, index, target, seen, report, state)
-        if report.updated or report.deleted:     # some archive files may be named no more
-            self._collect_archive_garbage(target, t0)
         # an unchanged run with fresh scores has no scoring phase; otherwise the total is
         # known once the scorer has chosen incremental or full
         shows = bool(report.wrote or report.deleted or not state.scores_fresh.get(target, False))
@@ -204,6 +206,9 @@ class Syncer:
             self.progress.grow("scoring", scored)
             self.progress.advance("scoring", scored)
             self.progress.finish("scoring")
+        # some archive files may be named no more, or were found unreferenced before
+        if report.updated or report.deleted or self.archive.listed_orphans(target):
+            self._collect_archive_garbage(target, t0, report.scoring.get("mode") == "full")
         if report.wrote or report.scored:
             self.store.optimize(target)
         switched = self._switch_alias(target, index)
@@ -262,6 +267,8 @@ class Syncer:
         report.duplicates += changes.duplicates
         if changes.points:
             self._mark_scores_stale(state, target)
+            if changes.updated:
+                self._remember_refs(target, [p.id for p in changes.points])
             upsert_with_spectra(self.store, target, self.archive, changes.groups)
         report.added += changes.added
         report.updated += changes.updated
@@ -286,6 +293,7 @@ class Syncer:
         vanished = [i for i in before if i not in now]
         if vanished:
             self._mark_scores_stale(state, target)
+            self._remember_refs(target, vanished)
             self.store.delete(target, vanished)
             report.deleted += len(vanished)
         refused = {file_key(r["path"]) for r in batch.refused}
@@ -333,6 +341,7 @@ class Syncer:
         if gone:
             self._mark_scores_stale(state, target)
             for i in range(0, len(gone), 1000):
+                self._remember_refs(target, gone[i:i + 1000])
                 self.store.delete(target, gone[i:i + 1000])
             report.deleted += len(gone)
         for plan in plans.values():
@@ -353,10 +362,34 @@ class Syncer:
             self.archive.drop_collection(previous)
         return True
 
-    def _collect_archive_garbage(self, target: str, started: float) -> None:
+    def _remember_refs(self, target: str, ids: list[str]) -> None:
+        """Before these points are overwritten or deleted: the archive files they name."""
+        self._old_refs.update(str(h.payload[P.SPECTRUM_FILE])
+                              for h in self.store.retrieve(target, ids)
+                              if P.SPECTRUM_FILE in h.payload)
+
+    def _collect_archive_garbage(self, target: str, started: float, full: bool) -> None:
+        """Delete archive files no point names. After a full scoring pass (already a pass
+        over every point) every file is looked at; otherwise only the files that this
+        run's updated or deleted points named and those listed as orphans before, through
+        one filtered scroll that returns only the points still naming them. (Files that a
+        killed run wrote but never named are found by the next full pass.)"""
+        assert self.archive is not None
+        if full:
+            candidates = None
+            hits = self.store.scroll(target)
+        else:
+            listed = self.archive.listed_orphans(target)
+            refs = set(self._old_refs)
+            refs.update(self.archive.ref_of(p) for p in listed)
+            if not refs:
+                return
+            candidates = {self.archive.resolve(r) for r in refs} | listed
+            hits = self.store.scroll(target, filter=Filter(
+                must=(MatchAny(P.SPECTRUM_FILE, tuple(sorted(refs))),)))
         referenced = {self.archive.resolve(h.payload[P.SPECTRUM_FILE])
-                      for h in self.store.scroll(target) if P.SPECTRUM_FILE in h.payload}
-        deleted = self.archive.collect_garbage(target, referenced, started)
+                      for h in hits if P.SPECTRUM_FILE in h.payload}
+        deleted = self.archive.collect_garbage(target, referenced, started, candidates)
         if deleted:
             log.info("deleted %d spectrum archive files no point names", deleted)
 
