@@ -1,6 +1,7 @@
 """SDSS/BOSS spec files: a synthetic file in the layout and tiny cuts of two real files
-(tests/fixtures/sdss/README.md), each read four ways; resolution matching; and the real SDSS
-star's parameters and LAMOST / Gaia XP neighbours compared with what SDSS says it is."""
+(tests/fixtures/sdss/README.md), each read four ways; resolution matching; a shifted
+synthetic spectrum's velocity through the reader; and the real SDSS star's parameters, velocity
+(against its own Balmer lines) and LAMOST / Gaia XP neighbours compared with what SDSS says."""
 
 from __future__ import annotations
 
@@ -66,6 +67,53 @@ def test_sharper_spectra_are_convolved_to_lamost_resolution(generic):
     assert "wdisp" in record.meta["resolution"]
 
 
+def _line_flux(loglam: np.ndarray, step: float, centres: np.ndarray, depths: np.ndarray,
+               sigma_px: float) -> np.ndarray:
+    """Continuum 1 minus Gaussian lines (sigma in 1e-4 log10 pixels), each pixel the mean over
+    its bin of width `step` centred on loglam (SDSS's and LAMOST's convention alike)."""
+    from scipy.special import erf
+    flux = np.ones(loglam.size)
+    for c, d in zip(np.log10(centres), depths, strict=True):
+        z = np.stack([loglam - step / 2, loglam + step / 2]) - c
+        cdf = 0.5 * (1 + erf(z / (sigma_px * 1e-4 * np.sqrt(2))))
+        flux -= d * (cdf[1] - cdf[0]) * (sigma_px * 1e-4 * np.sqrt(2 * np.pi)) / step
+    return flux
+
+
+@pytest.mark.parametrize("start", [3.58, 3.58005])      # SDSS pixels on / half off LAMOST's
+@pytest.mark.parametrize("rv", [-147.0, 60.0])
+def test_velocity_of_a_shifted_spectrum_survives_the_sdss_path(start, rv):
+    # Lines at known vacuum wavelengths, shifted by rv, on an SDSS loglam grid (pixel
+    # centres) with wdisp 0.9 px (so the reader convolves), read, preprocessed and fitted
+    # against the same lines at rest computed directly on the model grid at LAMOST's width:
+    # a pixel-convention or kernel-centring slip of 0.5 px would show as ~35 km/s.
+    from engine.grids import LAMOST_MODEL_N_PIXELS
+    from engine.preprocess import lamost_inputs
+    from engine.rv import C_KMS, fit_velocity
+    rng = np.random.default_rng(3)
+    rest = rng.uniform(3950, 5650, 80)
+    depths, width = rng.uniform(0.1, 0.5, 80), 1.5
+    n = 4600
+    loglam = start + 1e-4 * np.arange(n)
+    flux = _line_flux(loglam, 1e-4, rest * (1 + rv / C_KMS), depths, width)
+    flux *= 40.0 * (1 + (loglam - 3.6) / 0.3)              # a sloping continuum to remove
+    coadd = fits.BinTableHDU.from_columns([
+        fits.Column(name="flux", format="E", array=flux.astype(np.float32)),
+        fits.Column(name="loglam", format="E", array=loglam.astype(np.float32)),
+        fits.Column(name="ivar", format="E", array=np.full(n, 100.0, np.float32)),
+        fits.Column(name="and_mask", format="J", array=np.zeros(n, np.int32)),
+        fits.Column(name="wdisp", format="E", array=np.full(n, 0.9, np.float32)),
+    ], name="COADD")
+    (record,) = sdss_spec.read(fits.HDUList([fits.PrimaryHDU(), coadd]), path="shifted.fits")
+    inputs = lamost_inputs([record])
+    model_loglam = 3.602 + 1e-4 * np.arange(LAMOST_MODEL_N_PIXELS)
+    lamost_width = np.sqrt(width ** 2 + float(sigma_pixels(1800)) ** 2 - 0.9 ** 2)
+    template = _line_flux(model_loglam, 1e-4, rest, depths, lamost_width)
+    got, sigma = fit_velocity(inputs.flux, inputs.weight, template, np.ones_like(template))
+    assert got[0] == pytest.approx(rv, abs=3.0)
+    assert sigma[0] < 3.0
+
+
 def test_not_sdss_is_refused(fixtures, generic):
     with pytest.raises(SpectrumReadError, match="not an SDSS spec file"):
         readers.read(str(generic / "spectrum-table.fits"), format="sdss-spec")
@@ -96,6 +144,36 @@ def test_real_sdss_star_parameters_are_plausible(sdss_real):
     assert batch.valid[0]
     teff, logg, feh = (float(batch.params[k][0]) for k in ("teff", "logg", "feh"))
     assert 5800 < teff < 6900 and 3.6 < logg < 4.7 and feh < -0.7
+
+
+def test_real_sdss_star_velocity_matches_its_balmer_lines(sdss_real):
+    """The template-fit RV of spec-4961-55719-0378 (about -192 km/s) against the centres of
+    H-beta and H-delta fitted on SDSS's own pixels (no resampling, no convolution, no engine
+    code): they agree (about -190), so the difference from SDSS's Z (c z = -148 km/s) is not
+    made by the reader's resampling. (Ca II H and K are left out: H blends with H-epsilon and
+    K may carry interstellar absorption near 0 km/s.)"""
+    from scipy.optimize import curve_fit
+
+    from engine.inference import Embedder
+    from engine.rv import C_KMS
+
+    with fits.open(sdss_real / STAR) as hdul:
+        lam = 10.0 ** hdul["COADD"].data["loglam"].astype(np.float64)
+        flux = hdul["COADD"].data["flux"].astype(np.float64)
+
+    def line(x, depth, mu, sigma, c0, c1):
+        return c0 + c1 * (x - mu) - depth * np.exp(-0.5 * ((x - mu) / sigma) ** 2)
+
+    velocities = []
+    for rest in (4102.892, 4862.683):                     # H-delta, H-beta (vacuum)
+        guess = rest * (1 - 170 / C_KMS)
+        near = np.abs(lam - guess) < 8.0
+        x, y = lam[near], flux[near]
+        p, _ = curve_fit(line, x, y, p0=[np.ptp(y), guess, 3.0, y.max(), 0.0])
+        velocities.append((p[1] / rest - 1) * C_KMS)
+    (record,) = readers.read(str(sdss_real / STAR))
+    rv = float(Embedder().embed([record]).params["rv"][0])
+    assert abs(rv - np.mean(velocities)) < 15.0, (rv, velocities)
 
 
 @pytest.mark.slow
