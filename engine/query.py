@@ -10,16 +10,18 @@ Which vector a search uses (`space`):
 - "shared": the CLIP space both instruments share (cross-instrument and "any" searches).
 "auto" (the default) picks "spectrum" for same-instrument searches when the bundle has it,
 else "own", and "shared" across instruments.
+
+`Engine` is one class in three files: searches and look-ups here, the model side in
+engine/query_spectra.py, browsing statistics in engine/query_browse.py. `SearchHit` and
+`build_filter` live in engine/query_types.py and are re-exported here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import uuid
-from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -28,75 +30,20 @@ from engine.collection import DEFAULT_ALIAS
 from engine.errors import NotFoundError, SpecClipError
 from engine.positions import ARCSEC, angular_separation_deg, cone_condition
 from engine.query_args import check_cone, check_k
-from engine.records import LABEL_NAMES, SURVEY_LAMOST, SURVEY_XP, SURVEYS, SpectrumRecord
+from engine.records import SURVEY_LAMOST, SURVEY_XP, SURVEYS, SpectrumRecord
+from engine.query_browse import BrowseMixin
+from engine.query_spectra import SpectraMixin
+from engine.query_types import Query, SearchHit, _with_identity, build_filter
 from engine.spectrum_archive import SpectrumArchive
-from engine.store.types import Filter, Hit, Match, MatchAny, Range
+from engine.store.types import Filter, Hit, Match
 
 log = logging.getLogger(__name__)
 
 TARGETS = ("any",) + SURVEYS
 SPACES = ("auto", "spectrum", "own", "shared")
-Query = Union[SpectrumRecord, str, tuple]
 
 
-@dataclass(frozen=True)
-class SearchHit:
-    id: str
-    survey: str
-    object_id: str
-    score: float
-    payload: dict
-    space: str = ""                      # the named vector a search compared (neighbours)
-    similarity_percentile: float | None = None   # engine/similarity.py
-    separation_arcsec: float | None = None     # cone-search hits: distance from the centre
-
-    @classmethod
-    def from_hit(cls, hit: Hit, space: str = "") -> "SearchHit":
-        return cls(hit.id, hit.payload.get(P.SURVEY, ""), str(hit.payload.get(P.OBJECT_ID, "")),
-                   float(hit.score), dict(hit.payload), space)
-
-    def to_dict(self) -> dict:
-        out = {"id": self.id, "survey": self.survey, "object_id": self.object_id,
-               "score": self.score, "payload": self.payload}
-        if self.space:
-            out["space"] = self.space
-            out["similarity_percentile"] = self.similarity_percentile
-        if self.separation_arcsec is not None:
-            out["separation_arcsec"] = self.separation_arcsec
-        return out
-
-
-def _with_identity(keys: Sequence[str] | None) -> list[str] | None:
-    """The asked payload keys plus the two every SearchHit is named by."""
-    if keys is None:
-        return None
-    return list(dict.fromkeys([P.SURVEY, P.OBJECT_ID, *keys]))
-
-
-def build_filter(filters: dict[str, Any] | None, survey: str | None = None) -> Filter | None:
-    """{"label_teff": (4000, 6000), "obj_class": "STAR", "subclass": ["G2", "G5"]} -> Filter.
-
-    A tuple (lo, hi) is a range (either end may be None); a list is "any of"; anything else
-    must match exactly.
-    """
-    must: list = []
-    if survey and survey != "any":
-        must.append(Match(P.SURVEY, survey))
-    for key, value in (filters or {}).items():
-        if value is None:
-            continue
-        if isinstance(value, tuple):
-            lo, hi = value
-            if lo is not None or hi is not None:
-                must.append(Range(key, gte=lo, lte=hi))
-        elif isinstance(value, (list, set, frozenset)):
-            must.append(MatchAny(key, tuple(value)))
-        else:
-            must.append(Match(key, value))
-    return Filter(must=tuple(must)) if must else None
-
-
-class Engine:
+class Engine(SpectraMixin, BrowseMixin):
     """One store + one model bundle. Cheap to query; open once per process."""
 
     def __init__(self, store: Any, bundle_path: str | None = None,
@@ -330,205 +277,6 @@ class Engine:
                           str(hits[i].payload.get(P.OBJECT_ID)), float(sep[i]),
                           dict(hits[i].payload), separation_arcsec=float(sep[i]))
                 for i in order[:k]]
-
-    # -- spectra, counterparts, parameters -------------------------------------------------
-    @property
-    def archive(self) -> SpectrumArchive:
-        """The store's copy of the indexed spectra (engine/spectrum_archive.py): references
-        are relative to an embedded store's folder, absolute for a server's archive."""
-        if self._archive is None:
-            edge = self.store.mode == "edge"
-            self._archive = SpectrumArchive(
-                (getattr(self.store, "root", None) or self.store_location) if edge else None)
-        return self._archive
-
-    def get_spectrum(self, hit_or_id: SearchHit | str) -> SpectrumRecord:
-        """The spectrum of a hit or point id, as the store keeps it (never from the source
-        file, unless the store was built before it kept spectra)."""
-        pid = hit_or_id.id if isinstance(hit_or_id, SearchHit) else hit_or_id
-        payload = hit_or_id.payload if isinstance(hit_or_id, SearchHit) else {}
-        if P.SPECTRUM_FILE in payload:
-            try:
-                return self.archive.load(payload)
-            except NotFoundError:   # a hit older than its spectrum's replacement: look again
-                pass
-        found = self.store.retrieve(self.collection, [pid])   # an id, or a lean/stale hit
-        if not found:
-            raise NotFoundError(f"no point with id {pid}")
-        payload = found[0].payload
-        if P.SPECTRUM_FILE in payload:
-            return self.archive.load(payload)
-        from engine.source_reread import load_record
-
-        log.warning("%s was indexed before the store kept spectra: re-reading %s (re-run "
-                    "`specclip index` to store them)", payload.get(P.OBJECT_ID),
-                    payload.get(P.SOURCE_PATH))
-        return load_record(payload)
-
-    def predict_counterpart(self, record: SpectrumRecord) -> tuple[np.ndarray, np.ndarray]:
-        """The other instrument's spectrum of this star as the model predicts it:
-        (wavelength in Angstrom, flux normalised like that instrument's model input)."""
-        other = SURVEY_XP if record.survey == SURVEY_LAMOST else SURVEY_LAMOST
-        emb = self._embed_usable(record, "predict its counterpart")
-        return self.embedder.model_grid(other), np.asarray(emb.translated[0])
-
-    def assess(self, record: SpectrumRecord) -> dict[str, Any]:
-        """The per-spectrum flags an indexed point carries in its payload, for a spectrum in
-        hand: `ood` (+ `ood_distance`, `ood_reason`), `low_quality` (+ `quality_reason`) and
-        `anomaly_recon`. Without the bundle's reference only the class and quality parts."""
-        from engine.spectrum_scores import score_spectra
-
-        emb = self.embedder.embed([record])
-        if not bool(emb.valid[0]):
-            raise SpecClipError(f"{record.source_path}: too few usable pixels to embed")
-        sc = score_spectra([record], emb.shared, self.embedder, self.embedder.reference,
-                           emb.sigmas, emb.params)
-        out: dict[str, Any] = {P.OOD: bool(sc.ood[0]), P.LOW_QUALITY: bool(sc.low_quality[0])}
-        for key, value in ((P.OOD_DISTANCE, sc.ood_distance[0]), (P.OOD_SCORE, sc.ood_score[0]),
-                           (P.ANOMALY_RECON, sc.recon_chi2[0]),
-                           (P.ANOMALY_REDSHIFT, sc.redshift_evidence[0]),
-                           (P.ANOMALY_REDSHIFT_Z, sc.redshift_z[0])):
-            if np.isfinite(value):
-                out[key] = float(value)
-        if sc.ood_reason[0]:
-            out[P.OOD_REASON] = sc.ood_reason[0]
-        if sc.quality_reason[0]:
-            out[P.QUALITY_REASON] = sc.quality_reason[0]
-        return out
-
-    def flags(self, query: Query) -> dict[str, Any]:
-        """`assess` for a spectrum in hand; the stored flags for an indexed star."""
-        if isinstance(query, SpectrumRecord):
-            return self.assess(query)
-        hit = self._point_for(query)
-        keys = (P.OOD, P.OOD_DISTANCE, P.OOD_SCORE, P.OOD_REASON, P.LOW_QUALITY,
-                P.QUALITY_REASON)
-        return {"id": hit.id, **{k: hit.payload[k] for k in keys if k in hit.payload}}
-
-    def predict_parameters(self, record: SpectrumRecord) -> dict[str, tuple[float, float]]:
-        emb = self._embed_usable(record, "predict its parameters")
-        return {name: (float(emb.params[name][0]), float(emb.sigmas[name][0]))
-                for name in emb.params}
-
-    def query_parameters(self, query: Query) -> dict[str, tuple[float, float]]:
-        """The query's own predicted parameters {name: (value, sigma)}: from the model for a
-        spectrum in hand, from the stored payload (what the indexer predicted) for an
-        indexed one."""
-        if isinstance(query, SpectrumRecord):
-            return self.predict_parameters(query)
-        payload = self._point_for(query).payload
-        return {name: (float(payload[P.pred_key(name)]),
-                       float(payload.get(P.sigma_key(name), math.nan)))
-                for name in LABEL_NAMES if payload.get(P.pred_key(name)) is not None}
-
-    def _embed_usable(self, record: SpectrumRecord, what: str) -> Any:
-        """The model's output for one record, or a SpecClipError when the model refuses it
-        (its outputs for a refused spectrum are placeholders: an all-zero spectrum)."""
-        emb = self.embedder.embed([record])
-        if not bool(emb.valid[0]):
-            raise SpecClipError(f"{record.source_path}: too few usable pixels in the model's "
-                                f"window to {what}")
-        return emb
-
-    def model_input(self, record: SpectrumRecord) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(wavelength, normalised flux, weight) on the model grid: what plots overlay."""
-        flux, weight = self.embedder.model_input([record])
-        return self.embedder.model_grid(record.survey), flux[0], weight[0]
-
-    # -- browsing ---------------------------------------------------------------------------
-    def random_point(self, survey: str | None = None, seed: int | None = None) -> SearchHit:
-        """Some indexed spectrum: the neighbour of a random direction in the shared space."""
-        rng = np.random.default_rng(seed)
-        dim = self.shared_dim()
-        vec = rng.normal(size=dim).astype(np.float32)
-        flt = build_filter(None, survey)
-        hits = self.store.search(self.collection, P.VECTOR_SHARED, vec / np.linalg.norm(vec), 1,
-                                 filter=flt)
-        if not hits:
-            raise NotFoundError("the store is empty")
-        return SearchHit.from_hit(hits[0])
-
-    def shared_dim(self) -> int:
-        any_hit = next(iter(self.store.scroll(self.collection, with_vectors=True, batch_size=1)),
-                       None)
-        if any_hit is None:
-            raise NotFoundError("the store is empty")
-        return int(len(any_hit.vectors[P.VECTOR_SHARED]))
-
-    def map_points(self, limit: int = 50_000, survey: str | None = None
-                   ) -> tuple[list[str], np.ndarray, list[dict]]:
-        """Ids, shared vectors and payloads of up to `limit` points (for the 2-D map)."""
-        ids, vecs, payloads = [], [], []
-        for h in self.store.scroll(self.collection, filter=build_filter(None, survey),
-                                   with_vectors=True):
-            ids.append(h.id)
-            vecs.append(h.vectors[P.VECTOR_SHARED])
-            payloads.append(h.payload)
-            if len(ids) >= limit:
-                break
-        return ids, np.asarray(vecs, dtype=np.float32).reshape(len(ids), -1), payloads
-
-    def stats(self) -> dict[str, Any]:
-        """What is indexed, by what model, in what kind of store, and whether it answers.
-
-        Counts come from the store's count and facet calls on indexed fields, so this stays
-        cheap at any size (it used to scroll every point)."""
-        out: dict[str, Any] = {"store_mode": getattr(self.store, "mode", "?"),
-                               "store": self.store_location, "collection": self.collection}
-        try:
-            resolved = self.store.resolve(self.collection)
-            out["resolved_collection"] = resolved
-            if resolved is None:  # nothing indexed yet: no collection behind the alias
-                out.update(total=0, by_survey={}, by_release={}, model_versions=[],
-                           healthy=True)
-                return out
-            by_survey = {s: n for s, n in self.store.facet(self.collection, P.SURVEY).items()
-                         if n}
-            by_release: dict[str, int] = {}
-            for survey, n in by_survey.items():
-                releases = self.store.facet(self.collection, P.DATA_RELEASE,
-                                            build_filter(None, survey))
-                by_release.update({f"{survey}/{r}": c for r, c in releases.items()})
-                if n > sum(releases.values()):   # points without a data release
-                    by_release[f"{survey}/?"] = n - sum(releases.values())
-            version = self.index_model_version()
-            out.update(total=self.store.count(self.collection), by_survey=by_survey,
-                       by_release=by_release, model_versions=[version] if version else [],
-                       healthy=True)
-        except Exception as exc:  # Status must render even when the store is down
-            out.update(healthy=False, error=f"{type(exc).__name__}: {exc}")
-        return out
-
-    def surveys_held(self) -> list[str]:
-        """The instruments that have at least one indexed spectrum, in SURVEYS order."""
-        if self.store.resolve(self.collection) is None:
-            return []
-        return [s for s in SURVEYS
-                if self.store.count(self.collection, build_filter(None, s)) > 0]
-
-    def value_range(self, key: str, survey: str | None = None
-                    ) -> tuple[float, float] | None:
-        """(min, max) of a numeric payload field with a payload index, or None when no
-        point has it: two ordered look-ups, not a scan."""
-        if self.store.resolve(self.collection) is None:
-            return None
-        flt = build_filter(None, survey)
-        lo = self.store.order_by(self.collection, key, 1, False, flt)
-        hi = self.store.order_by(self.collection, key, 1, True, flt)
-        if not lo or not hi:
-            return None
-        return float(lo[0].score), float(hi[0].score)
-
-    def points(self, ids: Sequence[str]) -> list[SearchHit]:
-        """The stored points with these ids (those that exist), score 0."""
-        return [SearchHit.from_hit(h) for h in self.store.retrieve(self.collection,
-                                                                  [str(i) for i in ids])]
-
-    def model_card(self) -> dict[str, Any]:
-        """The bundle's card, metrics and version (for the Status page)."""
-        bundle = self.embedder.bundle
-        return {"version": self.embedder.version, "card": dict(getattr(bundle, "card", {}) or {}),
-                "metrics": dict(getattr(bundle, "metrics", {}) or {})}
 
     def close(self) -> None:
         self.store.close()

@@ -14,6 +14,10 @@ then, after every source: delete the points of files that are gone and the archi
 point names any more, recompute the anomaly scores of what changed (indexer/scoring.py:
 incremental, or a full pass when due), optimise, switch the alias, and only then write the
 bookkeeping file and the report.
+
+Just over 400 lines: that order is the module's one job and reads best in one place; what a
+batch changes is in indexer/changes.py, the file index in indexer/file_index.py, scoring in
+indexer/scoring.py.
 """
 
 from __future__ import annotations
