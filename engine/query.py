@@ -182,7 +182,8 @@ class Engine(SpectraMixin, BrowseMixin):
                       payload_keys: Sequence[str] | None = None,
                       exclude_low_quality: bool = False) -> list[SearchHit]:
         """Nearest neighbours of a vector already in hand (say, from your own `Embedder`
-        run) in one named space: `shared`, `<survey>_own` or `<survey>_spectrum`.
+        run) in one named space (engine/payload.py): `shared`, an encoder's own `lamost` /
+        `gaia_xp`, or `lamost_spectrum` / `gaia_xp_spectrum`.
         `target` keeps one instrument; `exclude_id` drops that point (the query itself);
         `exclude_low_quality` leaves out points flagged `low_quality`."""
         keys = _with_identity(payload_keys)
