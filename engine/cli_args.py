@@ -12,24 +12,22 @@ from engine.store.checks import FIELD_RE as _FIELD
 from engine.store.checks import NAME_RE as _NAME
 
 
-def positive_int(text: str) -> int:
+def _int_at_least(text: str, minimum: int, words: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be {words}, not {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _int_at_least(text, 1, "at least 1")
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
+    return _int_at_least(text, 0, "0 or more")
 
 
 def finite_float(text: str) -> float:
