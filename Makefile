@@ -56,6 +56,8 @@ bench-full: setup
 # Reproduce the shipped small bundle from the real data in ../shared/data (CPU, minutes).
 bundle: setup
 	$(BIN)/specclip -v train --config small --out engine/bundles/small
+	$(BIN)/specclip -v fit-reference --bundle engine/bundles/small
+	$(BIN)/python -m training.cross_rank_fit --bundle engine/bundles/small
 	$(BIN)/specclip -v evaluate --bundle engine/bundles/small --into-bundle \
 		--lamost ../shared/data/lamost_dr10 --lamost-labels ../shared/data/lamost_dr10/labels.csv \
 		--out var/metrics.json

@@ -249,7 +249,8 @@ def empty_state(held: list[str], wanted: str | None = None) -> str | None:
 
 def hits_from_dicts(items: list[dict]) -> list[SearchHit]:
     return [SearchHit(d["id"], d["survey"], d["object_id"], d["score"], d["payload"],
-                      d.get("space", ""), d.get("similarity_percentile"))
+                      d.get("space", ""), d.get("similarity_percentile"),
+                      rank_distance=d.get("rank_distance"))
             for d in items]
 
 

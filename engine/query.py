@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from engine import cross_rank as XR
 from engine import payload as P
 from engine.collection import DEFAULT_ALIAS
 from engine.errors import NotFoundError, SpecClipError
@@ -33,7 +34,7 @@ from engine.query_args import check_cone, check_k
 from engine.records import SURVEY_LAMOST, SURVEY_XP, SURVEYS, SpectrumRecord
 from engine.query_browse import BrowseMixin
 from engine.query_spectra import SpectraMixin
-from engine.query_types import Query, SearchHit, _with_identity, build_filter
+from engine.query_types import Query, ResolvedQuery, SearchHit, _with_identity, build_filter
 from engine.spectrum_archive import SpectrumArchive
 from engine.store.types import Filter, Hit, Match
 
@@ -55,6 +56,7 @@ class Engine(SpectraMixin, BrowseMixin):
         self._embedder = None
         self._similarity = None
         self._archive: SpectrumArchive | None = None
+        self._cross_rank: XR.CrossRank | None = None
 
     @classmethod
     def open(cls, store_path: str | None = None, url: str | None = None,
@@ -94,6 +96,11 @@ class Engine(SpectraMixin, BrowseMixin):
 
     def vectors_for(self, query: Query) -> tuple[str, dict[str, np.ndarray], str | None]:
         """(survey, {vector name: vector}, point id or None) for any kind of query."""
+        q = self._resolve(query)
+        return q.survey, q.vectors, q.point_id
+
+    def _resolve(self, query: Query) -> ResolvedQuery:
+        """The query's survey, vectors, point id and predicted labels (for cross ranking)."""
         if isinstance(query, SpectrumRecord):
             self.check_model_matches_index()
             emb = self.embedder.embed([query])
@@ -102,9 +109,12 @@ class Engine(SpectraMixin, BrowseMixin):
             vectors = {P.VECTOR_SHARED: emb.shared[0], P.VECTOR_OWN[query.survey]: emb.own[0]}
             if getattr(emb, "spectral", None) is not None:
                 vectors[P.VECTOR_SPECTRUM[query.survey]] = emb.spectral[0]
-            return query.survey, vectors, None
+            labels = {n: float(emb.params[n][0]) for n in XR.LABELS if n in emb.params}
+            return ResolvedQuery(query.survey, vectors, None, labels)
         hit = self._point_for(query)
-        return hit.payload[P.SURVEY], dict(hit.vectors or {}), hit.id
+        labels = {n: hit.payload.get(P.pred_key(n)) for n in XR.LABELS}
+        return ResolvedQuery(hit.payload[P.SURVEY], dict(hit.vectors or {}), hit.id,
+                             {n: float(v) for n, v in labels.items() if v is not None})
 
     def index_model_version(self) -> str | None:
         """The model version the collection behind the alias was built with."""
@@ -124,41 +134,47 @@ class Engine(SpectraMixin, BrowseMixin):
     def search(self, query: Query, target: str = "any", k: int = 10,
                filters: dict | None = None, space: str = "auto",
                payload_keys: Sequence[str] | None = None,
-               quality_cut: bool | None = None) -> list[SearchHit]:
+               quality_cut: bool | None = None, cross_rank: bool = True) -> list[SearchHit]:
         """Nearest neighbours of a spectrum, a point id, ("obsid", x) or ("source_id", x).
 
         `payload_keys` limits each hit's payload to those fields (None: all of them; the
         hit's survey and object id are always filled in). `quality_cut` leaves out spectra
         flagged `low_quality` (low SNR or mostly masked: noisy spectra are hubs that sit
         near everything in the shared space); None, the default, applies it to the other
-        instrument's hits only. Each hit carries the `space` searched and its
+        instrument's hits only. `cross_rank` (default True) orders the other instrument's
+        hits by predicted parameters among their shared-space candidates
+        (engine/cross_rank.py; each such hit carries `rank_distance`); False keeps the
+        shared-space order. Each hit carries the `space` searched and its
         `similarity_percentile` there (engine/similarity.py)."""
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
         check_k(k)
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, not {space!r}")
-        survey, vectors, self_id = self.vectors_for(query)
+        q = self._resolve(query)
         if target == "any" and space == "auto":
-            groups = self._search_groups(survey, vectors, self_id, k, filters, payload_keys,
-                                         quality_cut)
-            return _interleave(groups, survey, k)
-        name = self._vector_name(survey, target, space, vectors)
-        cut = self._quality_cut(quality_cut, survey, target)
-        hits = self.search_vector(vectors[name], name, k, filters,
-                                  None if target == "any" else target, self_id, payload_keys,
-                                  exclude_low_quality=cut)
-        return self._with_percentiles(hits, name, survey)
+            groups = self._search_groups(q, k, filters, payload_keys, quality_cut, cross_rank)
+            return _interleave(groups, q.survey, k)
+        name = self._vector_name(q.survey, target, space, q.vectors)
+        cut = self._quality_cut(quality_cut, q.survey, target)
+        if cross_rank and name == P.VECTOR_SHARED and target not in ("any", q.survey):
+            hits = self._cross_ranked(q, target, k, filters, payload_keys, cut)
+        else:
+            hits = self.search_vector(q.vectors[name], name, k, filters,
+                                      None if target == "any" else target, q.point_id,
+                                      payload_keys, exclude_low_quality=cut)
+        return self._with_percentiles(hits, name, q.survey)
 
     def search_by_instrument(self, query: Query, k: int = 10, filters: dict | None = None,
                              payload_keys: Sequence[str] | None = None,
-                             quality_cut: bool | None = None) -> dict[str, list[SearchHit]]:
+                             quality_cut: bool | None = None, cross_rank: bool = True
+                             ) -> dict[str, list[SearchHit]]:
         """{survey: its k nearest spectra} for both instruments, each in its own space
-        (spectrum PCA within the query's instrument, shared across): similarities from
-        different spaces are not comparable, so they are returned as separate groups."""
-        survey, vectors, self_id = self.vectors_for(query)
-        return self._search_groups(survey, vectors, self_id, k, filters, payload_keys,
-                                   quality_cut)
+        (spectrum PCA within the query's instrument, shared across and, with `cross_rank`,
+        ordered by predicted parameters): similarities from different spaces are not
+        comparable, so they are returned as separate groups."""
+        return self._search_groups(self._resolve(query), k, filters, payload_keys,
+                                   quality_cut, cross_rank)
 
     @staticmethod
     def _quality_cut(quality_cut: bool | None, survey: str, target: str | None) -> bool:
@@ -196,22 +212,67 @@ class Engine(SpectraMixin, BrowseMixin):
                                 k + (exclude_id is not None), filter=flt, payload_keys=keys)
         return [SearchHit.from_hit(h) for h in raw if h.id != exclude_id][:k]
 
-    def _search_groups(self, survey: str, vectors: dict, self_id: str | None, k: int,
-                       filters: dict | None, payload_keys: Sequence[str] | None,
-                       quality_cut: bool | None) -> dict[str, list[SearchHit]]:
+    def _search_groups(self, q: "ResolvedQuery", k: int, filters: dict | None,
+                       payload_keys: Sequence[str] | None, quality_cut: bool | None,
+                       cross_rank: bool) -> dict[str, list[SearchHit]]:
         """Each instrument's best, searched in its own space. Cosine scores are not
         comparable across instruments (the CLIP "modality gap": same-instrument neighbours
         score ~0.9, the same star seen by the other instrument ~0.6), so one merged sort
         would bury every cross-instrument match."""
-        other = SURVEY_XP if survey == SURVEY_LAMOST else SURVEY_LAMOST
+        other = SURVEY_XP if q.survey == SURVEY_LAMOST else SURVEY_LAMOST
         per = {}
-        for target in (survey, other):
-            name = self._vector_name(survey, target, "auto", vectors)
-            hits = self.search_vector(vectors[name], name, k, filters, target, self_id,
-                                      payload_keys, self._quality_cut(quality_cut, survey,
-                                                                      target))
-            per[target] = self._with_percentiles(hits, name, survey)
+        for target in (q.survey, other):
+            name = self._vector_name(q.survey, target, "auto", q.vectors)
+            cut = self._quality_cut(quality_cut, q.survey, target)
+            if cross_rank and target == other:
+                hits = self._cross_ranked(q, target, k, filters, payload_keys, cut)
+            else:
+                hits = self.search_vector(q.vectors[name], name, k, filters, target,
+                                          q.point_id, payload_keys, cut)
+            per[target] = self._with_percentiles(hits, name, q.survey)
         return per
+
+    @property
+    def cross_rank_settings(self) -> XR.CrossRank:
+        """The bundle's cross-instrument ranking settings (cross_rank.json; no model load)."""
+        if self._cross_rank is None:
+            self._cross_rank = XR.load_cross_rank(self.bundle_path)
+        return self._cross_rank
+
+    def _cross_ranked(self, q: ResolvedQuery, target: str, k: int, filters: dict | None,
+                      payload_keys: Sequence[str] | None, cut: bool) -> list[SearchHit]:
+        """The other instrument's hits: shared-space candidates ordered by predicted
+        parameters (engine/cross_rank.py). A query without predicted parameters keeps the
+        shared-space order."""
+        settings = self.cross_rank_settings
+        needed = [P.pred_key(n) for n in XR.LABELS] + [P.sigma_key(n) for n in XR.LABELS]
+        keys = None if payload_keys is None else list(payload_keys) + needed
+        cands = self.search_vector(q.vectors[P.VECTOR_SHARED], P.VECTOR_SHARED,
+                                   max(k, settings.candidates), filters, target, q.point_id,
+                                   keys, exclude_low_quality=cut)
+        if not cands or not all(n in q.labels for n in XR.LABELS):
+            return cands[:k]
+
+        def column(key: str) -> np.ndarray:
+            return np.array([np.nan if h.payload.get(key) is None else float(h.payload[key])
+                             for h in cands])
+
+        pred = {n: column(P.pred_key(n)) for n in XR.LABELS}
+        sig = {n: column(P.sigma_key(n)) for n in XR.LABELS}
+        cand = XR.label_space(pred["teff"], pred["logg"], pred["feh"])
+        cand_sigma = XR.sigma_space(pred["teff"], sig["teff"], sig["logg"], sig["feh"])
+        query = XR.label_space(q.labels["teff"], q.labels["logg"], q.labels["feh"])
+        idx, dist = XR.order(query, cand, cand_sigma, np.array([h.score for h in cands]),
+                             settings.cosine_weight)
+        keep = None if payload_keys is None else set(_with_identity(payload_keys))
+        out = []
+        for i, d in zip(idx[:k], dist[:k], strict=True):
+            h = cands[i]
+            payload = h.payload if keep is None else {key: v for key, v in h.payload.items()
+                                                      if key in keep}
+            out.append(dataclasses.replace(h, payload=payload,
+                                           rank_distance=float(d) if np.isfinite(d) else None))
+        return out
 
     @staticmethod
     def _vector_name(survey: str, target: str, space: str, vectors: dict) -> str:

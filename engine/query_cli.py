@@ -65,6 +65,11 @@ def register_query(subparsers: argparse._SubParsersAction) -> None:
                    help="leave out spectra flagged low_quality (low SNR or mostly masked; "
                         "noisy spectra crowd cross-instrument results). auto: only among the "
                         "other instrument's hits")
+    p.add_argument("--cross-rank", choices=["on", "off"], default="on",
+                   help="on: the other instrument's hits are its nearest in the shared space "
+                        "re-ordered by the model's predicted Teff, logg, [Fe/H] and their "
+                        "sigmas (each hit gets rank_distance; README \"Cross-instrument "
+                        "ranking\"); off: shared-space order")
     p.add_argument("--grouped", action="store_true",
                    help="with --target any: {\"lamost\": [...], \"gaia_xp\": [...]}, each "
                         "instrument searched in its own space, instead of one interleaved list")
@@ -209,7 +214,8 @@ def run_query(args: argparse.Namespace) -> int:
         fields = args.fields
         if args.ra is not None:
             for flag, used in (("--grouped", args.grouped), ("--with-query", args.with_query),
-                               ("--quality-cut", args.quality_cut != "auto")):
+                               ("--quality-cut", args.quality_cut != "auto"),
+                               ("--cross-rank", args.cross_rank != "on")):
                 if used:
                     raise SpecClipError(f"{flag} applies to similarity searches, not to a "
                                         "cone search")
@@ -225,16 +231,19 @@ def run_query(args: argparse.Namespace) -> int:
             query = ("source_id", args.source_id)
         k = 10 if args.k is None else args.k
         cut = {"auto": None, "on": True, "off": False}[args.quality_cut]
+        cross = args.cross_rank == "on"
         groups = None
         if args.grouped:
             if args.target != "any":
                 raise SpecClipError("--grouped needs --target any")
             groups = engine.search_by_instrument(query, k=k, filters=filters,
-                                                 payload_keys=fields, quality_cut=cut)
+                                                 payload_keys=fields, quality_cut=cut,
+                                                 cross_rank=cross)
             hits = [h for hs in groups.values() for h in hs]
         else:
             hits = engine.search(query, target=args.target, k=k, filters=filters,
-                                 space=args.space, payload_keys=fields, quality_cut=cut)
+                                 space=args.space, payload_keys=fields, quality_cut=cut,
+                                 cross_rank=cross)
         # the table always shows the query's predictions; JSON only when asked, so the
         # bare list that scripts read stays as it was
         summary = _query_summary(engine, query) \

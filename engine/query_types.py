@@ -24,6 +24,9 @@ class SearchHit:
     space: str = ""                      # the named vector a search compared (neighbours)
     similarity_percentile: float | None = None   # engine/similarity.py
     separation_arcsec: float | None = None     # cone-search hits: distance from the centre
+    # cross-instrument hits ordered by predicted parameters (engine/cross_rank.py): the
+    # distance they were ordered by (None: shared-space order, or no predicted parameters)
+    rank_distance: float | None = None
 
     @classmethod
     def from_hit(cls, hit: Hit, space: str = "") -> "SearchHit":
@@ -38,7 +41,20 @@ class SearchHit:
             out["similarity_percentile"] = self.similarity_percentile
         if self.separation_arcsec is not None:
             out["separation_arcsec"] = self.separation_arcsec
+        if self.rank_distance is not None:
+            out["rank_distance"] = self.rank_distance
         return out
+
+
+@dataclass(frozen=True)
+class ResolvedQuery:
+    """A query turned into what a search needs: its instrument, its named vectors, its point
+    id when it is indexed (so it is left out of its own hits), and its predicted
+    (teff, logg, feh) where known."""
+    survey: str
+    vectors: dict
+    point_id: str | None
+    labels: dict
 
 
 def _with_identity(keys: Sequence[str] | None) -> list[str] | None:

@@ -223,6 +223,11 @@ CHECKS = {
         _query_search_kwargs(c, ["--quality-cut", "on"], lambda k: k["quality_cut"] is True),
         c.refused(["query", "--store", c.w.store, "--ra", "12", "--dec", "21",
                    "--quality-cut", "on"], "applies to similarity searches")),
+    ("query", "--cross-rank"): lambda c: (
+        _query_search_kwargs(c, ["--cross-rank", "off"], lambda k: k["cross_rank"] is False),
+        _query_search_kwargs(c, [], lambda k: k["cross_rank"] is True),
+        c.refused(["query", "--store", c.w.store, "--ra", "12", "--dec", "21",
+                   "--cross-rank", "off"], "applies to similarity searches")),
     ("query", "--grouped"): lambda c: (
         c.differs(_q(c), _q(c, "--grouped")),
         isinstance(json.loads(c.run(*_q(c, "--grouped"))[1]), dict) or pytest.fail("grouped"),

@@ -132,20 +132,31 @@ def metrics_section(metrics: dict | None) -> str:
     if cr:
         m, b = cr.get("lamost_to_xp", {}), cr.get("lamost_to_xp_predicted_label_baseline", {})
         r = cr.get("lamost_to_xp_random_reference", {})
+        srch = cr.get("lamost_to_xp_search", {})
+        how = srch.get("settings", {})
         out += ["Cross-instrument retrieval, LAMOST test query -> top-10 XP library "
-                "neighbours, robust sigma of label differences:", "",
-                "| label | shared space | predicted-label baseline | random |", "|---|---|---|---|"]
+                "neighbours, robust sigma of label differences. `search`: as a search orders "
+                f"them (the {how.get('candidates', '?')} nearest in the shared space ordered by "
+                "predicted parameters and their sigmas, cosine weight "
+                f"{how.get('cosine_weight', '?')}; engine/cross_rank.py, chosen on validation):",
+                "", "| label | search | shared space only | predicted-label baseline | random |",
+                "|---|---|---|---|---|"]
         for n in ("teff", "logg", "feh"):
-            out.append(f"| {n} | {_fmt(m.get(n), n)} | {_fmt(b.get(n), n)} | "
-                       f"{_fmt(r.get(n), n)} |")
+            out.append(f"| {n} | {_fmt(srch.get(n), n)} | {_fmt(m.get(n), n)} | "
+                       f"{_fmt(b.get(n), n)} | {_fmt(r.get(n), n)} |")
         out.append("")
     rank = metrics.get("pairs", {}).get("rank", {})
     if rank:
-        out += [f"Real pairs ({rank.get('n_pairs')}): median rank LAMOST->XP "
-                f"{rank.get('median_lamost_to_xp')} of {rank.get('xp_pool')} "
-                f"({rank.get('n_top_1pct_lamost_to_xp', 'n/a')} in the top 1 %), XP->LAMOST "
-                f"{rank.get('median_xp_to_lamost')} of {rank.get('lamost_pool')} "
-                f"({rank.get('n_top_1pct_xp_to_lamost', 'n/a')} in the top 1 %).", ""]
+        out += [f"Real pairs ({rank.get('n_pairs')}), rank of the true counterpart. Shared "
+                f"space: median LAMOST->XP {rank.get('median_lamost_to_xp')} of "
+                f"{rank.get('xp_pool')} ({rank.get('n_top_1pct_lamost_to_xp', 'n/a')} in the "
+                f"top 1 %), XP->LAMOST {rank.get('median_xp_to_lamost')} of "
+                f"{rank.get('lamost_pool')} ({rank.get('n_top_1pct_xp_to_lamost', 'n/a')} in "
+                f"the top 1 %). As a search orders them: median LAMOST->XP "
+                f"{rank.get('median_lamost_to_xp_search', 'n/a')} "
+                f"({rank.get('n_top_1pct_lamost_to_xp_search', 'n/a')} in the top 1 %), "
+                f"XP->LAMOST {rank.get('median_xp_to_lamost_search', 'n/a')} "
+                f"({rank.get('n_top_1pct_xp_to_lamost_search', 'n/a')} in the top 1 %).", ""]
     return "\n".join(out) + "\n"
 
 

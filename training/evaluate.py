@@ -26,12 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.cross_rank import CrossRank, load_cross_rank
 from engine.inference import EmbeddingBatch, Embedder
 from engine.models.specclip import COMMON_LABELS, LAMOST_LABELS, XP_LABELS
 from engine.records import SURVEY_LAMOST, SURVEY_XP
 from training import baseline as B
 from training import data as D
 from training import metrics as M
+from training.cross_rank_fit import concat_batches, cross_neighbours, rank_in_search
 from training.layouts import LAYOUT_IMAGE, LAYOUT_TABLE, rewrite_folder
 
 log = logging.getLogger(__name__)
@@ -77,18 +79,26 @@ def predicted_label_retrieval(q: EmbeddingBatch, q_labels: np.ndarray, pool: Emb
 
 
 def cross_retrieval(q: EmbeddingBatch, q_labels: np.ndarray, pool: EmbeddingBatch,
-                    pool_labels: np.ndarray, seed: int = 0) -> dict:
-    """Robust sigma of (query label - neighbour label) over the top-10 XP neighbours, and the
-    same for 10 random XP stars as a no-skill reference."""
+                    pool_labels: np.ndarray, settings: CrossRank, seed: int = 0) -> dict:
+    """Robust sigma of (query label - neighbour label) over the top-10 XP neighbours: in the
+    shared space alone (`lamost_to_xp`), as a search returns them (`lamost_to_xp_search`:
+    shared-space candidates ordered by predicted parameters, engine/cross_rank.py), for the
+    predicted-label baseline, and for 10 random XP stars as a no-skill reference."""
     nn = M.top_k(q.shared, pool.shared, RETRIEVAL_K)
+    searched = cross_neighbours(q, pool, settings, RETRIEVAL_K)
     rnd = np.random.default_rng(seed).integers(0, len(pool_labels), nn.shape)
-    out, ref = {}, {}
+    out, ref, srch = {}, {}, {}
     for k, name in enumerate(COMMON_LABELS):
         out[name] = M.robust_sigma(q_labels[:, k][:, None] - pool_labels[nn, k])
+        srch[name] = M.robust_sigma(q_labels[:, k][:, None] - pool_labels[searched, k])
         ref[name] = M.robust_sigma(q_labels[:, k][:, None] - pool_labels[rnd, k])
-    out["n_queries"] = int(len(q_labels))
-    out["k"] = RETRIEVAL_K
-    return {"lamost_to_xp": out, "lamost_to_xp_random_reference": ref,
+    for block in (out, srch):
+        block["n_queries"] = int(len(q_labels))
+        block["k"] = RETRIEVAL_K
+    srch["settings"] = {"candidates": settings.candidates,
+                        "cosine_weight": settings.cosine_weight}
+    return {"lamost_to_xp": out, "lamost_to_xp_search": srch,
+            "lamost_to_xp_random_reference": ref,
             "lamost_to_xp_predicted_label_baseline":
                 predicted_label_retrieval(q, q_labels, pool, pool_labels)}
 
@@ -102,9 +112,10 @@ def translation_block(emb: Embedder, lam: D.SpectraSet, lam_b: EmbeddingBatch,
 
 
 def real_pairs(emb: Embedder, data_root: Path, xp_all: D.SpectraSet, xp_b: EmbeddingBatch,
-               lam_pool: EmbeddingBatch) -> tuple[dict, dict, D.SpectraSet, EmbeddingBatch,
-                                                  np.ndarray]:
-    """pairs.rank both ways and the real-pair translation errors."""
+               lam_pool: EmbeddingBatch, settings: CrossRank
+               ) -> tuple[dict, dict, D.SpectraSet, EmbeddingBatch, np.ndarray]:
+    """pairs.rank both ways (in the shared space, and as a search orders them) and the
+    real-pair translation errors."""
     folder = data_root / D.PAIRS_FOLDER
     table = D.read_pair_table(folder / "pairs.csv")
     lam = D.spectra_from_records(D.read_lamost(sorted(folder.glob("spec-*.fits*")), []),
@@ -114,20 +125,33 @@ def real_pairs(emb: Embedder, data_root: Path, xp_all: D.SpectraSet, xp_b: Embed
     lrow = {o: i for i, o in enumerate(lam.ids)}
     found = [(lrow[o], xrow[s], o, s) for o, s in table if o in lrow and s in xrow]
     pool_l = np.concatenate([lam_pool.shared, lam_b.shared])
+    lam_all_b = concat_batches([lam_pool, lam_b])
     ranks = []
     for li, xi, o, s in found:
         ranks.append({"obsid": o, "source_id": s,
                       "lamost_to_xp": M.rank_of(lam_b.shared[li], xp_b.shared, xi),
                       "xp_to_lamost": M.rank_of(xp_b.shared[xi], pool_l,
-                                                len(lam_pool.shared) + li)})
+                                                len(lam_pool.shared) + li),
+                      "lamost_to_xp_search": rank_in_search(lam_b, li, xp_b, xi, settings),
+                      "xp_to_lamost_search": rank_in_search(xp_b, xi, lam_all_b,
+                                                            len(lam_pool.shared) + li,
+                                                            settings)})
     li = np.array([f[0] for f in found], int)
     xi = np.array([f[1] for f in found], int)
     fr = translation_block(emb, lam, lam_b, xp_all, xp_b, li, xi)
-    top = {d: int(sum(r[d] <= 0.01 * n for r in ranks))
-           for d, n in (("lamost_to_xp", len(xp_b.shared)), ("xp_to_lamost", len(pool_l)))}
+    pools = {"lamost_to_xp": len(xp_b.shared), "xp_to_lamost": len(pool_l)}
+    top = {d: int(sum(r[d] <= 0.01 * pools[d.replace("_search", "")] for r in ranks))
+           for d in ("lamost_to_xp", "xp_to_lamost", "lamost_to_xp_search",
+                     "xp_to_lamost_search")}
     rank = {"pairs": ranks, "n_pairs": len(ranks), "xp_pool": len(xp_b.shared),
             "n_top_1pct_lamost_to_xp": top["lamost_to_xp"],
             "n_top_1pct_xp_to_lamost": top["xp_to_lamost"],
+            "n_top_1pct_lamost_to_xp_search": top["lamost_to_xp_search"],
+            "n_top_1pct_xp_to_lamost_search": top["xp_to_lamost_search"],
+            "median_lamost_to_xp_search": float(np.median([r["lamost_to_xp_search"]
+                                                           for r in ranks])) if ranks else None,
+            "median_xp_to_lamost_search": float(np.median([r["xp_to_lamost_search"]
+                                                           for r in ranks])) if ranks else None,
             "lamost_pool": len(pool_l),
             "median_lamost_to_xp": float(np.median([r["lamost_to_xp"] for r in ranks]))
             if ranks else None,
@@ -241,8 +265,11 @@ def evaluate(bundle: str | None, lamost_dir: str, labels_csv: str, out: str,
                                              lam_img.labels, LAMOST_LABELS),
         "xp": M.coverage(xp_test_b.params, xp_test_b.sigmas, xp_test.labels, XP_LABELS)}
     metrics["layout_agreement"] = layout_agreement(lam_tab_b, lam_img_b)
-    metrics["cross_retrieval"] = cross_retrieval(lam_b, lam_test.labels, xp_b, xp_all.labels)
-    rank, fr_real, pair_lam, pair_lam_b, pair_idx = real_pairs(emb, root, xp_all, xp_b, lam_b)
+    settings = load_cross_rank(bundle)
+    metrics["cross_retrieval"] = cross_retrieval(lam_b, lam_test.labels, xp_b, xp_all.labels,
+                                                 settings)
+    rank, fr_real, pair_lam, pair_lam_b, pair_idx = real_pairs(emb, root, xp_all, xp_b, lam_b,
+                                                               settings)
     metrics["pairs"] = {"rank": rank}
     fr_lm = label_matched_translation(emb, lam_test, lam_b, xp_test, xp_test_b)
     metrics["translation"] = {

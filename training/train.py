@@ -450,5 +450,9 @@ TUNED_ON_VALIDATION = {
                                           "validation robust sigma (1: 3.7, 32: 3.9, 64: 3.9); "
                                           "sigma scale and floor fit to 1- and 2-sigma coverage "
                                           "on validation",
+    "cross-instrument ranking (cross_rank.json, after training)": "shared-space candidates "
+        "200 / 500 / 1000 / 2000 x cosine weight 0 / 10 / 20: lowest mean ratio of the top-10 "
+        "label scatter to the predicted-label baseline, LAMOST validation -> XP train + "
+        "validation (python -m training.cross_rank_fit)",
     "test split": "read only by specclip evaluate",
 }

@@ -35,7 +35,7 @@ def _num(v) -> float:
 
 def _formats(frame: pd.DataFrame, score_name: str, score_digits: int) -> dict[str, str]:
     fmt = {score_name: f"{{:.{score_digits}f}}", "RA (deg)": "{:.5f}", "Dec (deg)": "{:.5f}",
-           "SNR": "{:.1f}"}
+           "SNR": "{:.1f}", "rank distance": "{:.2f}"}
     for name in PARAMS:
         for prefix in ("pred ", "cat "):
             fmt[param_label(name, prefix)] = f"{{:.{DIGITS[name]}f}}"
@@ -65,7 +65,9 @@ def hits_frame(hits: Sequence[SearchHit], score_name: str = "similarity") -> pd.
         row = {"#": i, "instrument": INSTRUMENTS.get(h.survey, h.survey),
                "id": h.object_id, score_name: h.score,
                # percentile among typical neighbours in the same space (engine/similarity.py)
-               "similarity percentile": _num(h.similarity_percentile)}
+               "similarity percentile": _num(h.similarity_percentile),
+               # cross-instrument hits: the distance they are ordered by (engine/cross_rank.py)
+               "rank distance": _num(h.rank_distance)}
         for name in PARAMS:
             row[param_label(name, "pred ")] = _num(p.get(P.pred_key(name)))
         for name in PARAMS:

@@ -59,9 +59,16 @@ def main(engine: Engine) -> None:
                       key="search_quality_cut",
                       help="Spectra flagged low_quality (low SNR or mostly masked) sit near "
                            "everything in the shared space and crowd cross-instrument results.")
+    cross = st.checkbox("Order the other instrument's hits by predicted parameters", True,
+                        key="search_cross_rank",
+                        help="Its nearest spectra in the shared space, re-ordered by how close "
+                             "the model's predicted Teff, logg and [Fe/H] (with their "
+                             "uncertainties) are to the query's: this finds stars of the same "
+                             "kind more reliably than the shared space alone. Off: "
+                             "shared-space order.")
     if st.button("Search", key="search_go", type="primary") or linked:
         st.session_state[RESULT] = _run_search(engine, mode, target, int(k), filters, held,
-                                               cut)
+                                               cut, cross)
     result = st.session_state.get(RESULT)
     if result is not None:
         _show_result(engine, result)
@@ -157,7 +164,7 @@ def _resolve_upload() -> dict:
 
 
 def _run_search(engine: Engine, mode: str, target: str, k: int, filters: dict,
-                held: list[str], quality_cut: bool = True) -> dict:
+                held: list[str], quality_cut: bool = True, cross_rank: bool = True) -> dict:
     try:
         query = _resolve(engine, mode)
         with st.spinner("Searching..."):
@@ -167,7 +174,8 @@ def _run_search(engine: Engine, mode: str, target: str, k: int, filters: dict,
             cut = None if quality_cut else False
             groups = {t: [h.to_dict() for h in engine.search(q, target=t, k=k,
                                                               filters=filters or None,
-                                                              quality_cut=cut)]
+                                                              quality_cut=cut,
+                                                              cross_rank=cross_rank)]
                       for t in targets}
             query.update(_query_model(engine, query))
     except SpecClipError as exc:

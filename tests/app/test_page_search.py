@@ -110,6 +110,29 @@ def test_both_instruments_come_in_groups_with_like_overlaid_on_like(app_engine, 
         assert "query's predicted counterpart" in {t["name"] for t in fig["data"]}
 
 
+def test_cross_rank_checkbox_reaches_the_engine(app_engine, app_store, monkeypatch):
+    """On by default (other-instrument hits ordered by predicted parameters, with their
+    rank distance shown); unticked, the engine is asked for the shared-space order."""
+    if not app_store.pair_source_ids:
+        pytest.skip("one instrument only without ../shared/data/pairs_lamost_xp")
+    from engine.query import Engine
+
+    calls = []
+    real = Engine.search
+    monkeypatch.setattr(Engine, "search",
+                        lambda self, *a, **k: calls.append(k) or real(self, *a, **k))
+    at = page_app(PAGE, app_engine)
+    obsid = next(o for o in app_store.obsids if int(o) > 100_000)
+    search(at, "LAMOST obsid", "Gaia XP", 3, search_obsid=obsid)
+    assert calls[-1]["cross_rank"] is True
+    assert "rank distance" in frame(at, "id").columns
+    at.checkbox(key="search_cross_rank").uncheck()
+    at.button(key="search_go").click()
+    rerun(at)
+    assert calls[-1]["cross_rank"] is False
+    assert "rank distance" not in frame(at, "id").columns
+
+
 def test_class_filter_restricts_the_hits(app_engine):
     at = page_app(PAGE, app_engine)
     at.multiselect(key="search_class").set_value(["GALAXY"])

@@ -178,30 +178,35 @@ def test_real_sdss_star_velocity_matches_its_balmer_lines(sdss_real):
 
 @pytest.mark.slow
 @pytest.mark.real_data
-@pytest.mark.xfail(strict=True, reason="bundles 5cfd28776e28346b and ecbb89c7471bf007 (the same "
-                   "shared space, bit-identical encoders): the star's 10 nearest XP "
-                   "library stars in the shared space have median APOGEE logg 2.4 (giants); "
-                   "its LAMOST neighbours and its own predicted parameters are right. The old "
-                   "bundle passed. Cross-instrument retrieval is a known weakness (issue 10).")
 def test_real_sdss_star_neighbours_in_lamost_and_xp(sdss_real, shared_data):
-    """Nearest neighbours in the shared space among the real LAMOST DR10 spectra (LASP labels)
-    and the XP library's test split (APOGEE labels): metal-poor F/G dwarfs, like the star."""
+    """The star's neighbours among the real LAMOST DR10 spectra (LASP labels; a LAMOST-like
+    input, so the same instrument: nearest in the shared space) and the XP library's test
+    split (APOGEE labels; the other instrument: ordered as a search orders them,
+    engine/cross_rank.py): metal-poor F/G dwarfs, like the star. In the shared space alone
+    its 10 nearest XP stars have median APOGEE logg 2.4 (giants)."""
+    from engine.cross_rank import load_cross_rank
     from engine.inference import Embedder
     from engine.readers.lamost_labels import attach_labels, load_lamost_labels
+    from training.cross_rank_fit import cross_neighbours
 
     embedder = Embedder()
     (star,) = readers.read(str(sdss_real / STAR))
-    query = embedder.embed([star]).shared[0]
+    q = embedder.embed([star])
     lamost, _ = readers.read_many([shared_data / "lamost_dr10" / "spectra"])
     lamost = attach_labels(lamost, load_lamost_labels(str(shared_data / "lamost_dr10" /
                                                           "labels.csv")))
     xp = readers.read_xp_library(split="test")
     for records, survey in ((lamost, "lamost"), (xp, "gaia_xp")):
         batch = embedder.embed(records)
-        scores = np.where(batch.valid, batch.shared @ query, -np.inf)
-        top = [records[i] for i in np.argsort(-scores)[:10]]
+        if survey == "lamost":
+            scores = np.where(batch.valid, batch.shared @ q.shared[0], -np.inf)
+            nearest = np.argsort(-scores)[:10]
+        else:
+            nearest = cross_neighbours(q, batch, load_cross_rank(None), 10)[0]
+        top = [records[i] for i in nearest]
         teff = np.median([r.labels["teff"] for r in top if "teff" in r.labels])
         feh = np.median([r.labels["feh"] for r in top if "feh" in r.labels])
         logg = np.median([r.labels["logg"] for r in top if "logg" in r.labels])
+        print(f"{survey}: median Teff {teff:.0f} K, logg {logg:.2f}, [Fe/H] {feh:.2f}")
         assert 5300 < teff < 6900, survey
         assert logg > 3.5 and feh < -0.7, survey

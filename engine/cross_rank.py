@@ -1,0 +1,105 @@
+"""How cross-instrument neighbours are ranked: the shared CLIP space proposes, the model's
+predicted parameters decide.
+
+The shared space alone ranks a LAMOST star's Gaia XP look-alikes worse than the model's own
+predicted (Teff, logg, [Fe/H]) do (`specclip evaluate`, `cross_retrieval`): the two
+instruments meet in it only through ~16% of XP stars that were ever a label-matched
+partner. So a cross-instrument search takes the `candidates` nearest points of the other
+instrument in the shared space and orders them by
+
+    distance = sqrt(|mu_q - mu_c|^2 + |sigma_c|^2) + cosine_weight * (1 - cosine)
+
+in a standardised label space (log10 Teff in units of 0.01 dex, logg and [Fe/H] in units of
+0.1 dex: `label_space`). The first term is the expected distance between the query's
+predicted labels mu_q and a candidate whose labels are uncertain by sigma_c (the query's own
+sigma adds the same amount to every candidate, so it is left out): a candidate whose
+parameters the model is unsure of counts as farther away, which keeps noisy spectra from
+crowding the list. The second keeps spectral resemblance as a tie-breaker. Candidates
+without predicted parameters go last, in shared-space order.
+
+`candidates` and `cosine_weight` are chosen on the validation split (LAMOST validation stars
+searched among the XP train + validation stars; `python -m training.cross_rank_fit`) and kept
+in the bundle's `cross_rank.json`. The file is not part of the bundle's version id: it
+changes no stored vector.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CROSS_RANK_FILE = "cross_rank.json"
+LABELS = ("teff", "logg", "feh")
+UNITS = (0.01, 0.1, 0.1)   # label-space units: dex of Teff, dex of logg, dex of [Fe/H]
+
+
+@dataclass(frozen=True)
+class CrossRank:
+    # the defaults are the shipped bundle's validation choice (its cross_rank.json)
+    candidates: int = 500         # shared-space neighbours re-ranked
+    cosine_weight: float = 10.0   # label-space units per unit of (1 - cosine)
+
+    def __post_init__(self) -> None:
+        if self.candidates < 1 or not np.isfinite(self.cosine_weight) or self.cosine_weight < 0:
+            raise ValueError(f"invalid cross-rank settings {self}")
+
+
+def label_space(teff, logg, feh) -> np.ndarray:
+    """[N, 3] standardised (log10 Teff, logg, [Fe/H]); NaN where a label is missing."""
+    teff = np.asarray(teff, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lt = np.where(teff > 0, np.log10(np.where(teff > 0, teff, 1.0)), np.nan)
+    return np.stack([lt / UNITS[0], np.asarray(logg, np.float64) / UNITS[1],
+                     np.asarray(feh, np.float64) / UNITS[2]], axis=-1)
+
+
+def sigma_space(teff, teff_sigma, logg_sigma, feh_sigma) -> np.ndarray:
+    """[N, 3] label sigmas in the units of `label_space` (Teff's as d log10 T = dT / (T ln 10))."""
+    teff = np.asarray(teff, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        st = np.asarray(teff_sigma, np.float64) / (teff * np.log(10.0))
+    return np.stack([st / UNITS[0], np.asarray(logg_sigma, np.float64) / UNITS[1],
+                     np.asarray(feh_sigma, np.float64) / UNITS[2]], axis=-1)
+
+
+def distances(query: np.ndarray, cand: np.ndarray, cand_sigma: np.ndarray,
+              cosine: np.ndarray, cosine_weight: float) -> np.ndarray:
+    """The ranking distance of each candidate (module docstring); inf where the query or the
+    candidate lacks predicted labels. A missing sigma counts as zero."""
+    d2 = ((np.asarray(query, np.float64)[None, :] - cand) ** 2).sum(axis=1)
+    s2 = np.nan_to_num(np.asarray(cand_sigma, np.float64) ** 2, nan=0.0).sum(axis=1)
+    out = np.sqrt(d2 + s2) + cosine_weight * (1.0 - np.asarray(cosine, np.float64))
+    return np.where(np.isfinite(out), out, np.inf)
+
+
+def order(query: np.ndarray, cand: np.ndarray, cand_sigma: np.ndarray, cosine: np.ndarray,
+          cosine_weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the candidates in ranking order, their distances). Ties and candidates
+    without labels keep their shared-space order (stable sort; the input is in that order)."""
+    d = distances(query, cand, cand_sigma, cosine, cosine_weight)
+    idx = np.argsort(d, kind="stable")
+    return idx, d[idx]
+
+
+def load_cross_rank(bundle_dir: str | Path | None) -> CrossRank:
+    """The bundle's settings, or the defaults above when it has no cross_rank.json."""
+    from engine.bundle import DEFAULT_BUNDLE
+
+    path = Path(bundle_dir or DEFAULT_BUNDLE) / CROSS_RANK_FILE
+    if not path.exists():
+        return CrossRank()
+    data = json.loads(path.read_text())
+    return CrossRank(candidates=int(data["candidates"]),
+                     cosine_weight=float(data["cosine_weight"]))
+
+
+def save_cross_rank(bundle_dir: str | Path, settings: CrossRank, report: dict) -> Path:
+    path = Path(bundle_dir) / CROSS_RANK_FILE
+    path.write_text(json.dumps({**asdict(settings), **report}, indent=2) + "\n")
+    return path
