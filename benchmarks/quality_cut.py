@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,9 @@ def scatter(queries: np.ndarray, q_labels: np.ndarray, targets: np.ndarray,
     """Median over queries of the median |target label - query label| of the top K."""
     idx, _ = cosine_knn(queries, targets, K)
     diff = np.abs(t_labels[idx] - q_labels[:, None, :])          # [Q, K, labels]
-    per_query = np.nanmedian(diff, axis=1)
+    with warnings.catch_warnings():   # a label no top-10 hit has (XP [Fe/H] can be NaN)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        per_query = np.nanmedian(diff, axis=1)
     return {k: float(np.nanmedian(per_query[:, j])) for j, k in enumerate(LABELS)}
 
 
