@@ -77,8 +77,8 @@ def score_spectra(records: Sequence[SpectrumRecord], shared: np.ndarray, embedde
     ref = reference.get(survey) if reference is not None else None
     if ref is not None and hasattr(embedder, "reconstruct"):
         sigma = model_sigma(records, flux, weight)
-        chi2, feat, peak = ref.recon_scores(shared, embedder.reconstruct(records), flux, sigma,
-                                      weight)
+        chi2, feat, peak = ref.recon_scores(shared, embedder.reconstruct(records), flux,
+                                            sigma, weight)
         dist = ref.ood_distance(shared)
         found = ref.redshift_evidence(flux, sigma, weight)
         if found is not None:
