@@ -24,7 +24,8 @@ Scores (`score_spectra`):
 - `recon_peak`: the largest single term of that chi^2 (one bin's squared residual in units
   of its own noise + its look-alikes' model error at that bin). A cosmic-ray spike or a
   dead segment is a few bins out of hundreds, diluted in the mean; their worst bin is not.
-  Pure noise gives ~2 ln(bins) at any SNR, so noise is not oddity here either.
+  Pure noise gives the largest of `bins` chi^2_1 draws at any SNR (median 9.5 for XP's 343
+  samples, 12 for LAMOST's 1,462 pixels), so noise is not oddity here either.
 - `features_z`: are the features the model expects (reconstruction - continuum) there, at
   the strength expected? The residual projected on them, in units of its own noise + model
   error: ~N(0, 1) for a star its model fits whatever its SNR, large when the expected lines

@@ -7,7 +7,7 @@ At embedding time (`embed_time_payload`, no other point needed; engine/spectrum_
   few bins out of hundreds: diluted in the mean, not in the maximum). Part of `anomaly` for
   Gaia XP only (`ANOMALY_PARTS`): an XP spectrum is a smooth expansion in 55 BP + 55 RP
   basis functions, so one sample off its look-alikes is corrupt data; in LAMOST the worst
-  pixel of a real star is mostly the model's miss at the strongest line cores or at the
+  pixel of a real star is often the model's miss at the strongest line cores or at the
   window's edges (measured on the DR7 plate + DR8 repeats, 316 stars: 74 worst pixels at
   Mg b 5160-5190 A, 57 in the window's first or last 50 A) and, added to `anomaly`, it
   took the DR7 galaxies + unknowns in the LAMOST top 20 from 9 to 5 of 12 (the LAMOST
