@@ -27,12 +27,13 @@ from engine.bundle import load_bundle
 from engine.inference import Embedder
 from engine.reference import lof_from_distances
 from engine.spectrum_scores import score_spectra
-from indexer.scoring import combine, knn_distance
+from indexer.scoring import ANOMALY_PARTS, combine, knn_distance
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def survey_scores(embedder: Embedder, records: list) -> tuple[list, np.ndarray, dict]:
+def survey_scores(embedder: Embedder, records: list, survey: str
+                  ) -> tuple[list, np.ndarray, dict]:
     rows = []
     for start in range(0, len(records), 2048):
         chunk = records[start:start + 2048]
@@ -47,9 +48,11 @@ def survey_scores(embedder: Embedder, records: list) -> tuple[list, np.ndarray, 
     shared = np.concatenate([s for _, s, _ in rows]).astype(np.float32)
     idx, kth = knn_distance(shared, 10)
     scores = {"anomaly_recon": np.concatenate([sc.recon_chi2 for *_, sc in rows]),
+              "anomaly_peak": np.concatenate([sc.recon_peak for *_, sc in rows]),
               "anomaly_features": np.concatenate([sc.features_z for *_, sc in rows]),
               "anomaly_knn": lof_from_distances(kth, kth[idx]),
               "anomaly_redshift": np.concatenate([sc.redshift_evidence for *_, sc in rows])}
+    scores = {k: v for k, v in scores.items() if k in ANOMALY_PARTS[survey]}
     return kept, combine(scores, None), scores
 
 
@@ -68,7 +71,7 @@ def main() -> None:
                                                  recursive=True)))
     result = {"bundle_version": embedder.version}
     for survey, records in (("gaia_xp", readers.read_xp_library()), ("lamost", dr10)):
-        kept, anomaly, scores = survey_scores(embedder, records)
+        kept, anomaly, scores = survey_scores(embedder, records, survey)
         teff = np.array([r.labels.get("teff", np.nan) if survey == "gaia_xp"
                          else lasp.get(r.object_id, np.nan) for r in kept], float)
         ok = np.isfinite(teff)

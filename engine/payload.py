@@ -42,6 +42,7 @@ SPECTRUM_ROW = "spectrum_row"
 
 # Anomaly scores (indexer/scoring.py; README "Outliers"). Own-survey scores:
 ANOMALY_RECON = "anomaly_recon"        # reconstruction chi^2 vs own noise + look-alikes' error
+ANOMALY_PEAK = "anomaly_peak"          # the worst single bin of that chi^2 (spikes, dead pixels)
 ANOMALY_FEATURES = "anomaly_features"  # expected features missing, in noise units
 ANOMALY_KNN = "anomaly_knn"            # local isolation (k-NN distance over its neighbours')
 KNN_DISTANCE = "knn_distance"          # cosine distance to the 10th same-survey neighbour
@@ -54,9 +55,10 @@ ANOMALY_REDSHIFT_Z = "anomaly_redshift_z"
 ANOMALY = "anomaly"
 # only for stars with both spectra, ranked only among them; never part of ANOMALY
 ANOMALY_TRANSLATION = "anomaly_translation"
-OWN_SURVEY_SCORES = (ANOMALY_RECON, ANOMALY_FEATURES, ANOMALY_KNN, ANOMALY_REDSHIFT)
-ANOMALY_SCORES = (ANOMALY, ANOMALY_KNN, ANOMALY_RECON, ANOMALY_FEATURES, ANOMALY_REDSHIFT,
-                  ANOMALY_TRANSLATION)
+OWN_SURVEY_SCORES = (ANOMALY_RECON, ANOMALY_PEAK, ANOMALY_FEATURES, ANOMALY_KNN,
+                     ANOMALY_REDSHIFT)
+ANOMALY_SCORES = (ANOMALY, ANOMALY_KNN, ANOMALY_RECON, ANOMALY_PEAK, ANOMALY_FEATURES,
+                  ANOMALY_REDSHIFT, ANOMALY_TRANSLATION)
 SCORES_PENDING = "scores_pending"      # True until the neighbour scores are written
 # Out of distribution: far from the parameter heads' training data, or not a star
 OOD = "ood"

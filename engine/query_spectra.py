@@ -65,8 +65,9 @@ class SpectraMixin:
 
     def assess(self, record: SpectrumRecord) -> dict[str, Any]:
         """The per-spectrum flags an indexed point carries in its payload, for a spectrum in
-        hand: `ood` (+ `ood_distance`, `ood_reason`), `low_quality` (+ `quality_reason`) and
-        `anomaly_recon`. Without the bundle's reference only the class and quality parts."""
+        hand: `ood` (+ `ood_distance`, `ood_reason`), `low_quality` (+ `quality_reason`),
+        `anomaly_recon` and `anomaly_peak`. Without the bundle's reference only the class and
+        quality parts."""
         from engine.spectrum_scores import score_spectra
 
         emb = self.embedder.embed([record])
@@ -77,6 +78,7 @@ class SpectraMixin:
         out: dict[str, Any] = {P.OOD: bool(sc.ood[0]), P.LOW_QUALITY: bool(sc.low_quality[0])}
         for key, value in ((P.OOD_DISTANCE, sc.ood_distance[0]), (P.OOD_SCORE, sc.ood_score[0]),
                            (P.ANOMALY_RECON, sc.recon_chi2[0]),
+                           (P.ANOMALY_PEAK, sc.recon_peak[0]),
                            (P.ANOMALY_REDSHIFT, sc.redshift_evidence[0]),
                            (P.ANOMALY_REDSHIFT_Z, sc.redshift_z[0])):
             if np.isfinite(value):

@@ -1,8 +1,8 @@
 """Scores one spectrum gets on its own, at embedding time (no other point needed):
-reconstruction chi^2 against its look-alikes, redshift evidence (LAMOST, engine/redshift.py),
-how far it lies outside the training data (OOD, engine/reference.py), and a data-quality
-flag. The indexer stores them in the payload; the query API computes them for an uploaded
-spectrum the same way.
+reconstruction chi^2 against its look-alikes and its worst single bin (recon_peak),
+redshift evidence (LAMOST, engine/redshift.py), how far it lies outside the training data
+(OOD, engine/reference.py), and a data-quality flag. The indexer stores them in the
+payload; the query API computes them for an uploaded spectrum the same way.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ MAX_MASKED_FRACTION = 0.2
 @dataclass(frozen=True)
 class SpectrumScores:
     recon_chi2: np.ndarray        # [N] NaN when not computable
+    recon_peak: np.ndarray        # [N] the largest single-bin term of recon_chi2
     features_z: np.ndarray        # [N] expected features missing (engine/reference.py)
     ood_distance: np.ndarray      # [N] NaN without a reference
     redshift_evidence: np.ndarray  # [N] LAMOST: star-template match at a galaxy's z (noise units)
@@ -67,7 +68,7 @@ def score_spectra(records: Sequence[SpectrumRecord], shared: np.ndarray, embedde
     flux, weight = embedder.model_input(records)
     low, qreason = quality_flags(records, weight)
     n = len(records)
-    chi2 = np.full(n, np.nan)
+    chi2, peak = np.full(n, np.nan), np.full(n, np.nan)
     feat = np.full(n, np.nan)
     dist = np.full(n, np.nan)
     rz, zz, score = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
@@ -76,8 +77,8 @@ def score_spectra(records: Sequence[SpectrumRecord], shared: np.ndarray, embedde
     ref = reference.get(survey) if reference is not None else None
     if ref is not None and hasattr(embedder, "reconstruct"):
         sigma = model_sigma(records, flux, weight)
-        chi2, feat = ref.recon_scores(shared, embedder.reconstruct(records), flux, sigma,
-                                      weight)
+        chi2, feat, peak = ref.recon_scores(shared, embedder.reconstruct(records), flux,
+                                            sigma, weight)
         dist = ref.ood_distance(shared)
         found = ref.redshift_evidence(flux, sigma, weight)
         if found is not None:
@@ -99,4 +100,4 @@ def score_spectra(records: Sequence[SpectrumRecord], shared: np.ndarray, embedde
             why.append(f"pipeline class {r.obj_class}: not a star")
             ood[i] = True
         oreason.append("; ".join(why))
-    return SpectrumScores(chi2, feat, dist, rz, zz, score, ood, oreason, low, qreason)
+    return SpectrumScores(chi2, peak, feat, dist, rz, zz, score, ood, oreason, low, qreason)

@@ -142,7 +142,7 @@ def fit_survey(embedder: Embedder, records: list[SpectrumRecord], seed: int = 0
         templates = stellar_templates(r["recon"][use], teff[use])
     provisional = SurveyReference(survey, r["shared"], tau2, {}, 0.0, templates)
     v = _model_outputs(embedder, val)
-    chi2, feat = provisional.recon_scores(v["shared"], v["recon"], v["flux"], v["sigma"],
+    chi2, feat, _ = provisional.recon_scores(v["shared"], v["recon"], v["flux"], v["sigma"],
                                           v["weight"])
     nn, dist = cosine_knn(v["shared"], r["shared"], max(OOD_K, KNN_K))
     ood_dist = dist[:, OOD_K - 1]

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 SURVEYS = {"LAMOST LRS": "lamost", "Gaia XP": "gaia_xp", "both instruments": None}
 SCORES = {P.ANOMALY: "combined: Fisher's -Σ log(1 - percentile) of the own-survey scores",
           P.ANOMALY_RECON: "reconstruction chi² (own noise + look-alikes' model error)",
+          P.ANOMALY_PEAK: "worst single pixel of that chi² (spikes, dead segments)",
           "anomaly_features": "expected spectral features missing (noise units)",
           P.ANOMALY_KNN: "isolation relative to its neighbours",
           P.ANOMALY_REDSHIFT: "LAMOST: a star's lines fit at a galaxy's redshift (noise units)",

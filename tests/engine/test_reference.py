@@ -42,9 +42,13 @@ def test_noise_is_not_oddity(noise):
     flux = star + rng.normal(0, noise, size=(n, len(star)))
     recon = np.tile(star, (n, 1))
     sigma, weight = np.full(flux.shape, noise), np.ones(flux.shape)
-    chi2, z = ref.recon_scores(ref.shared[:1].repeat(n, 0), recon, flux, sigma, weight)
+    chi2, z, peak = ref.recon_scores(ref.shared[:1].repeat(n, 0), recon, flux, sigma, weight)
     assert abs(np.median(chi2) - 1.0) < 0.1
     assert abs(np.median(z)) < 0.3 and 0.7 < np.std(z) < 1.3
+    # the worst of L unit-variance bins: the median of max chi^2_1 over L draws, any noise
+    bins = len(star)
+    expected = np.median(np.random.default_rng(9).chisquare(1, (2000, bins)).max(axis=1))
+    assert abs(np.median(peak) / expected - 1.0) < 0.15
 
 
 def test_missing_features_and_a_spike_score_high():
@@ -55,10 +59,11 @@ def test_missing_features_and_a_spike_score_high():
     spiked = star + rng.normal(0, noise, len(star))
     spiked[260:263] = 10.0
     flux = np.vstack([featureless, spiked])
-    chi2, z = ref.recon_scores(ref.shared[:2], np.tile(star, (2, 1)), flux,
-                               np.full(flux.shape, noise), np.ones(flux.shape))
+    chi2, z, peak = ref.recon_scores(ref.shared[:2], np.tile(star, (2, 1)), flux,
+                                     np.full(flux.shape, noise), np.ones(flux.shape))
     assert z[0] > 10          # the model's lines are not there
     assert chi2[1] > 10       # three pixels far outside noise + model error
+    assert peak[1] > 1000 and peak[1] > 50 * chi2[1]   # one of them, undiluted
 
 
 def test_local_isolation_is_about_1_in_any_cluster_and_high_alone():
