@@ -292,12 +292,13 @@ class Engine(SpectraMixin, BrowseMixin):
     def outliers(self, survey: str | None = SURVEY_LAMOST, k: int = 50,
                  filters: dict | None = None, score: str = P.ANOMALY) -> list[SearchHit]:
         """Points ranked by an anomaly score (highest first). `anomaly` is Fisher's
-        combination -sum(log(1 - p)) of the percentiles p of `anomaly_recon`,
-        `anomaly_features` and `anomaly_knn` within the survey (neither an average nor a
-        maximum); `anomaly_translation` ranks only stars with both spectra and is never part
-        of `anomaly`. Spectra flagged
-        `low_quality` are ranked like the rest (their noise does not raise their scores);
-        filters={"low_quality": False} leaves them out."""
+        combination -sum(log(1 - p)) of the percentiles p within the survey of
+        `anomaly_recon`, `anomaly_features` and `anomaly_knn`, plus `anomaly_redshift` for
+        LAMOST and `anomaly_peak` for Gaia XP (indexer/scoring.py `ANOMALY_PARTS`; neither an
+        average nor a maximum); `anomaly_translation` ranks only stars with both spectra and
+        is never part of `anomaly`. Spectra flagged `low_quality` are ranked like the rest
+        (their noise does not raise their scores); filters={"low_quality": False} leaves
+        them out."""
         if score not in P.ANOMALY_SCORES:
             raise ValueError(f"score must be one of {P.ANOMALY_SCORES}")
         check_k(k)

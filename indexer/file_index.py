@@ -54,8 +54,9 @@ def file_stat(path: str, now_ns: int | None = None) -> FileStat | None:
 
 
 # Bumped when what a sync writes per spectrum changes, so that files recorded before are read
-# again (2: every point names its spectrum in the store's archive, engine/spectrum_archive.py).
-POINT_FORMAT = 2
+# again (2: every point names its spectrum in the store's archive, engine/spectrum_archive.py;
+# 3: `anomaly_peak`, an embed-time score that Gaia XP's `anomaly` combines).
+POINT_FORMAT = 3
 
 
 def context_of(label_paths: Iterable[str], crossmatch: dict[str, int],
