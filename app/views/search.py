@@ -269,9 +269,14 @@ def _group(engine: Engine, result: dict, survey: str | None, target: str, hits: 
     same = target == survey
     scale = "cosine in the instrument's own space" if same else "cosine in the shared space"
     st.subheader(f"{name}: {len(hits)} nearest neighbours")
+    ranked = any(h.rank_distance is not None for h in hits)
     st.caption(f"Similarity: {scale} (1 = identical). "
                + ("Same-instrument neighbours score higher than cross-instrument ones: "
-                  "compare scores within a group only." if len(result["groups"]) > 1 else ""))
+                  "compare scores within a group only. " if len(result["groups"]) > 1 else "")
+               + ("Ordered by rank distance: the nearest in the shared space, re-ordered by "
+                  "how close the model's predicted Teff, logg and [Fe/H] are to the query's, "
+                  "counting their uncertainty (untick the option above for shared-space "
+                  "order)." if ranked else ""))
     if not hits:
         st.warning("Nothing matched: loosen the filters or search the other instrument.")
         return

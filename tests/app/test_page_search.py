@@ -126,11 +126,13 @@ def test_cross_rank_checkbox_reaches_the_engine(app_engine, app_store, monkeypat
     search(at, "LAMOST obsid", "Gaia XP", 3, search_obsid=obsid)
     assert calls[-1]["cross_rank"] is True
     assert "rank distance" in frame(at, "id").columns
+    assert any("Ordered by rank distance" in c for c in texts(at.caption))
     at.checkbox(key="search_cross_rank").uncheck()
     at.button(key="search_go").click()
     rerun(at)
     assert calls[-1]["cross_rank"] is False
     assert "rank distance" not in frame(at, "id").columns
+    assert not any("Ordered by rank distance" in c for c in texts(at.caption))
 
 
 def test_class_filter_restricts_the_hits(app_engine):
