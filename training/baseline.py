@@ -77,7 +77,22 @@ def fit(survey: str, train_flux: np.ndarray, train_weight: np.ndarray, train_y: 
         val_flux: np.ndarray, val_weight: np.ndarray, val_y: np.ndarray,
         names: tuple[str, ...], seed: int = 0, families: tuple[str, ...] = FAMILIES
         ) -> Baseline:
-    """Fit PCA on the training rows, every family per label, keep the best on validation."""
+    """Fit PCA on the training rows, every family per label, keep the best on validation.
+
+    One BLAS / OpenMP thread: with more, the PCA features differ in their last digits from
+    run to run and HistGradientBoosting amplifies that (two runs of the same evaluation gave
+    LAMOST logg 0.155 and 0.148 dex, Teff 183 and 190 K); one thread makes the baseline a
+    function of its data and seed only."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _fit(survey, train_flux, train_weight, train_y, val_flux, val_weight, val_y,
+                    names, seed, families)
+
+
+def _fit(survey: str, train_flux: np.ndarray, train_weight: np.ndarray, train_y: np.ndarray,
+         val_flux: np.ndarray, val_weight: np.ndarray, val_y: np.ndarray,
+         names: tuple[str, ...], seed: int, families: tuple[str, ...]) -> Baseline:
     x = features(survey, train_flux, train_weight)
     n_comp = int(min(N_COMPONENTS, x.shape[0] - 1, x.shape[1]))
     pca = make_pipeline(StandardScaler(), PCA(n_comp, random_state=seed)).fit(x)
