@@ -4,8 +4,12 @@ this module knows what Edge needs for a shard to be shared)."""
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import shutil
 from pathlib import Path
+from typing import Collection
 
 import qdrant_edge as qe
 
@@ -14,17 +18,54 @@ from engine.store import checks
 from engine.store import generations as gens
 from engine.store.edge_types import edge_errors
 
+log = logging.getLogger(__name__)
 
-def seal(path: Path) -> None:
+
+def seal(path: Path, segments: Collection[str] | None = None) -> None:
     """Make a raw shard copy shareable by many reader processes: switch its WAL off (Edge
     refuses to change that through EdgeConfig on load, so the persisted config is edited),
-    then load it once so that Edge replays its journals here rather than in a reader."""
+    then load it once so that Edge replays its journals here rather than in a reader.
+
+    ``segments`` (relative paths shard/segments/<id>, see segment_of) limits the load to
+    those segments: the others were taken, sealed, from the previous generation. They are
+    moved into a scratch shard beside ``path`` (same config), loaded there and moved back,
+    so the cost follows what changed, not the size of the shard. None: load it all."""
     cfg_path = path / "edge_config.json"
     cfg = read_json(cfg_path)
     cfg["wal_enabled"] = False
     atomic_write_json(cfg_path, cfg)
-    with edge_errors(f"sealing {path}"):
-        qe.EdgeShard.load(str(path)).close()
+    present = sorted(p.name for p in (path / "segments").iterdir()) \
+        if (path / "segments").is_dir() else []
+    names = present if segments is None else \
+        sorted({Path(s).name for s in segments} & set(present))
+    if names == present:
+        with edge_errors(f"sealing {path}"):
+            qe.EdgeShard.load(str(path)).close()
+        return
+    if not names:
+        log.debug("sealing %s: no segment changed", path)
+        return
+    scratch = path.parent / f".{path.name}.sealing"
+    shutil.rmtree(scratch, ignore_errors=True)
+    (scratch / "segments").mkdir(parents=True)
+    shutil.copy2(cfg_path, scratch / "edge_config.json")
+    for name in names:
+        os.rename(path / "segments" / name, scratch / "segments" / name)
+    with edge_errors(f"sealing {len(names)} of {len(present)} segments of {path}"):
+        qe.EdgeShard.load(str(scratch)).close()
+    for name in names:
+        os.rename(scratch / "segments" / name, path / "segments" / name)
+    # anything else Edge made there (an empty appendable segment) is not part of the shard
+    shutil.rmtree(scratch)
+
+
+def segment_of(rel: str) -> str | None:
+    """The segment folder (shard/segments/<id>) a file of a collection folder belongs to:
+    publishing seals and reuses segments as wholes."""
+    parts = rel.split("/")
+    if len(parts) > 3 and parts[0] == "shard" and parts[1] == "segments":
+        return "/".join(parts[:3])
+    return None
 
 
 def publish_shard(shard: object, collection_dir: Path, published_dir: Path) -> int:
@@ -35,8 +76,9 @@ def publish_shard(shard: object, collection_dir: Path, published_dir: Path) -> i
     checks.check_free_space(published_dir, checks.publish_bytes(collection_dir / "shard"),
                             f"publish collection {collection_dir.name!r}")
     # The WAL is the writer's private journal (and holds its lock): readers never need it.
-    return gens.publish(collection_dir, published_dir, prepare=lambda tmp: seal(tmp / "shard"),
-                        linkable=linkable, ignore=("wal", "unpublished"))
+    return gens.publish(collection_dir, published_dir,
+                        prepare=lambda tmp, todo: seal(tmp / "shard", todo),
+                        linkable=linkable, ignore=("wal", "unpublished"), unit=segment_of)
 
 
 # Files of a segment that Edge writes once and never again: vector data, HNSW links, the

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import logging
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, BinaryIO, Callable, Iterator
 
 from engine.jsonfile import atomic_write_json, read_json
 from engine.store.checks import check_current
@@ -36,29 +37,61 @@ log = logging.getLogger(__name__)
 CURRENT = "CURRENT"
 
 
-def sparse_copy(src: str, dst: str) -> str:
+def _regions(fi: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """The data of an open file as (offset, chunk), holes left out."""
+    size = os.fstat(fi.fileno()).st_size
+    pos = 0
+    while pos < size:
+        try:
+            data = os.lseek(fi.fileno(), pos, os.SEEK_DATA)
+        except OSError:                  # ENXIO: only a hole remains
+            break
+        hole = os.lseek(fi.fileno(), data, os.SEEK_HOLE)
+        fi.seek(data)
+        at = data
+        while at < hole:
+            chunk = fi.read(min(hole - at, 1 << 22))
+            if not chunk:
+                break
+            yield at, chunk
+            at += len(chunk)
+        pos = hole
+
+
+def _feed(digest: Any, at: int, chunk: bytes) -> None:
+    digest.update(at.to_bytes(8, "little"))
+    digest.update(chunk)
+
+
+def sparse_copy(src: str, dst: str, digest: Any = None) -> str:
     """Copy a file keeping its holes: Edge preallocates sparse mmap files (1 MB flag and
-    tracker files per index), which a plain copy would fill with zeros (10x the disk)."""
+    tracker files per index), which a plain copy would fill with zeros (10x the disk).
+    ``digest`` (a hashlib object), when given, is fed what content_digest feeds it."""
     with open(src, "rb") as fi, open(dst, "wb") as fo:
         size = os.fstat(fi.fileno()).st_size
-        pos = 0
-        while pos < size:
-            try:
-                data = os.lseek(fi.fileno(), pos, os.SEEK_DATA)
-            except OSError:                  # ENXIO: only a hole remains
-                break
-            hole = os.lseek(fi.fileno(), data, os.SEEK_HOLE)
-            fi.seek(data)
-            fo.seek(data)
-            left = hole - data
-            while left:
-                chunk = fi.read(min(left, 1 << 22))
-                fo.write(chunk)
-                left -= len(chunk)
-            pos = hole
+        for at, chunk in _regions(fi):
+            fo.seek(at)
+            fo.write(chunk)
+            if digest is not None:
+                _feed(digest, at, chunk)
         fo.truncate(size)
+        if digest is not None:
+            digest.update(size.to_bytes(8, "little"))
     shutil.copystat(src, dst)
     return dst
+
+
+def content_digest(path: str) -> str:
+    """A digest of a file's content (its data regions and where they lie): equal digests
+    mean equal files. Edge rewrites a few small files of every segment on every flush
+    without changing them (segment.json, the payload storage's tracker): a changed stat
+    with an unchanged digest does not make a segment new."""
+    d = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fi:
+        for at, chunk in _regions(fi):
+            _feed(d, at, chunk)
+        d.update(os.fstat(fi.fileno()).st_size.to_bytes(8, "little"))
+    return d.hexdigest()
 
 
 def gen_dir(pub: Path, gen: int) -> Path:
@@ -92,12 +125,58 @@ def _file_stat(path: str) -> list[int]:
     return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
+def _unchanged(rel: str, st: list[int], old: dict, prev: Path | None) -> bool:
+    """Whether the writer's file ``rel`` (stat ``st``) is as it was when the previous
+    generation was made from it, and was not racily new then."""
+    return (prev is not None and old.get("files", {}).get(rel) == st
+            and st[2] < int(old.get("published_ns", 0)) - RACY_NS)
+
+
+def _same_content(src: Path, rel: str, st: list[int], old: dict) -> bool:
+    """Whether a file whose stat changed still holds what it held when the previous
+    generation was made (its digest was recorded then)."""
+    was = old.get("digests", {}).get(rel)
+    return (was is not None and old.get("files", {}).get(rel, [0, -1])[1] == st[1]
+            and content_digest(os.path.join(src, rel)) == was)
+
+
+def _clean_units(src: Path, stats: dict[str, list[int]], old: dict, prev: Path | None,
+                 unit: Callable[[str], str | None]) -> set[str]:
+    """The units (e.g. the segments of a shard) that may be taken whole from the previous
+    generation, already prepared: the writer has the same files in them as when that
+    generation was made, each untouched since (stat, racy rule) or holding the same content
+    (digest), and that generation still has every file its own preparation left in them."""
+    if prev is None or "prepared" not in old:    # nothing to reuse, or made before units
+        return set()
+    members: dict[str, list[str]] = {}
+    for rel in stats:
+        u = unit(rel)
+        if u is not None:
+            members.setdefault(u, []).append(rel)
+    for rel in old.get("files", {}):             # a file the writer has dropped since
+        u = unit(rel)
+        if u in members and rel not in stats:
+            members.pop(u)
+    for rel in old["prepared"]:                  # the prepared copy must be whole
+        if unit(rel) in members and not os.path.exists(prev / rel):
+            members.pop(unit(rel))               # type: ignore[arg-type]
+    # the cheap stat test first, so that a new segment costs no reading
+    return {u for u, rels in members.items()
+            if all(rel in old["files"] for rel in rels)
+            and all(_unchanged(rel, stats[rel], old, prev)
+                    or _same_content(src, rel, stats[rel], old) for rel in rels)}
+
+
 def _fill(src: Path, dst: Path, prev: Path | None, linkable: Callable[[str], bool],
-          ignore: set[str]) -> tuple[dict, int, int]:
-    """Fill the new generation ``dst`` from the writer's folder ``src``: a file the writer has
-    not touched since the previous generation was made from it, and that nothing will ever
-    write into (``linkable``), is hard-linked from that generation; every other file is
-    copied. Returns ({relpath: stat}, bytes linked, bytes copied).
+          ignore: set[str], unit: Callable[[str], str | None]
+          ) -> tuple[dict, dict, set[str], int, int]:
+    """Fill the new generation ``dst`` from the writer's folder ``src``. A unit the writer
+    has not changed since the previous generation (see _clean_units) is taken from that
+    generation as it was prepared: its write-once files (``linkable``) hard-linked, the rest
+    copied. Elsewhere, a write-once file the writer has not touched since the previous
+    generation is hard-linked from it, and every other file is copied from ``src``.
+    Returns ({relpath: stat}, {relpath: digest of what was copied from src, for files of
+    units}, the units still to prepare, bytes linked, bytes copied).
 
     Why this is safe: published generations never share an inode with the writer's working
     files, so the writer's in-place (mmap) writes never reach a reader. Two generations share
@@ -105,40 +184,76 @@ def _fill(src: Path, dst: Path, prev: Path | None, linkable: Callable[[str], boo
     since it was published and was not racily new then; mmap writes after the flush that
     precedes every publication fault a clean page and update mtime."""
     old = read_json(prev / SOURCES, {}) if prev is not None else {}
-    old_files, old_t = old.get("files", {}), int(old.get("published_ns", 0))
     stats: dict[str, list[int]] = {}
-    linked = copied = 0
+    dirs: list[str] = []
     for dirpath, dirnames, filenames in os.walk(src):
-        rel_dir = os.path.relpath(dirpath, src)
         dirnames[:] = [d for d in dirnames if d not in ignore]
-        os.makedirs(os.path.join(dst, rel_dir), exist_ok=True)
+        dirs.append(os.path.relpath(dirpath, src))
         for name in filenames:
-            if name in ignore:
-                continue
-            rel = os.path.normpath(os.path.join(rel_dir, name))
-            st = stats[rel] = _file_stat(os.path.join(dirpath, name))
-            target = os.path.join(dst, rel)
-            if (prev is not None and linkable(rel) and old_files.get(rel) == st
-                    and st[2] < old_t - RACY_NS and os.path.exists(prev / rel)):
-                os.link(prev / rel, target)
-                linked += st[1]
-            else:
-                sparse_copy(os.path.join(dirpath, name), target)
-                copied += st[1]
-    return stats, linked, copied
+            if name not in ignore:
+                rel = os.path.normpath(os.path.join(dirs[-1], name))
+                stats[rel] = _file_stat(os.path.join(dirpath, name))
+    clean = _clean_units(src, stats, old, prev, unit)
+    todo = {u for u in (unit(rel) for rel in stats) if u is not None} - clean
+    digests = {rel: d for rel, d in old.get("digests", {}).items()
+               if unit(rel) in clean and rel in stats}
+    linked = copied = 0
+
+    def put(origin: Path, rel: str, link: bool) -> None:
+        nonlocal linked, copied
+        target = os.path.join(dst, rel)
+        if link:
+            os.link(os.path.join(origin, rel), target)
+            linked += os.stat(target).st_size
+            return
+        digest = hashlib.blake2b(digest_size=16) \
+            if origin is src and unit(rel) is not None else None
+        sparse_copy(os.path.join(origin, rel), target, digest)
+        if digest is not None:
+            digests[rel] = digest.hexdigest()
+        copied += os.stat(target).st_size
+
+    for rel_dir in dirs:
+        if unit(os.path.join(rel_dir, "-")) not in clean:
+            os.makedirs(os.path.join(dst, rel_dir), exist_ok=True)
+    for u in sorted(clean):                       # as the previous generation has them
+        assert prev is not None
+        for dirpath, _, filenames in os.walk(prev / u):
+            rel_dir = os.path.relpath(dirpath, prev)
+            os.makedirs(os.path.join(dst, rel_dir), exist_ok=True)
+            for name in filenames:
+                rel = os.path.normpath(os.path.join(rel_dir, name))
+                put(prev, rel, linkable(rel))
+    for rel, st in stats.items():
+        if unit(rel) not in clean:
+            link = (linkable(rel) and _unchanged(rel, st, old, prev)
+                    and os.path.exists(os.path.join(prev, rel)))     # prev: not None here
+            put(prev if link else src, rel, link)   # type: ignore[arg-type]
+    return stats, digests, todo, linked, copied
 
 
-def publish(src: Path, pub: Path, prepare: Callable[[Path], None],
+def _listing(folder: Path) -> list[str]:
+    """Every file under ``folder``, as relative paths."""
+    return sorted(os.path.normpath(os.path.relpath(os.path.join(d, f), folder))
+                  for d, _, files in os.walk(folder) for f in files)
+
+
+def publish(src: Path, pub: Path, prepare: Callable[[Path, set[str]], None],
             linkable: Callable[[str], bool] = lambda rel: False,
-            ignore: tuple[str, ...] = ()) -> int:
+            ignore: tuple[str, ...] = (),
+            unit: Callable[[str], str | None] = lambda rel: None) -> int:
     """Make the (flushed) folder ``src`` the next generation and point CURRENT at it.
 
     Files of ``src`` unchanged since the current generation was made, and ``linkable`` (a
     relative path nothing will write into again: neither the writer in place nor
-    ``prepare`` nor a reader), are hard links to that generation's; the rest are copied
-    (see _fill). ``prepare(tmp_dir)`` turns the new folder into something readers can share
-    (the Edge backend switches its WAL off and seals it by loading it once). Names in
-    ``ignore`` are left out. Old generations that no reader holds are pruned afterwards.
+    ``prepare`` nor a reader), are hard links to that generation's; the rest are copied.
+    ``unit(relpath)`` names the folder a file belongs to when that folder is prepared as a
+    whole (the Edge backend: a segment); a unit the writer has not touched since the current
+    generation is taken from it as it was prepared (see _fill). ``prepare(tmp_dir, units)``
+    turns the new folder into something readers can share, given the units that still need
+    it (the Edge backend switches the WAL off and seals those segments by loading them
+    once). Names in ``ignore`` are left out. Old generations that no reader holds are pruned
+    afterwards.
     """
     pub.mkdir(parents=True, exist_ok=True)
     last = current_generation(pub)
@@ -149,14 +264,17 @@ def publish(src: Path, pub: Path, prepare: Callable[[Path], None],
     tmp = pub / f".{gen:010d}.tmp"
     started = time.time_ns()
     prev = gen_dir(pub, last) if last is not None and gen_dir(pub, last).is_dir() else None
-    files, linked, copied = _fill(src, tmp, prev, linkable, set(ignore))
-    prepare(tmp)
-    atomic_write_json(tmp / SOURCES, {"published_ns": started, "files": files})
+    files, digests, todo, linked, copied = _fill(src, tmp, prev, linkable, set(ignore), unit)
+    prepare(tmp, todo)
+    prepared = [rel for rel in _listing(tmp) if unit(rel) is not None]
+    atomic_write_json(tmp / SOURCES, {"published_ns": started, "files": files,
+                                      "digests": digests, "prepared": prepared})
     os.replace(tmp, gen_dir(pub, gen))
     atomic_write_json(pub / CURRENT, {"gen": gen})
     prune(pub, keep=gen)
-    log.info("published %s generation %d: %.1f MB linked, %.1f MB copied", pub.name, gen,
-             linked / 1e6, copied / 1e6)
+    log.info("published %s generation %d: %.1f MB linked, %.1f MB copied, %d of %d units "
+             "prepared", pub.name, gen, linked / 1e6, copied / 1e6, len(todo),
+             len({unit(rel) for rel in prepared}))
     return gen
 
 
