@@ -7,7 +7,9 @@ Instead the writer publishes:
 
     <root>/published/<collection>/<gen:010d>/   a sealed read-only copy of the shard, whose
                                                 files the writer has not changed since the
-                                                previous generation are hard links to it
+                                                previous generation are hard links to it,
+                                                and whose units (segments) the writer has
+                                                not changed are taken from it as prepared
     <root>/published/<collection>/CURRENT       {"gen": n}, replaced atomically (tmp + os.replace)
     <root>/published/<collection>/<gen>.lock    readers hold a shared flock while they use <gen>
 
