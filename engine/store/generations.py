@@ -134,51 +134,79 @@ def _unchanged(rel: str, st: list[int], old: dict, prev: Path | None) -> bool:
             and st[2] < int(old.get("published_ns", 0)) - RACY_NS)
 
 
-def _same_content(src: Path, rel: str, st: list[int], old: dict) -> bool:
-    """Whether a file whose stat changed still holds what it held when the previous
-    generation was made (its digest was recorded then)."""
-    was = old.get("digests", {}).get(rel)
-    return (was is not None and old.get("files", {}).get(rel, [0, -1])[1] == st[1]
-            and content_digest(os.path.join(src, rel)) == was)
+def _group(rels: Any, unit: Callable[[str], str | None]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for rel in rels:
+        u = unit(rel)
+        if u is not None:
+            out.setdefault(u, set()).add(rel)
+    return out
 
 
 def _clean_units(src: Path, stats: dict[str, list[int]], old: dict, prev: Path | None,
-                 unit: Callable[[str], str | None]) -> set[str]:
+                 unit: Callable[[str], str | None],
+                 linkable: Callable[[str], bool]) -> set[str]:
     """The units (e.g. the segments of a shard) that may be taken whole from the previous
-    generation, already prepared: the writer has the same files in them as when that
-    generation was made, each untouched since (stat, racy rule) or holding the same content
-    (digest), and that generation still has every file its own preparation left in them."""
+    generation, already prepared, because that generation still has every file its
+    preparation left in them and the writer holds in them either
+    - what it held when that generation was made: the same files, each with the same stat
+      (racy rule) or content digest (Edge rewrites a few files of every segment on every
+      flush without changing them), or
+    - what that preparation left: the same files, with its content digests (a writer that
+      reopened the shard has replayed the segment's journals, as sealing did)."""
     if prev is None or "prepared" not in old:    # nothing to reuse, or made before units
         return set()
-    members: dict[str, list[str]] = {}
-    for rel in stats:
-        u = unit(rel)
-        if u is not None:
-            members.setdefault(u, []).append(rel)
-    for rel in old.get("files", {}):             # a file the writer has dropped since
-        u = unit(rel)
-        if u in members and rel not in stats:
-            members.pop(u)
-    for rel in old["prepared"]:                  # the prepared copy must be whole
-        if unit(rel) in members and not os.path.exists(prev / rel):
-            members.pop(unit(rel))               # type: ignore[arg-type]
-    # the cheap stat test first, so that a new segment costs no reading
-    return {u for u, rels in members.items()
-            if all(rel in old["files"] for rel in rels)
-            and all(_unchanged(rel, stats[rel], old, prev)
-                    or _same_content(src, rel, stats[rel], old) for rel in rels)}
+    now, was, done = (_group(x, unit) for x in (stats, old["files"], old["prepared"]))
+    digests, sealed = old.get("digests", {}), old.get("prepared_digests", {})
+    cache: dict[str, str] = {}
+
+    def digest_is(rel: str, table: dict) -> bool:
+        if rel not in table:
+            return False
+        if rel not in cache:
+            cache[rel] = content_digest(os.path.join(src, rel))
+        return cache[rel] == table[rel]
+
+    clean = set()
+    for u, rels in now.items():
+        if u not in done or any(not os.path.exists(prev / rel) for rel in done[u]):
+            continue
+        # the cheap stat test first, so that a new segment costs no reading
+        if rels == was.get(u) and all(_unchanged(rel, stats[rel], old, prev)
+                                      or digest_is(rel, digests) for rel in rels):
+            clean.add(u)
+        elif rels == done[u] and all(
+                (_unchanged(rel, stats[rel], old, prev) or digest_is(rel, digests))
+                if linkable(rel) else digest_is(rel, sealed) for rel in rels):
+            clean.add(u)
+    return clean
+
+
+def prepared_digests(dst: Path, units: set[str], old: dict, clean: set[str],
+                     unit: Callable[[str], str | None],
+                     linkable: Callable[[str], bool]) -> dict[str, str]:
+    """Content digests of the prepared files of a new generation that are not write-once:
+    those of ``units`` (just prepared) are read, those of ``clean`` carried over."""
+    out = {rel: d for rel, d in old.get("prepared_digests", {}).items() if unit(rel) in clean}
+    for u in units:
+        for rel in _listing(dst / u):
+            rel = os.path.normpath(os.path.join(u, rel))
+            if not linkable(rel):
+                out[rel] = content_digest(os.path.join(dst, rel))
+    return out
 
 
 def _fill(src: Path, dst: Path, prev: Path | None, linkable: Callable[[str], bool],
-          ignore: set[str], unit: Callable[[str], str | None]
-          ) -> tuple[dict, dict, set[str], int, int]:
+          ignore: set[str], unit: Callable[[str], str | None], started: int
+          ) -> tuple[dict, dict, set[str], set[str], int, int]:
     """Fill the new generation ``dst`` from the writer's folder ``src``. A unit the writer
     has not changed since the previous generation (see _clean_units) is taken from that
     generation as it was prepared: its write-once files (``linkable``) hard-linked, the rest
     copied. Elsewhere, a write-once file the writer has not touched since the previous
     generation is hard-linked from it, and every other file is copied from ``src``.
     Returns ({relpath: stat}, {relpath: digest of what was copied from src, for files of
-    units}, the units still to prepare, bytes linked, bytes copied).
+    units that are not write-once or are racily new}, the units still to prepare, the
+    units taken from the previous generation, bytes linked, bytes copied).
 
     Why this is safe: published generations never share an inode with the writer's working
     files, so the writer's in-place (mmap) writes never reach a reader. Two generations share
@@ -195,7 +223,7 @@ def _fill(src: Path, dst: Path, prev: Path | None, linkable: Callable[[str], boo
             if name not in ignore:
                 rel = os.path.normpath(os.path.join(dirs[-1], name))
                 stats[rel] = _file_stat(os.path.join(dirpath, name))
-    clean = _clean_units(src, stats, old, prev, unit)
+    clean = _clean_units(src, stats, old, prev, unit, linkable)
     todo = {u for u in (unit(rel) for rel in stats) if u is not None} - clean
     digests = {rel: d for rel, d in old.get("digests", {}).items()
                if unit(rel) in clean and rel in stats}
@@ -208,8 +236,10 @@ def _fill(src: Path, dst: Path, prev: Path | None, linkable: Callable[[str], boo
             os.link(os.path.join(origin, rel), target)
             linked += os.stat(target).st_size
             return
-        digest = hashlib.blake2b(digest_size=16) \
-            if origin is src and unit(rel) is not None else None
+        # digested: what may change in place, and write-once files too new to trust
+        # their stat (racy; Edge's optimize has just written them)
+        digest = hashlib.blake2b(digest_size=16) if origin is src and unit(rel) is not None \
+            and (not linkable(rel) or stats[rel][2] >= started - RACY_NS) else None
         sparse_copy(os.path.join(origin, rel), target, digest)
         if digest is not None:
             digests[rel] = digest.hexdigest()
@@ -231,7 +261,7 @@ def _fill(src: Path, dst: Path, prev: Path | None, linkable: Callable[[str], boo
             link = (linkable(rel) and _unchanged(rel, st, old, prev)
                     and os.path.exists(os.path.join(prev, rel)))     # prev: not None here
             put(prev if link else src, rel, link)   # type: ignore[arg-type]
-    return stats, digests, todo, linked, copied
+    return stats, digests, todo, clean, linked, copied
 
 
 def _listing(folder: Path) -> list[str]:
@@ -266,11 +296,14 @@ def publish(src: Path, pub: Path, prepare: Callable[[Path, set[str]], None],
     tmp = pub / f".{gen:010d}.tmp"
     started = time.time_ns()
     prev = gen_dir(pub, last) if last is not None and gen_dir(pub, last).is_dir() else None
-    files, digests, todo, linked, copied = _fill(src, tmp, prev, linkable, set(ignore), unit)
+    files, digests, todo, clean, linked, copied = _fill(src, tmp, prev, linkable,
+                                                        set(ignore), unit, started)
     prepare(tmp, todo)
     prepared = [rel for rel in _listing(tmp) if unit(rel) is not None]
-    atomic_write_json(tmp / SOURCES, {"published_ns": started, "files": files,
-                                      "digests": digests, "prepared": prepared})
+    old = read_json(prev / SOURCES, {}) if prev is not None else {}
+    atomic_write_json(tmp / SOURCES, {
+        "published_ns": started, "files": files, "digests": digests, "prepared": prepared,
+        "prepared_digests": prepared_digests(tmp, todo, old, clean, unit, linkable)})
     os.replace(tmp, gen_dir(pub, gen))
     atomic_write_json(pub / CURRENT, {"gen": gen})
     prune(pub, keep=gen)

@@ -131,6 +131,12 @@ def test_units_the_writer_did_not_change_are_taken_prepared_from_the_last_genera
     _write(src / "b" / "data", "b data")               # same content again
     gens.publish(src, pub, prepare, unit=unit)
     assert prepared[-1] == {"c"}
+    short_racy_window()
+    os.unlink(src / "b" / "journal")                   # the writer did what preparing did
+    _write(src / "b" / "sealed", "b data")
+    _write(src / "d" / "sealed", "d other")            # ... but not with the same content
+    gens.publish(src, pub, prepare, unit=unit)
+    assert prepared[-1] == {"d"}
 
 
 def test_a_small_write_seals_only_the_segments_it_changed(tmp_path, short_racy_window,
@@ -171,5 +177,12 @@ def test_a_small_write_seals_only_the_segments_it_changed(tmp_path, short_racy_w
     assert sealed[-1][0] < sealed[-1][1], sealed
     assert everything(fresh) == everything(w)
     assert fresh.count("c") == 3007
+    w.close()                                  # a writer that reopens the shard (replaying
+    short_racy_window()                        # its journals) still seals only what changed
+    w = open_store(path=root)
+    w.upsert("c", make_points(5, seed=9, start=9200))
+    w.publish()
+    assert sealed[-1][0] < sealed[-1][1], sealed
+    assert everything(fresh) == everything(w)
     fresh.close()
     w.close()
