@@ -356,6 +356,10 @@ def plot_incremental(res: dict, path: Path) -> None:
     ax.plot(n, [r["add_1000_spectra"]["seconds"] for r in rows], "o-",
             label="add 1,000 real spectra")
     ax.plot(n, [r["add_1_file"]["seconds"] for r in rows], "^-", label="add 1 real file")
+    more = [r for r in rows if r.get("add_1_more_file")]
+    ax.plot([r["n"] for r in more], [r["add_1_more_file"]["seconds"] for r in more], "v:",
+            label="add 1 more real file")
+    ax.axhline(2.0, color="grey", lw=0.8, ls="--", label="goal for 1 file: 2 s")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("points already in the store (synthetic)")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -87,8 +88,16 @@ def content_digest(path: str) -> str:
     """A digest of a file's content (its data regions and where they lie): equal digests
     mean equal files. Edge rewrites a few small files of every segment on every flush
     without changing them (segment.json, the payload storage's tracker): a changed stat
-    with an unchanged digest does not make a segment new."""
+    with an unchanged digest does not make a segment new. A JSON file is digested as the
+    data it holds (segment.json's maps come out in another order from each process)."""
     d = hashlib.blake2b(digest_size=16)
+    if path.endswith(".json"):       # compared as data: Edge writes maps in random order
+        try:
+            with open(path, "rb") as fj:
+                d.update(b"json:" + json.dumps(json.load(fj), sort_keys=True).encode())
+            return d.hexdigest()
+        except ValueError:
+            d = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as fi:
         for at, chunk in _regions(fi):
             _feed(d, at, chunk)
@@ -238,11 +247,15 @@ def _fill(src: Path, dst: Path, prev: Path | None, linkable: Callable[[str], boo
             return
         # digested: what may change in place, and write-once files too new to trust
         # their stat (racy; Edge's optimize has just written them)
-        digest = hashlib.blake2b(digest_size=16) if origin is src and unit(rel) is not None \
-            and (not linkable(rel) or stats[rel][2] >= started - RACY_NS) else None
+        wanted = origin is src and unit(rel) is not None \
+            and (not linkable(rel) or stats[rel][2] >= started - RACY_NS)
+        digest = hashlib.blake2b(digest_size=16) \
+            if wanted and not rel.endswith(".json") else None
         sparse_copy(os.path.join(origin, rel), target, digest)
         if digest is not None:
             digests[rel] = digest.hexdigest()
+        elif wanted:
+            digests[rel] = content_digest(target)
         copied += os.stat(target).st_size
 
     for rel_dir in dirs:

@@ -105,6 +105,7 @@ def test_units_the_writer_did_not_change_are_taken_prepared_from_the_last_genera
     for u in ("a", "b", "c"):
         _write(src / u / "data", f"{u} data")
         _write(src / u / "journal", f"{u} journal")
+        _write(src / u / "conf.json", '{"x": 1, "y": [2]}')
     prepared: list[set[str]] = []
 
     def prepare(tmp: Path, todo: set[str]) -> None:     # a stand-in for sealing
@@ -119,9 +120,11 @@ def test_units_the_writer_did_not_change_are_taken_prepared_from_the_last_genera
     short_racy_window()
     _write(src / "a" / "data", "a changed")           # changed content
     _write(src / "b" / "journal", "b journal")        # rewritten, same content
+    _write(src / "b" / "conf.json", '{"y": [2], "x": 1}')   # same data, keys reordered
+    _write(src / "c" / "conf.json", '{"y": [3], "x": 1}')   # other data
     _write(src / "d" / "data", "d new")               # a new unit
     gen = gens.publish(src, pub, prepare, unit=unit)
-    assert prepared[-1] == {"a", "d"}
+    assert prepared[-1] == {"a", "c", "d"}
     new = gens.gen_dir(pub, gen)
     assert (new / "a" / "sealed").read_text() == "a changed"
     assert (new / "b" / "sealed").read_text() == "b data" and not (new / "b" / "journal").exists()
