@@ -154,7 +154,8 @@ def _touch_existing(store: Any, target: str, n: int, k: int = 10) -> dict:
     """Replace the payload of k existing points spread over the synthetic bulk (what score
     refreshes of entered neighbourhoods do) and publish: the optimised segment they lived in
     is changed, so publishing seals it again (a load of that segment, in proportion to its
-    size: engine/store/edge_publish.py)."""
+    size: engine/store/edge_publish.py; below the indexing threshold that segment is the
+    unindexed one holding every point)."""
     from dataclasses import replace
 
     timed = TimedStore(store)
@@ -219,6 +220,7 @@ def bench_add(n: int, lamost_files: list[str], embedder: Any,
     ``prebuilt``: a folder made by prebuild(n, ...) (its store is used up)."""
     import json
 
+    load_avg = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="specclip-incr-") as tmp:
         root = Path(tmp) if prebuilt is None else prebuilt
         if prebuilt is None:
@@ -265,7 +267,7 @@ def bench_add(n: int, lamost_files: list[str], embedder: Any,
     per_spectrum = (thousand["phases_s"].get("reading", 0.0)
                     - thousand["store_calls_s"].get("upsert", 0.0)) / added
     full_real = build["total_s"] + n * per_spectrum
-    return {"n": n, "scoring": SCORING, "points_after": points,
+    return {"n": n, "scoring": SCORING, "points_after": points, "load_avg_at_start": load_avg,
             "full_build_store_side": build,
             "prebuilt": None if prebuilt is None else
             "store built by benchmarks.incremental.prebuild in an earlier process (same "
