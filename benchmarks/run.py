@@ -128,6 +128,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="alternating floor/indexer runs (the ratio is their median)")
     p.add_argument("--incremental-n", default="10000,100000",
                    help="store sizes (synthetic points) to add real spectra to")
+    p.add_argument("--incremental-prebuilt", action="append", default=[], metavar="N=DIR",
+                   help="use the store of N points that `python -m benchmarks.incremental "
+                        "prebuild N DIR` built (its build timings come with it)")
     p.add_argument("--skip-incremental", action="store_true")
     p.add_argument("--skip-resync", action="store_true",
                    help="leave out the unchanged re-sync of the shared LAMOST folders")
@@ -176,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_incremental:
         inc = incremental([int(x) for x in args.incremental_n.split(",") if x.strip()],
                           args.lamost, [str(SHARED / d) for d in LAMOST_FOLDERS],
-                          resync=not args.skip_resync)
+                          resync=not args.skip_resync,
+                          prebuilt={int(k): Path(v) for k, v in
+                                    (x.split("=", 1) for x in args.incremental_prebuilt)})
         old = previous.get("incremental") or {}
         if old.get("rows") and inc.get("rows"):       # --keep-skipped: rows of other N stay
             # (rows measured with another scoring scheme are dropped: not comparable)

@@ -72,7 +72,15 @@ def sync_costs(inc: dict[str, Any]) -> dict[str, Any]:
                        "add_1000_scoring_s": add["phases_s"].get("scoring"),
                        "ms_per_added_spectrum": round(1e3 * add["seconds"] / max(1, add["added"]),
                                                       1),
-                       "store_build_s": r["full_build_store_side"]["total_s"]}
+                       "store_build_s": r["full_build_store_side"]["total_s"],
+                       "update_10_existing_s": (r.get("update_10_existing") or {}).get("seconds"),
+                       "read_embed_ms_per_spectrum": (
+                           round(1e3 * r["read_embed_per_spectrum_s"], 1)
+                           if r.get("read_embed_per_spectrum_s") is not None else None),
+                       "full_build_real_s": r.get("full_build_real_spectra_s"),
+                       "ratios": r.get("ratios", {}),
+                       "opened_note": r.get("prebuilt"),
+                       "load_avg_at_start": r.get("load_avg_at_start")}
     res = inc.get("unchanged_resync") or {}
     if res.get("files"):
         out["unchanged_resync"] = {
@@ -89,8 +97,11 @@ def _sync_lines(sync: dict[str, Any]) -> list[str]:
         return []
     lines = ["", "Sync costs (`benchmarks/incremental.py`: real LAMOST spectra added to N "
              "synthetic points through the whole sync, incremental scoring included; the store "
-             "was already open, so loading its shard (once per process: 1.5-1.9 s at 100k points "
-             "here, in proportion to N) is not counted):", ""]
+             "was already open, so loading its shard (once per process, in proportion to N: "
+             "1.5-1.9 s at 100k points, 23-30 s at 1M here) is not counted. Publishing seals "
+             "only the segments a write changed: below the indexing threshold (~20k points "
+             "here) the whole store is one unindexed segment, sealed again by every add, so "
+             "10k costs more per add than 100k):", ""]
     for n, c in sync.items():
         if isinstance(n, int) or str(n).isdigit():
             more = (f" (a second file: {c['add_1_more_file_s']} s)"
@@ -100,6 +111,23 @@ def _sync_lines(sync: dict[str, Any]) -> list[str]:
                          f"({c['ms_per_added_spectrum']} ms per spectrum: read, embed, write, "
                          f"score ({c['add_1000_scoring_s']} s of it), publish) vs "
                          f"{c['store_build_s']} s to build the store itself")
+            if c.get("opened_note"):
+                lines.append(f"  - {c['opened_note']}")
+            ratios = c.get("ratios") or {}
+            if "add_1000_over_full_build_real" in ratios:
+                lines.append(
+                    f"  - 1,000 spectra over the store-side build (upsert + optimize + publish "
+                    f"of the synthetic bulk): {100 * ratios['add_1000_over_store_build']:.2f}%; "
+                    f"over a full build of {int(n):,} real spectra (that build plus {int(n):,} x "
+                    f"{c['read_embed_ms_per_spectrum']} ms read + embed per spectrum measured in "
+                    f"the same run = {c['full_build_real_s']} s, computed, not measured): "
+                    f"{100 * ratios['add_1000_over_full_build_real']:.2f}%")
+            if c.get("update_10_existing_s") is not None:
+                lines.append(f"  - updating 10 existing points and publishing (the segment "
+                             f"they live in is sealed again): {c['update_10_existing_s']} s")
+            if c.get("load_avg_at_start"):
+                lines.append(f"  - load average at the start of this row's run: "
+                             f"{c['load_avg_at_start']}")
     if "unchanged_resync" in sync:
         u = sync["unchanged_resync"]
         lines.append(f"- unchanged re-sync of {u['files']:,} LAMOST files: "

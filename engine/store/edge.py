@@ -509,8 +509,10 @@ class EdgeStore:
 
     def flush(self, publish: bool = True) -> None:
         """Make writes durable and (by default) publish them to reader processes. Publishing
-        copies the shard, so writers should flush per sync run or every few minutes, not per
-        batch. On a read-only store this only checks for newer generations."""
+        links the segment files that did not change and seals only the segments that did
+        (edge_publish.py), but still costs a second or so, so writers should flush per sync
+        run or every few minutes, not per batch. On a read-only store this only checks for
+        newer generations."""
         with self._lock:
             if self.read_only:
                 for name in list(self._open):

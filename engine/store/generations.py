@@ -7,7 +7,9 @@ Instead the writer publishes:
 
     <root>/published/<collection>/<gen:010d>/   a sealed read-only copy of the shard, whose
                                                 files the writer has not changed since the
-                                                previous generation are hard links to it
+                                                previous generation are hard links to it,
+                                                and whose units (segments) the writer has
+                                                not changed are taken from it as prepared
     <root>/published/<collection>/CURRENT       {"gen": n}, replaced atomically (tmp + os.replace)
     <root>/published/<collection>/<gen>.lock    readers hold a shared flock while they use <gen>
 
@@ -21,12 +23,14 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
+import json
 import logging
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, BinaryIO, Callable, Iterator
 
 from engine.jsonfile import atomic_write_json, read_json
 from engine.store.checks import check_current
@@ -36,29 +40,69 @@ log = logging.getLogger(__name__)
 CURRENT = "CURRENT"
 
 
-def sparse_copy(src: str, dst: str) -> str:
+def _regions(fi: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """The data of an open file as (offset, chunk), holes left out."""
+    size = os.fstat(fi.fileno()).st_size
+    pos = 0
+    while pos < size:
+        try:
+            data = os.lseek(fi.fileno(), pos, os.SEEK_DATA)
+        except OSError:                  # ENXIO: only a hole remains
+            break
+        hole = os.lseek(fi.fileno(), data, os.SEEK_HOLE)
+        fi.seek(data)
+        at = data
+        while at < hole:
+            chunk = fi.read(min(hole - at, 1 << 22))
+            if not chunk:
+                break
+            yield at, chunk
+            at += len(chunk)
+        pos = hole
+
+
+def _feed(digest: Any, at: int, chunk: bytes) -> None:
+    digest.update(at.to_bytes(8, "little"))
+    digest.update(chunk)
+
+
+def sparse_copy(src: str, dst: str, digest: Any = None) -> str:
     """Copy a file keeping its holes: Edge preallocates sparse mmap files (1 MB flag and
-    tracker files per index), which a plain copy would fill with zeros (10x the disk)."""
+    tracker files per index), which a plain copy would fill with zeros (10x the disk).
+    ``digest`` (a hashlib object), when given, is fed what content_digest feeds it."""
     with open(src, "rb") as fi, open(dst, "wb") as fo:
         size = os.fstat(fi.fileno()).st_size
-        pos = 0
-        while pos < size:
-            try:
-                data = os.lseek(fi.fileno(), pos, os.SEEK_DATA)
-            except OSError:                  # ENXIO: only a hole remains
-                break
-            hole = os.lseek(fi.fileno(), data, os.SEEK_HOLE)
-            fi.seek(data)
-            fo.seek(data)
-            left = hole - data
-            while left:
-                chunk = fi.read(min(left, 1 << 22))
-                fo.write(chunk)
-                left -= len(chunk)
-            pos = hole
+        for at, chunk in _regions(fi):
+            fo.seek(at)
+            fo.write(chunk)
+            if digest is not None:
+                _feed(digest, at, chunk)
         fo.truncate(size)
+        if digest is not None:
+            digest.update(size.to_bytes(8, "little"))
     shutil.copystat(src, dst)
     return dst
+
+
+def content_digest(path: str) -> str:
+    """A digest of a file's content (its data regions and where they lie): equal digests
+    mean equal files. Edge rewrites a few small files of every segment on every flush
+    without changing them (segment.json, the payload storage's tracker): a changed stat
+    with an unchanged digest does not make a segment new. A JSON file is digested as the
+    data it holds (segment.json's maps come out in another order from each process)."""
+    d = hashlib.blake2b(digest_size=16)
+    if path.endswith(".json"):       # compared as data: Edge writes maps in random order
+        try:
+            with open(path, "rb") as fj:
+                d.update(b"json:" + json.dumps(json.load(fj), sort_keys=True).encode())
+            return d.hexdigest()
+        except ValueError:
+            d = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fi:
+        for at, chunk in _regions(fi):
+            _feed(d, at, chunk)
+        d.update(os.fstat(fi.fileno()).st_size.to_bytes(8, "little"))
+    return d.hexdigest()
 
 
 def gen_dir(pub: Path, gen: int) -> Path:
@@ -92,12 +136,86 @@ def _file_stat(path: str) -> list[int]:
     return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
+def _unchanged(rel: str, st: list[int], old: dict, prev: Path | None) -> bool:
+    """Whether the writer's file ``rel`` (stat ``st``) is as it was when the previous
+    generation was made from it, and was not racily new then."""
+    return (prev is not None and old.get("files", {}).get(rel) == st
+            and st[2] < int(old.get("published_ns", 0)) - RACY_NS)
+
+
+def _group(rels: Any, unit: Callable[[str], str | None]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for rel in rels:
+        u = unit(rel)
+        if u is not None:
+            out.setdefault(u, set()).add(rel)
+    return out
+
+
+def _clean_units(src: Path, stats: dict[str, list[int]], old: dict, prev: Path | None,
+                 unit: Callable[[str], str | None],
+                 linkable: Callable[[str], bool]) -> set[str]:
+    """The units (e.g. the segments of a shard) that may be taken whole from the previous
+    generation, already prepared, because that generation still has every file its
+    preparation left in them and the writer holds in them either
+    - what it held when that generation was made: the same files, each with the same stat
+      (racy rule) or content digest (Edge rewrites a few files of every segment on every
+      flush without changing them), or
+    - what that preparation left: the same files, with its content digests (a writer that
+      reopened the shard has replayed the segment's journals, as sealing did)."""
+    if prev is None or "prepared" not in old:    # nothing to reuse, or made before units
+        return set()
+    now, was, done = (_group(x, unit) for x in (stats, old["files"], old["prepared"]))
+    digests, sealed = old.get("digests", {}), old.get("prepared_digests", {})
+    cache: dict[str, str] = {}
+
+    def digest_is(rel: str, table: dict) -> bool:
+        if rel not in table:
+            return False
+        if rel not in cache:
+            cache[rel] = content_digest(os.path.join(src, rel))
+        return cache[rel] == table[rel]
+
+    clean = set()
+    for u, rels in now.items():
+        if u not in done or any(not os.path.exists(prev / rel) for rel in done[u]):
+            continue
+        # the cheap stat test first, so that a new segment costs no reading
+        if rels == was.get(u) and all(_unchanged(rel, stats[rel], old, prev)
+                                      or digest_is(rel, digests) for rel in rels):
+            clean.add(u)
+        elif rels == done[u] and all(
+                (_unchanged(rel, stats[rel], old, prev) or digest_is(rel, digests))
+                if linkable(rel) else digest_is(rel, sealed) for rel in rels):
+            clean.add(u)
+    return clean
+
+
+def prepared_digests(dst: Path, units: set[str], old: dict, clean: set[str],
+                     unit: Callable[[str], str | None],
+                     linkable: Callable[[str], bool]) -> dict[str, str]:
+    """Content digests of the prepared files of a new generation that are not write-once:
+    those of ``units`` (just prepared) are read, those of ``clean`` carried over."""
+    out = {rel: d for rel, d in old.get("prepared_digests", {}).items() if unit(rel) in clean}
+    for u in units:
+        for rel in _listing(dst / u):
+            rel = os.path.normpath(os.path.join(u, rel))
+            if not linkable(rel):
+                out[rel] = content_digest(os.path.join(dst, rel))
+    return out
+
+
 def _fill(src: Path, dst: Path, prev: Path | None, linkable: Callable[[str], bool],
-          ignore: set[str]) -> tuple[dict, int, int]:
-    """Fill the new generation ``dst`` from the writer's folder ``src``: a file the writer has
-    not touched since the previous generation was made from it, and that nothing will ever
-    write into (``linkable``), is hard-linked from that generation; every other file is
-    copied. Returns ({relpath: stat}, bytes linked, bytes copied).
+          ignore: set[str], unit: Callable[[str], str | None], started: int
+          ) -> tuple[dict, dict, set[str], set[str], int, int]:
+    """Fill the new generation ``dst`` from the writer's folder ``src``. A unit the writer
+    has not changed since the previous generation (see _clean_units) is taken from that
+    generation as it was prepared: its write-once files (``linkable``) hard-linked, the rest
+    copied. Elsewhere, a write-once file the writer has not touched since the previous
+    generation is hard-linked from it, and every other file is copied from ``src``.
+    Returns ({relpath: stat}, {relpath: digest of what was copied from src, for files of
+    units that are not write-once or are racily new}, the units still to prepare, the
+    units taken from the previous generation, bytes linked, bytes copied).
 
     Why this is safe: published generations never share an inode with the writer's working
     files, so the writer's in-place (mmap) writes never reach a reader. Two generations share
@@ -105,40 +223,82 @@ def _fill(src: Path, dst: Path, prev: Path | None, linkable: Callable[[str], boo
     since it was published and was not racily new then; mmap writes after the flush that
     precedes every publication fault a clean page and update mtime."""
     old = read_json(prev / SOURCES, {}) if prev is not None else {}
-    old_files, old_t = old.get("files", {}), int(old.get("published_ns", 0))
     stats: dict[str, list[int]] = {}
-    linked = copied = 0
+    dirs: list[str] = []
     for dirpath, dirnames, filenames in os.walk(src):
-        rel_dir = os.path.relpath(dirpath, src)
         dirnames[:] = [d for d in dirnames if d not in ignore]
-        os.makedirs(os.path.join(dst, rel_dir), exist_ok=True)
+        dirs.append(os.path.relpath(dirpath, src))
         for name in filenames:
-            if name in ignore:
-                continue
-            rel = os.path.normpath(os.path.join(rel_dir, name))
-            st = stats[rel] = _file_stat(os.path.join(dirpath, name))
-            target = os.path.join(dst, rel)
-            if (prev is not None and linkable(rel) and old_files.get(rel) == st
-                    and st[2] < old_t - RACY_NS and os.path.exists(prev / rel)):
-                os.link(prev / rel, target)
-                linked += st[1]
-            else:
-                sparse_copy(os.path.join(dirpath, name), target)
-                copied += st[1]
-    return stats, linked, copied
+            if name not in ignore:
+                rel = os.path.normpath(os.path.join(dirs[-1], name))
+                stats[rel] = _file_stat(os.path.join(dirpath, name))
+    clean = _clean_units(src, stats, old, prev, unit, linkable)
+    todo = {u for u in (unit(rel) for rel in stats) if u is not None} - clean
+    digests = {rel: d for rel, d in old.get("digests", {}).items()
+               if unit(rel) in clean and rel in stats}
+    linked = copied = 0
+
+    def put(origin: Path, rel: str, link: bool) -> None:
+        nonlocal linked, copied
+        target = os.path.join(dst, rel)
+        if link:
+            os.link(os.path.join(origin, rel), target)
+            linked += os.stat(target).st_size
+            return
+        # digested: what may change in place, and write-once files too new to trust
+        # their stat (racy; Edge's optimize has just written them)
+        wanted = origin is src and unit(rel) is not None \
+            and (not linkable(rel) or stats[rel][2] >= started - RACY_NS)
+        digest = hashlib.blake2b(digest_size=16) \
+            if wanted and not rel.endswith(".json") else None
+        sparse_copy(os.path.join(origin, rel), target, digest)
+        if digest is not None:
+            digests[rel] = digest.hexdigest()
+        elif wanted:
+            digests[rel] = content_digest(target)
+        copied += os.stat(target).st_size
+
+    for rel_dir in dirs:
+        if unit(os.path.join(rel_dir, "-")) not in clean:
+            os.makedirs(os.path.join(dst, rel_dir), exist_ok=True)
+    for u in sorted(clean):                       # as the previous generation has them
+        assert prev is not None
+        for dirpath, _, filenames in os.walk(prev / u):
+            rel_dir = os.path.relpath(dirpath, prev)
+            os.makedirs(os.path.join(dst, rel_dir), exist_ok=True)
+            for name in filenames:
+                rel = os.path.normpath(os.path.join(rel_dir, name))
+                put(prev, rel, linkable(rel))
+    for rel, st in stats.items():
+        if unit(rel) not in clean:
+            link = (linkable(rel) and _unchanged(rel, st, old, prev)
+                    and os.path.exists(os.path.join(prev, rel)))     # prev: not None here
+            put(prev if link else src, rel, link)   # type: ignore[arg-type]
+    return stats, digests, todo, clean, linked, copied
 
 
-def publish(src: Path, pub: Path, prepare: Callable[[Path], None],
+def _listing(folder: Path) -> list[str]:
+    """Every file under ``folder``, as relative paths."""
+    return sorted(os.path.normpath(os.path.relpath(os.path.join(d, f), folder))
+                  for d, _, files in os.walk(folder) for f in files)
+
+
+def publish(src: Path, pub: Path, prepare: Callable[[Path, set[str]], None],
             linkable: Callable[[str], bool] = lambda rel: False,
-            ignore: tuple[str, ...] = ()) -> int:
+            ignore: tuple[str, ...] = (),
+            unit: Callable[[str], str | None] = lambda rel: None) -> int:
     """Make the (flushed) folder ``src`` the next generation and point CURRENT at it.
 
     Files of ``src`` unchanged since the current generation was made, and ``linkable`` (a
     relative path nothing will write into again: neither the writer in place nor
-    ``prepare`` nor a reader), are hard links to that generation's; the rest are copied
-    (see _fill). ``prepare(tmp_dir)`` turns the new folder into something readers can share
-    (the Edge backend switches its WAL off and seals it by loading it once). Names in
-    ``ignore`` are left out. Old generations that no reader holds are pruned afterwards.
+    ``prepare`` nor a reader), are hard links to that generation's; the rest are copied.
+    ``unit(relpath)`` names the folder a file belongs to when that folder is prepared as a
+    whole (the Edge backend: a segment); a unit the writer has not touched since the current
+    generation is taken from it as it was prepared (see _fill). ``prepare(tmp_dir, units)``
+    turns the new folder into something readers can share, given the units that still need
+    it (the Edge backend switches the WAL off and seals those segments by loading them
+    once). Names in ``ignore`` are left out. Old generations that no reader holds are pruned
+    afterwards.
     """
     pub.mkdir(parents=True, exist_ok=True)
     last = current_generation(pub)
@@ -149,14 +309,20 @@ def publish(src: Path, pub: Path, prepare: Callable[[Path], None],
     tmp = pub / f".{gen:010d}.tmp"
     started = time.time_ns()
     prev = gen_dir(pub, last) if last is not None and gen_dir(pub, last).is_dir() else None
-    files, linked, copied = _fill(src, tmp, prev, linkable, set(ignore))
-    prepare(tmp)
-    atomic_write_json(tmp / SOURCES, {"published_ns": started, "files": files})
+    files, digests, todo, clean, linked, copied = _fill(src, tmp, prev, linkable,
+                                                        set(ignore), unit, started)
+    prepare(tmp, todo)
+    prepared = [rel for rel in _listing(tmp) if unit(rel) is not None]
+    old = read_json(prev / SOURCES, {}) if prev is not None else {}
+    atomic_write_json(tmp / SOURCES, {
+        "published_ns": started, "files": files, "digests": digests, "prepared": prepared,
+        "prepared_digests": prepared_digests(tmp, todo, old, clean, unit, linkable)})
     os.replace(tmp, gen_dir(pub, gen))
     atomic_write_json(pub / CURRENT, {"gen": gen})
     prune(pub, keep=gen)
-    log.info("published %s generation %d: %.1f MB linked, %.1f MB copied", pub.name, gen,
-             linked / 1e6, copied / 1e6)
+    log.info("published %s generation %d: %.1f MB linked, %.1f MB copied, %d of %d units "
+             "prepared", pub.name, gen, linked / 1e6, copied / 1e6, len(todo),
+             len({unit(rel) for rel in prepared}))
     return gen
 
 

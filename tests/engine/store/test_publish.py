@@ -89,3 +89,103 @@ def test_generations_share_unchanged_files_and_old_readers_are_untouched(
     for r in leases:
         r.close()
     w.close()
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_units_the_writer_did_not_change_are_taken_prepared_from_the_last_generation(
+        tmp_path, short_racy_window):
+    """Without Qdrant: a unit (a segment) whose files kept their stat, or were rewritten with
+    the same content, is copied from the previous generation as its preparation left it;
+    only the others are prepared again."""
+    src, pub = tmp_path / "w", tmp_path / "pub"
+    for u in ("a", "b", "c"):
+        _write(src / u / "data", f"{u} data")
+        _write(src / u / "journal", f"{u} journal")
+        _write(src / u / "conf.json", '{"x": 1, "y": [2]}')
+    prepared: list[set[str]] = []
+
+    def prepare(tmp: Path, todo: set[str]) -> None:     # a stand-in for sealing
+        prepared.append(set(todo))
+        for u in todo:
+            (tmp / u / "journal").unlink(missing_ok=True)
+            _write(tmp / u / "sealed", (tmp / u / "data").read_text())
+
+    unit = lambda rel: rel.split("/")[0] if "/" in rel else None      # noqa: E731
+    gens.publish(src, pub, prepare, unit=unit)
+    assert prepared[-1] == {"a", "b", "c"}
+    short_racy_window()
+    _write(src / "a" / "data", "a changed")           # changed content
+    _write(src / "b" / "journal", "b journal")        # rewritten, same content
+    _write(src / "b" / "conf.json", '{"y": [2], "x": 1}')   # same data, keys reordered
+    _write(src / "c" / "conf.json", '{"y": [3], "x": 1}')   # other data
+    _write(src / "d" / "data", "d new")               # a new unit
+    gen = gens.publish(src, pub, prepare, unit=unit)
+    assert prepared[-1] == {"a", "c", "d"}
+    new = gens.gen_dir(pub, gen)
+    assert (new / "a" / "sealed").read_text() == "a changed"
+    assert (new / "b" / "sealed").read_text() == "b data" and not (new / "b" / "journal").exists()
+    assert (new / "c" / "sealed").read_text() == "c data"
+    short_racy_window()
+    os.unlink(src / "c" / "journal")                   # a unit that lost a file
+    _write(src / "b" / "data", "b data")               # same content again
+    gens.publish(src, pub, prepare, unit=unit)
+    assert prepared[-1] == {"c"}
+    short_racy_window()
+    os.unlink(src / "b" / "journal")                   # the writer did what preparing did
+    _write(src / "b" / "sealed", "b data")
+    _write(src / "d" / "sealed", "d other")            # ... but not with the same content
+    gens.publish(src, pub, prepare, unit=unit)
+    assert prepared[-1] == {"d"}
+
+
+def test_a_small_write_seals_only_the_segments_it_changed(tmp_path, short_racy_window,
+                                                         monkeypatch):
+    from engine.store import edge_publish
+
+    sealed: list[tuple[int, int]] = []
+    real_seal = edge_publish.seal
+
+    def spy(path: Path, segments=None):
+        present = len(list((path / "segments").iterdir()))
+        sealed.append((present if segments is None else len(segments), present))
+        real_seal(path, segments)
+
+    monkeypatch.setattr(edge_publish, "seal", spy)
+    root = tmp_path / "s"
+    w = open_store(path=root)
+    w.create_collection("c", VECTORS, INDEXES, CollectionOptions(indexing_threshold=500))
+    w.upsert("c", make_points(3000))
+    w.optimize("c")
+    w.publish()
+    assert sealed[-1][0] == sealed[-1][1]                # the first generation: all of it
+    short_racy_window()
+    w.upsert("c", make_points(5, seed=7, start=9000))   # new points only
+    w.publish()
+    assert 1 <= sealed[-1][0] < sealed[-1][1], sealed
+    fresh = open_store(path=root, read_only=True)
+    assert everything(fresh) == everything(w)
+    short_racy_window()
+    w.delete("c", [p.id for p in make_points(3000)][:3])          # old segments change
+    w.upsert("c", [replace(p, payload={**p.payload, "snr": -2.0})
+                   for p in make_points(3000)[1000:1003]])
+    w.publish()
+    assert everything(fresh) == everything(w)
+    short_racy_window()
+    w.upsert("c", make_points(5, seed=8, start=9100))
+    w.publish()
+    assert sealed[-1][0] < sealed[-1][1], sealed
+    assert everything(fresh) == everything(w)
+    assert fresh.count("c") == 3007
+    w.close()                                  # a writer that reopens the shard (replaying
+    short_racy_window()                        # its journals) still seals only what changed
+    w = open_store(path=root)
+    w.upsert("c", make_points(5, seed=9, start=9200))
+    w.publish()
+    assert sealed[-1][0] < sealed[-1][1], sealed
+    assert everything(fresh) == everything(w)
+    fresh.close()
+    w.close()
