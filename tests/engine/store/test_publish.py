@@ -50,14 +50,20 @@ def test_linkable_names_only_write_once_segment_files():
         assert not linkable(rel), rel
 
 
-def test_generations_share_unchanged_files_and_old_readers_are_untouched(
-        tmp_path, short_racy_window):
-    root = tmp_path / "s"
+def _published_store(root: Path):
+    """A writer with 3,000 points, optimised and published once (one indexed segment)."""
     w = open_store(path=root)
     w.create_collection("c", VECTORS, INDEXES, CollectionOptions(indexing_threshold=500))
     w.upsert("c", make_points(3000))
     w.optimize("c")
     w.publish()
+    return w
+
+
+def test_generations_share_unchanged_files_and_old_readers_are_untouched(
+        tmp_path, short_racy_window):
+    root = tmp_path / "s"
+    w = _published_store(root)
     rng = np.random.default_rng(1)
     leases = []
     for round_ in range(3):
@@ -156,11 +162,7 @@ def test_a_small_write_seals_only_the_segments_it_changed(tmp_path, short_racy_w
 
     monkeypatch.setattr(edge_publish, "seal", spy)
     root = tmp_path / "s"
-    w = open_store(path=root)
-    w.create_collection("c", VECTORS, INDEXES, CollectionOptions(indexing_threshold=500))
-    w.upsert("c", make_points(3000))
-    w.optimize("c")
-    w.publish()
+    w = _published_store(root)
     assert sealed[-1][0] == sealed[-1][1]                # the first generation: all of it
     short_racy_window()
     w.upsert("c", make_points(5, seed=7, start=9000))   # new points only
