@@ -31,7 +31,7 @@ from engine.readers import read_xp_library
 from engine.reference import cosine_knn
 from engine.spectrum_scores import quality_flags
 from training import data as D
-from training.cross_rank_fit import concat_batches, cross_neighbours
+from training.cross_rank_fit import cross_neighbours
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ("teff", "logg", "feh")
@@ -47,18 +47,9 @@ def embed(embedder: Embedder, records: list) -> tuple[list, EmbeddingBatch, np.n
         ok = np.where(np.asarray(batch.valid, bool))[0]
         chunk = [chunk[i] for i in ok]
         kept += chunk
-        batches.append(subset(batch, ok))
+        batches.append(batch.subset(ok))
         low.append(quality_flags(chunk, embedder.model_input(chunk)[1])[0])
-    return kept, concat_batches(batches), np.concatenate(low)
-
-
-def subset(batch: EmbeddingBatch, rows: np.ndarray) -> EmbeddingBatch:
-    def take(v):
-        if v is None or isinstance(v, str):
-            return v
-        return {k: a[rows] for k, a in v.items()} if isinstance(v, dict) else v[rows]
-    return dataclasses.replace(batch, **{f.name: take(getattr(batch, f.name))
-                                         for f in dataclasses.fields(batch)})
+    return kept, EmbeddingBatch.concat(batches), np.concatenate(low)
 
 
 def label_array(records: list) -> np.ndarray:
@@ -89,7 +80,7 @@ def main() -> None:
     x_recs, x_b, x_low = embed(embedder, read_xp_library())
     q_lab, x_lab = label_array(q_recs), label_array(x_recs)
     keep = np.where(~x_low)[0]
-    kept = subset(x_b, keep)
+    kept = x_b.subset(keep)
     settings = load_cross_rank(None)
     result = {"bundle_version": embedder.version, "n_queries": len(q_recs),
               "n_xp": len(x_recs), "xp_share_low_quality": float(x_low.mean()),

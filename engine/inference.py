@@ -7,6 +7,7 @@ Never imports training code. Everything runs under torch.inference_mode.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,28 @@ class EmbeddingBatch:
 
     def __len__(self) -> int:
         return int(self.valid.shape[0])
+
+    def subset(self, rows: np.ndarray) -> "EmbeddingBatch":
+        """These rows only, in this order."""
+        def take(v):
+            if v is None or isinstance(v, str):
+                return v
+            return {k: a[rows] for k, a in v.items()} if isinstance(v, dict) else v[rows]
+        return dataclasses.replace(self, **{f.name: take(getattr(self, f.name))
+                                            for f in dataclasses.fields(self)})
+
+    @staticmethod
+    def concat(batches: Sequence["EmbeddingBatch"]) -> "EmbeddingBatch":
+        """Row-wise concatenation of batches of one survey (None fields stay None)."""
+        def cat(values):
+            if values[0] is None or isinstance(values[0], str):
+                return values[0]
+            if isinstance(values[0], dict):
+                return {k: np.concatenate([v[k] for v in values]) for k in values[0]}
+            return np.concatenate(values)
+        return dataclasses.replace(batches[0], **{
+            f.name: cat([getattr(b, f.name) for b in batches])
+            for f in dataclasses.fields(batches[0])})
 
 
 def _survey_of(records: Sequence[SpectrumRecord]) -> str:

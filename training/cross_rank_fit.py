@@ -16,7 +16,6 @@ labelled LAMOST train + validation spectra; not used to choose).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 from pathlib import Path
 
@@ -45,36 +44,26 @@ def labels_of(batch: EmbeddingBatch) -> tuple[np.ndarray, np.ndarray]:
     return lab, sig
 
 
-def concat_batches(batches: list[EmbeddingBatch]) -> EmbeddingBatch:
-    """Row-wise concatenation of batches of one survey (None fields stay None)."""
-    def cat(values):
-        if values[0] is None:
-            return None
-        if isinstance(values[0], dict):
-            return {k: np.concatenate([v[k] for v in values]) for k in values[0]}
-        return np.concatenate(values)
-    first = batches[0]
-    return dataclasses.replace(first, **{
-        f.name: cat([getattr(b, f.name) for b in batches])
-        for f in dataclasses.fields(first) if f.name != "survey"})
+def searched(q_lab: np.ndarray, q_shared: np.ndarray, pool: EmbeddingBatch,
+             p_lab: np.ndarray, p_sig: np.ndarray, settings: CrossRank
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """For one query: (pool rows in the order a cross-instrument search returns its
+    candidates, pool rows by shared-space cosine). What `Engine.search` does through the
+    store, here on arrays."""
+    cos = np.where(np.asarray(pool.valid, bool), pool.shared @ q_shared, -np.inf)
+    by_cos = np.argsort(-cos, kind="stable")
+    cand = by_cos[:settings.candidates]
+    idx, _ = order(q_lab, p_lab[cand], p_sig[cand], cos[cand], settings.cosine_weight)
+    return cand[idx], by_cos
 
 
 def cross_neighbours(q: EmbeddingBatch, pool: EmbeddingBatch, settings: CrossRank,
                      k: int = K) -> np.ndarray:
-    """[Q, k] pool rows a cross-instrument search returns for each query (what
-    `Engine.search` does through the store, here on arrays)."""
+    """[Q, k] pool rows a cross-instrument search returns for each query."""
     q_lab, _ = labels_of(q)
     p_lab, p_sig = labels_of(pool)
-    valid = np.asarray(pool.valid, bool)
-    out = np.empty((len(q_lab), k), dtype=np.int64)
-    m = min(settings.candidates, int(valid.sum()))
-    for i in range(len(q_lab)):
-        cos = np.where(valid, pool.shared @ q.shared[i], -np.inf)
-        cand = np.argpartition(-cos, m - 1)[:m]
-        cand = cand[np.argsort(-cos[cand], kind="stable")]
-        idx, _ = order(q_lab[i], p_lab[cand], p_sig[cand], cos[cand], settings.cosine_weight)
-        out[i] = cand[idx[:k]]
-    return out
+    return np.stack([searched(q_lab[i], q.shared[i], pool, p_lab, p_sig, settings)[0][:k]
+                     for i in range(len(q_lab))]).astype(np.int64)
 
 
 def rank_in_search(q: EmbeddingBatch, i: int, pool: EmbeddingBatch, target: int,
@@ -82,16 +71,11 @@ def rank_in_search(q: EmbeddingBatch, i: int, pool: EmbeddingBatch, target: int,
     """1-based position of pool row `target` in query i's cross-instrument results: its
     re-ranked position when it is among the candidates, else its shared-space rank (the
     results past the candidates are not re-ranked)."""
-    cos = np.where(np.asarray(pool.valid, bool), pool.shared @ q.shared[i], -np.inf)
-    by_cos = np.argsort(-cos, kind="stable")
-    cand = by_cos[:settings.candidates]
-    where = np.where(cand == target)[0]
-    if not len(where):
-        return int(np.where(by_cos == target)[0][0]) + 1
     q_lab, _ = labels_of(q)
     p_lab, p_sig = labels_of(pool)
-    idx, _ = order(q_lab[i], p_lab[cand], p_sig[cand], cos[cand], settings.cosine_weight)
-    return int(np.where(idx == where[0])[0][0]) + 1
+    ranked, by_cos = searched(q_lab[i], q.shared[i], pool, p_lab, p_sig, settings)
+    where = np.where(ranked == target)[0]
+    return int(where[0] if len(where) else np.where(by_cos == target)[0][0]) + 1
 
 
 def scatter(nn: np.ndarray, q_labels: np.ndarray, pool_labels: np.ndarray) -> dict:

@@ -33,7 +33,7 @@ from engine.records import SURVEY_LAMOST, SURVEY_XP
 from training import baseline as B
 from training import data as D
 from training import metrics as M
-from training.cross_rank_fit import concat_batches, cross_neighbours, rank_in_search
+from training.cross_rank_fit import cross_neighbours, rank_in_search
 from training.layouts import LAYOUT_IMAGE, LAYOUT_TABLE, rewrite_folder
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def real_pairs(emb: Embedder, data_root: Path, xp_all: D.SpectraSet, xp_b: Embed
     lrow = {o: i for i, o in enumerate(lam.ids)}
     found = [(lrow[o], xrow[s], o, s) for o, s in table if o in lrow and s in xrow]
     pool_l = np.concatenate([lam_pool.shared, lam_b.shared])
-    lam_all_b = concat_batches([lam_pool, lam_b])
+    lam_all_b = EmbeddingBatch.concat([lam_pool, lam_b])
     ranks = []
     for li, xi, o, s in found:
         ranks.append({"obsid": o, "source_id": s,

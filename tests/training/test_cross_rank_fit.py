@@ -7,7 +7,7 @@ import numpy as np
 
 from engine.cross_rank import CrossRank
 from engine.inference import EmbeddingBatch
-from training.cross_rank_fit import concat_batches, cross_neighbours, rank_in_search
+from training.cross_rank_fit import cross_neighbours, rank_in_search
 
 
 def batch(shared, teff, logg, feh, sigma=0.01, valid=None) -> EmbeddingBatch:
@@ -44,7 +44,8 @@ def test_candidates_come_from_the_shared_space_and_labels_order_them():
 def test_invalid_pool_rows_are_never_returned_and_batches_concatenate():
     a = batch(np.eye(3), [5000.0] * 3, [4.0] * 3, [0.0] * 3, valid=[False, True, True])
     b = batch(np.eye(3), [5000.0] * 3, [4.0] * 3, [0.0] * 3)
-    both = concat_batches([a, b])
+    both = EmbeddingBatch.concat([a, b])
+    assert both.subset(np.array([3, 1])).shared.tolist() == both.shared[[3, 1]].tolist()
     assert len(both) == 6 and both.params["teff"].shape == (6,)
     q = batch([[1.0, 0.0, 0.0]], [5000.0], [4.0], [0.0])
     got = cross_neighbours(q, both, CrossRank(candidates=6, cosine_weight=10.0), 5)
