@@ -120,6 +120,11 @@ def _read_json(path: Path) -> Any:
         raise BundleError(f"{path}: unreadable ({exc})") from exc
 
 
+# Buffers added after bundles were shipped, whose defaults leave a model unchanged (the
+# stack's sigma power 0 and reference 1: engine/models/stacking.py).
+ADDED_LATER = ("stack.sigma_power", "stack.sigma_ref")
+
+
 def check_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
     """Raise BundleError listing every missing/unexpected tensor and shape mismatch."""
     expected = model.state_dict()
@@ -157,6 +162,9 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
         state = load_file(str(weights), device="cpu")
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise BundleError(f"{weights}: unreadable weights ({exc})") from exc
+    for key in ADDED_LATER:   # at their identity default: the bundle behaves as it did
+        if key in model.state_dict() and key not in state:
+            state[key] = model.state_dict()[key]
     check_state(model, state, str(path))
     model.load_state_dict(state)
     model.eval()

@@ -167,12 +167,17 @@ def _extras(cfg: ModelConfig, provenance: dict) -> str:
     if cfg.heads.stack_labels:
         chosen = {n: {k: v.get(k) for k in ("alpha", "blend")}
                   for n, v in (fitted.get("stack_lamost") or {}).items()}
+        sigmas = {n: {k: v.get(k) for k in ("sigma_recipe", "sigma_scale", "sigma_floor",
+                                             "sigma_power", "sigma_ref")}
+                  for n, v in (fitted.get("stack_lamost") or {}).items()}
         out.append(
             f"- LAMOST {', '.join(cfg.heads.stack_labels)}: a linear stack (stacking, stated "
             f"as such): ridge regression on the head's own (log10 Teff, logg, [Fe/H]) "
             f"predictions and the {cfg.heads.stack_components} PCA coefficients of the "
             "preprocessed spectrum (PCA and ridge fitted on the training split), blended with "
             f"the head; ridge strength and blend chosen on validation ({chosen}). The "
+            "head's sigma is recalibrated on validation as sqrt((scale sigma (sigma / ref)^"
+            f"power)^2 + floor^2) ({sigmas}). The "
             "encoders, projections and heads are untouched by it (engine/models/stacking.py).")
     if cfg.heads.rv_templates:
         rv = fitted.get("rv_templates") or {}

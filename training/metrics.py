@@ -97,23 +97,3 @@ def label_neighbours(query: np.ndarray, pool: np.ndarray, k: int, chunk: int = 6
         rows[~np.isfinite(qq).all(axis=1)] = -1
         out[i:i + chunk] = rows
     return out
-
-
-def fit_scale_floor(abs_err: np.ndarray, sigma: np.ndarray, max_floor: float
-                    ) -> tuple[float, float]:
-    """(scale, floor) for sigma' = sqrt((scale sigma)^2 + floor^2) that bring the shares of
-    |error| < 1 and < 2 sigma' closest to 68.27 % and 95.45 % (grid search; floor 0..max_floor
-    in 61 steps, scale 0.2..20 in 160 log steps). A floor lets the sigma of the best-measured
-    stars include what they share with all (reference-label errors, template mismatch)."""
-    d = np.asarray(abs_err, np.float64)
-    s = np.asarray(sigma, np.float64)
-    ok = np.isfinite(d) & np.isfinite(s)
-    d, s = d[ok], s[ok]
-    best = (np.inf, 1.0, 0.0)
-    for floor in np.linspace(0.0, max_floor, 61):
-        for scale in np.exp(np.linspace(np.log(0.2), np.log(20.0), 160)):
-            z = d / np.sqrt((scale * s) ** 2 + floor ** 2)
-            loss = (np.mean(z < 1) - 0.6827) ** 2 + (np.mean(z < 2) - 0.9545) ** 2
-            if loss < best[0]:
-                best = (loss, float(scale), float(floor))
-    return best[1], best[2]

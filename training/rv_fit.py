@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from engine.rv import RvTemplates, label_key, shift_spectrum, velocity_to_pixels
-from training.metrics import fit_scale_floor
+from training.sigma_calibration import fit_scale_floor
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,9 @@ calibrated. Part of `specclip train` when the config has heads.stack_labels.
   (head predictions, PCA coefficients) of the labelled training rows, for each ridge
   strength in ALPHAS;
 - per label, the (ridge strength, blend with the head) pair with the lowest robust sigma on
-  the validation split is kept; then the head's sigma is recalibrated as
-  sqrt((scale sigma)^2 + floor^2), scale and floor chosen so that 68.3 % and 95.4 % of
-  validation stars fall within 1 and 2 sigma of the stacked value (training.metrics.
-  fit_scale_floor, as for the RV templates).
+  the validation split is kept; then the head's sigma is recalibrated against the stacked
+  value's validation errors, scale and floor or scale and power, whichever generalises
+  better inside validation (training/sigma_calibration.py `choose_recipe`).
 The head's predictions on its own training rows are in-sample (tighter than on new stars),
 which makes the ridge lean on them; choosing the blend on validation corrects for that.
 """
@@ -22,7 +21,8 @@ import numpy as np
 import torch
 
 from training import data as D
-from training.metrics import fit_scale_floor, robust_sigma
+from training.metrics import robust_sigma
+from training.sigma_calibration import choose_recipe
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +89,22 @@ def fit_stack(model, train: D.SpectraSet, val: D.SpectraSet,
         stack.coef[k] = torch.from_numpy(coef)
         stack.intercept[k] = icpt
         stack.blend[k] = blend
-        scale, floor = fit_scale_floor(np.abs(pred - truth), v_sig[:, col],
-                                       MAX_FLOOR_FACTOR * float(np.nanmedian(v_sig[:, col])))
-        stack.sigma_scale[k] = scale
-        stack.sigma_floor[k] = floor
+        recipe, recipe_name, recipe_report = choose_recipe(
+            np.abs(pred - truth), v_sig[:, col],
+            MAX_FLOOR_FACTOR * float(np.nanmedian(v_sig[:, col])))
+        stack.sigma_scale[k] = recipe.scale
+        stack.sigma_floor[k] = recipe.floor
+        stack.sigma_power[k] = recipe.power
+        stack.sigma_ref[k] = recipe.ref
         head_sigma = robust_sigma(v_head[:, col] - truth)
         report[name] = {"alpha": alpha, "blend": blend,
                         "validation_robust_sigma_head": round(head_sigma, 4),
                         "validation_robust_sigma": round(best[0], 4),
-                        "sigma_scale": round(scale, 4), "sigma_floor": round(floor, 4),
+                        "sigma_recipe": recipe_name, "sigma_scale": round(recipe.scale, 4),
+                        "sigma_floor": round(recipe.floor, 4),
+                        "sigma_power": round(recipe.power, 4),
+                        "sigma_ref": round(recipe.ref, 4),
+                        "sigma_recipes_heldout": recipe_report,
                         "validation_grid": scores}
         log.info("stack[%s]: alpha %g blend %g validation robust sigma %.4f (head %.4f)",
                  name, alpha, blend, best[0], report[name]["validation_robust_sigma_head"])

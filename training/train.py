@@ -444,8 +444,11 @@ TUNED_ON_VALIDATION = {
         "training.tune_align)",
     "stack (heads.stack_labels)": "per label the ridge strength (1 / 10 / 100) and blend "
                                    "with the head (1 / 0.75 / 0.5) of lowest validation robust "
-                                   "sigma; its sigma scale and floor: 1- and 2-sigma coverage "
-                                   "on validation (a scale alone: [Fe/H] 0.897 at 2 sigma)",
+                                   "sigma; its sigma recalibration (scale and floor, or scale "
+                                   "and power): the recipe whose held-out 1/2/3-sigma coverage "
+                                   "is closest to Gaussian over 100 random halvings of "
+                                   "validation, then refitted on all of it to 1- and 2-sigma "
+                                   "coverage (training/sigma_calibration.py)",
     "RV templates (heads.rv_templates)": "8 templates: 6-16 k-means groups gave 2.8-3.3 km/s "
                                           "validation robust sigma (1: 3.7, 32: 3.9, 64: 3.9); "
                                           "sigma scale and floor fit to 1- and 2-sigma coverage "

@@ -12,10 +12,11 @@ split (training/stacking_fit.py). Why: with ~1,500 labelled training spectra the
 encoder's head lost to a plain PCA(100) regression on logg and [Fe/H]; the head's
 predictions and the spectrum's principal components carry partly independent information,
 and a linear combination of the two is cheap (one matrix product) and needs no new network.
-The head's sigma is kept and recalibrated on validation: sqrt((sigma_scale * sigma)^2 +
-sigma_floor^2), the scale and floor matching 68.3 % and 95.4 % coverage at 1 and 2 sigma
-(the stacked [Fe/H] errors have heavier tails than a Gaussian: a scale alone covered 0.897 at
-2 sigma on validation).
+The head's sigma is kept and recalibrated on validation:
+sqrt((sigma_scale * sigma * (sigma / sigma_ref)^sigma_power)^2 + sigma_floor^2), per label
+either a scale and floor or a scale and power, matching 68.3 % and 95.4 % coverage at 1 and
+2 sigma (training/sigma_calibration.py says how the recipe is chosen; the stacked [Fe/H]
+errors have heavier tails than a Gaussian where its sigma is large).
 
 Everything lives in buffers, so it travels in weights.safetensors and changes the version id.
 """
@@ -50,6 +51,8 @@ class LinearStack(nn.Module):
         self.register_buffer("blend", torch.zeros(len(labels)))        # 0 = the head alone
         self.register_buffer("sigma_scale", torch.ones(len(labels)))
         self.register_buffer("sigma_floor", torch.zeros(len(labels)))  # physical units
+        self.register_buffer("sigma_power", torch.zeros(len(labels)))  # 0 = plain scale
+        self.register_buffer("sigma_ref", torch.ones(len(labels)))     # physical units
 
     def inputs(self, flux: torch.Tensor, weight: torch.Tensor, value: torch.Tensor
                ) -> torch.Tensor:
@@ -70,6 +73,6 @@ class LinearStack(nn.Module):
             i = self.head_labels.index(name)
             fit = 10.0 ** ridge[:, k] if name == "teff" else ridge[:, k]  # Teff fit as log10
             value[:, i] = self.blend[k] * fit + (1 - self.blend[k]) * value[:, i]
-            sigma[:, i] = torch.sqrt((sigma[:, i] * self.sigma_scale[k]) ** 2
-                                     + self.sigma_floor[k] ** 2)
+            s = sigma[:, i] * (sigma[:, i] / self.sigma_ref[k]) ** self.sigma_power[k]
+            sigma[:, i] = torch.sqrt((s * self.sigma_scale[k]) ** 2 + self.sigma_floor[k] ** 2)
         return value, sigma

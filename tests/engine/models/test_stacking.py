@@ -74,3 +74,15 @@ def test_model_without_stack_has_no_stack_tensors():
     lam = make_inputs("lamost")
     v1, _ = model.predict_params("lamost", *lam)
     assert v1.shape[1] == 4
+
+
+def test_sigma_power_widens_large_sigmas_more():
+    stack = LinearStack(10, 3, LABELS, ("feh",))
+    stack.sigma_scale.fill_(1.5)
+    stack.sigma_power.fill_(1.0)
+    stack.sigma_ref.fill_(0.1)
+    value, _ = head_outputs(2)
+    sigma = torch.tensor([[50.0, 0.1, 0.05, 3.0], [50.0, 0.1, 0.2, 3.0]])
+    _, s = stack(torch.rand(2, 10), torch.ones(2, 10), value, sigma)
+    # 1.5 * sigma * (sigma / 0.1): 0.0375 and 0.6 (a floor of 0 adds nothing)
+    assert torch.allclose(s[:, 2], torch.tensor([0.0375, 0.6]))
