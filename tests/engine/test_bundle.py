@@ -126,3 +126,37 @@ def test_rv_templates_are_part_of_the_version(bundle_dir):
         load_bundle(path)
     after = restamp_version(path)
     assert after != before and load_bundle(path).rv is not None
+
+
+def test_stack_bundle_written_before_the_sigma_power_loads_unchanged(tmp_path):
+    """stack.sigma_power / stack.sigma_ref came later: a bundle without them loads with the
+    identity (power 0), keeps its version id and predicts as before."""
+    from safetensors.torch import load_file, save_file
+
+    from engine.bundle import restamp_version
+
+    d = tiny_dict()
+    d["heads"]["stack_labels"] = ["feh"]
+    torch.manual_seed(0)
+    model = SpecClipModel(config_from_dict(d)).eval()
+    model.stack.sigma_scale.fill_(1.3)
+    path = tmp_path / "old"
+    save_bundle(path, model, {}, {}, "", {})
+    weights = path / "weights.safetensors"
+    state = load_file(str(weights))
+    del state["stack.sigma_power"], state["stack.sigma_ref"]
+    save_file(state, str(weights))
+    old = restamp_version(path)
+    b = load_bundle(path)
+    assert b.version == old
+    assert float(b.model.stack.sigma_power[0]) == 0.0
+    lam = make_inputs("lamost")
+    with torch.no_grad():
+        new = b.model.predict_params("lamost", *lam)
+        before = model.predict_params("lamost", *lam)
+    assert all(torch.equal(x, y) for x, y in zip(new, before, strict=True))
+    state["stack.bogus"] = torch.zeros(1)        # anything else missing or extra is refused
+    save_file(state, str(weights))
+    restamp_version(path)
+    with pytest.raises(BundleError, match="unexpected"):
+        load_bundle(path)

@@ -53,26 +53,3 @@ def test_label_neighbours_are_nearest_in_label_space():
     nn = M.label_neighbours(q, pool, 2)
     assert set(nn[0]) == {0, 3}               # the NaN pool row is never a neighbour
     assert nn[1].tolist() == [-1, -1]         # a query without labels gets none
-
-
-def test_fit_scale_floor_matches_one_and_two_sigma_coverage():
-    import pytest
-
-    from training.metrics import fit_scale_floor
-
-    rng = np.random.default_rng(0)
-    sigma = rng.uniform(0.5, 2.0, 20000)
-
-    def coverage(err, scale, floor):
-        z = np.abs(err) / np.hypot(scale * sigma, floor)
-        return np.mean(z < 1), np.mean(z < 2)
-
-    err = rng.standard_normal(sigma.size) * 2.0 * sigma          # sigmas 2x too small
-    scale, floor = fit_scale_floor(np.abs(err), sigma, max_floor=0.0)
-    assert floor == 0.0 and scale == pytest.approx(2.0, rel=0.03)
-    err = rng.standard_normal(sigma.size) * np.hypot(sigma, 1.5)  # a shared 1.5 on every star
-    c1, c2 = coverage(err, *fit_scale_floor(np.abs(err), sigma, max_floor=3.0))
-    assert c1 == pytest.approx(0.683, abs=0.01) and c2 == pytest.approx(0.954, abs=0.01)
-    # a scale alone cannot match both for these errors
-    s1, s2 = coverage(err, *fit_scale_floor(np.abs(err), sigma, max_floor=0.0))
-    assert abs(s1 - 0.683) + abs(s2 - 0.954) > abs(c1 - 0.683) + abs(c2 - 0.954)

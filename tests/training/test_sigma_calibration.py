@@ -12,14 +12,23 @@ def _errors(sigma_true: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.abs(np.random.default_rng(seed).normal(0, sigma_true))
 
 
-def test_scale_floor_recovers_an_underestimated_sigma_with_a_floor():
-    s = np.random.default_rng(1).uniform(0.05, 0.3, 4000)
-    d = _errors(np.sqrt((2 * s) ** 2 + 0.1 ** 2))
-    scale, floor = fit_scale_floor(d, s, 0.3)
-    cov = coverage_at(d, SigmaRecipe(scale=scale, floor=floor).apply(s))
-    assert abs(cov[0] - 0.6827) < 0.02 and abs(cov[1] - 0.9545) < 0.01
-    # two coverage points identify scale and floor only loosely
-    assert 1.5 < scale < 2.4 and 0.03 < floor < 0.2
+def test_fit_scale_floor_matches_one_and_two_sigma_coverage():
+    rng = np.random.default_rng(0)
+    sigma = rng.uniform(0.5, 2.0, 20000)
+
+    def coverage(err, scale, floor):
+        z = np.abs(err) / np.hypot(scale * sigma, floor)
+        return np.mean(z < 1), np.mean(z < 2)
+
+    err = rng.standard_normal(sigma.size) * 2.0 * sigma          # sigmas 2x too small
+    scale, floor = fit_scale_floor(np.abs(err), sigma, max_floor=0.0)
+    assert floor == 0.0 and scale == pytest.approx(2.0, rel=0.03)
+    err = rng.standard_normal(sigma.size) * np.hypot(sigma, 1.5)  # a shared 1.5 on every star
+    c1, c2 = coverage(err, *fit_scale_floor(np.abs(err), sigma, max_floor=3.0))
+    assert c1 == pytest.approx(0.683, abs=0.01) and c2 == pytest.approx(0.954, abs=0.01)
+    # a scale alone cannot match both for these errors
+    s1, s2 = coverage(err, *fit_scale_floor(np.abs(err), sigma, max_floor=0.0))
+    assert abs(s1 - 0.683) + abs(s2 - 0.954) > abs(c1 - 0.683) + abs(c2 - 0.954)
 
 
 def test_scale_power_recovers_a_power_law():
