@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 
 RACY_WAIT_S = 2.1
-SCORING = "incremental (indexer/scoring.py), included"
+# rows measured under another scoring scheme are not merged with these (benchmarks/run.py)
+SCORING = "incremental (indexer/incremental.py: existing points' refreshes deferred), included"
 
 
 class PhaseTimer:
