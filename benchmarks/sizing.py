@@ -97,7 +97,9 @@ def _sync_lines(sync: dict[str, Any]) -> list[str]:
     if not sync:
         return []
     lines = ["", "Sync costs (`benchmarks/incremental.py`: real LAMOST spectra added to N "
-             "synthetic points through the whole sync, incremental scoring included; the store "
+             "synthetic points through the whole sync, incremental scoring included (the "
+             "existing points' neighbour-score refreshes deferred, engine/stale_scores.py); the "
+             "store "
              "was already open, so loading its shard (once per process, in proportion to N: "
              "1.5-1.9 s at 100k points, 23-30 s at 1M here) is not counted. Publishing seals "
              "only the segments a write changed: below the indexing threshold (~20k points "
