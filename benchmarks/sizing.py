@@ -131,12 +131,13 @@ def _sync_lines(sync: dict[str, Any]) -> list[str]:
                              f"would cost): {c['update_10_existing_s']} s")
             entering = c.get("add_10_entering")
             if entering:
+                what = (f"entering {entering['neighbours_updated']} existing "
+                        f"neighbourhoods, whose refreshes were deferred "
+                        f"({entering['deferred']} waiting, {entering['deferred_written']} "
+                        f"written in a batch)" if entering["scoring"] != "full" else
+                        "which passed the staleness bound: the sync ran the full scoring pass")
                 lines.append(f"  - adding {entering['points']} points next to existing ones "
-                             f"(entering {entering['neighbours_updated']} existing "
-                             f"neighbourhoods), scoring ({entering['scoring']}) and publishing: "
-                             f"{entering['seconds']} s; the existing points' refreshes "
-                             f"deferred ({entering['deferred']} waiting, "
-                             f"{entering['deferred_written']} written in a batch)")
+                             f"({what}), scoring and publishing: {entering['seconds']} s")
             if c.get("load_avg_at_start"):
                 lines.append(f"  - load average at the start of this row's run: "
                              f"{c['load_avg_at_start']}")

@@ -11,9 +11,10 @@ kept in a sidecar in the store folder, beside the published generations,
     <root>/deferred_scores/<collection>.json   {point id: {payload key: new value}}
 
 replaced atomically, and written into the store in one batch when their number passes
-`DEFER_FRACTION` of the collection, on a full scoring pass, or on `specclip rescore`. Until
-then a reader adds ``scores_stale: True`` to each such hit's payload (fresh or flagged: the
-neighbour scores a hit shows are either current or flagged as due for a refresh).
+`DEFER_FRACTION` of the collection, or superseded by a full scoring pass (a sync's or
+`specclip rescore`'s), which rewrites every point. Until then a reader adds
+``scores_stale: True`` to each such hit's payload (fresh or flagged: the neighbour scores a
+hit shows are either current or flagged as due for a refresh).
 
 A Qdrant server has no publication step (its own optimizer absorbs updates of indexed
 points), so the indexer writes refreshes there at once and this file never exists.
