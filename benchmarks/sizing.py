@@ -74,6 +74,7 @@ def sync_costs(inc: dict[str, Any]) -> dict[str, Any]:
                                                       1),
                        "store_build_s": r["full_build_store_side"]["total_s"],
                        "update_10_existing_s": (r.get("update_10_existing") or {}).get("seconds"),
+                       "add_10_entering": r.get("add_10_entering"),
                        "read_embed_ms_per_spectrum": (
                            round(1e3 * r["read_embed_per_spectrum_s"], 1)
                            if r.get("read_embed_per_spectrum_s") is not None else None),
@@ -96,7 +97,9 @@ def _sync_lines(sync: dict[str, Any]) -> list[str]:
     if not sync:
         return []
     lines = ["", "Sync costs (`benchmarks/incremental.py`: real LAMOST spectra added to N "
-             "synthetic points through the whole sync, incremental scoring included; the store "
+             "synthetic points through the whole sync, incremental scoring included (the "
+             "existing points' neighbour-score refreshes deferred, engine/stale_scores.py); the "
+             "store "
              "was already open, so loading its shard (once per process, in proportion to N: "
              "1.5-1.9 s at 100k points, 23-30 s at 1M here) is not counted. Publishing seals "
              "only the segments a write changed: below the indexing threshold (~20k points "
@@ -124,7 +127,17 @@ def _sync_lines(sync: dict[str, Any]) -> list[str]:
                     f"{100 * ratios['add_1000_over_full_build_real']:.2f}%")
             if c.get("update_10_existing_s") is not None:
                 lines.append(f"  - updating 10 existing points and publishing (the segment "
-                             f"they live in is sealed again): {c['update_10_existing_s']} s")
+                             f"they live in is sealed again; what writing refreshes at once "
+                             f"would cost): {c['update_10_existing_s']} s")
+            entering = c.get("add_10_entering")
+            if entering:
+                what = (f"entering {entering['neighbours_updated']} existing "
+                        f"neighbourhoods, whose refreshes were deferred "
+                        f"({entering['deferred']} waiting, {entering['deferred_written']} "
+                        f"written in a batch)" if entering["scoring"] != "full" else
+                        "which passed the staleness bound: the sync ran the full scoring pass")
+                lines.append(f"  - adding {entering['points']} points next to existing ones "
+                             f"({what}), scoring and publishing: {entering['seconds']} s")
             if c.get("load_avg_at_start"):
                 lines.append(f"  - load average at the start of this row's run: "
                              f"{c['load_avg_at_start']}")

@@ -41,16 +41,19 @@ def render(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
 def hits_table(hits: Sequence[Any], score_name: str = "similarity", score_digits: int = 4
                ) -> str:
     """One line per hit: rank, instrument, id, score, position, SNR and predicted
-    parameters. `hits` are SearchHits (anything with survey, object_id, score, payload)."""
+    parameters, and "stale" where a sync deferred the hit's neighbour-score refresh
+    (engine/stale_scores.py; a column shown only when some hit has it). `hits` are
+    SearchHits (anything with survey, object_id, score, payload)."""
     header = ["#", "instrument", "id", score_name, "RA (deg)", "Dec (deg)", "SNR"] + \
-        [f"pred {label}" for _, label, _ in PARAMETERS]
+        [f"pred {label}" for _, label, _ in PARAMETERS] + ["neighbour scores"]
     rows = []
     for i, h in enumerate(hits, 1):
         p = h.payload
         rows.append([str(i), SURVEY_NAMES.get(h.survey, h.survey), str(h.object_id),
                      _fmt(h.score, score_digits), _fmt(p.get(P.RA), 5), _fmt(p.get(P.DEC), 5),
                      _fmt(p.get(P.SNR), 1)]
-                    + [_fmt(p.get(P.pred_key(n)), d) for n, _, d in PARAMETERS])
+                    + [_fmt(p.get(P.pred_key(n)), d) for n, _, d in PARAMETERS]
+                    + ["stale" if p.get(P.SCORES_STALE) else ""])
     if not rows:
         return "(no hits)"
     keep = [j for j in range(len(header)) if any(r[j] for r in rows)]   # drop empty columns

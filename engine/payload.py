@@ -60,6 +60,9 @@ OWN_SURVEY_SCORES = (ANOMALY_RECON, ANOMALY_PEAK, ANOMALY_FEATURES, ANOMALY_KNN,
 ANOMALY_SCORES = (ANOMALY, ANOMALY_KNN, ANOMALY_RECON, ANOMALY_PEAK, ANOMALY_FEATURES,
                   ANOMALY_REDSHIFT, ANOMALY_TRANSLATION)
 SCORES_PENDING = "scores_pending"      # True until the neighbour scores are written
+# never stored: readers add it to a hit whose neighbour-score refresh a sync deferred
+# (engine/stale_scores.py)
+SCORES_STALE = "scores_stale"
 # Out of distribution: far from the parameter heads' training data, or not a star
 OOD = "ood"
 OOD_DISTANCE = "ood_distance"

@@ -36,6 +36,7 @@ from engine.query_browse import BrowseMixin
 from engine.query_spectra import SpectraMixin
 from engine.query_types import Query, ResolvedQuery, SearchHit, _with_identity, build_filter
 from engine.spectrum_archive import SpectrumArchive
+from engine.stale_scores import flagged
 from engine.store.types import Filter, Hit, Match
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,9 @@ class Engine(SpectraMixin, BrowseMixin):
 
     def __init__(self, store: Any, bundle_path: str | None = None,
                  collection: str = DEFAULT_ALIAS, store_location: str = ""):
-        self.store = store
+        # an embedded store's hits carry `scores_stale` where a sync deferred their
+        # neighbour-score refresh (engine/stale_scores.py)
+        self.store = flagged(store)
         self.collection = collection
         self.bundle_path = bundle_path
         self.store_location = store_location

@@ -197,6 +197,7 @@ def run_rescore(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from engine.collection import versioned_name
+    from engine.stale_scores import DeferredScores, sidecar_path
     from indexer.scoring import score_collection
     from indexer.state import SyncState
 
@@ -210,9 +211,15 @@ def run_rescore(args: argparse.Namespace) -> int:
             return 1
         state_path = default_state_path(args)
         state = SyncState.load(state_path)
+        # a kill before the end leaves the scores unfinished: the next sync redoes the pass
+        state.scores_fresh[target] = False
+        state.save(state_path)
         report = score_collection(store, target, embedder)
         store.optimize(target)
         store.flush()
+        sidecar = sidecar_path(store, target)
+        if sidecar is not None:         # every point was written: no refresh waits any more
+            DeferredScores(sidecar).clear()
         state.scores_fresh[target] = True
         state.scores_stale[target] = 0
         state.score_quantiles[target] = report.quantiles

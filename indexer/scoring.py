@@ -33,13 +33,9 @@ After the upserts (`refresh_scores`):
   cross-matched star cannot outrank the survey for being cross-matched.
 
 Incremental (once a full pass has stored each survey's score distribution): only points
-flagged `scores_pending` are scored, through store searches, plus the existing points among
-their 50 nearest that they come closer to than those points' 10th neighbour (their
-`knn_distance` and `anomaly_knn` are redone). The points *around* those keep an
-`anomaly_knn` computed with an older neighbour distance, and a point further than the 50th
-that the new one entered is not found: that is the staleness. It is bounded: once the count
-of the former since the last full pass exceeds `STALE_FRACTION` of the collection, or after
-deletions, the next sync rescores everything (as `specclip rescore` does).
+flagged `scores_pending` are scored, through store searches, plus the existing points whose
+neighbourhood they enter, whose refresh an embedded store defers (indexer/incremental.py,
+where the staleness bound `STALE_FRACTION` is explained).
 """
 
 from __future__ import annotations
@@ -80,6 +76,8 @@ class ScoringReport:
     scored: int = 0               # points whose scores were (re)written
     neighbours_updated: int = 0   # existing points whose neighbourhood a new point entered
     stale: int = 0                # points whose anomaly_knn may lag (since the last full pass)
+    deferred: int = 0             # existing points whose refresh waits in the sidecar
+    deferred_written: int = 0     # deferred refreshes written into the store by this pass
     # survey -> score -> quantiles of the survey's scores at the last full pass
     quantiles: dict = field(default_factory=dict)
 
@@ -300,96 +298,4 @@ def score_collection(store: VectorStore, collection: str, embedder: Any,
                                            for h in xp})
         report.scored += len(hits)
         log.info("scored %d %s points (full pass)", len(hits), survey)
-    return report
-
-
-def _neighbours(store: VectorStore, collection: str, hit: Hit, survey: str, k: int
-                ) -> list[Hit]:
-    found = store.search(collection, P.VECTOR_SHARED, hit.vectors[P.VECTOR_SHARED], k + 1,
-                         filter=_survey_filter(survey), with_vectors=True)
-    return [h for h in found if h.id != hit.id][:k]
-
-
-def score_pending(store: VectorStore, collection: str, embedder: Any,
-                  quantiles: dict[str, dict], k: int = KNN_K) -> ScoringReport:
-    """Score the points flagged `scores_pending` through store searches, and redo the
-    existing points whose k-neighbourhood they enter. Percentiles come from `quantiles`
-    (each survey's distribution at the last full pass), not from a pass over the store."""
-    report = ScoringReport(mode="incremental", quantiles=quantiles)
-    for survey in SURVEYS:
-        pending = list(store.scroll(collection, filter=_survey_filter(
-            survey, Match(P.SCORES_PENDING, True)), with_vectors=True))
-        if not pending:
-            continue
-        pending_ids = {h.id for h in pending}
-        wide = {h.id: _neighbours(store, collection, h, survey, max(k, REVERSE_CANDIDATES))
-                for h in pending}
-        nbrs = {i: found[:k] for i, found in wide.items()}
-        kth: dict[str, float] = {}
-        for h in pending:
-            kth[h.id] = 1.0 - nbrs[h.id][-1].score if len(nbrs[h.id]) >= k else np.nan
-        # existing points a new point came closer to than their own k-th neighbour
-        entered: dict[str, Hit] = {}
-        for h in pending:
-            for y in wide[h.id]:
-                old = y.payload.get(P.KNN_DISTANCE)
-                if y.id not in pending_ids and old is not None and 1.0 - y.score < old:
-                    entered[y.id] = y
-        for y in entered.values():
-            nbrs[y.id] = _neighbours(store, collection, y, survey, k)
-            kth[y.id] = 1.0 - nbrs[y.id][-1].score if len(nbrs[y.id]) >= k else np.nan
-
-        todo = pending + list(entered.values())
-        own = np.array([kth[h.id] for h in todo])
-        around = np.array([[kth.get(x.id, x.payload.get(P.KNN_DISTANCE, np.nan))
-                            for x in nbrs[h.id]] if len(nbrs[h.id]) >= k
-                           else [np.nan] * k for h in todo], dtype=float).reshape(len(todo), k)
-        # a survey with fewer than k+1 spectra has no k-th neighbours at all: nothing to fill
-        fill = np.nanmedian(own) if np.isfinite(own).any() else np.nan
-        lof = lof_from_distances(own, np.where(np.isfinite(around), around, fill))
-        combined = combine(own_survey_scores(todo, lof, survey), quantiles[survey])
-        trans = translation_scores(store, collection, pending, embedder)
-        updates = {h.id: {P.KNN_DISTANCE: float(kth[h.id]), P.ANOMALY_KNN: float(lof[i]),
-                          P.ANOMALY: float(combined[i])} for i, h in enumerate(todo)}
-        for pid, d in trans.items():
-            updates.setdefault(pid, {})[P.ANOMALY_TRANSLATION] = d
-        # existing points first, the flagged new ones last: a kill in between leaves the
-        # new points flagged, and the next run redoes exactly this
-        others = [i for i in updates if i not in pending_ids]
-        _write(store, collection, store.retrieve(collection, others, True), updates)
-        _write(store, collection, pending, updates)
-        report.scored += len(pending)
-        report.neighbours_updated += len(entered)
-        # the neighbours of re-done points used their old k-th distance: possibly stale
-        report.stale += sum(len(nbrs[y.id]) for y in entered.values())
-        log.info("scored %d new %s points incrementally; %d neighbours updated", len(pending),
-                 survey, len(entered))
-    return report
-
-
-def count_pending(store: VectorStore, collection: str) -> int:
-    return store.count(collection, Filter(must=(Match(P.SCORES_PENDING, True),)))
-
-
-def refresh_scores(store: VectorStore, collection: str, embedder: Any, stale_before: int,
-                   wrote: bool, deleted: int, quantiles: dict[str, dict],
-                   force_full: bool = False) -> ScoringReport:
-    """What a sync calls after its upserts: nothing, the incremental pass, or the full pass.
-
-    Full when asked, after deletions, when a survey with pending points has no stored
-    distribution yet (a first build), or when the stale count would pass the bound."""
-    pending = count_pending(store, collection)
-    if not (force_full or wrote or pending or deleted):
-        return ScoringReport(stale=stale_before, quantiles=quantiles)
-    total = max(1, store.count(collection))
-    unseen = [s for s in SURVEYS if s not in quantiles and store.count(
-        collection, _survey_filter(s, Match(P.SCORES_PENDING, True)))]
-    if force_full or deleted or unseen or stale_before > STALE_FRACTION * total:
-        return score_collection(store, collection, embedder)
-    report = score_pending(store, collection, embedder, quantiles)
-    report.stale += stale_before
-    if report.stale > STALE_FRACTION * total:
-        log.info("%d points may carry stale neighbour scores (> %.0f%% of %d): full pass",
-                 report.stale, 100 * STALE_FRACTION, total)
-        return score_collection(store, collection, embedder)
     return report

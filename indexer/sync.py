@@ -36,6 +36,7 @@ from engine.collection import (DEFAULT_ALIAS, DEFAULT_OPTIONS, collection_spec, 
 from engine.jsonfile import atomic_write_json
 from engine.records import SURVEY_XP, SpectrumRecord
 from engine.spectrum_archive import ARCHIVE_DIR, SpectrumArchiveWriter
+from engine.stale_scores import DeferredScores, sidecar_path
 from engine.store.types import CollectionOptions, Filter, MatchAny, VectorStore
 from indexer.changes import Changes, embed_changes, file_key, upsert_with_spectra
 from indexer.file_index import FileIndex, FileStat, context_of, file_stat
@@ -44,7 +45,7 @@ from indexer.points import stored_hash
 from indexer.progress import LogProgress, Progress
 from indexer.reading import (MIN_FILES_FOR_PROCESS, FileReader, default_read_workers,
                              usable_cores)
-from indexer.scoring import refresh_scores
+from indexer.incremental import refresh_scores, settle_deferred
 from indexer.sources import Batch, Source, prefetch
 from indexer.state import SyncState
 
@@ -123,6 +124,7 @@ class Syncer:
     # payload references of archive files that points updated or deleted in this run named
     # (the only files that can have lost their last point): what the archive GC looks at
     _old_refs: set[str] = field(default_factory=set, init=False, repr=False)
+    _deferred: DeferredScores | None = field(default=None, init=False, repr=False)
 
     def run(self, sources: Sequence[Source]) -> SyncReport:
         t0 = self.clock()
@@ -220,6 +222,7 @@ class Syncer:
             # flush publishes a new read-only generation for readers (the app); an
             # unchanged run writes nothing at all
             self.store.flush()
+        settle_deferred(self._deferred, report.scoring.get("mode") == "full")
         report.seconds = round(self.clock() - t0, 3)
         summary = {k: v for k, v in report.to_dict().items() if k != "refused"}
         state.runs = (state.runs + [summary])[-20:]
@@ -232,10 +235,12 @@ class Syncer:
         leaves `scores_fresh` False: with nothing flagged left, the full pass is the safe
         way to finish its work. Returns how many points were (re)scored."""
         unfinished = not state.scores_fresh.get(target, False) and not report.wrote
+        path = sidecar_path(self.store, target)
+        self._deferred = None if path is None else DeferredScores(path)
         scoring = refresh_scores(self.store, target, self.embedder,
                                  state.scores_stale.get(target, 0), report.wrote,
                                  report.deleted, state.score_quantiles.get(target, {}),
-                                 force_full=force_full or unfinished)
+                                 force_full=force_full or unfinished, deferred=self._deferred)
         state.scores_stale[target] = scoring.stale if scoring.mode != "full" else 0
         state.score_quantiles[target] = scoring.quantiles
         state.scores_fresh[target] = True

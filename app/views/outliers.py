@@ -144,7 +144,11 @@ def _table(order: list[tuple[SearchHit, reranking.Ranked]], score: str,
                      "SNR": h.payload.get(P.SNR), "class": h.payload.get(P.OBJ_CLASS) or "",
                      "rank score": r.base, "pull": r.pull, "new score": r.score,
                      "low quality": "yes" if h.payload.get(P.LOW_QUALITY) else "",
-                     "outside training data": "yes" if h.payload.get(P.OOD) else ""})
+                     "outside training data": "yes" if h.payload.get(P.OOD) else "",
+                     # a sync deferred this point's neighbour-score refresh
+                     # (engine/stale_scores.py); `specclip rescore` writes it
+                     "neighbour scores stale": "yes" if h.payload.get(P.SCORES_STALE)
+                     else ""})
     frame = pd.DataFrame(rows)
     formats = {score: "{:.3f}", "pred Teff (K)": "{:.0f}", "pred log g": "{:.2f}",
                "pred [Fe/H]": "{:.2f}", "SNR": "{:.1f}", "rank score": "{:.3f}",

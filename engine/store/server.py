@@ -339,9 +339,20 @@ class ServerStore:
         """Top-k by similarity on one named vector; ``payload_keys`` limits each hit's
         payload to those keys (None: all of it), which the server then neither reads nor
         sends for the rest."""
+        return self.search_batch(collection, vector_name, [vector], k, filter, with_vectors,
+                                 exact, payload_keys)[0]
+
+    def search_batch(self, collection: str, vector_name: str, vectors: Sequence[np.ndarray],
+                     k: int, filter: Filter | None = None, with_vectors: bool = False,
+                     exact: bool = False, payload_keys: Sequence[str] | None = None
+                     ) -> list[list[Hit]]:
+        """search() for each of ``vectors`` in one request (query_batch_points); one hit
+        list per vector, in order."""
         checks.check_k(k)
         checks.check_payload_keys(payload_keys)
-        vector = checks.check_vector(vector)
+        vectors = [checks.check_vector(v) for v in vectors]
+        if not vectors:
+            return []
         opts = self._opts(collection)
         quant = None
         if opts.quantization:
@@ -351,13 +362,14 @@ class ServerStore:
                                  acorn=acorn)
         if self.mode == "memory":
             params = None                 # local mode is exact anyway (and warns)
-        res = self._call(
-            f"search {collection}", self.client.query_points, collection,
-            query=np.asarray(vector, dtype=np.float32).tolist(), using=vector_name,
-            query_filter=to_qdrant_filter(filter), limit=k,
-            with_payload=with_payload_arg(payload_keys), with_vectors=with_vectors,
-            search_params=params)
-        return [_hit(p, p.score) for p in res.points]
+        flt = to_qdrant_filter(filter)
+        reqs = [qm.QueryRequest(query=np.asarray(v, dtype=np.float32).tolist(),
+                                using=vector_name, filter=flt, limit=k,
+                                with_payload=with_payload_arg(payload_keys),
+                                with_vector=with_vectors, params=params) for v in vectors]
+        res = self._call(f"search {collection}", self.client.query_batch_points, collection,
+                         requests=reqs)
+        return [[_hit(p, p.score) for p in r.points] for r in res]
 
     def order_by(self, collection: str, key: str, k: int, descending: bool = True,
                  filter: Filter | None = None) -> list[Hit]:

@@ -133,6 +133,12 @@ class VectorStore(Protocol):
         """Top-k on one named vector. ``payload_keys``: only these payload keys in each
         hit (those a point has); None: the whole payload; empty: none."""
         ...
+    def search_batch(self, collection: str, vector_name: str, vectors: Sequence[np.ndarray],
+                     k: int, filter: Filter | None = None, with_vectors: bool = False,
+                     exact: bool = False, payload_keys: Sequence[str] | None = None
+                     ) -> list[list[Hit]]:
+        """search() for each vector, in one batch; one hit list per vector, in order."""
+        ...
     def order_by(self, collection: str, key: str, k: int, descending: bool = True,
                  filter: Filter | None = None) -> list[Hit]: ...
     def scroll(self, collection: str, filter: Filter | None = None,

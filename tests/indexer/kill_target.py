@@ -3,9 +3,13 @@
 usage: python -m tests.indexer.kill_target STORE STATE SOURCE DELAY [READ_WORKERS]
 DELAY seconds of sleep per embedded batch widen the window in which a kill lands mid-run;
 READ_WORKERS reader processes (default 0: read in a thread), used however few the files.
+SPECCLIP_TEST_STALE_FRACTION / SPECCLIP_TEST_DEFER_FRACTION, when set, replace the scoring
+bounds (indexer/scoring.py STALE_FRACTION, indexer/incremental.py DEFER_FRACTION): a store of
+a few dozen points needs them lifted to take the incremental path and keep refreshes deferred.
 """
 
 import json
+import os
 import sys
 import time
 
@@ -27,6 +31,12 @@ class SlowEmbedder(ProjectionEmbedder):
 
 
 if __name__ == "__main__":
+    from indexer import incremental, scoring
+
+    if "SPECCLIP_TEST_STALE_FRACTION" in os.environ:
+        scoring.STALE_FRACTION = float(os.environ["SPECCLIP_TEST_STALE_FRACTION"])
+    if "SPECCLIP_TEST_DEFER_FRACTION" in os.environ:
+        incremental.DEFER_FRACTION = float(os.environ["SPECCLIP_TEST_DEFER_FRACTION"])
     store_path, state_path, source, delay = sys.argv[1:5]
     workers = int(sys.argv[5]) if len(sys.argv) > 5 else 0
     store = open_store(path=store_path)
@@ -34,4 +44,5 @@ if __name__ == "__main__":
                     batch_size=4, read_workers=workers, min_files_for_process=1
                     ).run(parse_sources([source]))
     store.close()
-    print(json.dumps({"added": report.added, "skipped": report.skipped}))
+    print(json.dumps({"added": report.added, "skipped": report.skipped,
+                      "scoring": report.scoring}))

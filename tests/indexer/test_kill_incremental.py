@@ -1,6 +1,8 @@
 """kill -9 during an *incremental* sync (new, changed and deleted files on top of an indexed
 store), at a random point, then the same sync again: exactly the files' current spectra are
-stored, each with its current content, and a further run finds nothing to do."""
+stored, each with its current content, and a further run finds nothing to do. With only new
+files (the incremental scoring path, existing points' refreshes deferred or written in a
+batch): after the restart every point's neighbour distance is fresh or flagged."""
 
 from __future__ import annotations
 
@@ -10,12 +12,16 @@ import random
 import signal
 import time
 
+import numpy as np
 import pytest
 
 from engine import payload as P
 from engine import readers
+from engine.query import Engine
+from engine.stale_scores import sidecar_path
 from engine.store import open_store
 from indexer.ids import content_hash, point_id
+from indexer.scoring import knn_distance
 from tests.indexer.conftest import write_lamost_file
 from tests.indexer.test_kill_resume import start
 
@@ -41,8 +47,8 @@ def age(folder, seconds_ago: float) -> None:
         os.utime(f, (time.time() - seconds_ago, time.time() - seconds_ago))
 
 
-def finish(store, state, folder) -> dict:
-    proc = start(store, state, folder, delay=0.0)
+def finish(store, state, folder, env=None) -> dict:
+    proc = start(store, state, folder, delay=0.0, env=env)
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err[-3000:]
     return json.loads(out.strip().splitlines()[-1])
@@ -91,3 +97,75 @@ def test_kill_9_at_random_points_of_incremental_syncs(tmp_path):
         assert stored(store) == expected(folder), f"round {round_}, killed at {kill_after}"
         again = finish(store, state, folder)
         assert again["added"] == 0, f"round {round_}, killed at {kill_after}"
+
+
+def assert_knn_fresh_or_flagged(store_path) -> int:
+    """Every point's stored `knn_distance` is its exact 10th same-survey neighbour distance
+    now, or the point is in the deferred-refresh sidecar with that distance (and readers
+    flag it); none is pending. Returns how many are flagged."""
+    s = open_store(path=str(store_path))
+    try:
+        target = s.resolve("spectra")
+        hits = list(s.scroll(target, with_vectors=True))
+        path = sidecar_path(s, target)
+        deferred = json.loads(path.read_text()) if path.exists() else {}
+    finally:
+        s.close()
+    assert not any(h.payload.get(P.SCORES_PENDING) for h in hits)
+    assert set(deferred) <= {h.id for h in hits}, "a deferred refresh names no stored point"
+    vectors = np.stack([h.vectors[P.VECTOR_SHARED] for h in hits]).astype(np.float32)
+    _, kth = knn_distance(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    for h, true in zip(hits, kth, strict=True):
+        now = deferred.get(h.id, h.payload).get(P.KNN_DISTANCE)
+        assert now == pytest.approx(true, abs=1e-5), \
+            f"{h.payload[P.OBJECT_ID]}: neighbour distance {now}, exactly {true}, not flagged"
+    eng = Engine.open(store_path=str(store_path))
+    try:
+        flagged = {h.id for h in eng.store.scroll("spectra") if h.payload.get(P.SCORES_STALE)}
+    finally:
+        eng.close()
+    assert flagged == set(deferred)
+    return len(deferred)
+
+
+@pytest.mark.slow
+def test_kill_9_during_incremental_scoring_leaves_scores_fresh_or_flagged(tmp_path):
+    rng = random.Random(int.from_bytes(os.urandom(4), "little"))
+    folder = tmp_path / "spectra"
+    folder.mkdir()
+    for i in range(16):
+        write_lamost_file(str(folder / f"spec-{6000 + i}.fits"), 6000 + i, teff=4000 + 90 * i,
+                          seed=i)
+    age(folder, 7200)
+    store, state = tmp_path / "store", tmp_path / "state.json"
+    # a few dozen points: lift the staleness bound so every add scores incrementally
+    env = {"SPECCLIP_TEST_STALE_FRACTION": "100"}
+    finish(store, state, folder, env)
+    next_obsid, flagged, batches = 7000, 0, 0
+    for round_ in range(4):
+        # kept deferred, or written in one batch by this very sync
+        env["SPECCLIP_TEST_DEFER_FRACTION"] = rng.choice(["100", "0"])
+        for _ in range(3):
+            write_lamost_file(str(folder / f"spec-{next_obsid}.fits"), next_obsid,
+                              teff=rng.uniform(4000, 7000), seed=rng.randrange(99))
+            next_obsid += 1
+        age(folder, 3600 - 60 * round_)
+        proc = start(store, state, folder, delay=0.3, env=env)
+        kill_after = rng.uniform(0.3, 5.0)
+        time.sleep(kill_after)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        finish(store, state, folder, env)
+        what = f"round {round_}, killed after {kill_after:.2f} s, env {env}"
+        assert stored(store) == expected(folder), what
+        assert_knn_fresh_or_flagged(store)
+        # and an uninterrupted add on top (the incremental path, the sidecar carried over)
+        write_lamost_file(str(folder / f"spec-{next_obsid}.fits"), next_obsid,
+                          teff=rng.uniform(4000, 7000), seed=rng.randrange(99))
+        next_obsid += 1
+        report = finish(store, state, folder, env)
+        assert report["added"] == 1 and report["scoring"]["mode"] == "incremental", what
+        batches += report["scoring"]["deferred_written"] > 0
+        flagged += assert_knn_fresh_or_flagged(store)
+        assert stored(store) == expected(folder), what
+    assert flagged or batches, "no round deferred or batch-wrote a refresh: nothing tested"

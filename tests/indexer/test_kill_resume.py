@@ -21,10 +21,11 @@ from tests.indexer.conftest import write_lamost_file
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def start(store, state, folder, delay, read_workers=0):
+def start(store, state, folder, delay, read_workers=0, env=None):
     return subprocess.Popen([sys.executable, "-m", "tests.indexer.kill_target", str(store),
                              str(state), str(folder), str(delay), str(read_workers)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=None if env is None else {**os.environ, **env})
 
 
 @pytest.mark.slow

@@ -1,7 +1,10 @@
-"""Incremental scoring (indexer/scoring.py): a sync scores only what it added plus the
-points whose neighbourhood that entered, with the same neighbour distances a full pass
-gives; the staleness bound and deletions trigger the full pass; `specclip rescore` refreshes;
-an unreadable counterpart is a named, logged case, anything else fails loudly."""
+"""Incremental scoring (indexer/scoring.py, indexer/incremental.py): a sync scores only what
+it added plus the points whose neighbourhood that entered, with the same neighbour distances a
+full pass gives; on an embedded store the latter wait in the deferred-refresh sidecar, flagged
+to readers, until their number passes the bound (then written in one batch) or a full pass;
+on a server they are written at once; the staleness bound and deletions trigger the full
+pass; `specclip rescore` refreshes; an unreadable counterpart is a named, logged case,
+anything else fails loudly."""
 
 from __future__ import annotations
 
@@ -11,11 +14,14 @@ import numpy as np
 import pytest
 
 from engine import payload as P
+from engine.query import Engine
+from engine.stale_scores import DEFERRED_DIR
 from engine.store import open_store
-from indexer import scoring
+from indexer import incremental, scoring
 from indexer.sources import parse_sources
 from indexer.sync import Syncer
 from tests.indexer.conftest import write_lamost_file
+from tests.indexer.doubles import ProjectionEmbedder
 
 
 def _sync(store, embedder, tmp_path, folder):
@@ -27,30 +33,91 @@ def _payloads(store):
     return {h.id: h.payload for h in store.scroll("spectra")}
 
 
+def _deferred(tmp_path) -> dict:
+    """The store's deferred refreshes (engine/stale_scores.py): point id -> new values."""
+    files = sorted((tmp_path / "store" / DEFERRED_DIR).glob("*.json"))
+    return json.loads(files[0].read_text()) if files else {}
+
+
+def _knn_after_full_pass(store) -> dict:
+    scoring.score_collection(store, "spectra", ProjectionEmbedder())
+    return {i: p[P.KNN_DISTANCE] for i, p in _payloads(store).items()}
+
+
 def test_adding_a_file_scores_it_incrementally_like_a_full_pass(tmp_path, lamost_folder,
                                                                  embedder, monkeypatch):
-    # 12 points: 5 % staleness is less than one point; lift the bound so the incremental
-    # path runs here
+    # 12 points: 5 % staleness is less than one point, and 1 % deferred too; lift both
+    # bounds so the incremental path runs here and keeps its refreshes deferred
     monkeypatch.setattr(scoring, "STALE_FRACTION", 100.0)
+    monkeypatch.setattr(incremental, "DEFER_FRACTION", 100.0)
     store = open_store(path=str(tmp_path / "store"))
     first = _sync(store, embedder, tmp_path, lamost_folder)
     assert first.scoring["mode"] == "full" and first.scoring["scored"] == 12
+    before = _payloads(store)
     write_lamost_file(str(lamost_folder / "spec-2000.fits"), 2000, teff=5230.0, seed=99)
     second = _sync(store, embedder, tmp_path, lamost_folder)
     assert second.added == 1 and second.scoring["mode"] == "incremental"
     assert second.scoring["scored"] == 1
-    after = _payloads(store)
+    after, deferred = _payloads(store), _deferred(tmp_path)
     assert not any(p.get(P.SCORES_PENDING) for p in after.values())
     assert all(P.ANOMALY in p for p in after.values())
-    # the neighbour distances written incrementally are those a full pass computes
-    incremental = {i: p[P.KNN_DISTANCE] for i, p in after.items()}
-    scoring.score_collection(store, "spectra", embedder)
-    full = {i: p[P.KNN_DISTANCE] for i, p in _payloads(store).items()}
-    new_id = next(i for i, p in after.items() if p[P.OBJECT_ID] == "2000")
-    assert incremental[new_id] == pytest.approx(full[new_id], abs=1e-5)
-    changed = [i for i in full if abs(full[i] - incremental[i]) > 1e-5]
+    # the existing points whose neighbourhood the new spectrum entered were not rewritten:
+    # their new values wait in the sidecar
+    assert deferred and len(deferred) == second.scoring["neighbours_updated"] \
+        == second.scoring["deferred"]
+    assert all(after[i] == before[i] for i in deferred)
+    # readers flag exactly those hits (fresh or flagged), on every query path
+    eng = Engine.open(store_path=str(tmp_path / "store"))
+    assert {h.id for h in eng.store.scroll("spectra")
+            if h.payload.get(P.SCORES_STALE)} == set(deferred)
+    assert all(P.SCORES_STALE not in p for p in after.values())      # never stored
+    some = next(iter(deferred))
+    assert eng.store.retrieve("spectra", [some])[0].payload[P.SCORES_STALE] is True
+    eng.close()
+    # the neighbour distances written or deferred are those a full pass computes
+    incremental_knn = {i: deferred.get(i, {}).get(P.KNN_DISTANCE, p[P.KNN_DISTANCE])
+                       for i, p in after.items()}
+    full = _knn_after_full_pass(store)
+    changed = [i for i in full if abs(full[i] - incremental_knn[i]) > 1e-5]
     assert changed == [], "a point whose neighbourhood the new spectrum entered kept its old " \
                           f"distance: {changed}"
+    store.close()
+
+
+def test_deferred_refreshes_are_written_in_one_batch_past_the_bound(tmp_path, lamost_folder,
+                                                                     embedder, monkeypatch):
+    monkeypatch.setattr(scoring, "STALE_FRACTION", 100.0)
+    monkeypatch.setattr(incremental, "DEFER_FRACTION", 100.0)
+    store = open_store(path=str(tmp_path / "store"))
+    _sync(store, embedder, tmp_path, lamost_folder)
+    write_lamost_file(str(lamost_folder / "spec-2000.fits"), 2000, teff=5230.0, seed=99)
+    _sync(store, embedder, tmp_path, lamost_folder)
+    waiting = _deferred(tmp_path)
+    assert waiting
+    monkeypatch.setattr(incremental, "DEFER_FRACTION", 0.0)
+    write_lamost_file(str(lamost_folder / "spec-2001.fits"), 2001, teff=5100.0, seed=7)
+    third = _sync(store, embedder, tmp_path, lamost_folder)
+    assert third.scoring["deferred_written"] >= len(waiting) and third.scoring["deferred"] == 0
+    assert _deferred(tmp_path) == {}                       # dropped once published
+    stored = {i: p[P.KNN_DISTANCE] for i, p in _payloads(store).items()}
+    full = _knn_after_full_pass(store)
+    assert all(abs(full[i] - stored[i]) <= 1e-5 for i in full)
+    store.close()
+
+
+def test_on_a_server_refreshes_are_written_at_once(tmp_path, lamost_folder, embedder,
+                                                   monkeypatch):
+    """No publication step, so nothing is deferred: the payloads are fresh."""
+    monkeypatch.setattr(scoring, "STALE_FRACTION", 100.0)
+    monkeypatch.setattr(incremental, "DEFER_FRACTION", 100.0)
+    store = open_store(memory=True)
+    _sync(store, embedder, tmp_path, lamost_folder)
+    write_lamost_file(str(lamost_folder / "spec-2000.fits"), 2000, teff=5230.0, seed=99)
+    second = _sync(store, embedder, tmp_path, lamost_folder)
+    assert second.scoring["neighbours_updated"] > 0 and second.scoring["deferred"] == 0
+    stored = {i: p[P.KNN_DISTANCE] for i, p in _payloads(store).items()}
+    full = _knn_after_full_pass(store)
+    assert all(abs(full[i] - stored[i]) <= 1e-5 for i in full)
     store.close()
 
 
@@ -76,8 +143,13 @@ def test_rescore_command_refreshes_every_point(tmp_path, lamost_folder, embedder
                                                monkeypatch):
     from indexer import cli
 
+    monkeypatch.setattr(scoring, "STALE_FRACTION", 100.0)
+    monkeypatch.setattr(incremental, "DEFER_FRACTION", 100.0)
     store = open_store(path=str(tmp_path / "store"))
     _sync(store, embedder, tmp_path, lamost_folder)
+    write_lamost_file(str(lamost_folder / "spec-2000.fits"), 2000, teff=5230.0, seed=99)
+    _sync(store, embedder, tmp_path, lamost_folder)
+    assert _deferred(tmp_path)
     store.close()
     monkeypatch.setattr(cli, "Embedder", lambda bundle: embedder)
     monkeypatch.setattr(cli, "load_bundle", lambda path: None)
@@ -85,9 +157,11 @@ def test_rescore_command_refreshes_every_point(tmp_path, lamost_folder, embedder
                           "alias": "spectra", "state": str(tmp_path / "state.json")})
     assert cli.run_rescore(args) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["mode"] == "full" and out["scored"] == 12
+    assert out["mode"] == "full" and out["scored"] == 13
     state = json.loads((tmp_path / "state.json").read_text())
-    assert state["scores_stale"][out["collection"]] == 0
+    assert state["scores_stale"][out["collection"]] == 0 and state["scores_fresh"][
+        out["collection"]]
+    assert _deferred(tmp_path) == {}            # every point written: nothing flagged
 
 
 def test_an_unreadable_counterpart_is_skipped_but_other_errors_fail_loudly(tmp_path,

@@ -80,6 +80,29 @@ def test_search(pair, vector_name, fname):
             assert {h.payload["survey"] for h in a} == {vector_name}
 
 
+@pytest.mark.parametrize("fname", ["none", "match", "range"])
+def test_search_batch_is_search_per_vector(pair, fname):
+    """A batch (the incremental scorer's searches) answers each vector as search() does,
+    on both backends, with the payload cut to the asked keys."""
+    rng = np.random.default_rng(zlib.crc32(f"batch/{fname}".encode()))
+    queries = [rng.normal(size=DIMS["shared"]).astype(np.float32) for _ in range(5)]
+    edge, mem = pair
+    for store in (edge, mem):
+        batch = store.search_batch("c", "shared", queries, 12, filter=FILTERS[fname],
+                                   payload_keys=["snr"])
+        assert len(batch) == len(queries)
+        for q, hits in zip(queries, batch, strict=True):
+            one = store.search("c", "shared", q, 12, filter=FILTERS[fname],
+                               payload_keys=["snr"])
+            assert [h.id for h in hits] == [h.id for h in one] and hits
+            assert all(set(h.payload) <= {"snr"} for h in hits)
+    for a, b in zip(*(s.search_batch("c", "shared", queries, 12, filter=FILTERS[fname])
+                      for s in pair), strict=True):
+        assert_same_hits(a, b, k=12)
+    assert edge.search_batch("c", "shared", [], 12) == []
+    assert mem.search_batch("c", "shared", [], 12) == []
+
+
 @pytest.mark.parametrize("fname", list(FILTERS))
 def test_count(pair, fname):
     edge, mem = pair
