@@ -12,11 +12,16 @@ pass): an add then never changes the sealed, optimised segments, so publishing i
 the small segment the new points went to. On a Qdrant server (no publication step) they are
 written at once.
 
-Staleness is bounded: the points *around* the redone ones keep an `anomaly_knn` computed
-with an older neighbour distance, and a point further than the `REVERSE_CANDIDATES`-th that
-the new one entered is not found; once the count of the former since the last full pass
-exceeds `STALE_FRACTION` of the collection, or after deletions, the next sync rescores
-everything (as `specclip rescore` does).
+The points *around* the redone ones (those that have one among their k nearest) keep an
+`anomaly_knn` computed with the redone points' older k-th distances. On an embedded store
+they join the sidecar too, flagged, with no new value yet: the batch write recomputes
+`anomaly_knn` and `anomaly` of every point in the sidecar from its neighbours' current
+distances (`write_deferred`), so they are never counted as stale and never force a full
+pass. On a server they are counted: once the count since the last full pass exceeds
+`STALE_FRACTION` of the collection, or after deletions, the next sync rescores everything
+(as `specclip rescore` does). Left unbounded on both: an existing point further than the
+`REVERSE_CANDIDATES`-th nearest of a new one, whose neighbourhood the new one entered (k-NN
+is not symmetric), is not found.
 
 Order (kill -9 anywhere loses nothing): the sidecar is saved (new values in, the pending
 points' entries out) before the pending points are written; a kill in between leaves them
@@ -42,6 +47,9 @@ from indexer import scoring as S
 log = logging.getLogger(__name__)
 
 SEARCH_BATCH = 256      # store searches sent as one batch (one pass over the segments)
+# a redone point at exactly another's k-th distance is among its k nearest; the stored
+# distance and the search's float32 score differ in the last digits
+TIE = 1e-6
 
 
 def _neighbour_lists(store: VectorStore, collection: str, hits: Sequence[Hit], survey: str,
@@ -77,6 +85,7 @@ def score_pending(store: VectorStore, collection: str, embedder: Any,
 
     all_updates: dict[str, dict] = {}
     pending_all: list[Hit] = []
+    second_order: set[str] = set()
     for survey, pending in pending_by_survey.items():
         if not pending:
             continue
@@ -90,19 +99,16 @@ def score_pending(store: VectorStore, collection: str, embedder: Any,
             if y.id not in pending_ids and current(y.id, y.payload) is not None
             and 1.0 - y.score < current(y.id, y.payload)))
         entered = store.retrieve(collection, entered_ids, with_vectors=True)
-        nbrs.update(_neighbour_lists(store, collection, entered, survey, k))
+        wide_entered = _neighbour_lists(store, collection, entered, survey,
+                                        max(k, S.REVERSE_CANDIDATES))
+        nbrs.update({i: found[:k] for i, found in wide_entered.items()})
         kth = {i: 1.0 - found[-1].score if len(found) >= k else np.nan
                for i, found in nbrs.items()}
 
         todo = pending + entered
-        own = np.array([kth[h.id] for h in todo])
-        around = np.array([[kth.get(x.id, _or_nan(current(x.id, x.payload)))
-                            for x in nbrs[h.id]] if len(nbrs[h.id]) >= k
-                           else [np.nan] * k for h in todo], dtype=float).reshape(len(todo), k)
-        # a survey with fewer than k+1 spectra has no k-th neighbours at all: nothing to fill
-        fill = np.nanmedian(own) if np.isfinite(own).any() else np.nan
-        lof = lof_from_distances(own, np.where(np.isfinite(around), around, fill))
-        combined = S.combine(S.own_survey_scores(todo, lof, survey), quantiles[survey])
+        lof, combined = _lof_and_anomaly(
+            todo, nbrs, lambda x, kth=kth: kth.get(x.id, _or_nan(current(x.id, x.payload))),
+            np.array([kth[h.id] for h in todo]), survey, quantiles, k)
         for i, h in enumerate(todo):
             all_updates[h.id] = {P.KNN_DISTANCE: float(kth[h.id]),
                                  P.ANOMALY_KNN: float(lof[i]), P.ANOMALY: float(combined[i])}
@@ -111,8 +117,17 @@ def score_pending(store: VectorStore, collection: str, embedder: Any,
         pending_all.extend(pending)
         report.scored += len(pending)
         report.neighbours_updated += len(entered)
-        # the neighbours of re-done points used their old k-th distance: possibly stale
-        report.stale += sum(len(nbrs[y.id]) for y in entered)
+        # the points that have a redone point among their k nearest (its reverse neighbours,
+        # found among its REVERSE_CANDIDATES nearest) used its old k-th distance in their
+        # anomaly_knn: flagged and redone at the batch write on an embedded store, counted
+        # as possibly stale on a server
+        around_ids = {x.id for y in entered for x in wide_entered[y.id]
+                      if current(x.id, x.payload) is not None
+                      and 1.0 - x.score <= current(x.id, x.payload) + TIE} - {h.id for h in todo}
+        if deferred is not None:
+            second_order.update(around_ids)
+        else:
+            report.stale += len(around_ids)
         log.info("scored %d new %s points incrementally; %d neighbours updated", len(pending),
                  survey, len(entered))
     pending_ids = {h.id for h in pending_all}
@@ -122,6 +137,9 @@ def score_pending(store: VectorStore, collection: str, embedder: Any,
     if deferred is not None:
         deferred.drop(list(pending_ids))
         deferred.add(others)
+        # flagged, no new value yet: `write_deferred` recomputes them from their neighbours
+        deferred.add({i: {} for i in second_order - pending_ids})
+        report.second_order_flagged = len(second_order - pending_ids - set(others))
         deferred.save()
     else:
         S._write(store, collection, store.retrieve(collection, list(others), True), others)
@@ -133,15 +151,50 @@ def _or_nan(x: Any) -> float:
     return np.nan if x is None else float(x)
 
 
-def write_deferred(store: VectorStore, collection: str, deferred: DeferredScores) -> int:
+def _lof_and_anomaly(hits: Sequence[Hit], nbrs: dict[str, list[Hit]], kth_of: Any,
+                     own: np.ndarray, survey: str, quantiles: dict[str, dict], k: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(`anomaly_knn`, `anomaly`) of `hits` from their own k-th distance `own` and their k
+    neighbours' (`kth_of(neighbour hit)`), percentiles from the stored distribution."""
+    around = np.array([[kth_of(x) for x in nbrs[h.id]] if len(nbrs[h.id]) >= k
+                       else [np.nan] * k for h in hits], dtype=float).reshape(len(hits), k)
+    # a survey with fewer than k+1 spectra has no k-th neighbours at all: nothing to fill
+    fill = np.nanmedian(own) if np.isfinite(own).any() else np.nan
+    lof = lof_from_distances(own, np.where(np.isfinite(around), around, fill))
+    return lof, S.combine(S.own_survey_scores(hits, lof, survey), quantiles[survey])
+
+
+def write_deferred(store: VectorStore, collection: str, deferred: DeferredScores,
+                   quantiles: dict[str, dict], k: int = S.KNN_K) -> int:
     """Write every deferred refresh into the store (one batch; the segments they live in are
-    sealed again at the next publication). The ids written are kept in `deferred.written`:
-    the caller removes them from the sidecar once that publication is done."""
-    ids = list(deferred.entries)
+    sealed again at the next publication). Each point's `anomaly_knn` and `anomaly` are
+    recomputed first from its neighbours' current k-th distances (the sidecar's where it
+    has one): that settles the points flagged for having a redone neighbour. The ids
+    written are kept in `deferred.written`: the caller removes them from the sidecar once
+    that publication is done."""
+    entries = deferred.entries
+
+    def current(x: Hit) -> float:
+        return _or_nan(entries.get(x.id, {}).get(P.KNN_DISTANCE, x.payload.get(P.KNN_DISTANCE)))
+
+    ids = list(entries)
     for lo in range(0, len(ids), S.WRITE_BATCH):
-        chunk = ids[lo:lo + S.WRITE_BATCH]
-        S._write(store, collection, store.retrieve(collection, chunk, True),
-                 {i: deferred.entries[i] for i in chunk})
+        hits = [Hit(h.id, h.score, {**h.payload, **entries[h.id]}, h.vectors)
+                for h in store.retrieve(collection, ids[lo:lo + S.WRITE_BATCH], True)]
+        updates: dict[str, dict] = {}
+        for survey in SURVEYS:
+            mine = [h for h in hits if h.payload.get(P.SURVEY) == survey]
+            if not mine or survey not in quantiles:
+                updates.update({h.id: entries[h.id] for h in mine})
+                continue
+            nbrs = _neighbour_lists(store, collection, mine, survey, k)
+            lof, combined = _lof_and_anomaly(
+                mine, nbrs, current, np.array([current(h) for h in mine]), survey,
+                quantiles, k)
+            for i, h in enumerate(mine):
+                updates[h.id] = {**entries[h.id], P.ANOMALY_KNN: float(lof[i]),
+                                 P.ANOMALY: float(combined[i])}
+        S._write(store, collection, hits, updates)
     log.info("wrote %d deferred neighbour-score refreshes", len(ids))
     deferred.written = ids
     return len(ids)
@@ -186,7 +239,7 @@ def refresh_scores(store: VectorStore, collection: str, embedder: Any, stale_bef
                  report.stale, 100 * S.STALE_FRACTION, total)
         return S.score_collection(store, collection, embedder)
     if deferred is not None and len(deferred.entries) > DEFER_FRACTION * total:
-        report.deferred_written = write_deferred(store, collection, deferred)
+        report.deferred_written = write_deferred(store, collection, deferred, quantiles)
     report.deferred = _held(deferred) - report.deferred_written
     return report
 

@@ -77,6 +77,8 @@ class ScoringReport:
     neighbours_updated: int = 0   # existing points whose neighbourhood a new point entered
     stale: int = 0                # points whose anomaly_knn may lag (since the last full pass)
     deferred: int = 0             # existing points whose refresh waits in the sidecar
+    # of those, flagged only because a neighbour was redone (recomputed at the batch write)
+    second_order_flagged: int = 0
     deferred_written: int = 0     # deferred refreshes written into the store by this pass
     # survey -> score -> quantiles of the survey's scores at the last full pass
     quantiles: dict = field(default_factory=dict)

@@ -116,7 +116,7 @@ def assert_knn_fresh_or_flagged(store_path) -> int:
     vectors = np.stack([h.vectors[P.VECTOR_SHARED] for h in hits]).astype(np.float32)
     _, kth = knn_distance(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
     for h, true in zip(hits, kth, strict=True):
-        now = deferred.get(h.id, h.payload).get(P.KNN_DISTANCE)
+        now = {**h.payload, **deferred.get(h.id, {})}.get(P.KNN_DISTANCE)
         assert now == pytest.approx(true, abs=1e-5), \
             f"{h.payload[P.OBJECT_ID]}: neighbour distance {now}, exactly {true}, not flagged"
     eng = Engine.open(store_path=str(store_path))

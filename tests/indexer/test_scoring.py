@@ -62,9 +62,12 @@ def test_adding_a_file_scores_it_incrementally_like_a_full_pass(tmp_path, lamost
     assert not any(p.get(P.SCORES_PENDING) for p in after.values())
     assert all(P.ANOMALY in p for p in after.values())
     # the existing points whose neighbourhood the new spectrum entered were not rewritten:
-    # their new values wait in the sidecar
-    assert deferred and len(deferred) == second.scoring["neighbours_updated"] \
-        == second.scoring["deferred"]
+    # their new values wait in the sidecar; the points around them wait there flagged, with
+    # no value yet (their anomaly_knn is redone at the batch write)
+    valued = {i for i, e in deferred.items() if e}
+    assert valued and len(valued) == second.scoring["neighbours_updated"]
+    assert len(deferred) == second.scoring["deferred"] \
+        == len(valued) + second.scoring["second_order_flagged"]
     assert all(after[i] == before[i] for i in deferred)
     # readers flag exactly those hits (fresh or flagged), on every query path
     eng = Engine.open(store_path=str(tmp_path / "store"))
@@ -115,9 +118,63 @@ def test_on_a_server_refreshes_are_written_at_once(tmp_path, lamost_folder, embe
     write_lamost_file(str(lamost_folder / "spec-2000.fits"), 2000, teff=5230.0, seed=99)
     second = _sync(store, embedder, tmp_path, lamost_folder)
     assert second.scoring["neighbours_updated"] > 0 and second.scoring["deferred"] == 0
-    stored = {i: p[P.KNN_DISTANCE] for i, p in _payloads(store).items()}
+    stored = _payloads(store)
     full = _knn_after_full_pass(store)
-    assert all(abs(full[i] - stored[i]) <= 1e-5 for i in full)
+    assert all(abs(full[i] - stored[i][P.KNN_DISTANCE]) <= 1e-5 for i in full)
+    store.close()
+
+
+@pytest.fixture
+def wide_folder(tmp_path):
+    """40 spectra: enough that the points around a redone one are not all redone too."""
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    for i in range(40):
+        write_lamost_file(str(folder / f"spec-{3000 + i}.fits"), 3000 + i,
+                          teff=4000 + 60 * i, seed=100 + i)
+    return folder
+
+
+def test_points_around_redone_ones_are_flagged_then_recomputed(tmp_path, wide_folder,
+                                                               embedder, monkeypatch):
+    """Embedded store: they join the sidecar with no value (flagged to readers), are never
+    counted as stale, and the batch write recomputes their anomaly_knn as a full pass
+    would."""
+    monkeypatch.setattr(scoring, "STALE_FRACTION", 0.0)     # any stale count: full pass
+    monkeypatch.setattr(incremental, "DEFER_FRACTION", 100.0)
+    store = open_store(path=str(tmp_path / "store"))
+    _sync(store, embedder, tmp_path, wide_folder)
+    write_lamost_file(str(wide_folder / "spec-2000.fits"), 2000, teff=5230.0, seed=99)
+    second = _sync(store, embedder, tmp_path, wide_folder).scoring
+    assert second["mode"] == "incremental" and second["stale"] == 0
+    assert second["second_order_flagged"] > 0
+    assert sum(1 for e in _deferred(tmp_path).values() if not e) \
+        == second["second_order_flagged"]
+    monkeypatch.setattr(incremental, "DEFER_FRACTION", 0.0)
+    write_lamost_file(str(wide_folder / "spec-2001.fits"), 2001, teff=4400.0, seed=98)
+    third = _sync(store, embedder, tmp_path, wide_folder).scoring
+    assert third["mode"] == "incremental" and third["deferred_written"] > 0
+    assert _deferred(tmp_path) == {}
+    stored = _payloads(store)
+    _knn_after_full_pass(store)
+    full = _payloads(store)
+    off = [i for i in full
+           if abs(full[i][P.ANOMALY_KNN] - stored[i][P.ANOMALY_KNN]) > 1e-4]
+    assert off == [], f"{len(off)} anomaly_knn differ from a full pass after the batch write"
+    store.close()
+
+
+def test_on_a_server_points_around_redone_ones_count_as_stale(tmp_path, wide_folder,
+                                                              embedder, monkeypatch):
+    monkeypatch.setattr(scoring, "STALE_FRACTION", 100.0)
+    store = open_store(memory=True)
+    _sync(store, embedder, tmp_path, wide_folder)
+    write_lamost_file(str(wide_folder / "spec-2000.fits"), 2000, teff=5230.0, seed=99)
+    second = _sync(store, embedder, tmp_path, wide_folder).scoring
+    assert second["stale"] > 0 and second["second_order_flagged"] == 0
+    monkeypatch.setattr(scoring, "STALE_FRACTION", 0.0)
+    write_lamost_file(str(wide_folder / "spec-2001.fits"), 2001, teff=4400.0, seed=98)
+    assert _sync(store, embedder, tmp_path, wide_folder).scoring["mode"] == "full"
     store.close()
 
 
@@ -128,8 +185,10 @@ def test_stale_bound_and_deletions_force_the_full_pass(tmp_path, lamost_folder, 
     monkeypatch.setattr(scoring, "STALE_FRACTION", 0.0)
     write_lamost_file(str(lamost_folder / "spec-2001.fits"), 2001, teff=5100.0, seed=5)
     report = _sync(store, embedder, tmp_path, lamost_folder)
-    # a new point among 12 always has neighbours: with no staleness allowed, a full pass
-    assert report.scoring["mode"] == "full" and report.scoring["stale"] == 0
+    # on an embedded store the points around the redone ones are flagged and recomputed by
+    # the batch write (1 % of 13 points: this very sync), never counted as stale
+    assert report.scoring["mode"] == "incremental" and report.scoring["stale"] == 0
+    assert report.scoring["deferred_written"] > 0 and report.scoring["deferred"] == 0
     monkeypatch.setattr(scoring, "STALE_FRACTION", 0.05)
     (lamost_folder / "spec-2001.fits").unlink()
     report = _sync(store, embedder, tmp_path, lamost_folder)
