@@ -50,12 +50,7 @@ def write_lamost_folder(folder, n: int, first_obsid: int, teff0: float, dteff: f
 
 @pytest.fixture
 def lamost_folder(tmp_path):
-    folder = tmp_path / "spectra"
-    folder.mkdir()
-    for i in range(12):
-        write_lamost_file(str(folder / f"spec-{1000 + i}.fits"), 1000 + i,
-                          teff=4500 + 150 * i, seed=i)
-    return folder
+    return write_lamost_folder(tmp_path / "spectra", 12, 1000, 4500.0, 150.0)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from engine.store import open_store
 from indexer import incremental, scoring
 from indexer.sources import parse_sources
 from indexer.sync import Syncer
-from tests.indexer.conftest import write_lamost_file
+from tests.indexer.conftest import write_lamost_file, write_lamost_folder
 from tests.indexer.doubles import ProjectionEmbedder
 
 
@@ -37,6 +37,18 @@ def _deferred(tmp_path) -> dict:
     """The store's deferred refreshes (engine/stale_scores.py): point id -> new values."""
     files = sorted((tmp_path / "store" / DEFERRED_DIR).glob("*.json"))
     return json.loads(files[0].read_text()) if files else {}
+
+
+def _store_with_deferred_refreshes(tmp_path, folder, embedder, monkeypatch):
+    """An embedded store of `folder`, then one added spectrum whose refreshes of existing
+    points wait in the sidecar (both bounds lifted)."""
+    monkeypatch.setattr(scoring, "STALE_FRACTION", 100.0)
+    monkeypatch.setattr(incremental, "DEFER_FRACTION", 100.0)
+    store = open_store(path=str(tmp_path / "store"))
+    _sync(store, embedder, tmp_path, folder)
+    write_lamost_file(str(folder / "spec-2000.fits"), 2000, teff=5230.0, seed=99)
+    _sync(store, embedder, tmp_path, folder)
+    return store
 
 
 def _knn_after_full_pass(store) -> dict:
@@ -89,12 +101,7 @@ def test_adding_a_file_scores_it_incrementally_like_a_full_pass(tmp_path, lamost
 
 def test_deferred_refreshes_are_written_in_one_batch_past_the_bound(tmp_path, lamost_folder,
                                                                      embedder, monkeypatch):
-    monkeypatch.setattr(scoring, "STALE_FRACTION", 100.0)
-    monkeypatch.setattr(incremental, "DEFER_FRACTION", 100.0)
-    store = open_store(path=str(tmp_path / "store"))
-    _sync(store, embedder, tmp_path, lamost_folder)
-    write_lamost_file(str(lamost_folder / "spec-2000.fits"), 2000, teff=5230.0, seed=99)
-    _sync(store, embedder, tmp_path, lamost_folder)
+    store = _store_with_deferred_refreshes(tmp_path, lamost_folder, embedder, monkeypatch)
     waiting = _deferred(tmp_path)
     assert waiting
     monkeypatch.setattr(incremental, "DEFER_FRACTION", 0.0)
@@ -127,12 +134,7 @@ def test_on_a_server_refreshes_are_written_at_once(tmp_path, lamost_folder, embe
 @pytest.fixture
 def wide_folder(tmp_path):
     """40 spectra: enough that the points around a redone one are not all redone too."""
-    folder = tmp_path / "wide"
-    folder.mkdir()
-    for i in range(40):
-        write_lamost_file(str(folder / f"spec-{3000 + i}.fits"), 3000 + i,
-                          teff=4000 + 60 * i, seed=100 + i)
-    return folder
+    return write_lamost_folder(tmp_path / "wide", 40, 3000, 4000.0, 60.0)
 
 
 def test_points_around_redone_ones_are_flagged_then_recomputed(tmp_path, wide_folder,
@@ -202,12 +204,7 @@ def test_rescore_command_refreshes_every_point(tmp_path, lamost_folder, embedder
                                                monkeypatch):
     from indexer import cli
 
-    monkeypatch.setattr(scoring, "STALE_FRACTION", 100.0)
-    monkeypatch.setattr(incremental, "DEFER_FRACTION", 100.0)
-    store = open_store(path=str(tmp_path / "store"))
-    _sync(store, embedder, tmp_path, lamost_folder)
-    write_lamost_file(str(lamost_folder / "spec-2000.fits"), 2000, teff=5230.0, seed=99)
-    _sync(store, embedder, tmp_path, lamost_folder)
+    store = _store_with_deferred_refreshes(tmp_path, lamost_folder, embedder, monkeypatch)
     assert _deferred(tmp_path)
     store.close()
     monkeypatch.setattr(cli, "Embedder", lambda bundle: embedder)
