@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -34,6 +35,14 @@ def write_lamost_file(path: str, obsid: int, teff: float = 5500.0, n: int = 3908
                 "FIBERID": obsid % 250})
     fits.PrimaryHDU(data, hdr).writeto(path, overwrite=True)
     return path
+
+
+def age(folder, seconds_ago: float = 3600.0) -> None:
+    """Backdate every file of `folder`: older than the indexer's racy window (a file
+    recorded within 2 s of its mtime is read again by the next sync, indexer/file_index.py),
+    so a test counting reads does not depend on how fast the run was."""
+    for f in folder.iterdir():
+        os.utime(f, (time.time() - seconds_ago, time.time() - seconds_ago))
 
 
 def write_lamost_folder(folder, n: int, first_obsid: int, teff0: float, dteff: float,

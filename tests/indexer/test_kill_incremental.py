@@ -22,7 +22,7 @@ from engine.stale_scores import sidecar_path
 from engine.store import open_store
 from indexer.ids import content_hash, point_id
 from indexer.scoring import knn_distance
-from tests.indexer.conftest import write_lamost_file
+from tests.indexer.conftest import age, write_lamost_file
 from tests.indexer.test_kill_resume import start
 
 HOUR_AGO = time.time() - 3600
@@ -40,11 +40,6 @@ def stored(store_path) -> dict[str, str]:
         return {h.id: h.payload[P.CONTENT_HASH] for h in s.scroll("spectra")}
     finally:
         s.close()
-
-
-def age(folder, seconds_ago: float) -> None:
-    for f in folder.iterdir():
-        os.utime(f, (time.time() - seconds_ago, time.time() - seconds_ago))
 
 
 def finish(store, state, folder, env=None) -> dict:
