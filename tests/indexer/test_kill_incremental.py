@@ -22,7 +22,7 @@ from engine.stale_scores import sidecar_path
 from engine.store import open_store
 from indexer.ids import content_hash, point_id
 from indexer.scoring import knn_distance
-from tests.indexer.conftest import age, write_lamost_file
+from tests.indexer.conftest import age, write_lamost_file, write_lamost_folder
 from tests.indexer.test_kill_resume import start
 
 HOUR_AGO = time.time() - 3600
@@ -52,11 +52,7 @@ def finish(store, state, folder, env=None) -> dict:
 @pytest.mark.slow
 def test_kill_9_at_random_points_of_incremental_syncs(tmp_path):
     rng = random.Random(int.from_bytes(os.urandom(4), "little"))
-    folder = tmp_path / "spectra"
-    folder.mkdir()
-    for i in range(24):
-        write_lamost_file(str(folder / f"spec-{6000 + i}.fits"), 6000 + i, teff=4000 + 70 * i,
-                          seed=i)
+    folder = write_lamost_folder(tmp_path / "spectra", 24, 6000, 4000.0, 70.0)
     age(folder, 7200)
     store, state = tmp_path / "store", tmp_path / "state.json"
     finish(store, state, folder)
@@ -126,11 +122,7 @@ def assert_knn_fresh_or_flagged(store_path) -> int:
 @pytest.mark.slow
 def test_kill_9_during_incremental_scoring_leaves_scores_fresh_or_flagged(tmp_path):
     rng = random.Random(int.from_bytes(os.urandom(4), "little"))
-    folder = tmp_path / "spectra"
-    folder.mkdir()
-    for i in range(16):
-        write_lamost_file(str(folder / f"spec-{6000 + i}.fits"), 6000 + i, teff=4000 + 90 * i,
-                          seed=i)
+    folder = write_lamost_folder(tmp_path / "spectra", 16, 6000, 4000.0, 90.0)
     age(folder, 7200)
     store, state = tmp_path / "store", tmp_path / "state.json"
     # a few dozen points: lift the staleness bound so every add scores incrementally
