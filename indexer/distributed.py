@@ -40,7 +40,7 @@ from engine.collection import (DEFAULT_ALIAS, DEFAULT_OPTIONS, collection_spec,
 from engine.records import SpectrumRecord
 from engine.spectrum_archive import SpectrumArchiveWriter
 from engine.store.types import CollectionOptions, VectorStore
-from indexer.changes import Changes, embed_changes, upsert_with_spectra
+from indexer.changes import Changes, embed_changes, file_key, upsert_with_spectra
 from indexer.file_index import FileIndex
 from indexer.points import stored_hash
 from indexer.progress import LogProgress, Progress
@@ -252,9 +252,12 @@ def distributed_sync(sources: Sequence[str | Source], store: VectorStore, embedd
                 if cluster is not None:
                     cluster.close()
         state.save(state_path)            # scores marked stale before the first upsert
-    report = syncer.run(srcs)             # every file read above is now recorded: unread
+    # The workers' files are recorded now; the closing run counts them unchanged, unread
+    # (also those still inside the racy window, which a plain run would read again).
+    refused = {file_key(r["path"]) for r in merged.refused}
+    handled = {file_key(f) for p in parts for f in p.files} - refused
+    report = syncer.run(srcs, handled=handled)
     report.skipped -= merged.added + merged.updated     # counted there as unchanged
-    report.skipped += merged.skipped
     report.added, report.updated = merged.added, merged.updated
     report.duplicates += merged.duplicates
     # a file a worker refused is not recorded, so the closing run tried it again

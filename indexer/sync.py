@@ -28,7 +28,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 from engine import payload as P
 from engine.collection import (DEFAULT_ALIAS, DEFAULT_OPTIONS, collection_spec, ensure_collection,
@@ -126,7 +126,10 @@ class Syncer:
     _old_refs: set[str] = field(default_factory=set, init=False, repr=False)
     _deferred: DeferredScores | None = field(default=None, init=False, repr=False)
 
-    def run(self, sources: Sequence[Source]) -> SyncReport:
+    def run(self, sources: Sequence[Source], handled: Collection[str] = ()) -> SyncReport:
+        """Sync `sources`. `handled`: keys of files another part of this same run already
+        read and recorded (the Dask workers): counted as unchanged, never read again, even
+        when their mtime is still inside the racy window."""
         t0 = self.clock()
         self._old_refs = set()
         if self.archive is None:
@@ -136,27 +139,30 @@ class Syncer:
             sources = [Source(s["spec"], tuple(s.get("labels", ()))) for s in state.sources]
         target = versioned_name(self.alias, self.embedder.version)
         with FileIndex(index_path_for(self.state_path)) as index:
-            plans = self.plan(sources, index, target)
+            plans = self.plan(sources, index, target, handled)
             n_files = sum(len(p.to_read) for p in plans.values())
             workers = self.read_workers if n_files >= self.min_files_for_process else 0
             # Started first, so the reader processes boot while the collection is prepared.
             with FileReader(workers) as reader, self._embedder_threads(workers):
                 return self._run(sources, state, reader.start(), plans, index, target, t0)
 
-    def plan(self, sources: Sequence[Source], index: FileIndex,
-             target: str) -> dict[str, SourcePlan]:
-        """List every folder/file source once and stat each file once: what to read."""
+    def plan(self, sources: Sequence[Source], index: FileIndex, target: str,
+             handled: Collection[str] = ()) -> dict[str, SourcePlan]:
+        """List every folder/file source once and stat each file once: what to read.
+        A file in `handled` that the index records is unchanged whatever its stat says."""
+        handled = set(handled)
         self.progress.start("listing", len(sources))
         plans = {}
         for s in sources:
             if s.kind == "files":
                 files = s.files() if s.exists() else []
                 ctx = context_of(s.labels, self.crossmatch, self.positions)
-                recorded = {} if self.verify else index.recorded(target, s.key)
+                recorded = index.recorded(target, s.key)
                 now = time.time_ns()
                 stats = {file_key(f): file_stat(f, now) for f in files}
-                unchanged = {k for k, st in stats.items()
-                             if st is not None and st[2] >= 0 and recorded.get(k) == (st, ctx)}
+                unchanged = {k for k, st in stats.items() if st is not None and (
+                    k in handled and k in recorded
+                    or not self.verify and st[2] >= 0 and recorded.get(k) == (st, ctx))}
                 plans[s.spec] = SourcePlan(
                     s, ctx, [f for f in files if file_key(f) not in unchanged], stats,
                     sorted(unchanged), sorted(set(recorded) - set(stats)))
