@@ -86,3 +86,39 @@ def test_written_files_are_found_from_the_payload_and_versions_are_checked(tmp_p
     assert os.path.isabs(absolute)
     same_record(records[2], SpectrumArchive(None).load(
         {P.SPECTRUM_FILE: absolute, P.SPECTRUM_ROW: 2, P.CONTENT_HASH: hashes[2]}))
+
+
+def test_rows_are_built_from_buffers_as_arrow_would_build_them_from_lists(tmp_path):
+    """encode_rows builds its columns from buffers (so that pyarrow never imports pandas,
+    0.2-0.35 s of every `specclip index`): the same batch as pyarrow's own conversion,
+    absent arrays (null) and non-ASCII text included."""
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+
+    from engine.spectrum_archive import ARRAYS, SCHEMA, encode_rows
+
+    (lamost,) = readers.read(write_lamost_file(str(tmp_path / "s.fits"), 42))
+    xp = readers.read_xp_library(limit=3)
+    records = [lamost, *xp]
+    ids, hashes = ["é-1", "b", "c", "d"], [content_hash(r) for r in records]
+    batch = encode_rows(ids, hashes, records)
+    rows = [encode_record(r) for r in records]
+    expected = pa.RecordBatch.from_pydict(
+        {"id": ids, "content_hash": hashes,
+         **{k: [row[k] for row in rows] for k in ("record", *ARRAYS)}}, schema=SCHEMA)
+    assert batch.column("wavelength").null_count > 0      # the XP rows keep no grid
+    assert batch.equals(expected)
+    script = ("import sys; from engine.spectrum_archive import encode_rows; "
+              "from tests.engine.test_spectrum_archive import _one_record; "
+              "encode_rows(['a'], ['h'], [_one_record()]); print('pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2], check=True)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def _one_record() -> SpectrumRecord:
+    wave = np.linspace(3700.0, 9100.0, 50)
+    return SpectrumRecord(survey=SURVEY_LAMOST, object_id="1", wavelength=wave,
+                          flux=np.ones(50), ivar=np.ones(50), mask=np.zeros(50, bool))
