@@ -16,10 +16,10 @@ The points *around* the redone ones (those that have one among their k nearest) 
 `anomaly_knn` computed with the redone points' older k-th distances. On an embedded store
 they join the sidecar too, flagged, with no new value yet: the batch write recomputes
 `anomaly_knn` and `anomaly` of every point in the sidecar from its neighbours' current
-distances (`write_deferred`), so they are never counted as stale and never force a full
-pass. On a server they are counted: once the count since the last full pass exceeds
-`STALE_FRACTION` of the collection, or after deletions, the next sync rescores everything
-(as `specclip rescore` does). Left unbounded on both: an existing point further than the
+distances (`write_deferred`). On a server they are recomputed the same way as soon as the
+redone points are written. So they are never counted as stale and never force a full pass;
+only deletions (and `specclip rescore`) do, or a stale count left by an earlier version of
+this code past `STALE_FRACTION` of the collection. Left unbounded on both: an existing point further than the
 `REVERSE_CANDIDATES`-th nearest of a new one, whose neighbourhood the new one entered (k-NN
 is not symmetric), is not found.
 
@@ -124,10 +124,7 @@ def score_pending(store: VectorStore, collection: str, embedder: Any,
         around_ids = {x.id for y in entered for x in wide_entered[y.id]
                       if current(x.id, x.payload) is not None
                       and 1.0 - x.score <= current(x.id, x.payload) + TIE} - {h.id for h in todo}
-        if deferred is not None:
-            second_order.update(around_ids)
-        else:
-            report.stale += len(around_ids)
+        second_order.update(around_ids)
         log.info("scored %d new %s points incrementally; %d neighbours updated", len(pending),
                  survey, len(entered))
     pending_ids = {h.id for h in pending_all}
@@ -143,6 +140,11 @@ def score_pending(store: VectorStore, collection: str, embedder: Any,
         deferred.save()
     else:
         S._write(store, collection, store.retrieve(collection, list(others), True), others)
+        # now that the store holds the redone points' distances, recompute the points
+        # around them at once (a server has no publication to spare)
+        around = {i: {} for i in second_order - pending_ids - set(others)}
+        report.second_order_redone = _rewrite_knn_scores(store, collection, around,
+                                                         quantiles, k)
     S._write(store, collection, pending_all, all_updates)
     return report
 
@@ -172,8 +174,18 @@ def write_deferred(store: VectorStore, collection: str, deferred: DeferredScores
     has one): that settles the points flagged for having a redone neighbour. The ids
     written are kept in `deferred.written`: the caller removes them from the sidecar once
     that publication is done."""
-    entries = deferred.entries
+    ids = list(deferred.entries)
+    _rewrite_knn_scores(store, collection, deferred.entries, quantiles, k)
+    log.info("wrote %d deferred neighbour-score refreshes", len(ids))
+    deferred.written = ids
+    return len(ids)
 
+
+def _rewrite_knn_scores(store: VectorStore, collection: str, entries: dict[str, dict],
+                        quantiles: dict[str, dict], k: int) -> int:
+    """Write `entries` (point id -> new values, maybe none) with each point's `anomaly_knn`
+    and `anomaly` recomputed from its neighbours' current k-th distances (`entries`' own
+    where it has one, else the stored ones); returns how many points were written."""
     def current(x: Hit) -> float:
         return _or_nan(entries.get(x.id, {}).get(P.KNN_DISTANCE, x.payload.get(P.KNN_DISTANCE)))
 
@@ -195,8 +207,6 @@ def write_deferred(store: VectorStore, collection: str, deferred: DeferredScores
                 updates[h.id] = {**entries[h.id], P.ANOMALY_KNN: float(lof[i]),
                                  P.ANOMALY: float(combined[i])}
         S._write(store, collection, hits, updates)
-    log.info("wrote %d deferred neighbour-score refreshes", len(ids))
-    deferred.written = ids
     return len(ids)
 
 

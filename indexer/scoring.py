@@ -79,6 +79,8 @@ class ScoringReport:
     deferred: int = 0             # existing points whose refresh waits in the sidecar
     # of those, flagged only because a neighbour was redone (recomputed at the batch write)
     second_order_flagged: int = 0
+    # on a server: points around redone ones, recomputed and written at once
+    second_order_redone: int = 0
     deferred_written: int = 0     # deferred refreshes written into the store by this pass
     # survey -> score -> quantiles of the survey's scores at the last full pass
     quantiles: dict = field(default_factory=dict)

@@ -166,17 +166,27 @@ def test_points_around_redone_ones_are_flagged_then_recomputed(tmp_path, wide_fo
     store.close()
 
 
-def test_on_a_server_points_around_redone_ones_count_as_stale(tmp_path, wide_folder,
-                                                              embedder, monkeypatch):
-    monkeypatch.setattr(scoring, "STALE_FRACTION", 100.0)
+def test_on_a_server_points_around_redone_ones_are_recomputed_at_once(
+        tmp_path, wide_folder, embedder, monkeypatch):
+    """No sidecar on a server: the points around redone ones are rewritten by the same
+    sync, with a full pass's anomaly_knn, so they never count as stale nor force the full
+    pass."""
+    monkeypatch.setattr(scoring, "STALE_FRACTION", 0.0)     # any stale count: full pass
     store = open_store(memory=True)
     _sync(store, embedder, tmp_path, wide_folder)
-    write_lamost_file(str(wide_folder / "spec-2000.fits"), 2000, teff=5230.0, seed=99)
-    second = _sync(store, embedder, tmp_path, wide_folder).scoring
-    assert second["stale"] > 0 and second["second_order_flagged"] == 0
-    monkeypatch.setattr(scoring, "STALE_FRACTION", 0.0)
-    write_lamost_file(str(wide_folder / "spec-2001.fits"), 2001, teff=4400.0, seed=98)
-    assert _sync(store, embedder, tmp_path, wide_folder).scoring["mode"] == "full"
+    for obsid, teff, seed in ((2000, 5230.0, 99), (2001, 4400.0, 98)):
+        write_lamost_file(str(wide_folder / f"spec-{obsid}.fits"), obsid, teff=teff,
+                          seed=seed)
+        report = _sync(store, embedder, tmp_path, wide_folder).scoring
+        assert report["mode"] == "incremental" and report["stale"] == 0
+        assert report["second_order_redone"] > 0 and report["deferred"] == 0
+    stored = _payloads(store)
+    _knn_after_full_pass(store)
+    full = _payloads(store)
+    # the store's float32 cosines against the full pass's float64: ~1e-4 relative
+    off = [i for i in full
+           if abs(full[i][P.ANOMALY_KNN] - stored[i][P.ANOMALY_KNN]) > 1e-3]
+    assert off == [], f"{len(off)} anomaly_knn differ from a full pass"
     store.close()
 
 
