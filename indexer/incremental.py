@@ -19,9 +19,9 @@ they join the sidecar too, flagged, with no new value yet: the batch write recom
 distances (`write_deferred`). On a server they are recomputed the same way as soon as the
 redone points are written. So they are never counted as stale and never force a full pass;
 only deletions (and `specclip rescore`) do, or a stale count left by an earlier version of
-this code past `STALE_FRACTION` of the collection. Left unbounded on both: an existing point further than the
-`REVERSE_CANDIDATES`-th nearest of a new one, whose neighbourhood the new one entered (k-NN
-is not symmetric), is not found.
+this code past `STALE_FRACTION` of the collection. Left unbounded on both: an existing point
+further than the `REVERSE_CANDIDATES`-th nearest of a new one, whose neighbourhood the new
+one entered (k-NN is not symmetric), is not found.
 
 Order (kill -9 anywhere loses nothing): the sidecar is saved (new values in, the pending
 points' entries out) before the pending points are written; a kill in between leaves them
@@ -119,8 +119,8 @@ def score_pending(store: VectorStore, collection: str, embedder: Any,
         report.neighbours_updated += len(entered)
         # the points that have a redone point among their k nearest (its reverse neighbours,
         # found among its REVERSE_CANDIDATES nearest) used its old k-th distance in their
-        # anomaly_knn: flagged and redone at the batch write on an embedded store, counted
-        # as possibly stale on a server
+        # anomaly_knn: flagged and redone at the batch write on an embedded store, redone
+        # once the redone points are written on a server
         around_ids = {x.id for y in entered for x in wide_entered[y.id]
                       if current(x.id, x.payload) is not None
                       and 1.0 - x.score <= current(x.id, x.payload) + TIE} - {h.id for h in todo}
