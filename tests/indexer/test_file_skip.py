@@ -115,3 +115,18 @@ def test_file_stat_marks_racily_new_files(tmp_path):
     os.utime(f, (HOUR_AGO, HOUR_AGO))
     assert file_stat(str(f))[2] == os.stat(f).st_mtime_ns
     assert file_stat(str(tmp_path / "missing")) is None
+
+
+def test_a_file_gone_before_a_verify_run_is_deleted_once(tmp_path, lamost_folder, opened):
+    """--verify deletes the points of a file gone since the last run and forgets the file,
+    so the next plain run does not report that deletion again."""
+    age(lamost_folder)
+    store = open_store(path=tmp_path / "store")
+    sync(store, tmp_path, [str(lamost_folder)])
+    os.remove(lamost_folder / "spec-1005.fits")
+    verified = sync(store, tmp_path, [str(lamost_folder)], verify=True)
+    assert (verified.deleted, verified.skipped) == (1, 11)
+    again = sync(store, tmp_path, [str(lamost_folder)])
+    assert (again.deleted, again.skipped, again.files_read) == (0, 11, 0)
+    assert len({h.payload[P.OBJECT_ID] for h in store.scroll("spectra")}) == 11
+    store.close()
