@@ -56,6 +56,16 @@ def _knn_after_full_pass(store) -> dict:
     return {i: p[P.KNN_DISTANCE] for i, p in _payloads(store).items()}
 
 
+def _anomaly_knn_off_a_full_pass(store, tolerance: float) -> list[str]:
+    """The points whose stored anomaly_knn a full pass (run here) changes by more than
+    `tolerance`."""
+    stored = _payloads(store)
+    _knn_after_full_pass(store)
+    full = _payloads(store)
+    return [i for i in full
+            if abs(full[i][P.ANOMALY_KNN] - stored[i][P.ANOMALY_KNN]) > tolerance]
+
+
 def test_adding_a_file_scores_it_incrementally_like_a_full_pass(tmp_path, lamost_folder,
                                                                  embedder, monkeypatch):
     # 12 points: 5 % staleness is less than one point, and 1 % deferred too; lift both
@@ -157,11 +167,7 @@ def test_points_around_redone_ones_are_flagged_then_recomputed(tmp_path, wide_fo
     third = _sync(store, embedder, tmp_path, wide_folder).scoring
     assert third["mode"] == "incremental" and third["deferred_written"] > 0
     assert _deferred(tmp_path) == {}
-    stored = _payloads(store)
-    _knn_after_full_pass(store)
-    full = _payloads(store)
-    off = [i for i in full
-           if abs(full[i][P.ANOMALY_KNN] - stored[i][P.ANOMALY_KNN]) > 1e-4]
+    off = _anomaly_knn_off_a_full_pass(store, tolerance=1e-4)
     assert off == [], f"{len(off)} anomaly_knn differ from a full pass after the batch write"
     store.close()
 
@@ -180,12 +186,8 @@ def test_on_a_server_points_around_redone_ones_are_recomputed_at_once(
         report = _sync(store, embedder, tmp_path, wide_folder).scoring
         assert report["mode"] == "incremental" and report["stale"] == 0
         assert report["second_order_redone"] > 0 and report["deferred"] == 0
-    stored = _payloads(store)
-    _knn_after_full_pass(store)
-    full = _payloads(store)
     # the store's float32 cosines against the full pass's float64: ~1e-4 relative
-    off = [i for i in full
-           if abs(full[i][P.ANOMALY_KNN] - stored[i][P.ANOMALY_KNN]) > 1e-3]
+    off = _anomaly_knn_off_a_full_pass(store, tolerance=1e-3)
     assert off == [], f"{len(off)} anomaly_knn differ from a full pass"
     store.close()
 
