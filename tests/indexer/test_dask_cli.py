@@ -32,8 +32,9 @@ def index(*args: str) -> dict:
 @pytest.mark.slow
 def test_dask_cli_with_the_shipped_bundle(tmp_path):
     folder = write_lamost_folder(tmp_path / "spectra", 6, 7000, 4500.0, 300.0)
-    # not backdated: the files are inside the racy window, so each run's workers read them
-    # and the closing run must not read or count them again (CI once saw files_read 12)
+    # not backdated: a run starting within 2 s of these writes finds them racily clean; its
+    # workers read them and the closing run must not read or count them again (CI once
+    # saw files_read 12); test_distributed forces that case
     store = tmp_path / "store"
     first = index("--dask", "2", "--store", str(store), str(folder))
     assert (first["added"], first["updated"], first["skipped"]) == (6, 0, 0)
