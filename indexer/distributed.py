@@ -19,8 +19,8 @@ content hashes, skipping and points as the single-process sync. Then:
   point to its shard), asking the store for the hashes of its own partition's ids.
 
 As each partition lands, the driver records its files in the file index
-(`Syncer.apply_changes`), so the closing `Syncer.run` finds them unchanged without reading
-them and does only the collection-wide steps: deleting points whose files are gone, anomaly
+(`Syncer.apply_changes`) and keeps the ids each catalogue yielded, so the closing
+`Syncer.run` reads neither again and does only the collection-wide steps: deleting points whose files are gone, anomaly
 scores, optimize, the alias switch and the bookkeeping. Re-running is idempotent, and a
 killed run resumes: what was upserted but not recorded is read again and skipped by hash.
 """
@@ -229,6 +229,7 @@ def distributed_sync(sources: Sequence[str | Source], store: VectorStore, embedd
         bundle = getattr(getattr(embedder, "bundle", None), "path", None)
         embedder_factory = bundle_embedder_factory(str(bundle) if bundle else None)
     merged = SyncReport()
+    catalogue_ids: dict[str, set[str]] = {}      # catalogue source key -> ids it holds now
     state = SyncState.load(state_path)
     with FileIndex(index_path_for(state_path)) as index:
         plans = syncer.plan(srcs, index, target)
@@ -246,17 +247,19 @@ def distributed_sync(sources: Sequence[str | Source], store: VectorStore, embedd
                                          store_url, crossmatch, positions, archive,
                                          key=f"embed-{i}-{os.getpid()}",
                                          pure=False): p for i, p in enumerate(parts)}
-                _collect(futures, syncer, by_key, index, target, merged, state)
+                _collect(futures, syncer, by_key, index, target, merged, state,
+                         catalogue_ids)
             finally:
                 client.close()
                 if cluster is not None:
                     cluster.close()
         state.save(state_path)            # scores marked stale before the first upsert
     # The workers' files are recorded now; the closing run counts them unchanged, unread
-    # (also those still inside the racy window, which a plain run would read again).
+    # (also those still inside the racy window, which a plain run would read again), and
+    # takes the catalogues' ids from the workers instead of reading them all again.
     refused = {file_key(r["path"]) for r in merged.refused}
-    handled = {file_key(f) for p in parts for f in p.files} - refused
-    report = syncer.run(srcs, handled=handled)
+    handled = {file_key(f) for p in parts if p.kind == "files" for f in p.files} - refused
+    report = syncer.run(srcs, handled=handled, catalogue_ids=catalogue_ids)
     report.skipped -= merged.added + merged.updated     # counted there as unchanged
     report.added, report.updated = merged.added, merged.updated
     report.duplicates += merged.duplicates
@@ -272,10 +275,11 @@ def distributed_sync(sources: Sequence[str | Source], store: VectorStore, embedd
 
 
 def _collect(futures: dict, syncer: Syncer, plans: dict, index: FileIndex, target: str,
-             merged: SyncReport, state: SyncState) -> None:
-    """Upsert what workers return, as they finish, and record their files; a failed
-    partition fails the run (the points already upserted are idempotent and a re-run skips
-    them by hash)."""
+             merged: SyncReport, state: SyncState,
+             catalogue_ids: dict[str, set[str]]) -> None:
+    """Upsert what workers return, as they finish, and record their files (a catalogue's
+    ids go to `catalogue_ids`); a failed partition fails the run (the points already
+    upserted are idempotent and a re-run skips them by hash)."""
     from dask.distributed import as_completed
 
     syncer.progress.start("reading", sum(len(p.files) for p in futures.values()))
@@ -287,6 +291,9 @@ def _collect(futures: dict, syncer: Syncer, plans: dict, index: FileIndex, targe
                       part.files if part.kind == "files" else ())
         merged.refused.extend(res.read_refused)
         syncer.apply_changes(batch, plans.get(part.source), res, index, target, merged, state)
+        if part.kind == "catalogue":
+            catalogue_ids.setdefault(part.source, set()).update(
+                i for ids in res.present.values() for i in ids)
         syncer.progress.advance("reading", len(part.files))
         syncer.progress.advance("embedding", res.added + res.updated + res.skipped)
         fut.release()

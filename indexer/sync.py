@@ -28,7 +28,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from engine import payload as P
 from engine.collection import (DEFAULT_ALIAS, DEFAULT_OPTIONS, collection_spec, ensure_collection,
@@ -126,10 +126,13 @@ class Syncer:
     _old_refs: set[str] = field(default_factory=set, init=False, repr=False)
     _deferred: DeferredScores | None = field(default=None, init=False, repr=False)
 
-    def run(self, sources: Sequence[Source], handled: Collection[str] = ()) -> SyncReport:
-        """Sync `sources`. `handled`: keys of files another part of this same run already
-        read and recorded (the Dask workers): counted as unchanged, never read again, even
-        when their mtime is still inside the racy window."""
+    def run(self, sources: Sequence[Source], handled: Collection[str] = (),
+            catalogue_ids: Mapping[str, Collection[str]] | None = None) -> SyncReport:
+        """Sync `sources`. What another part of this same run (the Dask workers) already
+        read and wrote is not read again: `handled`, keys of files it recorded (counted as
+        unchanged, even when their mtime is still inside the racy window), and
+        `catalogue_ids`, per catalogue source key the ids of every point it holds now
+        (counted as skipped; the source's other points are deleted)."""
         t0 = self.clock()
         self._old_refs = set()
         if self.archive is None:
@@ -144,7 +147,8 @@ class Syncer:
             workers = self.read_workers if n_files >= self.min_files_for_process else 0
             # Started first, so the reader processes boot while the collection is prepared.
             with FileReader(workers) as reader, self._embedder_threads(workers):
-                return self._run(sources, state, reader.start(), plans, index, target, t0)
+                return self._run(sources, state, reader.start(), plans, index, target, t0,
+                                 dict(catalogue_ids or {}))
 
     def plan(self, sources: Sequence[Source], index: FileIndex, target: str,
              handled: Collection[str] = ()) -> dict[str, SourcePlan]:
@@ -179,7 +183,7 @@ class Syncer:
 
     def _run(self, sources: Sequence[Source], state: SyncState, reader: FileReader,
              plans: dict[str, SourcePlan], index: FileIndex, target: str,
-             t0: float) -> SyncReport:
+             t0: float, catalogue_ids: dict[str, Collection[str]]) -> SyncReport:
         report = SyncReport(collection=target, alias=self.alias,
                             model_version=self.embedder.version,
                             sources=[s.spec for s in sources],
@@ -198,6 +202,12 @@ class Syncer:
                 report.skipped += index.point_count(target, plan.unchanged)
             if not source.exists():
                 log.warning("source %s is gone: its points will be deleted", source.spec)
+                continue
+            if source.kind == "catalogue" and source.key in catalogue_ids:
+                ids = catalogue_ids[source.key]
+                seen.update(ids)
+                report.skipped += len(ids)
+                self.progress.advance("reading")
                 continue
             batches = source.iter_batches(self.batch_size, reader,
                                           plan.to_read if plan is not None else None)

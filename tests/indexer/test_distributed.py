@@ -129,6 +129,33 @@ def test_files_in_the_racy_window_are_read_once_per_run(folder, tmp_path, dask_a
         assert (again.files_read, again.files_unchanged) == (N_FILES, 0)
 
 
+def test_a_catalogue_is_read_by_the_workers_only(tmp_path, dask_address, monkeypatch):
+    """The closing run takes a Parquet catalogue's ids from the workers instead of reading
+    it again in the driver; rows gone from the catalogue are still deleted."""
+    import engine.catalogue
+    from engine import readers
+
+    calls: list = []
+    real = engine.catalogue.read_catalogue
+    monkeypatch.setattr(engine.catalogue, "read_catalogue",
+                        lambda *a, **k: calls.append(a) or real(*a, **k))   # driver only
+    xp = readers.read_xp_library(limit=30)
+    cat = tmp_path / "xp.parquet"
+    engine.catalogue.write_catalogue(xp, cat)
+    with open_store(path=tmp_path / "dist") as store:
+        def run():
+            return distributed_sync([str(cat)], store, ProjectionEmbedder(),
+                                    str(tmp_path / "state.json"), workers=dask_address,
+                                    embedder_factory=ProjectionEmbedder)
+        first = run()
+        assert (first.added, first.updated, first.skipped, first.deleted) == (30, 0, 0, 0)
+        engine.catalogue.write_catalogue(xp[:25], cat)
+        second = run()
+        assert (second.added, second.updated, second.skipped, second.deleted) == (0, 0, 25, 5)
+        assert len(_points(store)) == 25
+    assert calls == []
+
+
 def test_bad_file_is_refused_and_batch_continues(folder, tmp_path, dask_address):
     (folder / "spec-broken.fits").write_bytes(b"SIMPLE  =                    T" + b"\0" * 100)
     with open_store(path=tmp_path / "dist") as store:
