@@ -20,9 +20,10 @@ content hashes, skipping and points as the single-process sync. Then:
 
 As each partition lands, the driver records its files in the file index
 (`Syncer.apply_changes`) and keeps the ids each catalogue yielded, so the closing
-`Syncer.run` reads neither again and does only the collection-wide steps: deleting points whose files are gone, anomaly
-scores, optimize, the alias switch and the bookkeeping. Re-running is idempotent, and a
-killed run resumes: what was upserted but not recorded is read again and skipped by hash.
+`Syncer.run` reads neither again and does only the collection-wide steps: deleting points
+whose files or rows are gone, anomaly scores, optimize, the alias switch and the
+bookkeeping. Re-running is idempotent, and a killed run resumes: what was upserted but not
+recorded is read again and skipped by hash.
 """
 
 from __future__ import annotations
