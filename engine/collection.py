@@ -20,7 +20,13 @@ DEFAULT_ALIAS = "spectra"
 # One search thread per query: on the embedded store the app and CLI issue one query at a time
 # and a thread hand-off costs more than it saves (measured at 100k x 32-d: p50 0.43 -> 0.32 ms).
 # A server ignores it and uses its own per-request parallelism.
-DEFAULT_OPTIONS = CollectionOptions(search_threads=1)
+#
+# Segments of at most 200,000 points: a write that touches points of an optimized segment
+# (a deletion, a changed file, a batch of deferred score refreshes) seals that whole segment
+# again when publishing (27.7 s for 10 points in one 1M-point segment), and Edge's optimizer
+# may rebuild a whole segment when it merges. The cap bounds both; each query searches one
+# more segment per 200k points (benchmarks/SIZING.md has both costs).
+DEFAULT_OPTIONS = CollectionOptions(search_threads=1, max_segment_points=200_000)
 
 
 def versioned_name(alias: str, model_version: str) -> str:

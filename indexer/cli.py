@@ -70,6 +70,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--search-threads", type=positive_int, default=None,
                    help="embedded store (--store) only: threads per query (default 1, the "
                         "fastest for one query at a time)")
+    p.add_argument("--max-segment-points", type=positive_int, default=None,
+                   help="a new collection's segments hold at most this many points (default "
+                        f"{DEFAULT_OPTIONS.max_segment_points:,}): a write into a segment "
+                        "re-seals (embedded) or re-optimizes it whole, while each query "
+                        "searches every segment")
     p.add_argument("--read-workers", type=non_negative_int, default=None,
                    help="processes reading files while this one embeds (default: one per "
                         "core, at most 4; 0 reads in a thread of the indexer)")
@@ -129,7 +134,9 @@ def run(args: argparse.Namespace) -> int:
                                 shard_number=args.shards or 1,
                                 replication_factor=args.replication or 1,
                                 search_threads=args.search_threads or
-                                DEFAULT_OPTIONS.search_threads)
+                                DEFAULT_OPTIONS.search_threads,
+                                max_segment_points=args.max_segment_points or
+                                DEFAULT_OPTIONS.max_segment_points)
     store = open_store(path=args.store, url=args.url, options=options)
     embedder = Embedder(load_bundle(args.bundle))
     bar = TqdmProgress(disable=args.no_progress, file=sys.stderr)

@@ -61,6 +61,7 @@ from engine.store.spec import (
     check_points,
     meta_dict,
     meta_from_dict,
+    options_kept,
     with_payload_arg,
 )
 from engine.store.types import CollectionOptions, Filter, Hit, Point, VectorSpec
@@ -291,6 +292,11 @@ class EdgeStore:
             existing = self._read_meta(self._cdir(name) / "meta.json")
             if existing is not None:      # compared normalised: older files lack new options
                 old_vectors, old_indexes, old_options = meta_from_dict(existing)
+                kept = options_kept(existing, options)
+                if kept != options:
+                    log.info("collection %s was made before some options existed: it keeps "
+                             "%s", name, kept)
+                    options, meta = kept, meta_dict(vectors, payload_indexes, kept)
                 added = {k: v for k, v in payload_indexes.items() if k not in old_indexes}
                 if meta_dict(old_vectors, {**old_indexes, **added}, old_options) != meta:
                     raise StoreError(f"collection {name!r} exists with another spec")
@@ -391,6 +397,15 @@ class EdgeStore:
             with edge_errors(f"upsert into {collection}"):
                 c.shard.update(qe.UpdateOperation.upsert_points(ops))
             c.dirty = True
+            c.since_optimize += len(points)
+            cap = c.options.max_segment_points
+            if cap is not None and c.since_optimize >= cap:
+                # Edge never splits a segment: everything upserted between two optimize()
+                # calls lands in one appendable segment, which optimize() indexes whole. So a
+                # bulk load is optimized every `cap` points to keep segments near the cap.
+                log.info("collection %s: %d points written since the last optimize "
+                         "(segment cap %d): optimizing", collection, c.since_optimize, cap)
+                self._optimize(collection, c)
 
     def delete(self, collection: str, ids: Sequence[str]) -> None:
         with self._lock:
@@ -508,17 +523,22 @@ class EdgeStore:
     # ---- maintenance ----------------------------------------------------------------------
 
     def optimize(self, collection: str) -> None:
-        """Build HNSW (blocking) on segments above the indexing threshold."""
+        """Build HNSW (blocking) on segments above the indexing threshold. With
+        ``max_segment_points`` set, upsert() also calls it once that many points were
+        written since the last call (see there)."""
         with self._lock:
             self._require_writer("optimize")
-            c = self._coll(collection)
-            # optimize() rewrites segments: as much again as the shard holds, at worst
-            checks.check_free_space(self.root, checks.allocated_bytes(self._cdir(
-                self._load_aliases().get(collection, collection)) / "shard"),
-                f"optimize {collection}")
-            with edge_errors(f"optimize {collection}"):
-                c.shard.optimize()
-            c.dirty = True
+            self._optimize(collection, self._coll(collection))
+
+    def _optimize(self, collection: str, c: EdgeCollection) -> None:
+        # optimize() rewrites segments: as much again as the shard holds, at worst
+        checks.check_free_space(self.root, checks.allocated_bytes(self._cdir(
+            self._load_aliases().get(collection, collection)) / "shard"),
+            f"optimize {collection}")
+        with edge_errors(f"optimize {collection}"):
+            c.shard.optimize()
+        c.dirty = True
+        c.since_optimize = 0
 
     def flush(self, publish: bool = True) -> None:
         """Make writes durable and (by default) publish them to reader processes. Publishing

@@ -41,6 +41,9 @@ class EdgeCollection:
         self.lease = lease
         self.stamp = stamp
         self._params: dict[tuple[bool, bool], Any] = {}
+        # points upserted by this process since its last optimize(): at most what the
+        # appendable segment holds beyond what an earlier process left there
+        self.since_optimize = 0
         # Writers keep an "unpublished" marker file while they hold writes readers have not
         # seen, so that a writer restarted after a crash publishes what the WAL recovered.
         self._marker = marker

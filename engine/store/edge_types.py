@@ -12,7 +12,7 @@ import qdrant_edge as qe
 
 from engine.errors import StoreError
 from engine.store import checks, filters
-from engine.store.spec import threshold_kb, vectors_as_arrays
+from engine.store.spec import max_segment_kb, threshold_kb, vectors_as_arrays
 from engine.store.types import CollectionOptions, Filter, Hit, VectorSpec
 
 DISTANCE = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid}
@@ -105,7 +105,8 @@ def edge_config(vectors: Sequence[VectorSpec], options: CollectionOptions) -> qe
         hnsw_config=qe.HnswIndexConfig(m=options.hnsw_m, ef_construct=options.hnsw_ef_construct,
                                        full_scan_threshold=kb),
         quantization_config=quant,
-        optimizers=qe.EdgeOptimizersConfig(indexing_threshold=kb),
+        optimizers=qe.EdgeOptimizersConfig(indexing_threshold=kb,
+                                           max_segment_size=max_segment_kb(options, vectors)),
         max_search_threads=options.search_threads,   # persisted: published copies keep it
         payload_memory=qe.Memory.Cold if options.payload_on_disk else qe.Memory.Cached,
     )

@@ -29,6 +29,7 @@ from engine.store import checks, filters
 from engine.store.spec import (
     check_collection_spec,
     check_points,
+    max_segment_kb,
     threshold_kb,
     vectors_as_arrays,
     with_payload_arg,
@@ -237,7 +238,8 @@ class ServerStore:
             write_consistency_factor=options.write_consistency_factor,
             hnsw_config=qm.HnswConfigDiff(m=options.hnsw_m, ef_construct=options.hnsw_ef_construct,
                                           full_scan_threshold=kb),
-            optimizers_config=qm.OptimizersConfigDiff(indexing_threshold=kb),
+            optimizers_config=qm.OptimizersConfigDiff(
+                indexing_threshold=kb, max_segment_size=max_segment_kb(options, vectors)),
             quantization_config=quant, on_disk_payload=options.payload_on_disk,
             metadata={"specclip_options": asdict(options)})
 

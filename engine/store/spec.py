@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -63,10 +63,35 @@ def threshold_kb(points: int, vectors: Sequence[VectorSpec]) -> int:
     return max(1, math.ceil(points * max(v.dim for v in vectors) * 4 / 1024))
 
 
+def max_segment_kb(options: CollectionOptions, vectors: Sequence[VectorSpec]) -> int | None:
+    """``options.max_segment_points`` in Qdrant's unit (KB of the largest vector), or None."""
+    n = options.max_segment_points
+    if n is None:
+        return None
+    if n < options.indexing_threshold:
+        raise StoreError(f"max_segment_points ({n}) must be at least indexing_threshold "
+                         f"({options.indexing_threshold}): a smaller cap would keep every "
+                         "segment below the size at which HNSW is built")
+    return threshold_kb(n, vectors)
+
+
 def meta_dict(vectors: Sequence[VectorSpec], payload_indexes: dict[str, str],
               options: CollectionOptions) -> dict[str, Any]:
     return {"vectors": [asdict(v) for v in vectors], "payload_indexes": dict(payload_indexes),
             "options": asdict(options)}
+
+
+# Options that collections made by earlier versions lack in their meta: such a collection
+# keeps what Edge had then (the dataclass default) instead of being refused as "another spec"
+# when a caller now asks for another value. (max_segment_points: the cap is in the Edge config
+# written at creation, which is not changed afterwards.)
+LATER_OPTIONS = ("max_segment_points",)
+
+
+def options_kept(existing: dict[str, Any], options: CollectionOptions) -> CollectionOptions:
+    """``options``, with those an existing collection's meta predates set to its defaults."""
+    unset = [k for k in LATER_OPTIONS if k not in existing.get("options", {})]
+    return replace(options, **{k: getattr(CollectionOptions(), k) for k in unset})
 
 
 def meta_from_dict(d: dict[str, Any]) -> tuple[list[VectorSpec], dict[str, str], CollectionOptions]:

@@ -39,6 +39,9 @@ class CollectionOptions:
     replication_factor: int = 1
     write_consistency_factor: int = 1
     indexing_threshold: int = 10_000    # Edge/Qdrant build HNSW above this many points
+    max_segment_points: int | None = None   # the optimizer makes no segment larger than
+                                        # this many points (Qdrant's max_segment_size, in KB
+                                        # of the largest vector); None: the backend's own
     payload_hnsw: bool = False          # Qdrant's extra HNSW links per payload index
                                         # (filterable HNSW): 2-2.6x optimize() time; with
                                         # ACORN on, filtered recall@10 was 1.0 without them

@@ -244,6 +244,62 @@ def test_collection_options_reach_the_edge_config(tmp_path):
     assert cfg["optimizers"]["indexing_threshold"] == 1250     # KB: 20k x 16 dims x 4 B
 
 
+def test_segments_are_capped_during_a_bulk_load(tmp_path):
+    """Edge never splits a segment, so a bulk load without optimize() calls ends in one
+    segment of every point; with max_segment_points the store optimizes as it goes. With
+    the cap at 500 points, 3,000 points written in batches of 100 and one final optimize
+    make at least 6 segments (without the cap: 1 or 2), and searches still find each point."""
+    opts = CollectionOptions(indexing_threshold=300, max_segment_points=500)
+    with open_store(path=tmp_path / "capped") as s:
+        s.create_collection("c", VECTORS, INDEXES, opts)
+        pts = make_points(3000, seed=21)
+        for lo in range(0, 3000, 100):
+            s.upsert("c", pts[lo:lo + 100])
+        s.optimize("c")
+        info = s.info("c")
+        assert info["points"] == 3000 and info["segments"] >= 6, info
+        assert info["indexed_vectors"] > 0
+        for p in pts[::500]:
+            top = s.search("c", "shared", p.vectors["shared"], 1, exact=True)
+            assert top[0].id == p.id
+    cfg = json.loads((tmp_path / "capped/collections/c/shard/edge_config.json").read_text())
+    assert cfg["optimizers"]["max_segment_size"] == 32        # KB: 500 x 16 dims x 4 B
+    with open_store(path=tmp_path / "uncapped") as s:
+        s.create_collection("c", VECTORS, INDEXES, CollectionOptions(indexing_threshold=300))
+        for lo in range(0, 3000, 100):
+            s.upsert("c", pts[lo:lo + 100])
+        s.optimize("c")
+        assert s.info("c")["segments"] <= 2
+
+
+def test_a_segment_cap_below_the_indexing_threshold_is_refused(tmp_path):
+    with open_store(path=tmp_path / "s") as s:
+        with pytest.raises(StoreError, match="max_segment_points"):
+            s.create_collection("c", VECTORS, INDEXES, CollectionOptions(
+                indexing_threshold=1000, max_segment_points=999))
+
+
+def test_a_collection_made_before_segment_caps_is_kept_not_refused(writer, tmp_path):
+    """Its meta lacks max_segment_points: asking for a cap now keeps it uncapped (its Edge
+    config has none) instead of refusing it as another spec; other options still count."""
+    meta_path = tmp_path / "s" / "collections" / "c" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["options"]["max_segment_points"]
+    meta_path.write_text(json.dumps(meta))
+    writer.close()
+    with open_store(path=tmp_path / "s") as s:
+        s.create_collection("c", VECTORS, INDEXES, CollectionOptions(max_segment_points=50_000))
+        assert "max_segment_points" not in json.loads(meta_path.read_text())["options"]
+        s.upsert("c", make_points(10, seed=3, start=5000))     # no cap: no optimize
+        assert s.count("c") == 410
+        with pytest.raises(StoreError, match="another spec"):
+            s.create_collection("c", VECTORS, INDEXES, CollectionOptions(hnsw_m=8))
+    with open_store(path=tmp_path / "t") as s:      # a collection with the key is compared
+        s.create_collection("c", VECTORS, INDEXES, CollectionOptions(max_segment_points=50_000))
+        with pytest.raises(StoreError, match="another spec"):
+            s.create_collection("c", VECTORS, INDEXES, CollectionOptions())
+
+
 @pytest.mark.parametrize("payload_hnsw", [True, False])
 def test_payload_hnsw_option_reaches_the_payload_indexes(tmp_path, payload_hnsw):
     with open_store(path=tmp_path / "s") as s:
