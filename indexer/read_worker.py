@@ -50,7 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) > 1:
         die_with_parent(int(argv[1]))
     key = bytes.fromhex(sys.stdin.readline().strip())
-    conn = Client(argv[0], family="AF_UNIX", authkey=key)
+    try:
+        conn = Client(argv[0], family="AF_UNIX", authkey=key)
+    except OSError:
+        # the indexer stopped before this worker connected (e.g. it refused the store):
+        # it reports why; a traceback from here would only bury that message
+        return 0
     from engine import readers        # after connecting: the indexer is not kept waiting
 
     while True:

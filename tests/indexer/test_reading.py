@@ -153,3 +153,12 @@ def _is_zombie(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_a_reader_whose_indexer_already_stopped_exits_quietly(tmp_path):
+    """An indexer that refuses its store (say) stops while its reader processes boot: they
+    must not bury its one-line error under connection tracebacks."""
+    done = subprocess.run([sys.executable, "-m", "indexer.read_worker",
+                           str(tmp_path / "no-such-socket")], input="00ff\n",
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
