@@ -345,6 +345,11 @@ CHECKS.update({
         _index_reaches(c, _i(c, "--search-threads", "3"), _option("search_threads", 3)),
         _index_refused(c, ["index", "--url", "http://q:6333", "--search-threads", "2"],
                        "--search-threads applies to the embedded store")),
+    ("index", "--max-segment-points"): lambda c: (
+        _index_reaches(c, _i(c, "--max-segment-points", "50000"),
+                       _option("max_segment_points", 50_000)),
+        _index_reaches(c, _i(c), _option("max_segment_points", 200_000)),
+        _index_refused(c, _i(c, "--max-segment-points", "0"), "at least 1")),
     ("index", "--read-workers"): lambda c: (
         _index_reaches(c, _i(c, "--read-workers", "0"), _syncer("read_workers", 0)),
         _index_refused(c, _i(c, "--read-workers", "-1"), "0 or more")),
