@@ -50,6 +50,23 @@ class Changes:
         self.refused.extend(other.refused)
 
 
+class PartIds:
+    """What the batches of one catalogue file (or of the XP library) have yielded so far:
+    the file index records it once all of them are written."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.refused = False
+
+    def add(self, changes: Changes, refused: bool = False) -> None:
+        """A batch's changes; ``refused``: the reader refused something of it."""
+        self.ids.update(i for ids in changes.present.values() for i in ids)
+        self.refused = self.refused or refused or bool(changes.refused)
+
+    def clear(self) -> None:
+        self.__init__()
+
+
 def file_key(path: Any) -> str:
     """How files are named in the file index and in ``Changes.present``."""
     return os.path.abspath(os.fspath(path))

@@ -5,8 +5,9 @@ that workers read and embed; everything else is the single-process `indexer.sync
     specclip index --dask tcp://scheduler:8786 --url http://qdrant:6333 SOURCES...
 
 The driver plans the sync exactly as `Syncer` does (`Syncer.plan`: one listing, one stat
-per file; files unchanged since they were indexed are not read at all), cuts the files to
-read into partitions (chunks of files of a folder source, or one Parquet catalogue file),
+per file; files and catalogue files unchanged since they were indexed are not read at all),
+cuts the files to read into partitions (chunks of files of a folder source, or one Parquet
+catalogue file),
 and each worker runs `indexer.changes.embed_changes` on its partition: the same ids,
 content hashes, skipping and points as the single-process sync. Then:
 
@@ -18,10 +19,10 @@ content hashes, skipping and points as the single-process sync. Then:
   archive folder (which every worker must see) and upserts directly (Qdrant routes each
   point to its shard), asking the store for the hashes of its own partition's ids.
 
-As each partition lands, the driver records its files in the file index
-(`Syncer.apply_changes`) and keeps the ids each catalogue yielded, so the closing
-`Syncer.run` reads neither again and does only the collection-wide steps: deleting points
-whose files or rows are gone, anomaly scores, optimize, the alias switch and the
+As each partition lands, the driver records its files, or its catalogue file with every
+id it yielded, in the file index (`Syncer.apply_changes`, `Syncer.record_part`), so the
+closing `Syncer.run` reads none of them again and does only the collection-wide steps:
+deleting points whose files are gone, anomaly scores, optimize, the alias switch and the
 bookkeeping. Re-running is idempotent, and a killed run resumes: what was upserted but not
 recorded is read again and skipped by hash.
 """
@@ -33,7 +34,6 @@ import os
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from engine.collection import (DEFAULT_ALIAS, DEFAULT_OPTIONS, collection_spec,
@@ -41,7 +41,7 @@ from engine.collection import (DEFAULT_ALIAS, DEFAULT_OPTIONS, collection_spec,
 from engine.records import SpectrumRecord
 from engine.spectrum_archive import SpectrumArchiveWriter
 from engine.store.types import CollectionOptions, VectorStore
-from indexer.changes import Changes, embed_changes, file_key, upsert_with_spectra
+from indexer.changes import Changes, PartIds, embed_changes, file_key, upsert_with_spectra
 from indexer.file_index import FileIndex
 from indexer.points import stored_hash
 from indexer.progress import LogProgress, Progress
@@ -77,12 +77,12 @@ class PartitionResult(Changes):
 def plan_partitions(sources: Sequence[Source], files_per_partition: int = FILES_PER_PARTITION,
                     to_read: dict[str, list[str]] | None = None) -> list[Partition]:
     """Split sources into partitions, in a stable order (the same plan on every run).
-    ``to_read``: per folder source spec, the files to read (default: all it lists)."""
+    ``to_read``: per source spec, the files to read (default: all it lists; a catalogue's
+    are its Parquet files)."""
     parts: list[Partition] = []
     for src in sources:
         if src.kind == "catalogue":
-            path = Path(src.spec)
-            files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+            files = list(src.parts().values()) if to_read is None else to_read.get(src.spec, [])
             parts.extend(Partition(src.key, "catalogue", (str(f),)) for f in files)
         elif src.kind == "files":
             files = src.files() if to_read is None else to_read.get(src.spec, [])
@@ -230,7 +230,6 @@ def distributed_sync(sources: Sequence[str | Source], store: VectorStore, embedd
         bundle = getattr(getattr(embedder, "bundle", None), "path", None)
         embedder_factory = bundle_embedder_factory(str(bundle) if bundle else None)
     merged = SyncReport()
-    catalogue_ids: dict[str, set[str]] = {}      # catalogue source key -> ids it holds now
     state = SyncState.load(state_path)
     with FileIndex(index_path_for(state_path)) as index:
         plans = syncer.plan(srcs, index, target)
@@ -248,19 +247,18 @@ def distributed_sync(sources: Sequence[str | Source], store: VectorStore, embedd
                                          store_url, crossmatch, positions, archive,
                                          key=f"embed-{i}-{os.getpid()}",
                                          pure=False): p for i, p in enumerate(parts)}
-                _collect(futures, syncer, by_key, index, target, merged, state,
-                         catalogue_ids)
+                _collect(futures, syncer, by_key, index, target, merged, state)
             finally:
                 client.close()
                 if cluster is not None:
                     cluster.close()
         state.save(state_path)            # scores marked stale before the first upsert
-    # The workers' files are recorded now; the closing run counts them unchanged, unread
-    # (also those still inside the racy window, which a plain run would read again), and
-    # takes the catalogues' ids from the workers instead of reading them all again.
+    # The workers' files and catalogue files are recorded now; the closing run counts them
+    # unchanged, unread (also those still inside the racy window, which a plain run would
+    # read again).
     refused = {file_key(r["path"]) for r in merged.refused}
-    handled = {file_key(f) for p in parts if p.kind == "files" for f in p.files} - refused
-    report = syncer.run(srcs, handled=handled, catalogue_ids=catalogue_ids)
+    handled = {file_key(f) for p in parts for f in p.files} - refused
+    report = syncer.run(srcs, handled=handled)
     report.skipped -= merged.added + merged.updated     # counted there as unchanged
     report.added, report.updated = merged.added, merged.updated
     report.duplicates += merged.duplicates
@@ -276,10 +274,9 @@ def distributed_sync(sources: Sequence[str | Source], store: VectorStore, embedd
 
 
 def _collect(futures: dict, syncer: Syncer, plans: dict, index: FileIndex, target: str,
-             merged: SyncReport, state: SyncState,
-             catalogue_ids: dict[str, set[str]]) -> None:
-    """Upsert what workers return, as they finish, and record their files (a catalogue's
-    ids go to `catalogue_ids`); a failed partition fails the run (the points already
+             merged: SyncReport, state: SyncState) -> None:
+    """Upsert what workers return, as they finish, and record their files (a catalogue
+    file with every id it yielded); a failed partition fails the run (the points already
     upserted are idempotent and a re-run skips them by hash)."""
     from dask.distributed import as_completed
 
@@ -293,8 +290,10 @@ def _collect(futures: dict, syncer: Syncer, plans: dict, index: FileIndex, targe
         merged.refused.extend(res.read_refused)
         syncer.apply_changes(batch, plans.get(part.source), res, index, target, merged, state)
         if part.kind == "catalogue":
-            catalogue_ids.setdefault(part.source, set()).update(
-                i for ids in res.present.values() for i in ids)
+            ids = PartIds()
+            ids.add(res, refused=bool(res.read_refused))
+            syncer.record_part(plans[part.source], file_key(part.files[0]), ids, index,
+                               target, merged, state)
         syncer.progress.advance("reading", len(part.files))
         syncer.progress.advance("embedding", res.added + res.updated + res.skipped)
         fut.release()

