@@ -5,6 +5,7 @@ re-runs, updates of changed spectra."""
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -130,8 +131,9 @@ def test_files_in_the_racy_window_are_read_once_per_run(folder, tmp_path, dask_a
 
 
 def test_a_catalogue_is_read_by_the_workers_only(tmp_path, dask_address, monkeypatch):
-    """The closing run takes a Parquet catalogue's ids from the workers instead of reading
-    it again in the driver; rows gone from the catalogue are still deleted."""
+    """The workers record the Parquet catalogue file with its ids, so the closing run does
+    not read it again in the driver; rows gone from it are still deleted; an unchanged
+    catalogue is not sent to the workers at all."""
     import engine.catalogue
     from engine import readers
 
@@ -153,6 +155,11 @@ def test_a_catalogue_is_read_by_the_workers_only(tmp_path, dask_address, monkeyp
         second = run()
         assert (second.added, second.updated, second.skipped, second.deleted) == (0, 0, 25, 5)
         assert len(_points(store)) == 25
+        os.utime(cat, (time.time() - 3600, time.time() - 3600))   # out of the racy window
+        run()                                                     # records the stat trusted
+        third = run()
+        assert (third.added, third.skipped, third.files_read, third.files_unchanged) == \
+            (0, 25, 0, 1)
     assert calls == []
 
 
