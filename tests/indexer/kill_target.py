@@ -45,4 +45,4 @@ if __name__ == "__main__":
                     ).run(parse_sources([source]))
     store.close()
     print(json.dumps({"added": report.added, "skipped": report.skipped,
-                      "scoring": report.scoring}))
+                      "files_read": report.files_read, "scoring": report.scoring}))

@@ -63,3 +63,42 @@ def test_kill_9_then_resume_gives_exactly_the_expected_points(tmp_path, read_wor
     for h in s.scroll("spectra"):
         assert content_hash(archive.load(h.payload)) == h.payload[P.CONTENT_HASH]
     s.close()
+
+
+@pytest.mark.slow
+def test_kill_9_in_the_middle_of_a_catalogue_then_resume(tmp_path):
+    """A Parquet catalogue is recorded in the file index only once all of its batches are
+    written: a run killed inside it leaves it unrecorded, and the next run reads it again,
+    skips what the killed one stored, and ends with exactly its rows; a third run, the
+    catalogue unchanged, does not read it."""
+    from engine import readers
+    from engine.catalogue import write_catalogue
+
+    rows = readers.read_xp_library(limit=40)
+    n = len({r.object_id for r in rows})
+    cat = tmp_path / "xp.parquet"
+    write_catalogue(rows, cat)
+    os.utime(cat, (time.time() - 3600, time.time() - 3600))   # out of the racy window
+    store, state = tmp_path / "store", tmp_path / "state.json"
+    proc = start(store, state, cat, delay=0.2)
+    seen = 0
+    deadline = time.time() + 60
+    while seen < 4 and time.time() < deadline:   # kill after the 4th of 10 batches
+        seen += proc.stdout.readline().startswith("embedded")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    for run in ("resumed", "unchanged"):
+        proc = start(store, state, cat, delay=0.0)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        report = json.loads(out.strip().splitlines()[-1])
+        assert report["added"] + report["skipped"] == n
+        if run == "resumed":
+            assert 0 < report["added"] < n       # the killed run had stored some
+            assert report["files_read"] == 1
+        else:
+            assert report["added"] == 0 and report["files_read"] == 0    # not read at all
+    with open_store(path=str(store)) as s:
+        ids = [h.payload[P.OBJECT_ID] for h in s.scroll("spectra")]
+    assert sorted(ids) == sorted({r.object_id for r in rows})
