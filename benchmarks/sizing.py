@@ -101,10 +101,12 @@ def _sync_lines(sync: dict[str, Any]) -> list[str]:
              "existing points' neighbour-score refreshes deferred, engine/stale_scores.py); the "
              "store "
              "was already open, so loading its shard (once per process, in proportion to N: "
-             "1.5-1.9 s at 100k points, 23-30 s at 1M here) is not counted. Publishing seals "
+             "1.5-1.9 s at 100k points, 16-30 s at 1M here) is not counted. Publishing seals "
              "only the segments a write changed: below the indexing threshold (~20k points "
              "here) the whole store is one unindexed segment, sealed again by every add, so "
-             "10k costs more per add than 100k):", ""]
+             "10k costs more per add than 100k; segments hold at most ~200,000 points "
+             "(CollectionOptions.max_segment_points), so a 1M store has 5 of them, and each "
+             "publication copies the unchanged ones' small mutable files):", ""]
     for n, c in sync.items():
         if isinstance(n, int) or str(n).isdigit():
             more = (f" (a second file: {c['add_1_more_file_s']} s)"
@@ -126,9 +128,10 @@ def _sync_lines(sync: dict[str, Any]) -> list[str]:
                     f"the same run = {c['full_build_real_s']} s, computed, not measured): "
                     f"{100 * ratios['add_1000_over_full_build_real']:.2f}%")
             if c.get("update_10_existing_s") is not None:
-                lines.append(f"  - updating 10 existing points and publishing (the segment "
-                             f"they live in is sealed again; what writing refreshes at once "
-                             f"would cost): {c['update_10_existing_s']} s")
+                lines.append(f"  - updating 10 existing points spread over the store and "
+                             f"publishing (every segment they live in is sealed again; what "
+                             f"writing refreshes at once would cost): "
+                             f"{c['update_10_existing_s']} s")
             entering = c.get("add_10_entering")
             if entering:
                 what = (f"entering {entering['neighbours_updated']} existing "
