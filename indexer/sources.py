@@ -29,6 +29,8 @@ class Batch:
     files: tuple[str, ...] = ()         # the files read for it (folder/file sources)
     part: str | None = None             # catalogue / library: the part (Source.parts key)
                                         # this batch ends, on its last batch only
+    part_records: int | None = None     # on a part's first batch: the records of the whole
+                                        # part (read at once), for the embedding total
 
 
 @dataclass(frozen=True)
@@ -128,12 +130,14 @@ class Source:
 
 def _part_batches(records: list[SpectrumRecord], refused: list[dict], source: str, part: str,
                   batch_size: int) -> Iterator[Batch]:
-    """One part's records in batches; the refusals ride on the first, the part's key on the
-    last (once all of its points are written, the part is recorded)."""
+    """One part's records in batches; the refusals and the part's record count ride on the
+    first, the part's key on the last (once all of its points are written, the part is
+    recorded)."""
     starts = list(range(0, len(records), batch_size)) or [0]
     for i in starts:
         yield Batch(records[i:i + batch_size], refused if i == 0 else [], source,
-                    part=part if i == starts[-1] else None)
+                    part=part if i == starts[-1] else None,
+                    part_records=len(records) if i == 0 else None)
 
 
 def parse_sources(specs: list[str], labels: list[str] | None = None) -> list[Source]:

@@ -260,7 +260,10 @@ class Syncer:
                     part: PartIds) -> None:
         report.refused.extend(batch.refused)
         records = [self._crossmatched(r) for r in batch.records]
-        self.progress.grow("embedding", len(records))
+        if plan.source.kind == "files":           # files are read batch by batch
+            self.progress.grow("embedding", len(records))
+        elif batch.part_records is not None:      # a part is read whole: its total at once
+            self.progress.grow("embedding", batch.part_records)
         if plan.unchanged:
             # a spectrum that an unread (unchanged) file yields stays that file's
             ids = [point_id(r) for r in records]

@@ -47,3 +47,28 @@ def test_phase_totals_match_what_is_done(tmp_path, lamost_folder):
     second = run(tmp_path, lamost_folder, store)       # unchanged: nothing to read or embed
     assert second.total == second.done == {"listing": 1, "reading": 0, "embedding": 0}
     store.close()
+
+
+def test_a_catalogue_gives_its_whole_embedding_total_once_read(tmp_path):
+    """A catalogue file is read whole, so the embedding total is its record count from its
+    first batch on (an ETA that means something), not grown batch by batch."""
+    from engine import readers
+    from engine.catalogue import write_catalogue
+
+    cat = tmp_path / "xp.parquet"
+    write_catalogue(readers.read_xp_library(limit=23), cat)
+
+    class TotalsSeen(Recorder):
+        def advance(self, phase, n=1):
+            super().advance(phase, n)
+            if phase == "embedding":
+                self.seen = getattr(self, "seen", []) + [self.total[phase]]
+
+    rec = TotalsSeen()
+    with open_store(path=tmp_path / "store") as store:
+        Syncer(store=store, embedder=ProjectionEmbedder(), read_workers=0, batch_size=5,
+               state_path=str(tmp_path / "state.json"), progress=rec
+               ).run(parse_sources([str(cat)]))
+    assert rec.seen == [23] * 5                      # 5 batches, the total known from the first
+    assert rec.total["embedding"] == rec.done["embedding"] == 23
+    assert rec.total["reading"] == rec.done["reading"] == 1
