@@ -25,7 +25,7 @@ DEFAULT_ALIAS = "spectra"
 # (a deletion, a changed file, a batch of deferred score refreshes) seals that whole segment
 # again when publishing (27.7 s for 10 points in one 1M-point segment), and Edge's optimizer
 # may rebuild a whole segment when it merges. The cap bounds both; each query searches one
-# more segment per 200k points (benchmarks/SIZING.md has both costs).
+# more segment per 200k points (both costs: README "Segment size", benchmarks/segments.py).
 DEFAULT_OPTIONS = CollectionOptions(search_threads=1, max_segment_points=200_000)
 
 
