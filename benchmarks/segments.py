@@ -39,6 +39,7 @@ import numpy as np
 from benchmarks.common import (clustered_vectors, hardware, payload_columns, payload_row,
                                percentiles_ms, point_vectors, real_payload_indexes,
                                real_shaped_vector_specs, recall_at_k, side_vectors, unit_rows)
+from benchmarks.search import exact_topk
 
 log = logging.getLogger(__name__)
 COLLECTION = "bench"
@@ -153,9 +154,7 @@ def bench_segments(n: int = 200_000, cap: int = 40_000, n_q: int = 1000) -> dict
     cols = payload_columns(total)
     queries = unit_rows(clustered_vectors(n_q, DIM, seed=5) + np.random.default_rng(7)
                         .standard_normal((n_q, DIM)).astype(np.float32) * 0.05)
-    sims = queries @ base[:n].T
-    truth = np.argsort(-sims, axis=1)[:, :K]
-    del sims
+    truth = exact_topk(base[:n], queries, K)
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="specclip-segments-") as tmp:
         names = {"one_segment": None, f"capped_{cap}": cap}
