@@ -98,10 +98,19 @@ def publish_shard(shard: object, collection_dir: Path, published_dir: Path) -> i
 # reader, or seal()) nor the writer's later updates change them in place unless their stat
 # changes (new points go to the appendable segment; a deletion marks flags in small files;
 # a payload change moves the point to the appendable segment). Everything else (versions,
-# deletion flags, trackers, journals, configs) is copied on every publication: small, and
-# some of it is rewritten by loading. A segment the writer did not change is copied as the
-# previous generation's seal left it (generations._fill), so it is not loaded again (what
-# that leaves unchecked: seal()).
+# deletion flags, trackers, journals, configs) of a segment the writer changed is copied
+# from the writer's folder: the writer changes it in place.
+#
+# A segment the writer did not change since the previous generation is hard-linked from it
+# whole, as that generation's seal left it (generations._fill), so it is neither copied nor
+# loaded again (what that leaves unchecked: seal()). Sharing its mutable files is sound
+# because a reader's load, the only thing that touches a published segment, writes into
+# them only the bytes they hold (it opens the flag and tracker files read-write, truncates
+# them to their size and maps them: their mtimes change, their bytes do not) and replaces
+# the JSON files it rewrites (segment.json) by rename, which gives that generation a file
+# of its own. Checked on qdrant-edge-py 0.9.0 by strace and byte digests;
+# tests/engine/store/test_publish.py holds it to that. At 1M points in 5 segments, copying
+# those files was ~1,840 files and 0.7-1.3 s of every publication.
 _WRITE_ONCE = re.compile(
     r"(^|/)(matrix\.dat|chunk_\d+\.mmap|links[a-z_]*\.bin|graph\.bin|point_to_values\.bin"
     r"|values_to_points\.bin|data\.bin|id_tracker\.mappings|page_\d+\.dat)$")

@@ -6,10 +6,11 @@ WAL-less shard rewrites files on load, so readers never open the writer's workin
 Instead the writer publishes:
 
     <root>/published/<collection>/<gen:010d>/   a sealed read-only copy of the shard, whose
-                                                files the writer has not changed since the
-                                                previous generation are hard links to it,
-                                                and whose units (segments) the writer has
-                                                not changed are taken from it as prepared
+                                                write-once files the writer has not changed
+                                                since the previous generation are hard links
+                                                to it, and whose units (segments) the writer
+                                                has not changed are hard links, file by
+                                                file, to it as prepared
     <root>/published/<collection>/CURRENT       {"gen": n}, replaced atomically (tmp + os.replace)
     <root>/published/<collection>/<gen>.lock    readers hold a shared flock while they use <gen>
 
@@ -210,9 +211,9 @@ def _fill(src: Path, dst: Path, prev: Path | None, linkable: Callable[[str], boo
           ) -> tuple[dict, dict, set[str], set[str], int, int]:
     """Fill the new generation ``dst`` from the writer's folder ``src``. A unit the writer
     has not changed since the previous generation (see _clean_units) is taken from that
-    generation as it was prepared: its write-once files (``linkable``) hard-linked, the rest
-    copied. Elsewhere, a write-once file the writer has not touched since the previous
-    generation is hard-linked from it, and every other file is copied from ``src``.
+    generation as it was prepared, every file of it hard-linked. Elsewhere, a write-once
+    file the writer has not touched since the previous generation is hard-linked from it,
+    and every other file is copied from ``src``.
     Returns ({relpath: stat}, {relpath: digest of what was copied from src, for files of
     units that are not write-once or are racily new}, the units still to prepare, the
     units taken from the previous generation, bytes linked, bytes copied).
@@ -220,8 +221,11 @@ def _fill(src: Path, dst: Path, prev: Path | None, linkable: Callable[[str], boo
     Why this is safe: published generations never share an inode with the writer's working
     files, so the writer's in-place (mmap) writes never reach a reader. Two generations share
     an inode only for a file whose writer-side stat (inode, size, mtime, ctime) is unchanged
-    since it was published and was not racily new then; mmap writes after the flush that
-    precedes every publication fault a clean page and update mtime."""
+    since it was published and was not racily new then (mmap writes after the flush that
+    precedes every publication fault a clean page and update mtime), or for any file of a
+    unit taken whole from the previous generation: nothing writes into a prepared unit but
+    its readers, and what they write must leave every byte as it was or replace the file
+    by rename (a new inode), which publish() requires of ``prepare``'s units."""
     old = read_json(prev / SOURCES, {}) if prev is not None else {}
     stats: dict[str, list[int]] = {}
     dirs: list[str] = []
@@ -261,14 +265,13 @@ def _fill(src: Path, dst: Path, prev: Path | None, linkable: Callable[[str], boo
     for rel_dir in dirs:
         if unit(os.path.join(rel_dir, "-")) not in clean:
             os.makedirs(os.path.join(dst, rel_dir), exist_ok=True)
-    for u in sorted(clean):                       # as the previous generation has them
+    for u in sorted(clean):             # shared whole with the previous generation
         assert prev is not None
         for dirpath, _, filenames in os.walk(prev / u):
             rel_dir = os.path.relpath(dirpath, prev)
             os.makedirs(os.path.join(dst, rel_dir), exist_ok=True)
             for name in filenames:
-                rel = os.path.normpath(os.path.join(rel_dir, name))
-                put(prev, rel, linkable(rel))
+                put(prev, os.path.normpath(os.path.join(rel_dir, name)), True)
     for rel, st in stats.items():
         if unit(rel) not in clean:
             link = (linkable(rel) and _unchanged(rel, st, old, prev)
@@ -297,8 +300,11 @@ def publish(src: Path, pub: Path, prepare: Callable[[Path, set[str]], None],
     generation is taken from it as it was prepared (see _fill). ``prepare(tmp_dir, units)``
     turns the new folder into something readers can share, given the units that still need
     it (the Edge backend switches the WAL off and seals those segments by loading them
-    once). Names in ``ignore`` are left out. Old generations that no reader holds are pruned
-    afterwards.
+    once). A prepared unit is shared by hard links with every later generation until the
+    writer changes it, so a reader may write into a prepared unit only bytes it already
+    holds, or replace a file by rename (tests/engine/store/test_publish.py holds Edge to
+    that). Names in ``ignore`` are left out. Old generations that no reader holds are
+    pruned afterwards.
     """
     pub.mkdir(parents=True, exist_ok=True)
     last = current_generation(pub)

@@ -191,3 +191,51 @@ def test_a_small_write_seals_only_the_segments_it_changed(tmp_path, short_racy_w
     assert everything(fresh) == everything(w)
     fresh.close()
     w.close()
+
+
+def _files(folder: Path) -> dict[str, tuple[str, int]]:
+    return {str(p.relative_to(folder)): (hashlib.md5(p.read_bytes()).hexdigest(),
+                                         os.stat(p).st_ino)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_segment_the_writer_did_not_change_is_shared_whole_and_readers_leave_it_as_is(
+        tmp_path, short_racy_window):
+    """Publishing hard-links every file of an unchanged segment, its flag and tracker files
+    too (at 1M points, copying those was most of a 1-file add). That is sound only while a
+    reader's load writes into them no byte they do not already hold and replaces what it
+    rewrites by rename: checked here on the pinned Edge, with readers of both generations
+    loaded while they share the files."""
+    root = tmp_path / "s"
+    w = _published_store(root)
+    old_reader = open_store(path=root, read_only=True)
+    old_reader.count("c")                                  # loads generation 1, holds it
+    g1, g2 = gen_path(root, 1), gen_path(root, 2)
+    short_racy_window()
+    w.upsert("c", make_points(5, seed=7, start=9000))     # only the appendable segment
+    w.publish()
+    before = _files(g1)
+    segments = {p.name for p in (g2 / "shard" / "segments").iterdir()}
+    whole = {s for s in segments if (g1 / "shard" / "segments" / s).is_dir() and all(
+        os.path.samefile(p, g1 / p.relative_to(g2))
+        for p in (g2 / "shard" / "segments" / s).rglob("*") if p.is_file())}
+    assert whole and whole != segments, (whole, segments)
+    mutable = [p for s in whole for p in (g2 / "shard" / "segments" / s).rglob("*")
+               if p.is_file() and not linkable(str(p.relative_to(g2)))]
+    assert mutable, "the shared segment has no flag or tracker files: nothing is tested"
+    fresh = open_store(path=root, read_only=True)          # loads generation 2
+    q = np.random.default_rng(3).normal(size=16).astype(np.float32)
+    assert [h.id for h in fresh.search("c", "shared", q, 5)] == \
+        [h.id for h in w.search("c", "shared", q, 5)]
+    assert everything(fresh) == everything(w)
+    fresh.close()
+    again = open_store(path=root, read_only=True)          # and again, once closed
+    assert again.count("c") == 3005
+    again.close()
+    after = _files(g1)
+    assert set(after) == set(before)
+    rewritten = [rel for rel, (md5, ino) in after.items()
+                 if md5 != before[rel][0] and ino == before[rel][1]]
+    assert not rewritten, f"a load changed bytes of shared files in place: {rewritten[:5]}"
+    old_reader.close()
+    w.close()
