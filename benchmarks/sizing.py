@@ -105,8 +105,9 @@ def _sync_lines(sync: dict[str, Any]) -> list[str]:
              "only the segments a write changed: below the indexing threshold (~20k points "
              "here) the whole store is one unindexed segment, sealed again by every add, so "
              "10k costs more per add than 100k; segments hold at most ~200,000 points "
-             "(CollectionOptions.max_segment_points), so a 1M store has 5 of them, and each "
-             "publication copies the unchanged ones' small mutable files):", ""]
+             "(CollectionOptions.max_segment_points), so a 1M store has 5 of them; each "
+             "publication hard-links the segments a write did not change and copies and "
+             "seals the others):", ""]
     for n, c in sync.items():
         if isinstance(n, int) or str(n).isdigit():
             more = (f" (a second file: {c['add_1_more_file_s']} s)"
