@@ -1,5 +1,6 @@
-"""Publishing without copying the shard: generations share the write-once files the writer
-has not touched (hard links), and a reader of an old generation never sees a later write."""
+"""Publishing without copying the shard: generations share (hard links) the write-once files
+the writer has not touched and every file of a segment it did not change, and a reader of an
+old generation never sees a later write."""
 
 from __future__ import annotations
 
