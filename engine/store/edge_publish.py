@@ -92,14 +92,17 @@ def publish_shard(shard: object, collection_dir: Path, published_dir: Path) -> i
                         linkable=linkable, ignore=("wal", "unpublished"), unit=segment_of)
 
 
-# Files of a segment that Edge writes once and never again: vector data, HNSW links, the
-# built payload indexes' data, point-id mappings, payload pages. Checked on qdrant-edge-py
-# 0.9.0 (tests/engine/store/test_publish.py holds it to that): neither loading a shard (a
-# reader, or seal()) nor the writer's later updates change them in place unless their stat
-# changes (new points go to the appendable segment; a deletion marks flags in small files;
-# a payload change moves the point to the appendable segment). Everything else (versions,
-# deletion flags, trackers, journals, configs) of a segment the writer changed is copied
-# from the writer's folder: the writer changes it in place.
+# Files of a segment that Edge does not rewrite, only appends to: vector data, HNSW links,
+# the built payload indexes' data, point-id mappings, payload pages. Checked on
+# qdrant-edge-py 0.9.0 (tests/engine/store/test_publish.py holds it to that): neither
+# loading a shard (a reader, or seal()) nor the writer's later updates change them in place
+# unless their stat changes (new points go to the appendable segment, whose chunks and
+# pages grow in place through mmap, which gives them a new mtime; a deletion marks flags in
+# small files; a payload change moves the point to the appendable segment). On a filesystem
+# where mmap writes leave the mtime alone (tmpfs), no stat counts as unchanged
+# (generations.mmap_writes_stamp_mtime). Everything else (versions, deletion flags,
+# trackers, journals, configs) of a segment the writer changed is copied from the writer's
+# folder: the writer changes it in place.
 #
 # A segment the writer did not change since the previous generation is hard-linked from it
 # whole, as that generation's seal left it (generations._fill), so it is neither copied nor

@@ -27,8 +27,10 @@ import fcntl
 import hashlib
 import json
 import logging
+import mmap
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
@@ -137,10 +139,55 @@ def _file_stat(path: str) -> list[int]:
     return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
-def _unchanged(rel: str, st: list[int], old: dict, prev: Path | None) -> bool:
+# st_dev -> whether that filesystem stamps writes through a shared mapping (see below)
+_STAMPS: dict[int, bool] = {}
+
+
+def mmap_writes_stamp_mtime(folder: Path) -> bool:
+    """Whether the filesystem holding ``folder`` gives a file a new mtime when a page that
+    msync cleaned is written again through a shared mapping: what lets a writer-side stat
+    stand for "not written since" (_unchanged). ext4, xfs and btrfs do it when the write
+    faults; tmpfs never does. Measured before this check: on tmpfs (/dev/shm) the writer's
+    second publication linked an appendable segment's payload pages, which Edge had appended
+    to in place with the stat unchanged, from the previous generation, and sealing failed on
+    the stale copy ("Failed to decompress LZ4 value"), at every later publication too.
+    Probed once per filesystem and process with a scratch file in ``folder`` (20-220 ms)."""
+    dev = os.stat(folder).st_dev
+    if dev not in _STAMPS:
+        _STAMPS[dev] = _probe_mmap_stamp(folder)
+        if not _STAMPS[dev]:
+            log.warning("the filesystem of %s does not record writes through memory maps in "
+                        "a file's mtime (tmpfs does not): publications there copy every file "
+                        "of the segments the writer holds instead of linking the unchanged "
+                        "ones", folder)
+    return _STAMPS[dev]
+
+
+def _probe_mmap_stamp(folder: Path) -> bool:
+    fd, path = tempfile.mkstemp(prefix=".mmap-stamp-", dir=folder)
+    try:
+        os.write(fd, b"\0" * mmap.PAGESIZE)
+        with mmap.mmap(fd, mmap.PAGESIZE) as m:
+            m.flush()                            # msync: the page is clean again
+            before = os.fstat(fd).st_mtime_ns
+            for wait in (0.02, 0.2):             # past the clock tick of coarse timestamps
+                time.sleep(wait)
+                m[0] = (m[0] + 1) % 256
+                m.flush()
+                if os.fstat(fd).st_mtime_ns != before:
+                    return True
+        return False
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def _unchanged(rel: str, st: list[int], old: dict, prev: Path | None,
+               stat_trusted: bool = True) -> bool:
     """Whether the writer's file ``rel`` (stat ``st``) is as it was when the previous
-    generation was made from it, and was not racily new then."""
-    return (prev is not None and old.get("files", {}).get(rel) == st
+    generation was made from it, and was not racily new then. Never, where the filesystem
+    does not stamp writes through memory maps (``stat_trusted``: mmap_writes_stamp_mtime)."""
+    return (stat_trusted and prev is not None and old.get("files", {}).get(rel) == st
             and st[2] < int(old.get("published_ns", 0)) - RACY_NS)
 
 
@@ -154,8 +201,8 @@ def _group(rels: Any, unit: Callable[[str], str | None]) -> dict[str, set[str]]:
 
 
 def _clean_units(src: Path, stats: dict[str, list[int]], old: dict, prev: Path | None,
-                 unit: Callable[[str], str | None],
-                 linkable: Callable[[str], bool]) -> set[str]:
+                 unit: Callable[[str], str | None], linkable: Callable[[str], bool],
+                 stat_trusted: bool = True) -> set[str]:
     """The units (e.g. the segments of a shard) that may be taken whole from the previous
     generation, already prepared, because that generation still has every file its
     preparation left in them and the writer holds in them either
@@ -182,11 +229,12 @@ def _clean_units(src: Path, stats: dict[str, list[int]], old: dict, prev: Path |
         if u not in done or any(not os.path.exists(prev / rel) for rel in done[u]):
             continue
         # the cheap stat test first, so that a new segment costs no reading
-        if rels == was.get(u) and all(_unchanged(rel, stats[rel], old, prev)
+        if rels == was.get(u) and all(_unchanged(rel, stats[rel], old, prev, stat_trusted)
                                       or digest_is(rel, digests) for rel in rels):
             clean.add(u)
         elif rels == done[u] and all(
-                (_unchanged(rel, stats[rel], old, prev) or digest_is(rel, digests))
+                (_unchanged(rel, stats[rel], old, prev, stat_trusted)
+                 or digest_is(rel, digests))
                 if linkable(rel) else digest_is(rel, sealed) for rel in rels):
             clean.add(u)
     return clean
@@ -207,8 +255,8 @@ def prepared_digests(dst: Path, units: set[str], old: dict, clean: set[str],
 
 
 def _fill(src: Path, dst: Path, prev: Path | None, linkable: Callable[[str], bool],
-          ignore: set[str], unit: Callable[[str], str | None], started: int
-          ) -> tuple[dict, dict, set[str], set[str], int, int]:
+          ignore: set[str], unit: Callable[[str], str | None], started: int,
+          stat_trusted: bool = True) -> tuple[dict, dict, set[str], set[str], int, int]:
     """Fill the new generation ``dst`` from the writer's folder ``src``. A unit the writer
     has not changed since the previous generation (see _clean_units) is taken from that
     generation as it was prepared, every file of it hard-linked. Elsewhere, a write-once
@@ -222,10 +270,12 @@ def _fill(src: Path, dst: Path, prev: Path | None, linkable: Callable[[str], boo
     files, so the writer's in-place (mmap) writes never reach a reader. Two generations share
     an inode only for a file whose writer-side stat (inode, size, mtime, ctime) is unchanged
     since it was published and was not racily new then (mmap writes after the flush that
-    precedes every publication fault a clean page and update mtime), or for any file of a
-    unit taken whole from the previous generation: nothing writes into a prepared unit but
-    its readers, and what they write must leave every byte as it was or replace the file
-    by rename (a new inode), which publish() requires of ``prepare``'s units."""
+    precedes every publication fault a clean page and update mtime; where the filesystem
+    does not do that, ``stat_trusted`` is False and no stat counts as unchanged), or for
+    any file of a unit taken whole from the previous generation: nothing writes into a
+    prepared unit but its readers, and what they write must leave every byte as it was or
+    replace the file by rename (a new inode), which publish() requires of ``prepare``'s
+    units."""
     old = read_json(prev / SOURCES, {}) if prev is not None else {}
     stats: dict[str, list[int]] = {}
     dirs: list[str] = []
@@ -236,7 +286,7 @@ def _fill(src: Path, dst: Path, prev: Path | None, linkable: Callable[[str], boo
             if name not in ignore:
                 rel = os.path.normpath(os.path.join(dirs[-1], name))
                 stats[rel] = _file_stat(os.path.join(dirpath, name))
-    clean = _clean_units(src, stats, old, prev, unit, linkable)
+    clean = _clean_units(src, stats, old, prev, unit, linkable, stat_trusted)
     todo = {u for u in (unit(rel) for rel in stats) if u is not None} - clean
     digests = {rel: d for rel, d in old.get("digests", {}).items()
                if unit(rel) in clean and rel in stats}
@@ -274,7 +324,7 @@ def _fill(src: Path, dst: Path, prev: Path | None, linkable: Callable[[str], boo
                 put(prev, os.path.normpath(os.path.join(rel_dir, name)), True)
     for rel, st in stats.items():
         if unit(rel) not in clean:
-            link = (linkable(rel) and _unchanged(rel, st, old, prev)
+            link = (linkable(rel) and _unchanged(rel, st, old, prev, stat_trusted)
                     and os.path.exists(os.path.join(prev, rel)))     # prev: not None here
             put(prev if link else src, rel, link)   # type: ignore[arg-type]
     return stats, digests, todo, clean, linked, copied
@@ -292,9 +342,10 @@ def publish(src: Path, pub: Path, prepare: Callable[[Path, set[str]], None],
             unit: Callable[[str], str | None] = lambda rel: None) -> int:
     """Make the (flushed) folder ``src`` the next generation and point CURRENT at it.
 
-    Files of ``src`` unchanged since the current generation was made, and ``linkable`` (a
-    relative path nothing will write into again: neither the writer in place nor
-    ``prepare`` nor a reader), are hard links to that generation's; the rest are copied.
+    Files of ``src`` unchanged since the current generation was made (by their stat, on a
+    filesystem that stamps writes through memory maps: mmap_writes_stamp_mtime), and
+    ``linkable`` (a relative path nothing will write into again: neither the writer in place
+    nor ``prepare`` nor a reader), are hard links to that generation's; the rest are copied.
     ``unit(relpath)`` names the folder a file belongs to when that folder is prepared as a
     whole (the Edge backend: a segment); a unit the writer has not touched since the current
     generation is taken from it as it was prepared (see _fill). ``prepare(tmp_dir, units)``
@@ -315,8 +366,9 @@ def publish(src: Path, pub: Path, prepare: Callable[[Path, set[str]], None],
     tmp = pub / f".{gen:010d}.tmp"
     started = time.time_ns()
     prev = gen_dir(pub, last) if last is not None and gen_dir(pub, last).is_dir() else None
-    files, digests, todo, clean, linked, copied = _fill(src, tmp, prev, linkable,
-                                                        set(ignore), unit, started)
+    files, digests, todo, clean, linked, copied = _fill(
+        src, tmp, prev, linkable, set(ignore), unit, started,
+        stat_trusted=prev is None or mmap_writes_stamp_mtime(src))
     prepare(tmp, todo)
     prepared = [rel for rel in _listing(tmp) if unit(rel) is not None]
     old = read_json(prev / SOURCES, {}) if prev is not None else {}

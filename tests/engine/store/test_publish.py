@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import subprocess
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -41,6 +44,39 @@ def short_racy_window(monkeypatch):
     return lambda: time.sleep(0.4)
 
 
+@pytest.fixture
+def linking_fs(tmp_path):
+    """Tests that expect links: where tmp_path's filesystem does not stamp writes through
+    memory maps (tmpfs), publishing rightly links nothing (gens.mmap_writes_stamp_mtime)."""
+    if not gens.mmap_writes_stamp_mtime(tmp_path):
+        pytest.skip(f"{tmp_path} is on a filesystem that does not stamp mmap writes (tmpfs)")
+
+
+@pytest.fixture
+def tmpfs_dir(tmp_path):
+    """A folder on a tmpfs: one mounted here where we may (root), else /dev/shm when it is
+    one with room; skipped otherwise."""
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    try:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400m", "tmpfs", str(mnt)],
+                                 capture_output=True, timeout=10).returncode == 0
+    except OSError:
+        mounted = False
+    if mounted:
+        yield mnt
+        subprocess.run(["umount", str(mnt)], capture_output=True, timeout=10)
+        return
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)
+            and shutil.disk_usage(shm).free > 400 * 2**20
+            and not gens._probe_mmap_stamp(shm)):
+        pytest.skip("no tmpfs to mount and no /dev/shm tmpfs with 400 MiB free")
+    folder = Path(tempfile.mkdtemp(dir=shm))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_linkable_names_only_write_once_segment_files():
     assert linkable("shard/segments/u/vector_storage-shared/matrix.dat")
     assert linkable("shard/segments/u/vector_index-shared/links_compressed.bin")
@@ -62,7 +98,7 @@ def _published_store(root: Path):
 
 
 def test_generations_share_unchanged_files_and_old_readers_are_untouched(
-        tmp_path, short_racy_window):
+        tmp_path, short_racy_window, linking_fs):
     root = tmp_path / "s"
     w = _published_store(root)
     rng = np.random.default_rng(1)
@@ -104,7 +140,7 @@ def _write(path: Path, text: str) -> None:
 
 
 def test_units_the_writer_did_not_change_are_taken_prepared_from_the_last_generation(
-        tmp_path, short_racy_window):
+        tmp_path, short_racy_window, linking_fs):
     """Without Qdrant: a unit (a segment) whose files kept their stat, or were rewritten with
     the same content, is copied from the previous generation as its preparation left it;
     only the others are prepared again."""
@@ -150,7 +186,7 @@ def test_units_the_writer_did_not_change_are_taken_prepared_from_the_last_genera
 
 
 def test_a_small_write_seals_only_the_segments_it_changed(tmp_path, short_racy_window,
-                                                         monkeypatch):
+                                                         monkeypatch, linking_fs):
     from engine.store import edge_publish
 
     sealed: list[tuple[int, int]] = []
@@ -201,7 +237,7 @@ def _files(folder: Path) -> dict[str, tuple[str, int]]:
 
 
 def test_a_segment_the_writer_did_not_change_is_shared_whole_and_readers_leave_it_as_is(
-        tmp_path, short_racy_window):
+        tmp_path, short_racy_window, linking_fs):
     """Publishing hard-links every file of an unchanged segment, its flag and tracker files
     too (at 1M points, copying those was most of a 1-file add). That is sound only while a
     reader's load writes into them no byte they do not already hold and replaces what it
@@ -238,5 +274,33 @@ def test_a_segment_the_writer_did_not_change_is_shared_whole_and_readers_leave_i
     rewritten = [rel for rel, (md5, ino) in after.items()
                  if md5 != before[rel][0] and ino == before[rel][1]]
     assert not rewritten, f"a load changed bytes of shared files in place: {rewritten[:5]}"
+    old_reader.close()
+    w.close()
+
+
+def test_where_mmap_writes_keep_the_mtime_publishing_copies_instead_of_linking_stale_files(
+        tmpfs_dir, short_racy_window):
+    """tmpfs never gives a file a new mtime for a write through a memory map, so a writer's
+    stat there cannot say "unchanged". Before the probe (gens.mmap_writes_stamp_mtime), the
+    second publication linked the appendable segment's payload pages, which Edge had
+    appended to in place, from the first generation: sealing failed on the stale copy
+    ("Failed to decompress LZ4 value"), and so did every later publication."""
+    assert not gens.mmap_writes_stamp_mtime(tmpfs_dir)
+    root = tmpfs_dir / "s"
+    w = open_store(path=root)
+    w.create_collection("c", VECTORS, INDEXES)
+    w.upsert("c", make_points(20))
+    short_racy_window()                  # so that the stat test, not the racy rule, decides
+    w.publish()
+    old_reader = open_store(path=root, read_only=True)
+    assert old_reader.count("c") == 20                   # holds generation 1
+    short_racy_window()
+    w.upsert("c", make_points(20, seed=1, start=20))
+    w.publish()
+    with open_store(path=root, read_only=True) as r:
+        assert everything(r) == everything(w) and r.count("c") == 40
+    g1, g2 = (_files(gen_path(root, g)) for g in (1, 2))
+    assert not {ino for _, ino in g1.values()} & {ino for _, ino in g2.values()}
+    assert old_reader.count("c") == 40                   # and moves on
     old_reader.close()
     w.close()
