@@ -34,8 +34,10 @@ FIELD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 # Edge preallocates its files and fills them through mmap. Measured with qdrant-edge 0.9 on a
 # tmpfs (which, unlike ext4, allocates the preallocations at once): creating a collection took
 # 36 MiB with one vector and one payload index, 89 MiB with the spectra layout (5 vectors, 25
-# indexes); publishing it took 2x the shard's allocated size (the copy, then Edge sealing it).
-# Every write is checked against its estimate plus this margin.
+# indexes); on ext4 the same collection took 0.5 MiB. Publishing takes the files it copies
+# and, on a filesystem like tmpfs, the holes that sealing fills in the segments it seals
+# (generations.space_needed, fs_probes). Every write is checked against its estimate plus
+# this margin.
 MARGIN_BYTES = 16 * 1024 * 1024
 CREATE_BYTES = 40 * 1024 * 1024
 CREATE_BYTES_PER_INDEX = 5 * 1024 * 1024 // 2
@@ -111,13 +113,12 @@ def create_bytes(payload_indexes: int) -> int:
     return CREATE_BYTES + CREATE_BYTES_PER_INDEX * payload_indexes
 
 
-def publish_bytes(shard: Path) -> int:
-    """What publishing a shard may take: a copy of it, and as much again when Edge seals it.
-    Files shared with the previous generation are hard links and take no space, but sealing
-    the copy preallocates segment files (at once on tmpfs): measured on a 100 MiB tmpfs, a
-    38 MiB shard whose copy shared all but 4 MiB still needed more than 58 MiB to publish.
-    So the estimate stays the whole shard twice."""
-    return 2 * allocated_bytes(shard)
+def seal_scratch_bytes(payload_indexes: int) -> int:
+    """What sealing may take beyond the new generation's files (generations.space_needed
+    counts those): sealing some of a shard's segments loads them in a scratch shard, where
+    Edge makes an empty appendable segment unless one of them is appendable, as large as a
+    new collection's."""
+    return create_bytes(payload_indexes)
 
 
 def batch_bytes(points: Sequence[Any]) -> int:

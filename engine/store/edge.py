@@ -571,7 +571,8 @@ class EdgeStore:
 
     def _publish(self, name: str) -> int:
         c = self._open[name]
-        gen = publish_shard(c.shard, self._cdir(name), self._pdir(name))
+        gen = publish_shard(c.shard, self._cdir(name), self._pdir(name),
+                            len(c.payload_indexes))
         c.dirty = False
         return gen
 

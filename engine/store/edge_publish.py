@@ -17,6 +17,7 @@ from engine.jsonfile import atomic_write_json, read_json
 from engine.store import checks
 from engine.store import generations as gens
 from engine.store.edge_types import edge_errors
+from engine.store.fs_probes import mapped_holes_take_space
 
 log = logging.getLogger(__name__)
 
@@ -79,17 +80,26 @@ def segment_of(rel: str) -> str | None:
     return None
 
 
-def publish_shard(shard: object, collection_dir: Path, published_dir: Path) -> int:
-    """Flush the writer's ``shard`` (open on ``collection_dir/shard``) and publish it as the
-    next generation under ``published_dir``; returns the generation number."""
+def publish_shard(shard: object, collection_dir: Path, published_dir: Path,
+                  payload_indexes: int) -> int:
+    """Flush the writer's ``shard`` (open on ``collection_dir/shard``, a collection with
+    that many payload indexes) and publish it as the next generation under
+    ``published_dir``; returns the generation number. Refused (StoreError, nothing written)
+    unless the filesystem has room for what the publication may take: the files it copies
+    and, where reading a hole through a map allocates it (tmpfs), the holes sealing may
+    fill (generations.space_needed) and an empty segment (checks.seal_scratch_bytes)."""
     with edge_errors(f"flush {collection_dir.name}"):
         shard.flush()   # type: ignore[attr-defined]
-    checks.check_free_space(published_dir, checks.publish_bytes(collection_dir / "shard"),
-                            f"publish collection {collection_dir.name!r}")
+    # the scratch shard's empty segment takes room only where holes read through a map fill
+    extra = checks.seal_scratch_bytes(payload_indexes) \
+        if mapped_holes_take_space(collection_dir) else 0
+    what = f"publish collection {collection_dir.name!r}"
     # The WAL is the writer's private journal (and holds its lock): readers never need it.
     return gens.publish(collection_dir, published_dir,
                         prepare=lambda tmp, todo: seal(tmp / "shard", todo),
-                        linkable=linkable, ignore=("wal", "unpublished"), unit=segment_of)
+                        linkable=linkable, ignore=("wal", "unpublished"), unit=segment_of,
+                        reserve=lambda need: checks.check_free_space(published_dir,
+                                                                     need + extra, what))
 
 
 # Files of a segment that Edge does not rewrite, only appends to: vector data, HNSW links,
@@ -100,7 +110,7 @@ def publish_shard(shard: object, collection_dir: Path, published_dir: Path) -> i
 # pages grow in place through mmap, which gives them a new mtime; a deletion marks flags in
 # small files; a payload change moves the point to the appendable segment). On a filesystem
 # where mmap writes leave the mtime alone (tmpfs), no stat counts as unchanged
-# (generations.mmap_writes_stamp_mtime). Everything else (versions, deletion flags,
+# (fs_probes.mmap_writes_stamp_mtime). Everything else (versions, deletion flags,
 # trackers, journals, configs) of a segment the writer changed is copied from the writer's
 # folder: the writer changes it in place.
 #

@@ -27,16 +27,15 @@ import fcntl
 import hashlib
 import json
 import logging
-import mmap
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
 from engine.jsonfile import atomic_write_json, read_json
 from engine.store.checks import check_current
+from engine.store.fs_probes import mapped_holes_take_space, mmap_writes_stamp_mtime
 
 log = logging.getLogger(__name__)
 
@@ -139,54 +138,11 @@ def _file_stat(path: str) -> list[int]:
     return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
-# st_dev -> whether that filesystem stamps writes through a shared mapping (see below)
-_STAMPS: dict[int, bool] = {}
-
-
-def mmap_writes_stamp_mtime(folder: Path) -> bool:
-    """Whether the filesystem holding ``folder`` gives a file a new mtime when a page that
-    msync cleaned is written again through a shared mapping: what lets a writer-side stat
-    stand for "not written since" (_unchanged). ext4, xfs and btrfs do it when the write
-    faults; tmpfs never does. Measured before this check: on tmpfs (/dev/shm) the writer's
-    second publication linked an appendable segment's payload pages, which Edge had appended
-    to in place with the stat unchanged, from the previous generation, and sealing failed on
-    the stale copy ("Failed to decompress LZ4 value"), at every later publication too.
-    Probed once per filesystem and process with a scratch file in ``folder`` (20-220 ms)."""
-    dev = os.stat(folder).st_dev
-    if dev not in _STAMPS:
-        _STAMPS[dev] = _probe_mmap_stamp(folder)
-        if not _STAMPS[dev]:
-            log.warning("the filesystem of %s does not record writes through memory maps in "
-                        "a file's mtime (tmpfs does not): publications there copy every file "
-                        "of the segments the writer holds instead of linking the unchanged "
-                        "ones", folder)
-    return _STAMPS[dev]
-
-
-def _probe_mmap_stamp(folder: Path) -> bool:
-    fd, path = tempfile.mkstemp(prefix=".mmap-stamp-", dir=folder)
-    try:
-        os.write(fd, b"\0" * mmap.PAGESIZE)
-        with mmap.mmap(fd, mmap.PAGESIZE) as m:
-            m.flush()                            # msync: the page is clean again
-            before = os.fstat(fd).st_mtime_ns
-            for wait in (0.02, 0.2):             # past the clock tick of coarse timestamps
-                time.sleep(wait)
-                m[0] = (m[0] + 1) % 256
-                m.flush()
-                if os.fstat(fd).st_mtime_ns != before:
-                    return True
-        return False
-    finally:
-        os.close(fd)
-        os.unlink(path)
-
-
 def _unchanged(rel: str, st: list[int], old: dict, prev: Path | None,
                stat_trusted: bool = True) -> bool:
     """Whether the writer's file ``rel`` (stat ``st``) is as it was when the previous
     generation was made from it, and was not racily new then. Never, where the filesystem
-    does not stamp writes through memory maps (``stat_trusted``: mmap_writes_stamp_mtime)."""
+    does not stamp writes through memory maps (``stat_trusted``: fs_probes)."""
     return (stat_trusted and prev is not None and old.get("files", {}).get(rel) == st
             and st[2] < int(old.get("published_ns", 0)) - RACY_NS)
 
@@ -256,12 +212,14 @@ def prepared_digests(dst: Path, units: set[str], old: dict, clean: set[str],
 
 def _fill(src: Path, dst: Path, prev: Path | None, linkable: Callable[[str], bool],
           ignore: set[str], unit: Callable[[str], str | None], started: int,
-          stat_trusted: bool = True) -> tuple[dict, dict, set[str], set[str], int, int]:
+          stat_trusted: bool = True, reserve: Callable[[int], None] | None = None
+          ) -> tuple[dict, dict, set[str], set[str], int, int]:
     """Fill the new generation ``dst`` from the writer's folder ``src``. A unit the writer
     has not changed since the previous generation (see _clean_units) is taken from that
     generation as it was prepared, every file of it hard-linked. Elsewhere, a write-once
     file the writer has not touched since the previous generation is hard-linked from it,
-    and every other file is copied from ``src``.
+    and every other file is copied from ``src``. ``reserve(bytes)`` is called with
+    space_needed before anything is written, and may raise to refuse the publication.
     Returns ({relpath: stat}, {relpath: digest of what was copied from src, for files of
     units that are not write-once or are racily new}, the units still to prepare, the
     units taken from the previous generation, bytes linked, bytes copied).
@@ -312,22 +270,45 @@ def _fill(src: Path, dst: Path, prev: Path | None, linkable: Callable[[str], boo
             digests[rel] = content_digest(target)
         copied += os.stat(target).st_size
 
-    for rel_dir in dirs:
-        if unit(os.path.join(rel_dir, "-")) not in clean:
-            os.makedirs(os.path.join(dst, rel_dir), exist_ok=True)
+    # what goes where, decided before anything is written, so that ``reserve`` can refuse
+    # a publication that would not fit
+    make = [d for d in dirs if unit(os.path.join(d, "-")) not in clean]
+    plan: list[tuple[Path, str, bool]] = []
     for u in sorted(clean):             # shared whole with the previous generation
         assert prev is not None
         for dirpath, _, filenames in os.walk(prev / u):
-            rel_dir = os.path.relpath(dirpath, prev)
-            os.makedirs(os.path.join(dst, rel_dir), exist_ok=True)
-            for name in filenames:
-                put(prev, os.path.normpath(os.path.join(rel_dir, name)), True)
+            make.append(os.path.relpath(dirpath, prev))
+            plan += [(prev, os.path.normpath(os.path.join(make[-1], name)), True)
+                     for name in filenames]
     for rel, st in stats.items():
         if unit(rel) not in clean:
             link = (linkable(rel) and _unchanged(rel, st, old, prev, stat_trusted)
                     and os.path.exists(os.path.join(prev, rel)))     # prev: not None here
-            put(prev if link else src, rel, link)   # type: ignore[arg-type]
+            plan.append((prev if link else src, rel, link))   # type: ignore[arg-type]
+    if reserve is not None:
+        reserve(space_needed(plan, todo, unit, mapped_holes_take_space(src)))
+    for rel_dir in make:
+        os.makedirs(os.path.join(dst, rel_dir), exist_ok=True)
+    for origin, rel, link in plan:
+        put(origin, rel, link)
     return stats, digests, todo, clean, linked, copied
+
+
+def space_needed(plan: list[tuple[Path, str, bool]], todo: set[str],
+                 unit: Callable[[str], str | None], holes_fill: bool) -> int:
+    """Bytes a publication may take: what the copied files occupy (linked files take
+    nothing), plus, where reading a hole through a memory map allocates it (``holes_fill``,
+    tmpfs: fs_probes), the holes of every file of a unit to prepare (Edge's seal load
+    touches its preallocated sparse files through mmap)."""
+    need = 0
+    for origin, rel, link in plan:
+        st = os.stat(os.path.join(origin, rel))
+        held = st.st_blocks * 512
+        if not link:
+            need += held
+        if holes_fill and unit(rel) in todo:
+            need += max(0, st.st_size - held)
+    return need
 
 
 def _listing(folder: Path) -> list[str]:
@@ -339,11 +320,12 @@ def _listing(folder: Path) -> list[str]:
 def publish(src: Path, pub: Path, prepare: Callable[[Path, set[str]], None],
             linkable: Callable[[str], bool] = lambda rel: False,
             ignore: tuple[str, ...] = (),
-            unit: Callable[[str], str | None] = lambda rel: None) -> int:
+            unit: Callable[[str], str | None] = lambda rel: None,
+            reserve: Callable[[int], None] | None = None) -> int:
     """Make the (flushed) folder ``src`` the next generation and point CURRENT at it.
 
     Files of ``src`` unchanged since the current generation was made (by their stat, on a
-    filesystem that stamps writes through memory maps: mmap_writes_stamp_mtime), and
+    filesystem that stamps writes through memory maps: fs_probes), and
     ``linkable`` (a relative path nothing will write into again: neither the writer in place
     nor ``prepare`` nor a reader), are hard links to that generation's; the rest are copied.
     ``unit(relpath)`` names the folder a file belongs to when that folder is prepared as a
@@ -354,8 +336,9 @@ def publish(src: Path, pub: Path, prepare: Callable[[Path, set[str]], None],
     once). A prepared unit is shared by hard links with every later generation until the
     writer changes it, so a reader may write into a prepared unit only bytes it already
     holds, or replace a file by rename (tests/engine/store/test_publish.py holds Edge to
-    that). Names in ``ignore`` are left out. Old generations that no reader holds are
-    pruned afterwards.
+    that). Names in ``ignore`` are left out. ``reserve(bytes)`` gets what the publication
+    may take on disk (space_needed) before anything is written, and may raise to refuse it.
+    Old generations that no reader holds are pruned afterwards.
     """
     pub.mkdir(parents=True, exist_ok=True)
     last = current_generation(pub)
@@ -368,7 +351,7 @@ def publish(src: Path, pub: Path, prepare: Callable[[Path, set[str]], None],
     prev = gen_dir(pub, last) if last is not None and gen_dir(pub, last).is_dir() else None
     files, digests, todo, clean, linked, copied = _fill(
         src, tmp, prev, linkable, set(ignore), unit, started,
-        stat_trusted=prev is None or mmap_writes_stamp_mtime(src))
+        stat_trusted=prev is None or mmap_writes_stamp_mtime(src), reserve=reserve)
     prepare(tmp, todo)
     prepared = [rel for rel in _listing(tmp) if unit(rel) is not None]
     old = read_json(prev / SOURCES, {}) if prev is not None else {}

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from engine.store import CollectionOptions, open_store
+from engine.store import fs_probes
 from engine.store import generations as gens
 from engine.store.edge_publish import linkable
 from tests.engine.store.conftest import INDEXES, VECTORS, make_points
@@ -47,8 +48,8 @@ def short_racy_window(monkeypatch):
 @pytest.fixture
 def linking_fs(tmp_path):
     """Tests that expect links: where tmp_path's filesystem does not stamp writes through
-    memory maps (tmpfs), publishing rightly links nothing (gens.mmap_writes_stamp_mtime)."""
-    if not gens.mmap_writes_stamp_mtime(tmp_path):
+    memory maps (tmpfs), publishing rightly links nothing (fs_probes.mmap_writes_stamp_mtime)."""
+    if not fs_probes.mmap_writes_stamp_mtime(tmp_path):
         pytest.skip(f"{tmp_path} is on a filesystem that does not stamp mmap writes (tmpfs)")
 
 
@@ -59,19 +60,20 @@ def tmpfs_dir(tmp_path):
     mnt = tmp_path / "tmpfs"
     mnt.mkdir()
     try:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400m", "tmpfs", str(mnt)],
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1g", "tmpfs", str(mnt)],
                                  capture_output=True, timeout=10).returncode == 0
     except OSError:
         mounted = False
     if mounted:
         yield mnt
-        subprocess.run(["umount", str(mnt)], capture_output=True, timeout=10)
+        # lazy: a failed test may leave a store open there
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=10)
         return
     shm = Path("/dev/shm")
     if not (shm.is_dir() and os.access(shm, os.W_OK)
-            and shutil.disk_usage(shm).free > 400 * 2**20
-            and not gens._probe_mmap_stamp(shm)):
-        pytest.skip("no tmpfs to mount and no /dev/shm tmpfs with 400 MiB free")
+            and shutil.disk_usage(shm).free > 2**30
+            and not fs_probes._probe(shm, fs_probes._writes_stamp)):
+        pytest.skip("no tmpfs to mount and no /dev/shm tmpfs with 1 GiB free")
     folder = Path(tempfile.mkdtemp(dir=shm))
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
@@ -281,11 +283,11 @@ def test_a_segment_the_writer_did_not_change_is_shared_whole_and_readers_leave_i
 def test_where_mmap_writes_keep_the_mtime_publishing_copies_instead_of_linking_stale_files(
         tmpfs_dir, short_racy_window):
     """tmpfs never gives a file a new mtime for a write through a memory map, so a writer's
-    stat there cannot say "unchanged". Before the probe (gens.mmap_writes_stamp_mtime), the
+    stat there cannot say "unchanged". Before the probe (fs_probes.mmap_writes_stamp_mtime), the
     second publication linked the appendable segment's payload pages, which Edge had
     appended to in place, from the first generation: sealing failed on the stale copy
     ("Failed to decompress LZ4 value"), and so did every later publication."""
-    assert not gens.mmap_writes_stamp_mtime(tmpfs_dir)
+    assert not fs_probes.mmap_writes_stamp_mtime(tmpfs_dir)
     root = tmpfs_dir / "s"
     w = open_store(path=root)
     w.create_collection("c", VECTORS, INDEXES)
@@ -304,3 +306,44 @@ def test_where_mmap_writes_keep_the_mtime_publishing_copies_instead_of_linking_s
     assert old_reader.count("c") == 40                   # and moves on
     old_reader.close()
     w.close()
+
+
+def test_the_space_a_publication_asks_for_follows_what_changed(tmp_path, short_racy_window,
+                                                               linking_fs, monkeypatch):
+    """A small write asks for room for what it copies and the segments it seals, not for
+    the whole shard twice (at 1M points that was ~7 GB free to add one file), and what it
+    then writes fits in what it asked for."""
+    from engine.store import checks
+
+    root = tmp_path / "s"
+    w = _published_store(root)
+    holder = open_store(path=root, read_only=True)
+    holder.count("c")                    # keeps generation 1, so that links stay links
+    short_racy_window()
+    asked: list[int] = []
+    real = checks.check_free_space
+
+    def spy(folder, need, what):
+        if what.startswith("publish"):
+            asked.append(need)
+        real(folder, need, what)
+
+    monkeypatch.setattr(checks, "check_free_space", spy)
+    w.upsert("c", make_points(5, seed=3, start=9000))
+    w.publish()
+    new = gen_path(root, 2)
+    written = sum(os.stat(p).st_blocks * 512 for p in new.rglob("*")
+                  if p.is_file() and os.stat(p).st_nlink == 1)
+    shard = checks.allocated_bytes(root / "collections" / "c" / "shard")
+    print(f"asked {asked[0] / 2**20:.1f} MiB, wrote {written / 2**20:.1f} MiB, shard "
+          f"{shard / 2**20:.1f} MiB")
+    assert len(asked) == 1 and written <= asked[0] + checks.MARGIN_BYTES
+    assert asked[0] < shard / 2          # the old estimate: the whole shard twice
+    holder.close()
+    w.close()
+
+
+def test_the_probes_see_a_tmpfs_for_what_it_is(tmpfs_dir):
+    assert not fs_probes.mmap_writes_stamp_mtime(tmpfs_dir)
+    assert fs_probes.mapped_holes_take_space(tmpfs_dir)
+    assert not list(tmpfs_dir.iterdir())                 # the scratch files are gone
