@@ -159,16 +159,31 @@ def _link_folder(folder: Path, files: list[str]) -> str:
 
 
 def _sync(store: Any, embedder: Any, state: Path, folder: str) -> dict:
+    from engine.store import checks
     from indexer.sources import Source
     from indexer.sync import Syncer
 
     timed, phases = TimedStore(store), PhaseTimer()
-    t = time.perf_counter()
-    report = Syncer(store=timed, embedder=embedder, state_path=str(state),
-                    progress=phases).run([Source(folder)])
-    total = time.perf_counter() - t
+    asked: dict[str, int] = {}
+    real = checks.check_free_space
+
+    def spy(where: Path, need: int, what: str) -> None:
+        # the free space each kind of write asks for (plus checks.MARGIN_BYTES)
+        kind = what.split()[0]
+        asked[kind] = max(asked.get(kind, 0), need)
+        real(where, need, what)
+
+    checks.check_free_space = spy
+    try:
+        t = time.perf_counter()
+        report = Syncer(store=timed, embedder=embedder, state_path=str(state),
+                        progress=phases).run([Source(folder)])
+        total = time.perf_counter() - t
+    finally:
+        checks.check_free_space = real
     return {"seconds": round(total, 3), "added": report.added, "refused": len(report.refused),
-            "phases_s": phases.seconds, "store_calls_s": timed.seconds}
+            "phases_s": phases.seconds, "store_calls_s": timed.seconds,
+            "free_space_asked_mib": {k: round(v / 2**20, 1) for k, v in asked.items()}}
 
 
 def _touch_existing(store: Any, target: str, n: int, k: int = 10) -> dict:
@@ -323,6 +338,9 @@ def bench_add(n: int, lamost_files: list[str], embedder: Any,
         log.info("incremental N=%d: +%d spectra %.2f s", n, thousand["added"],
                  thousand["seconds"])
         points = store.count(target)
+        from engine.store import checks
+        shard_mib = round(checks.allocated_bytes(next((root / "store" / "collections")
+                                                      .iterdir()) / "shard") / 2**20, 1)
         store.close()
     added = max(1, thousand["added"])
     # read + embed (+ the stored spectrum's write): the reading phase less the upserts,
@@ -336,6 +354,10 @@ def bench_add(n: int, lamost_files: list[str], embedder: Any,
             "store built by benchmarks.incremental.prebuild in an earlier process (same "
             f"code); opening it here (its shard loaded once) took {opened_s} s, not counted",
             "add_1_file": one, "add_1000_spectra": thousand, "add_1_more_file": one_more,
+            "shard_allocated_mib": shard_mib,
+            "free_space_asked": "the most each kind of store write asked to find free (plus "
+                                "a 16 MiB margin) during that add; publishing asked for "
+                                "2 x the shard's allocated size before 733d43b",
             "update_10_existing": touched, "add_10_entering": entering,
             "waited_after_build_s": RACY_WAIT_S,
             "read_embed_per_spectrum_s": round(per_spectrum, 5),

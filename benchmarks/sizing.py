@@ -81,6 +81,9 @@ def sync_costs(inc: dict[str, Any]) -> dict[str, Any]:
                        "full_build_real_s": r.get("full_build_real_spectra_s"),
                        "ratios": r.get("ratios", {}),
                        "opened_note": r.get("prebuilt"),
+                       "shard_allocated_mib": r.get("shard_allocated_mib"),
+                       "add_1_file_free_space_asked_mib":
+                           r["add_1_file"].get("free_space_asked_mib"),
                        "load_avg_at_start": r.get("load_avg_at_start")}
     res = inc.get("unchanged_resync") or {}
     if res.get("files"):
@@ -128,6 +131,14 @@ def _sync_lines(sync: dict[str, Any]) -> list[str]:
                     f"{c['read_embed_ms_per_spectrum']} ms read + embed per spectrum measured in "
                     f"the same run = {c['full_build_real_s']} s, computed, not measured): "
                     f"{100 * ratios['add_1000_over_full_build_real']:.2f}%")
+            asked = c.get("add_1_file_free_space_asked_mib")
+            if asked and c.get("shard_allocated_mib") is not None:
+                lines.append(
+                    "  - free space the 1-file add asked for (each plus a 16 MiB margin): "
+                    + ", ".join(f"{k} {v:,} MiB" for k, v in sorted(asked.items()))
+                    + f"; the shard occupies {c['shard_allocated_mib']:,} MiB (publishing "
+                    "asked for twice that before 733d43b; optimize still asks for it once, "
+                    "its worst case)")
             if c.get("update_10_existing_s") is not None:
                 lines.append(f"  - updating 10 existing points spread over the store and "
                              f"publishing (every segment they live in is sealed again; what "
