@@ -541,6 +541,11 @@ class EdgeStore:
             f"optimize {collection}")
         with edge_errors(f"optimize {collection}"):
             c.shard.optimize()
+            # Edge deletes the segments it rewrote only at a flush: without one, a bulk load
+            # kept every 200k-point appendable segment it had indexed until the sync's end
+            # (30,000 points capped at 5,000: 13 segments and 39 MiB on disk before the
+            # flush, 7 and 25 MiB after)
+            c.shard.flush()
         c.dirty = True
         c.since_optimize = 0
 

@@ -272,6 +272,24 @@ def test_segments_are_capped_during_a_bulk_load(tmp_path):
         assert s.info("c")["segments"] <= 2
 
 
+def test_a_bulk_load_leaves_no_rewritten_segment_behind(tmp_path):
+    """Edge removes the segments optimize() rewrote only at a flush; the store flushes after
+    each optimize, so a bulk load crossing the cap several times holds on disk what a
+    flush would leave (before: 13 segment folders where a flush leaves 7)."""
+    opts = CollectionOptions(indexing_threshold=300, max_segment_points=500)
+    with open_store(path=tmp_path / "s") as s:
+        s.create_collection("c", VECTORS, INDEXES, opts)
+        pts = make_points(3000, seed=22)
+        for lo in range(0, 3000, 500):
+            s.upsert("c", pts[lo:lo + 500])              # each batch reaches the cap
+        segments = tmp_path / "s" / "collections" / "c" / "shard" / "segments"
+        during = sorted(p.name for p in segments.iterdir())
+        s.flush(publish=False)
+        assert during == sorted(p.name for p in segments.iterdir())
+        assert len(during) <= s.info("c")["segments"] + 1   # the flush may add an empty one
+        assert s.count("c") == 3000
+
+
 def test_a_segment_cap_below_the_indexing_threshold_is_refused(tmp_path):
     with open_store(path=tmp_path / "s") as s:
         with pytest.raises(StoreError, match="max_segment_points"):
