@@ -274,8 +274,9 @@ def test_segments_are_capped_during_a_bulk_load(tmp_path):
 
 def test_a_bulk_load_leaves_no_rewritten_segment_behind(tmp_path):
     """Edge removes the segments optimize() rewrote only at a flush; the store flushes after
-    each optimize, so a bulk load crossing the cap several times holds on disk what a
-    flush would leave (before: 13 segment folders where a flush leaves 7)."""
+    each optimize the segment cap triggers, so a bulk load crossing the cap several times
+    holds on disk what a flush would leave (before: 13 segment folders where a flush leaves
+    7)."""
     opts = CollectionOptions(indexing_threshold=300, max_segment_points=500)
     with open_store(path=tmp_path / "s") as s:
         s.create_collection("c", VECTORS, INDEXES, opts)
