@@ -24,8 +24,11 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 log = logging.getLogger(__name__)
+
+PREFIX = ".mmap-probe-"
 
 _STAMPS: dict[int, bool] = {}
 _HOLES: dict[int, bool] = {}
@@ -59,8 +62,10 @@ def mapped_holes_take_space(folder: Path) -> bool:
     return _HOLES[dev]
 
 
-def _probe(folder: Path, check) -> bool:
-    fd, path = tempfile.mkstemp(prefix=".mmap-probe-", dir=folder)
+def _probe(folder: Path, check: Callable[[int], bool]) -> bool:
+    for stale in Path(folder).glob(PREFIX + "*"):     # left by a process killed mid-probe
+        stale.unlink(missing_ok=True)
+    fd, path = tempfile.mkstemp(prefix=PREFIX, dir=folder)
     try:
         return check(fd)
     finally:

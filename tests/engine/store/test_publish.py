@@ -343,7 +343,11 @@ def test_the_space_a_publication_asks_for_follows_what_changed(tmp_path, short_r
     w.close()
 
 
-def test_the_probes_see_a_tmpfs_for_what_it_is(tmpfs_dir):
+def test_the_probes_see_a_tmpfs_for_what_it_is(tmpfs_dir, monkeypatch):
+    # a new mount may reuse an unmounted one's device number: probe afresh
+    monkeypatch.setattr(fs_probes, "_STAMPS", {})
+    monkeypatch.setattr(fs_probes, "_HOLES", {})
+    (tmpfs_dir / (fs_probes.PREFIX + "x")).write_text("")   # left by a killed probe
     assert not fs_probes.mmap_writes_stamp_mtime(tmpfs_dir)
     assert fs_probes.mapped_holes_take_space(tmpfs_dir)
     assert not list(tmpfs_dir.iterdir())                 # the scratch files are gone
