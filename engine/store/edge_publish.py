@@ -4,12 +4,14 @@ this module knows what Edge needs for a shard to be shared)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Collection
+from typing import Collection, Iterator
 
 import qdrant_edge as qe
 
@@ -31,6 +33,8 @@ def seal(path: Path, segments: Collection[str] | None = None) -> None:
     those segments: the others were taken, sealed, from the previous generation. They are
     moved into a scratch shard beside ``path`` (same config), loaded there and moved back,
     so the cost follows what changed, not the size of the shard. None: load it all.
+    The load maps the segments' storages instead of reading them whole (_mapped_lazily):
+    it only has to replay their journals.
 
     What this no longer checks: loading the whole new generation also proved that Edge can
     open it, at O(N) (1.9-2.1 s at 100k points). A segment taken from the previous
@@ -51,7 +55,7 @@ def seal(path: Path, segments: Collection[str] | None = None) -> None:
     names = present if segments is None else \
         sorted({Path(s).name for s in segments} & set(present))
     if names == present:
-        with edge_errors(f"sealing {path}"):
+        with edge_errors(f"sealing {path}"), _mapped_lazily(path / "segments", names):
             qe.EdgeShard.load(str(path)).close()
         return
     if not names:
@@ -63,12 +67,92 @@ def seal(path: Path, segments: Collection[str] | None = None) -> None:
     shutil.copy2(cfg_path, scratch / "edge_config.json")
     for name in names:
         os.rename(path / "segments" / name, scratch / "segments" / name)
-    with edge_errors(f"sealing {len(names)} of {len(present)} segments of {path}"):
+    with edge_errors(f"sealing {len(names)} of {len(present)} segments of {path}"), \
+            _mapped_lazily(scratch / "segments", names):
         qe.EdgeShard.load(str(scratch)).close()
     for name in names:
         os.rename(scratch / "segments" / name, path / "segments" / name)
     # anything else Edge made there (an empty appendable segment) is not part of the shard
     shutil.rmtree(scratch)
+
+
+# A seal's load is there to replay the segments' journals, and reads no vector or payload.
+# Edge populates (MADV_POPULATE_READ: reads whole into the page cache) the files of storages
+# placed "in RAM" at load, and an appendable segment preallocates them sparse: at 1M points,
+# sealing the near-empty appendable segment zero-filled 316 MiB of page cache (5 x 32 MiB of
+# vector chunks, the payload pages), 0.5-1.0 s of a 1-file add in the writer process. The
+# same files in the on-disk placement are mapped, not read (the file formats are the same;
+# only the mapping differs). So seal() loads them with these placements and then puts the
+# segment's own config back; tests/engine/store/test_publish.py checks that this leaves
+# every file as a plain load does (qdrant-edge-py 0.9.0).
+_LAZY_VECTORS = {"InRamChunkedMmap": "ChunkedMmap", "InRamMmap": "Mmap"}
+_LAZY_PAYLOAD = {"in_ram_mmap": "mmap"}
+
+
+def _lazy_config(seg: dict) -> dict | None:
+    """segment.json's data with lazily mapped placements; None when it has none to change
+    or is not laid out as known (a newer Edge: then loaded as it is)."""
+    out = json.loads(json.dumps(seg))
+    try:
+        cfg = out["config"]
+        for v in cfg["vector_data"].values():
+            v["storage_type"] = _LAZY_VECTORS.get(v["storage_type"], v["storage_type"])
+            if v["index"]["type"] == "hnsw":
+                v["index"]["options"]["on_disk"] = True   # the graph mapped, not read
+        kind = cfg["payload_storage_type"]
+        kind["type"] = _LAZY_PAYLOAD.get(kind["type"], kind["type"])
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return None if out == seg else out
+
+
+def _restore_config(lazy: dict, own: dict, loaded: dict) -> dict:
+    """``own`` with whatever the load changed besides the placements: normally nothing."""
+    if loaded == lazy:
+        return own
+    out = json.loads(json.dumps(loaded))
+    for name, v in out["config"]["vector_data"].items():
+        mine = own["config"]["vector_data"].get(name, {})
+        v["storage_type"] = mine.get("storage_type", v["storage_type"])
+        v["index"] = mine.get("index", v["index"])
+    out["config"]["payload_storage_type"] = own["config"]["payload_storage_type"]
+    return out
+
+
+@contextmanager
+def _mapped_lazily(segments_dir: Path, names: Collection[str]) -> Iterator[None]:
+    """Within: the segments ``names`` carry lazily mapped placements (see _LAZY_VECTORS);
+    afterwards each segment.json holds its own again (the exact bytes when the load changed
+    nothing else), replaced by rename as Edge replaces it."""
+    saved: dict[Path, tuple[bytes, dict, dict]] = {}
+    for name in names:
+        f = segments_dir / name / "segment.json"
+        try:
+            raw = f.read_bytes()
+            own = json.loads(raw)
+        except (OSError, ValueError):
+            continue                    # the load reports a segment it cannot read
+        lazy = _lazy_config(own)
+        if lazy is not None:
+            _replace_bytes(f, json.dumps(lazy, separators=(",", ":")).encode())
+            saved[f] = (raw, own, lazy)
+    try:
+        yield
+    finally:
+        for f, (raw, own, lazy) in saved.items():
+            try:
+                loaded = json.loads(f.read_bytes())
+            except (OSError, ValueError):
+                loaded = lazy
+            back = _restore_config(lazy, own, loaded)
+            _replace_bytes(f, raw if back == own else
+                           json.dumps(back, separators=(",", ":")).encode())
+
+
+def _replace_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def segment_of(rel: str) -> str | None:

@@ -5,6 +5,7 @@ old generation never sees a later write."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -351,3 +352,55 @@ def test_the_probes_see_a_tmpfs_for_what_it_is(tmpfs_dir, monkeypatch):
     assert not fs_probes.mmap_writes_stamp_mtime(tmpfs_dir)
     assert fs_probes.mapped_holes_take_space(tmpfs_dir)
     assert not list(tmpfs_dir.iterdir())                 # the scratch files are gone
+
+
+def test_sealing_maps_storages_lazily_and_leaves_every_file_as_a_plain_load_does(
+        tmp_path, monkeypatch):
+    """seal() loads segments with their "in RAM" storages switched to the on-disk placement
+    of the same files (a load then maps them instead of reading them whole) and puts each
+    segment's own config back. Checked against a plain load of the same copy, on an indexed
+    (HNSW) segment and an appendable one with journals to replay, sealing all or some."""
+    from engine.store import edge_publish
+
+    w = open_store(path=tmp_path / "s")
+    w.create_collection("c", VECTORS, INDEXES, CollectionOptions(indexing_threshold=500))
+    w.upsert("c", make_points(3000))
+    w.optimize("c")
+    w.upsert("c", make_points(40, seed=5, start=8000))     # the appendable segment
+    w.flush(publish=False)
+    shard = tmp_path / "s" / "collections" / "c" / "shard"
+    kinds = {json.loads((s / "segment.json").read_text())["config"]["vector_data"]["shared"]
+             ["index"]["type"] for s in (shard / "segments").iterdir()}
+    assert kinds == {"hnsw", "plain"}, kinds
+    placements: list[set[str]] = []
+    real_load = edge_publish.qe.EdgeShard.load
+
+    def spy(path, *a):
+        placements.append({v["storage_type"] for s in Path(path, "segments").iterdir()
+                           for v in json.loads((s / "segment.json").read_text())
+                           ["config"]["vector_data"].values()})
+        return real_load(path, *a)
+
+    monkeypatch.setattr(edge_publish.qe.EdgeShard, "load", spy)
+    appendable = next(f"shard/segments/{s.name}" for s in (shard / "segments").iterdir()
+                      if "tracker_journal.dat" in {p.name for p in s.rglob("*")})
+    for segments in (None, {appendable}):
+        plain, lazy = tmp_path / "plain", tmp_path / "lazy"
+        for d in (plain, lazy):
+            shutil.rmtree(d, ignore_errors=True)
+            shutil.copytree(shard, d / "shard", ignore=shutil.ignore_patterns("wal"))
+        with monkeypatch.context() as m:
+            m.setattr(edge_publish, "_lazy_config", lambda seg: None)
+            edge_publish.seal(plain / "shard", segments)
+        assert placements[-1] & {"InRamChunkedMmap", "InRamMmap"}
+        edge_publish.seal(lazy / "shard", segments)
+        assert not placements[-1] & {"InRamChunkedMmap", "InRamMmap"}, placements[-1]
+        got, want = ({rel: gens.content_digest(str(root / rel))
+                      for rel in gens._listing(root)} for root in (lazy, plain))
+        assert got == want
+        assert not [p for p in lazy.rglob("*") if p.name.endswith(".tmp")]
+    monkeypatch.undo()
+    sealed = edge_publish.qe.EdgeShard.load(str(lazy / "shard"))
+    assert sealed.count(edge_publish.qe.CountRequest()) == 3040
+    sealed.close()
+    w.close()
