@@ -237,7 +237,7 @@ def refresh_scores(store: VectorStore, collection: str, embedder: Any, stale_bef
     if not (force_full or wrote or pending or deleted):
         return S.ScoringReport(stale=stale_before, quantiles=quantiles,
                                deferred=_held(deferred))
-    total = max(1, store.count(collection))
+    total = max(1, store.count(collection, exact=False))      # a bound's denominator
     unseen = [s for s in SURVEYS if s not in quantiles and store.count(
         collection, S._survey_filter(s, Match(P.SCORES_PENDING, True)))]
     if force_full or deleted or unseen or stale_before > S.STALE_FRACTION * total:

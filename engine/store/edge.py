@@ -499,11 +499,11 @@ class EdgeStore:
             if offset is None:
                 return
 
-    def count(self, collection: str, filter: Filter | None = None) -> int:
+    def count(self, collection: str, filter: Filter | None = None, exact: bool = True) -> int:
         with self._lock:
             c = self._coll(collection)
             with edge_errors(f"count {collection}"):
-                return int(c.shard.count(qe.CountRequest(exact=True,
+                return int(c.shard.count(qe.CountRequest(exact=exact,
                                                          filter=to_edge_filter(filter))))
 
     def facet(self, collection: str, key: str, filter: Filter | None = None,

@@ -397,9 +397,9 @@ class ServerStore:
             if offset is None:
                 return
 
-    def count(self, collection: str, filter: Filter | None = None) -> int:
+    def count(self, collection: str, filter: Filter | None = None, exact: bool = True) -> int:
         return int(self._call(f"count {collection}", self.client.count, collection,
-                              count_filter=to_qdrant_filter(filter), exact=True).count)
+                              count_filter=to_qdrant_filter(filter), exact=exact).count)
 
     def facet(self, collection: str, key: str, filter: Filter | None = None,
               limit: int = 100) -> dict[str, int]:

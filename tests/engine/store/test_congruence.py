@@ -4,6 +4,7 @@ mode give the same answers (ids, and scores to 1e-5; tied scores compared as set
 from __future__ import annotations
 
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -109,6 +110,22 @@ def test_count(pair, fname):
     n = edge.count("c", FILTERS[fname])
     assert n == mem.count("c", FILTERS[fname])
     assert 0 < n <= N
+
+
+def test_an_estimated_count_without_a_filter_is_the_exact_count(tmp_path):
+    """The incremental scoring bounds staleness by an estimated size (count(exact=False)):
+    without a filter it is the exact count, deleted and replaced points included, in
+    indexed and appendable segments alike."""
+    points = make_points(1200, seed=4)
+    for s in (open_store(path=tmp_path / "s"), open_store(memory=True)):
+        s.create_collection("c", VECTORS, INDEXES, CollectionOptions(indexing_threshold=300))
+        s.upsert("c", points)
+        s.optimize("c")
+        s.delete("c", [p.id for p in points[:50]])
+        s.upsert("c", [replace(p, payload={**p.payload, "snr": -1.0}) for p in points[100:130]])
+        s.upsert("c", make_points(7, seed=5, start=5000))
+        assert s.count("c", exact=False) == s.count("c") == 1157
+        s.close()
 
 
 @pytest.mark.parametrize("fname", ["none", "match", "range"])
