@@ -18,20 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import (PAYLOAD_INDEXES, clustered_vectors, payload_columns, payload_row,
-                               percentiles_ms)
+from benchmarks.common import (PAYLOAD_INDEXES, archive_keys, clustered_vectors,
+                               payload_columns, payload_row, percentiles_ms)
 
 COLLECTION = "bench"
 K = 10
-
-
-def _archive_keys(i: int, cols: dict) -> dict[str, Any]:
-    from engine import payload as P
-    from engine.positions import sky_point
-
-    return {P.SPECTRUM_FILE: f"spectra/spectra__0123456789abcdef/{1764700000000000000 + i // 256}"
-                             f"-{i // 256:012x}.arrow",
-            P.SPECTRUM_ROW: i % 256, P.SKY: sky_point(cols["ra"][i], cols["dec"][i])}
 
 
 def _build(path: Path, base: np.ndarray, cols: dict, with_archive: bool) -> None:
@@ -45,7 +36,7 @@ def _build(path: Path, base: np.ndarray, cols: dict, with_archive: bool) -> None
     for lo in range(0, len(base), 2000):
         store.upsert(COLLECTION, [
             Point(f"00000000-0000-0000-0000-{i:012d}", {"shared": base[i]},
-                  {**payload_row(cols, i), **(_archive_keys(i, cols) if with_archive else {})})
+                  {**payload_row(cols, i), **(archive_keys(i, cols) if with_archive else {})})
             for i in range(lo, min(lo + 2000, len(base)))])
     store.optimize(COLLECTION)
     store.close()

@@ -86,6 +86,17 @@ def payload_row(cols: dict[str, np.ndarray], i: int) -> dict[str, Any]:
     return p
 
 
+def archive_keys(i: int, cols: dict[str, np.ndarray]) -> dict[str, Any]:
+    """What a point with its spectrum stored carries besides payload_row: its archive file
+    (one per upserted batch, here of 256), its row there, and its sky position."""
+    from engine import payload as P
+    from engine.positions import sky_point
+
+    return {P.SPECTRUM_FILE: f"spectra/spectra__0123456789abcdef/{1764700000000000000 + i // 256}"
+                             f"-{i // 256:012x}.arrow",
+            P.SPECTRUM_ROW: i % 256, P.SKY: sky_point(cols["ra"][i], cols["dec"][i])}
+
+
 def percentiles_ms(seconds: list[float]) -> dict[str, float]:
     a = np.asarray(seconds) * 1e3
     return {"p50_ms": round(float(np.percentile(a, 50)), 4),

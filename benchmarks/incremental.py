@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 
-from benchmarks.common import clustered_vectors, payload_columns, payload_row, side_vectors
+from benchmarks.common import (archive_keys, clustered_vectors, payload_columns, payload_row,
+                               side_vectors)
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def _build(root: Path, n: int, embedder: Any) -> tuple[Any, str, dict]:
             sname = P.VECTOR_SPECTRUM[survey]
             if sname in spec_dims:
                 vec[sname] = side["spectrum"][i][:spec_dims[sname]]
-            payload = payload_row(cols, i)
+            payload = {**payload_row(cols, i), **archive_keys(i, cols)}
             payload[P.SOURCE_ROOT] = "/bench/synthetic"
             payload[P.KNN_DISTANCE] = knn[survey]
             pts.append(Point(_pid(i), vec, payload))

@@ -101,6 +101,9 @@ PAYLOAD_INDEXES: dict[str, str] = {
     SOURCE_PATH: "keyword",
     SOURCE_ROOT: "keyword",
     CONTENT_HASH: "keyword",
+    SPECTRUM_FILE: "keyword",          # a sync that rewrites or deletes points looks up
+                                       # who still names their archive files (unindexed:
+                                       # a scan, 4-5 s at 1M points)
     **{label_key(n): "float" for n in LABEL_NAMES},
     **{pred_key(n): "float" for n in LABEL_NAMES},
     pred_key("rv"): "float",           # LAMOST radial velocity (km/s) from the RV head

@@ -182,3 +182,54 @@ def test_prefetch_keeps_order_reraises_and_frees_its_thread_when_abandoned():
     while any(t.name == "specclip-prefetch" for t in threading.enumerate()):
         assert time.time() < deadline, "prefetch thread left blocked"
         time.sleep(0.05)
+
+
+def _filter_keys(f) -> set[str]:
+    if f is None:
+        return set()
+    if hasattr(f, "key"):
+        return {f.key}
+    return set().union(*(_filter_keys(c) for part in ("must", "should", "must_not")
+                         for c in (getattr(f, part, None) or ())))
+
+
+class FilterSpy(CountingStore):
+    """Records every payload key a store call filters on."""
+
+    def __init__(self, store):
+        super().__init__(store)
+        self.keys: set[str] = set()
+
+    def __getattr__(self, name):
+        attr = super().__getattr__(name)
+        if not callable(attr):
+            return attr
+
+        def spied(*a, **k):
+            for x in (*a, *k.values()):
+                if type(x).__name__ == "Filter":
+                    self.keys |= _filter_keys(x)
+            return attr(*a, **k)
+        return spied
+
+
+def test_every_key_a_sync_filters_on_has_a_payload_index(tmp_path, lamost_folder,
+                                                         monkeypatch):
+    """A filter on a key without a payload index is a scan of every payload: looking up who
+    still names a rewritten point's archive file (spectrum_file) took 4-5 s at 1M points."""
+    from indexer import scoring
+
+    monkeypatch.setattr(scoring, "STALE_FRACTION", 10.0)   # a big store: scored incrementally
+    store = open_store(path=str(tmp_path / "store"))
+    spy = FilterSpy(store)
+    sources = parse_sources([str(lamost_folder)])
+    make_syncer(spy, tmp_path).run(sources)
+    write_lamost_file(str(lamost_folder / "spec-1003.fits"), 1003, teff=7000, seed=99)
+    write_lamost_file(str(lamost_folder / "spec-2000.fits"), 2000, seed=5)
+    report = make_syncer(spy, tmp_path).run(sources)
+    assert (report.added, report.updated, report.scoring["mode"]) == (1, 1, "incremental")
+    os.remove(lamost_folder / "spec-1005.fits")
+    assert make_syncer(spy, tmp_path).run(sources).deleted == 1
+    assert {P.SPECTRUM_FILE, P.SOURCE_ROOT, P.SCORES_PENDING} <= spy.keys, spy.keys
+    assert spy.keys <= set(P.PAYLOAD_INDEXES), spy.keys - set(P.PAYLOAD_INDEXES)
+    store.close()
