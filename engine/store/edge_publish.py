@@ -4,6 +4,7 @@ this module knows what Edge needs for a shard to be shared)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -92,7 +93,7 @@ _LAZY_PAYLOAD = {"in_ram_mmap": "mmap"}
 def _lazy_config(seg: dict) -> dict | None:
     """segment.json's data with lazily mapped placements; None when it has none to change
     or is not laid out as known (a newer Edge: then loaded as it is)."""
-    out = json.loads(json.dumps(seg))
+    out = copy.deepcopy(seg)
     try:
         cfg = out["config"]
         for v in cfg["vector_data"].values():
@@ -110,7 +111,7 @@ def _restore_config(lazy: dict, own: dict, loaded: dict) -> dict:
     """``own`` with whatever the load changed besides the placements: normally nothing."""
     if loaded == lazy:
         return own
-    out = json.loads(json.dumps(loaded))
+    out = copy.deepcopy(loaded)
     for name, v in out["config"]["vector_data"].items():
         mine = own["config"]["vector_data"].get(name, {})
         v["storage_type"] = mine.get("storage_type", v["storage_type"])
