@@ -79,15 +79,28 @@ def _fmt(v: object, label: str = "") -> str:
     return f"{v:.0f}" if label == "teff" else f"{v:.1f}" if label == "rv" else f"{v:.3f}"
 
 
+def _ci(block: dict | None, label: str) -> str:
+    """'[lo, hi]' of a bootstrap or Wilson interval, n/a when it was not measured."""
+    lo, hi = (block or {}).get("ci95", (None, None))
+    return f"[{_fmt(lo, label)}, {_fmt(hi, label)}]" if lo is not None else "n/a"
+
+
 def _params_rows(model: dict, base: dict, names: list[str]) -> list[str]:
     rows = []
+    versus = base.get("model_minus_baseline", {})
     for n in names:
         m, b = model.get(n, {}), base.get(n, {})
         ms, bs = m.get("robust_sigma"), b.get("robust_sigma")
         won = "yes" if isinstance(ms, float) and isinstance(bs, float) and ms < bs else "no"
         rows.append(f"| {n} | {_fmt(ms, n)} | {_fmt(m.get('bias'), n)} | {_fmt(bs, n)} | "
-                    f"{won} | {m.get('n', 'n/a')} |")
+                    f"{won} | {_ci(versus.get(n), n)} | {m.get('n', 'n/a')} |")
     return rows
+
+
+def _share(c: dict, level: int) -> str:
+    v = c.get(f"{level}sigma", float("nan"))
+    lo, hi = c.get(f"{level}sigma_ci95", (None, None))
+    return f"{v:.3f}" + (f" ({lo:.3f}-{hi:.3f})" if lo is not None else "")
 
 
 def metrics_section(metrics: dict | None) -> str:
@@ -101,9 +114,12 @@ def metrics_section(metrics: dict | None) -> str:
            f"{metrics.get('splits', {}).get('xp')}. Robust sigma = 1.4826 MAD of "
            "(predicted - catalogue); Teff and RV in K and km/s, others in dex.",
            f"Baseline: {metrics.get('baseline', {}).get('model')}; chosen per label: "
-           f"{metrics.get('baseline', {}).get('chosen_on_validation')}.", ""]
-    head = ["| label | model sigma | model bias | baseline sigma | model better | n |",
-            "|---|---|---|---|---|---|"]
+           f"{metrics.get('baseline', {}).get('chosen_on_validation')}.",
+           "Intervals: 95 %, a paired bootstrap over the scored stars (over the queries for "
+           "retrieval), 2000 resamples; Wilson intervals for coverage (training/bootstrap.py). "
+           "An interval that contains 0 means this test split cannot tell the two apart.", ""]
+    head = ["| label | model sigma | model bias | baseline sigma | model better | "
+            "model - baseline, 95 % interval | n |", "|---|---|---|---|---|---|---|"]
     base = metrics.get("baseline", {})
     by_layout = metrics.get("lamost_params_by_layout", {})
     for layout, block in by_layout.items():
@@ -119,14 +135,13 @@ def metrics_section(metrics: dict | None) -> str:
             *_params_rows(block, base.get("xp_params", {}), list(block)), ""]
     cov = metrics.get("calibration_coverage", {})
     if cov:
-        out += ["Coverage of the recalibrated sigmas (share within 1/2/3 sigma; Gaussian "
-                "68.3/95.4/99.7 %):", "", "| set | label | 1 sigma | 2 sigma | 3 sigma |",
-                "|---|---|---|---|---|"]
+        out += ["Coverage of the recalibrated sigmas (share within 1/2/3 sigma, with its 95 % "
+                "Wilson interval; Gaussian 68.3/95.4/99.7 %):", "",
+                "| set | label | 1 sigma | 2 sigma | 3 sigma |", "|---|---|---|---|---|"]
         for where, labels in cov.items():
             for n, c in labels.items():
-                out.append(f"| {where} | {n} | {c.get('1sigma', float('nan')):.3f} | "
-                           f"{c.get('2sigma', float('nan')):.3f} | "
-                           f"{c.get('3sigma', float('nan')):.3f} |")
+                out.append(f"| {where} | {n} | {_share(c, 1)} | {_share(c, 2)} | "
+                           f"{_share(c, 3)} |")
         out.append("")
     cr = metrics.get("cross_retrieval", {})
     if cr:
@@ -139,11 +154,13 @@ def metrics_section(metrics: dict | None) -> str:
                 f"them (the {how.get('candidates', '?')} nearest in the shared space ordered by "
                 "predicted parameters and their sigmas, cosine weight "
                 f"{how.get('cosine_weight', '?')}; engine/cross_rank.py, chosen on validation):",
-                "", "| label | search | shared space only | predicted-label baseline | random |",
-                "|---|---|---|---|---|"]
+                "", "| label | search | shared space only | predicted-label baseline | random | "
+                "search - baseline, 95 % interval over queries |", "|---|---|---|---|---|---|"]
+        versus = cr.get("minus_predicted_label_baseline", {})
         for n in ("teff", "logg", "feh"):
             out.append(f"| {n} | {_fmt(srch.get(n), n)} | {_fmt(m.get(n), n)} | "
-                       f"{_fmt(b.get(n), n)} | {_fmt(r.get(n), n)} |")
+                       f"{_fmt(b.get(n), n)} | {_fmt(r.get(n), n)} | "
+                       f"{_ci(versus.get(n, {}).get('search'), n)} |")
         out.append("")
     rank = metrics.get("pairs", {}).get("rank", {})
     if rank:

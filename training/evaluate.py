@@ -31,6 +31,7 @@ from engine.inference import EmbeddingBatch, Embedder
 from engine.models.specclip import COMMON_LABELS, LAMOST_LABELS, XP_LABELS
 from engine.records import SURVEY_LAMOST, SURVEY_XP
 from training import baseline as B
+from training import bootstrap as BS
 from training import data as D
 from training import metrics as M
 from training.cross_rank_fit import cross_neighbours, rank_in_search
@@ -59,17 +60,32 @@ def params_block(batch: EmbeddingBatch, truth: np.ndarray, names: tuple[str, ...
     return M.param_metrics(batch.params, truth, names)
 
 
-def baseline_block(base: B.Baseline, test: D.SpectraSet, names: tuple[str, ...]) -> dict:
-    return M.param_metrics(base.predict(test.flux, test.weight), test.labels, names)
+def baseline_block(base: B.Baseline, test: D.SpectraSet, names: tuple[str, ...],
+                   model: EmbeddingBatch | None = None) -> dict:
+    """The baseline's metrics on `test`; with `model` (the model's batch for the same rows),
+    also `model_minus_baseline`: per label the robust sigma difference with its 95 % paired
+    bootstrap interval (training/bootstrap.py)."""
+    pred = base.predict(test.flux, test.weight)
+    out = M.param_metrics(pred, test.labels, names)
+    if model is not None:
+        out["model_minus_baseline"] = BS.label_comparison(model.params, pred, test.labels,
+                                                          names)
+    return out
+
+
+def predicted_label_neighbours(q: EmbeddingBatch, pool: EmbeddingBatch) -> np.ndarray:
+    """[Q, 10] pool rows nearest in the model's predicted (Teff, logg, [Fe/H]); -1 where a
+    query has no prediction."""
+    qp = np.stack([q.params[n] for n in COMMON_LABELS], 1)
+    pp = np.stack([pool.params[n] for n in COMMON_LABELS], 1)
+    return M.label_neighbours(qp, pp, RETRIEVAL_K)
 
 
 def predicted_label_retrieval(q: EmbeddingBatch, q_labels: np.ndarray, pool: EmbeddingBatch,
                               pool_labels: np.ndarray) -> dict:
     """Baseline for cross-instrument retrieval: the 10 XP stars nearest in the model's own
     predicted (Teff, logg, [Fe/H]) of both sides; robust sigma of true label differences."""
-    qp = np.stack([q.params[n] for n in COMMON_LABELS], 1)
-    pp = np.stack([pool.params[n] for n in COMMON_LABELS], 1)
-    nn = M.label_neighbours(qp, pp, RETRIEVAL_K)
+    nn = predicted_label_neighbours(q, pool)
     ok = (nn >= 0).all(axis=1)
     out = {name: M.robust_sigma(q_labels[ok, k][:, None] - pool_labels[nn[ok], k])
            for k, name in enumerate(COMMON_LABELS)}
@@ -97,7 +113,21 @@ def cross_retrieval(q: EmbeddingBatch, q_labels: np.ndarray, pool: EmbeddingBatc
         block["k"] = RETRIEVAL_K
     srch["settings"] = {"candidates": settings.candidates,
                         "cosine_weight": settings.cosine_weight}
+    # paired over queries (a query's 10 neighbours move together), on the queries the
+    # baseline can answer; rows with a NaN label difference drop out of both sides
+    base_nn = predicted_label_neighbours(q, pool)
+    unanswered = (base_nn < 0).any(axis=1)
+    base_nn = np.where(unanswered[:, None], 0, base_nn)
+    versus = {}
+    for k, name in enumerate(COMMON_LABELS):
+        base_d = q_labels[:, k][:, None] - pool_labels[base_nn, k]
+        base_d[unanswered] = np.nan
+        versus[name] = {
+            what: BS.paired_sigma_difference(q_labels[:, k][:, None] - pool_labels[rows, k],
+                                             base_d, seed=k)
+            for what, rows in (("search", searched), ("shared_space_only", nn))}
     return {"lamost_to_xp": out, "lamost_to_xp_search": srch,
+            "minus_predicted_label_baseline": versus,
             "lamost_to_xp_random_reference": ref,
             "lamost_to_xp_predicted_label_baseline":
                 predicted_label_retrieval(q, q_labels, pool, pool_labels)}
@@ -250,11 +280,11 @@ def evaluate(bundle: str | None, lamost_dir: str, labels_csv: str, out: str,
         "chosen_on_validation": {"lamost": base_l.chosen, "gaia_xp": base_x.chosen},
         "validation_robust_sigma": {"lamost": base_l.validation_sigma,
                                     "gaia_xp": base_x.validation_sigma},
-        "lamost_params": baseline_block(base_l, lam_test, LAMOST_LABELS),
+        "lamost_params": baseline_block(base_l, lam_test, LAMOST_LABELS, lam_b),
         "lamost_params_by_layout": {
-            LAYOUT_TABLE: baseline_block(base_l, lam_tab, LAMOST_LABELS),
-            LAYOUT_IMAGE: baseline_block(base_l, lam_img, LAMOST_LABELS)},
-        "xp_params": baseline_block(base_x, xp_test, XP_LABELS)}
+            LAYOUT_TABLE: baseline_block(base_l, lam_tab, LAMOST_LABELS, lam_tab_b),
+            LAYOUT_IMAGE: baseline_block(base_l, lam_img, LAMOST_LABELS, lam_img_b)},
+        "xp_params": baseline_block(base_x, xp_test, XP_LABELS, xp_test_b)}
     log.info("evaluate: baseline done (%.0fs); calibration, retrieval, pairs", time.time() - t0)
     metrics["calibration"] = {
         "lamost": M.calibration(lam_b.params, lam_b.sigmas, lam_test.labels, LAMOST_LABELS),

@@ -66,14 +66,20 @@ def frac_rms(pred: np.ndarray, true: np.ndarray, weight: np.ndarray) -> np.ndarr
 def coverage(pred: dict[str, np.ndarray], sigma: dict[str, np.ndarray], truth: np.ndarray,
              names: tuple[str, ...], levels: tuple[int, ...] = (1, 2, 3)) -> dict[str, dict]:
     """Share of stars with |pred - truth| < n sigma for n in `levels` (Gaussian: 0.683, 0.954,
-    0.997), per label, with the number of stars."""
+    0.997), per label, each with its 95 % Wilson interval (`{n}sigma_ci95`), and the number of
+    stars."""
+    from training.bootstrap import wilson_interval
+
     out = {}
     for k, name in enumerate(names):
         d = np.abs(np.asarray(pred[name], np.float64) - truth[:, k])
         s = np.asarray(sigma[name], np.float64)
         ok = np.isfinite(d) & np.isfinite(s)
-        out[name] = {f"{n}sigma": float(np.mean(d[ok] < n * s[ok])) if ok.any() else float("nan")
-                     for n in levels}
+        out[name] = {}
+        for n in levels:
+            hits = int(np.sum(d[ok] < n * s[ok]))
+            out[name][f"{n}sigma"] = hits / int(ok.sum()) if ok.any() else float("nan")
+            out[name][f"{n}sigma_ci95"] = wilson_interval(hits, int(ok.sum()))
         out[name]["n"] = int(ok.sum())
     return out
 
