@@ -198,9 +198,15 @@ def main(argv: list[str] | None = None) -> int:
         results["incremental"] = previous["incremental"]
     results["end_to_end"] = end_to_end(results)
     results["archive"] = archive_size(args.lamost)
-    results["sizing"] = sizing(results)
+    searched = any("edge" in r for r in results.get("search", []))
+    if searched:  # the sizing is derived from the store's measured per-point search figures
+        results["sizing"] = sizing(results)
     results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     (out / "bench.json").write_text(json.dumps(results, indent=1))
+    if not searched:
+        log.warning("no store search figures in this run or kept in %s (--skip-search): "
+                    "wrote %s only, no bench.png or SIZING.md", out, out / "bench.json")
+        return 0
     plot(results, out / "bench.png")
     # The committed sizing note follows the committed results; other --out folders get their own.
     sizing_path = ROOT / "benchmarks" / "SIZING.md" if out.resolve() == RESULTS.resolve() \

@@ -34,3 +34,14 @@ def test_bench_runs_small(tmp_path):
     assert res["hardware"]["logical_cores"] >= 1 and res["hardware"]["cpu_model"]
     assert (tmp_path / "bench.png").stat().st_size > 10_000
     assert "250 million" in (tmp_path / "SIZING.md").read_text()
+
+
+def test_a_run_without_search_figures_writes_its_json_and_says_what_it_left_out(tmp_path):
+    """A run that skips the search (e.g. to redo the sync costs into a scratch folder) has
+    nothing to derive the sizing from: it writes bench.json, says so, and does not crash."""
+    out = subprocess.run([sys.executable, "benchmarks/run.py", "--skip-search", "--skip-encoder",
+                          "--skip-indexing", "--skip-incremental", "--out", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "sizing" not in json.loads((tmp_path / "bench.json").read_text())
+    assert not (tmp_path / "SIZING.md").exists() and "no bench.png or SIZING.md" in out.stderr
