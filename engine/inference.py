@@ -188,7 +188,7 @@ class Embedder:
                 feats = m.head_features(survey, f, w, s, h)   # the heads' (fine-tuned) view
                 aligned = feats if m.cfg.align.features == "finetuned" else h
                 sh, pr = m.split(survey, aligned)
-                val, sig = m.refine(survey, f, w, *m.heads[survey].predict(feats))
+                val, sig = m.params_from(survey, f, w, s, feats)
                 rec = m.recon[survey](torch.cat([sh, pr], 1))
                 good = (w > 0).to(f.dtype)
                 err2 = ((rec - to_target_space(survey, f)) ** 2 * good).sum(1)

@@ -207,6 +207,20 @@ def _extras(cfg: ModelConfig, provenance: dict) -> str:
             "template); sigma from the chi2 curvature, recalibrated on validation as "
             f"sqrt(({rv.get('sigma_scale')} sigma_fit)^2 + {rv.get('sigma_floor_kms')}^2) "
             "(engine/rv.py).")
+    if cfg.heads.lamost_members > 1:
+        ens = fitted.get("lamost_ensemble") or {}
+        per = {n: (v.get("validation_robust_sigma_per_run"),
+                   v.get("validation_robust_sigma_ensemble"))
+               for n, v in ens.items() if isinstance(v, dict)}
+        out.append(
+            f"- LAMOST parameters: the average of {cfg.heads.lamost_members} whole training "
+            "runs (seeds "
+            f"{', '.join(str(cfg.train.seed + i) for i in range(cfg.heads.lamost_members))});"
+            " each extra run contributes only its fine-tuned LAMOST encoder copy, head and "
+            "stack, so embeddings, search and XP parameters are the first run's. Sigma: the "
+            "runs' own errors and their disagreement added in quadrature, recalibrated on "
+            "validation (engine/models/ensemble.py). Validation robust sigma per run and "
+            f"averaged: {per}.")
     return "\n".join(out) + ("\n" if out else "")
 
 

@@ -360,6 +360,15 @@ def train(cfg: ModelConfig, out: str | Path, data_root: str | Path | None = None
           pairs_csv: str | None = None, checkpoints: str | Path | None = None,
           data: TrainingData | None = None) -> str:
     """Run every stage and write a bundle to `out`; returns the bundle's version id."""
+    if cfg.heads.lamost_members > 1:     # K whole runs, then the ensemble assembled
+        from training.ensemble_fit import train_ensemble
+
+        root = Path(data_root) if data_root else D.default_data_root()
+        d = data if data is not None else load_training_data(cfg, root, pairs_csv)
+        return train_ensemble(
+            cfg, out, lambda c, o, dd: train(c, o, root, pairs_csv,
+                                             checkpoints if c.name == cfg.name else None,
+                                             data=dd), d)
     t_start = time.time()
     seed_everything(cfg.train.seed)
     if cfg.train.threads:

@@ -90,6 +90,8 @@ class HeadsConfig:
     stack_components: int = 100     # PCA components of the stack's input spectrum
     rv_templates: int = 0           # > 0: LAMOST rv by a chi2 fit against this many rest-frame
     #                                 templates (engine/rv.py) instead of the head's rv output
+    lamost_members: int = 1         # > 1: LAMOST parameters averaged over this many runs of
+    #                                 seeds seed, seed + 1, ... (engine/models/ensemble.py)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from engine.grids import LAMOST_MODEL_N_PIXELS, XP_N_SAMPLES
 from engine.models.clip import ClipLoss
 from engine.models.config import ModelConfig
 from engine.models.decoders import SpectrumDecoder
+from engine.models.ensemble import LamostEnsemble, LamostMember
 from engine.models.heads import ParameterHead
 from engine.models.lamost_encoder import LamostEncoder
 from engine.models.projection import SplitProjection
@@ -61,6 +62,21 @@ class SpecClipModel(nn.Module):
                                                 SURVEY_XP: XpEncoder(cfg.xp, XP_N_SAMPLES)})
         else:
             self.head_encoders = None
+        self.lamost_ensemble = None
+        if h.lamost_members > 1:
+            if not h.finetune_encoder:
+                raise ValueError("heads.lamost_members > 1 needs heads.finetune_encoder=true")
+            # drawn from a forked generator: the main run's initial weights and every later
+            # draw stay those of a single run (its members' weights are loaded, not drawn)
+            with torch.random.fork_rng(devices=[]):
+                members = [LamostMember(
+                    LamostEncoder(cfg.lamost),
+                    ParameterHead(dims[SURVEY_LAMOST], h.hidden, LAMOST_LABELS, h.log_teff,
+                                  h.min_sigma),
+                    LinearStack(N_PIXELS[SURVEY_LAMOST], h.stack_components, LAMOST_LABELS,
+                                tuple(h.stack_labels)) if h.stack_labels else None)
+                    for _ in range(h.lamost_members - 1)]
+            self.lamost_ensemble = LamostEnsemble(members, LAMOST_LABELS)
         for s in dims:
             self.register_buffer(f"scale_mean_{s}", torch.zeros(()))
             self.register_buffer(f"scale_std_{s}", torch.ones(()))
@@ -126,8 +142,19 @@ class SpecClipModel(nn.Module):
     def predict_params(self, survey: str, flux: torch.Tensor, weight: torch.Tensor,
                        scale: torch.Tensor, h: torch.Tensor | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = self.head_features(survey, flux, weight, scale, h)
-        return self.refine(survey, flux, weight, *self.heads[survey].predict(feats))
+        return self.params_from(survey, flux, weight, scale,
+                                self.head_features(survey, flux, weight, scale, h))
+
+    def params_from(self, survey: str, flux: torch.Tensor, weight: torch.Tensor,
+                    scale: torch.Tensor, feats: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(value, sigma) in physical units from the head's features: the head, the LAMOST
+        stack, then the LAMOST ensemble's average over runs when the config has one."""
+        value, sigma = self.refine(survey, flux, weight, *self.heads[survey].predict(feats))
+        if survey == SURVEY_LAMOST and self.lamost_ensemble is not None:
+            value, sigma = self.lamost_ensemble(flux, weight, self._scale(survey, scale),
+                                                value, sigma)
+        return value, sigma
 
     def refine(self, survey: str, flux: torch.Tensor, weight: torch.Tensor,
                value: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,6 +31,8 @@ def synthetic_data() -> TrainingData:
 
 def test_small_config_trains_end_to_end_and_bundle_loads(tmp_path):
     cfg = tiny_steps(load_config("small"))
+    # one run here; the LAMOST ensemble's extra runs are tested below
+    cfg = dc.replace(cfg, heads=dc.replace(cfg.heads, lamost_members=1))
     version = train(cfg, tmp_path / "bundle", data=synthetic_data(),
                     checkpoints=tmp_path / "ckpt")
     assert {p.name for p in (tmp_path / "ckpt").iterdir()} >= {"align.safetensors",
@@ -132,3 +134,30 @@ def test_lamost_holdout_is_deterministic_and_about_a_fifth():
     share = np.mean([D.is_lamost_holdout(i) for i in ids])
     assert 0.17 < share < 0.23
     assert D.is_lamost_holdout("938509188") == D.is_lamost_holdout(" 938509188 ")
+
+
+@pytest.mark.slow
+def test_lamost_ensemble_trains_k_runs_and_its_first_run_is_the_single_run(tmp_path):
+    base = tiny_steps(load_config("small"))
+    single_cfg = dc.replace(base, heads=dc.replace(base.heads, lamost_members=1))
+    ens_cfg = dc.replace(base, heads=dc.replace(base.heads, lamost_members=2))
+    data = synthetic_data()
+    train(single_cfg, tmp_path / "single", data=data)
+    version = train(ens_cfg, tmp_path / "ens", data=data)
+    single, ens = load_bundle(tmp_path / "single"), load_bundle(tmp_path / "ens")
+    assert ens.version == version != single.version
+    assert ens.config.heads.lamost_members == 2 and ens.config.name == base.name
+    a, b = single.model.state_dict(), ens.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)       # the first run is the single run
+    report = ens.provenance["final_losses"]["lamost_ensemble"]
+    assert [m["seed"] for m in report["members"]] == [base.train.seed + 1]
+    assert len(report["teff"]["validation_robust_sigma_per_run"]) == 2
+    lam, xp = synthetic_sets(n_lamost=5, n_xp=5, seed=3)
+    one = Embedder(single).embed_arrays("lamost", lam.flux, lam.weight, lam.scale)
+    avg = Embedder(ens).embed_arrays("lamost", lam.flux, lam.weight, lam.scale)
+    assert np.array_equal(one.shared, avg.shared)            # embeddings are the main run's
+    assert not np.allclose(one.params["teff"], avg.params["teff"])
+    assert np.all(np.isfinite(avg.params["feh"])) and np.all(avg.sigmas["feh"] > 0)
+    x1 = Embedder(single).embed_arrays("gaia_xp", xp.flux, xp.weight, xp.scale)
+    x2 = Embedder(ens).embed_arrays("gaia_xp", xp.flux, xp.weight, xp.scale)
+    assert np.array_equal(x1.params["teff"], x2.params["teff"])

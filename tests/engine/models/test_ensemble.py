@@ -1,0 +1,70 @@
+"""The LAMOST parameter ensemble (engine/models/ensemble.py): its arithmetic, and that adding
+members leaves the main run's initial weights and random draws as they were."""
+
+import dataclasses as dc
+
+import pytest
+import torch
+
+from engine.models.config import config_from_dict
+from engine.models.specclip import SpecClipModel
+from tests.engine.models.conftest import make_inputs, tiny_dict
+
+
+def with_members(k: int, **heads):
+    d = tiny_dict()
+    d["heads"] = {**d["heads"], "lamost_members": k, **heads}
+    return config_from_dict(d)
+
+
+def test_combination_is_the_mean_and_the_quadrature_of_error_and_disagreement():
+    model = SpecClipModel(with_members(2))
+    ens = model.lamost_ensemble
+    values = torch.tensor([[[1.0, 10.0, 0.0, 0.0]], [[3.0, 10.0, 0.0, 0.0]]])  # [K, B, L]
+    sigmas = torch.tensor([[[1.0, 2.0, 1.0, 1.0]], [[1.0, 2.0, 1.0, 1.0]]])
+    mean, raw = ens.combine_raw(values, sigmas)
+    assert mean.tolist() == [[2.0, 10.0, 0.0, 0.0]]
+    assert raw[0, 0].item() == pytest.approx(2 ** 0.5)            # sqrt(1 + 1): both parts
+    assert raw[0, 1].item() == pytest.approx(2.0)                 # runs agree: their error
+    calib = torch.ones(4)
+    ens.sigma_scale.copy_(calib * 2)
+    assert ens.calibrate(raw)[0, 0].item() == pytest.approx(2 * 2 ** 0.5)
+    ens.sigma_floor.copy_(calib * 3)
+    assert ens.calibrate(raw)[0, 1].item() == pytest.approx((16 + 9) ** 0.5)
+
+
+def test_members_do_not_change_the_main_runs_initial_weights_or_later_draws():
+    torch.manual_seed(0)
+    single = SpecClipModel(with_members(1))
+    after_single = torch.rand(5)
+    torch.manual_seed(0)
+    ensemble = SpecClipModel(with_members(3))
+    after_ensemble = torch.rand(5)
+    assert torch.equal(after_single, after_ensemble)
+    a, b = single.state_dict(), ensemble.state_dict()
+    assert set(b) - set(a) and all(k.startswith("lamost_ensemble.") for k in set(b) - set(a))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert len(ensemble.lamost_ensemble.members) == 2 and single.lamost_ensemble is None
+
+
+def test_lamost_params_are_the_ensembles_and_xp_params_are_not():
+    torch.manual_seed(0)
+    model = SpecClipModel(with_members(2)).eval()
+    f, w, s = make_inputs("lamost")
+    with torch.no_grad():
+        feats = model.head_features("lamost", f, w, s)
+        head = model.refine("lamost", f, w, *model.heads["lamost"].predict(feats))
+        value, sigma = model.predict_params("lamost", f, w, s)
+        other = model.lamost_ensemble.members[0](f, w, model._scale("lamost", s))
+        assert torch.allclose(value, (head[0] + other[0]) / 2)
+        xf, xw, xs = make_inputs("gaia_xp")
+        xfeats = model.head_features("gaia_xp", xf, xw, xs)
+        assert torch.equal(model.predict_params("gaia_xp", xf, xw, xs)[0],
+                           model.heads["gaia_xp"].predict(xfeats)[0])
+
+
+def test_members_need_fine_tuned_encoder_copies():
+    with pytest.raises(ValueError, match="finetune_encoder"):
+        SpecClipModel(dc.replace(with_members(2), align=dc.replace(
+            with_members(2).align, features="pretrained"),
+            heads=dc.replace(with_members(2).heads, finetune_encoder=False)))
