@@ -7,20 +7,25 @@ instruments meet in it only through ~16% of XP stars that were ever a label-matc
 partner. So a cross-instrument search takes the `candidates` nearest points of the other
 instrument in the shared space and orders them by
 
-    distance = sqrt(|mu_q - mu_c|^2 + |sigma_c|^2) + cosine_weight * (1 - cosine)
+    distance = sqrt(|mu_q - mu_c|^2 + sigma_weight |sigma_c|^2) + cosine_weight * (1 - cosine)
 
 in a standardised label space (log10 Teff in units of 0.01 dex, logg and [Fe/H] in units of
 0.1 dex: `label_space`). The first term is the expected distance between the query's
 predicted labels mu_q and a candidate whose labels are uncertain by sigma_c (the query's own
 sigma adds the same amount to every candidate, so it is left out): a candidate whose
 parameters the model is unsure of counts as farther away, which keeps noisy spectra from
-crowding the list. The second keeps spectral resemblance as a tie-breaker. Candidates
-without predicted parameters go last, in shared-space order.
+crowding the list (`sigma_weight` 1; 0 leaves it out, for a direction where the hits'
+sigmas mislead more than they help). The second keeps spectral resemblance as a tie-breaker.
+Candidates without predicted parameters go last, in shared-space order.
 
-`candidates` and `cosine_weight` are chosen on the validation split (LAMOST validation stars
-searched among the XP train + validation stars; `python -m training.cross_rank_fit`) and kept
-in the bundle's `cross_rank.json`. The file is not part of the bundle's version id: it
-changes no stored vector.
+`candidates`, `cosine_weight` and `sigma_weight` are chosen on the validation split for each
+direction (`python -m training.cross_rank_fit`): towards Gaia XP, LAMOST validation stars
+searched among the XP train + validation stars (the file's top-level settings); towards LAMOST
+(`to_lamost`), Gaia XP validation stars searched among the labelled LAMOST train + validation
+spectra. The two differ because the two sides' predicted parameters and sigmas do. A file
+without `to_lamost` (written before it) applies its one setting both ways, and a file without
+`sigma_weight` means 1. The file is not part of the bundle's version id: it changes no
+stored vector.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 CROSS_RANK_FILE = "cross_rank.json"
+TO_LAMOST = "to_lamost"   # cross_rank.json key: the settings of searches for LAMOST hits
 LABELS = ("teff", "logg", "feh")
 UNITS = (0.01, 0.1, 0.1)   # label-space units: dex of Teff, dex of logg, dex of [Fe/H]
 
@@ -44,9 +50,11 @@ class CrossRank:
     # the defaults are the shipped bundle's validation choice (its cross_rank.json)
     candidates: int = 500         # shared-space neighbours re-ranked
     cosine_weight: float = 10.0   # label-space units per unit of (1 - cosine)
+    sigma_weight: float = 1.0     # weight of the candidates' own sigmas (0: left out)
 
     def __post_init__(self) -> None:
-        if self.candidates < 1 or not np.isfinite(self.cosine_weight) or self.cosine_weight < 0:
+        weights = (self.cosine_weight, self.sigma_weight)
+        if self.candidates < 1 or not all(np.isfinite(w) and w >= 0 for w in weights):
             raise ValueError(f"invalid cross-rank settings {self}")
 
 
@@ -69,37 +77,47 @@ def sigma_space(teff, teff_sigma, logg_sigma, feh_sigma) -> np.ndarray:
 
 
 def distances(query: np.ndarray, cand: np.ndarray, cand_sigma: np.ndarray,
-              cosine: np.ndarray, cosine_weight: float) -> np.ndarray:
+              cosine: np.ndarray, cosine_weight: float, sigma_weight: float = 1.0
+              ) -> np.ndarray:
     """The ranking distance of each candidate (module docstring); inf where the query or the
     candidate lacks predicted labels. A missing sigma counts as zero."""
     d2 = ((np.asarray(query, np.float64)[None, :] - cand) ** 2).sum(axis=1)
     s2 = np.nan_to_num(np.asarray(cand_sigma, np.float64) ** 2, nan=0.0).sum(axis=1)
-    out = np.sqrt(d2 + s2) + cosine_weight * (1.0 - np.asarray(cosine, np.float64))
+    out = np.sqrt(d2 + sigma_weight * s2) + cosine_weight * (1.0 - np.asarray(cosine, np.float64))
     return np.where(np.isfinite(out), out, np.inf)
 
 
 def order(query: np.ndarray, cand: np.ndarray, cand_sigma: np.ndarray, cosine: np.ndarray,
-          cosine_weight: float) -> tuple[np.ndarray, np.ndarray]:
+          cosine_weight: float, sigma_weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """(indices of the candidates in ranking order, their distances). Ties and candidates
     without labels keep their shared-space order (stable sort; the input is in that order)."""
-    d = distances(query, cand, cand_sigma, cosine, cosine_weight)
+    d = distances(query, cand, cand_sigma, cosine, cosine_weight, sigma_weight)
     idx = np.argsort(d, kind="stable")
     return idx, d[idx]
 
 
-def load_cross_rank(bundle_dir: str | Path | None) -> CrossRank:
-    """The bundle's settings, or the defaults above when it has no cross_rank.json."""
+def load_cross_rank(bundle_dir: str | Path | None, target: str = "gaia_xp") -> CrossRank:
+    """The bundle's settings for searches whose hits are `target`'s spectra ("gaia_xp" or
+    "lamost"), or the defaults above when it has no cross_rank.json."""
     from engine.bundle import DEFAULT_BUNDLE
 
+    if target not in ("gaia_xp", "lamost"):
+        raise ValueError(f"cross-instrument ranking targets gaia_xp or lamost, not {target!r}")
     path = Path(bundle_dir or DEFAULT_BUNDLE) / CROSS_RANK_FILE
     if not path.exists():
         return CrossRank()
     data = json.loads(path.read_text())
+    if target == "lamost" and TO_LAMOST in data:
+        data = data[TO_LAMOST]
     return CrossRank(candidates=int(data["candidates"]),
-                     cosine_weight=float(data["cosine_weight"]))
+                     cosine_weight=float(data["cosine_weight"]),
+                     sigma_weight=float(data.get("sigma_weight", 1.0)))  # older files: 1
 
 
-def save_cross_rank(bundle_dir: str | Path, settings: CrossRank, report: dict) -> Path:
+def save_cross_rank(bundle_dir: str | Path, settings: CrossRank, report: dict,
+                    to_lamost: CrossRank | None = None) -> Path:
+    """Write `settings` (towards Gaia XP, and towards LAMOST unless `to_lamost` is given)."""
     path = Path(bundle_dir) / CROSS_RANK_FILE
-    path.write_text(json.dumps({**asdict(settings), **report}, indent=2) + "\n")
+    extra = {TO_LAMOST: asdict(to_lamost)} if to_lamost is not None else {}
+    path.write_text(json.dumps({**asdict(settings), **extra, **report}, indent=2) + "\n")
     return path

@@ -59,7 +59,7 @@ class Engine(SpectraMixin, BrowseMixin):
         self._embedder = None
         self._similarity = None
         self._archive: SpectrumArchive | None = None
-        self._cross_rank: XR.CrossRank | None = None
+        self._cross_rank: dict[str, XR.CrossRank] = {}    # target survey -> settings
 
     @classmethod
     def open(cls, store_path: str | None = None, url: str | None = None,
@@ -235,26 +235,28 @@ class Engine(SpectraMixin, BrowseMixin):
             per[target] = self._with_percentiles(hits, name, q.survey)
         return per
 
-    @property
-    def cross_rank_settings(self) -> XR.CrossRank:
-        """The bundle's cross-instrument ranking settings (cross_rank.json; no model load)."""
-        if self._cross_rank is None:
-            self._cross_rank = XR.load_cross_rank(self.bundle_path)
-        return self._cross_rank
+    def cross_rank_settings(self, target: str) -> XR.CrossRank:
+        """The bundle's ranking settings for hits of `target` (cross_rank.json; no model
+        load)."""
+        if target not in self._cross_rank:
+            self._cross_rank[target] = XR.load_cross_rank(self.bundle_path, target)
+        return self._cross_rank[target]
 
     def _cross_ranked(self, q: ResolvedQuery, target: str, k: int, filters: dict | None,
                       payload_keys: Sequence[str] | None, cut: bool) -> list[SearchHit]:
         """The other instrument's hits: shared-space candidates ordered by predicted
         parameters (engine/cross_rank.py). A query without predicted parameters keeps the
         shared-space order."""
-        settings = self.cross_rank_settings
+        settings = self.cross_rank_settings(target)
         needed = [P.pred_key(n) for n in XR.LABELS] + [P.sigma_key(n) for n in XR.LABELS]
-        keys = None if payload_keys is None else list(payload_keys) + needed
+        # the candidates carry only what ranks them; the k kept get their payloads after
+        # (a full payload for each of 2,000 candidates was most of a ranked search's time)
         cands = self.search_vector(q.vectors[P.VECTOR_SHARED], P.VECTOR_SHARED,
                                    max(k, settings.candidates), filters, target, q.point_id,
-                                   keys, exclude_low_quality=cut)
+                                   needed, exclude_low_quality=cut)
         if not cands or not all(n in q.labels for n in XR.LABELS):
-            return cands[:k]
+            idx, dist = np.arange(min(k, len(cands))), np.full(min(k, len(cands)), np.inf)
+            return self._with_payloads(cands, idx, dist, payload_keys, ranked=False)
 
         def column(key: str) -> np.ndarray:
             return np.array([np.nan if h.payload.get(key) is None else float(h.payload[key])
@@ -266,15 +268,25 @@ class Engine(SpectraMixin, BrowseMixin):
         cand_sigma = XR.sigma_space(pred["teff"], sig["teff"], sig["logg"], sig["feh"])
         query = XR.label_space(q.labels["teff"], q.labels["logg"], q.labels["feh"])
         idx, dist = XR.order(query, cand, cand_sigma, np.array([h.score for h in cands]),
-                             settings.cosine_weight)
+                             settings.cosine_weight, settings.sigma_weight)
+        return self._with_payloads(cands, idx[:k], dist[:k], payload_keys, ranked=True)
+
+    def _with_payloads(self, cands: list[SearchHit], idx: np.ndarray, dist: np.ndarray,
+                       payload_keys: Sequence[str] | None, ranked: bool) -> list[SearchHit]:
+        """cands[idx], each with its payload (`payload_keys` of it) read from the store and,
+        when `ranked`, its ranking distance."""
+        chosen = [cands[i] for i in idx]
+        stored = {h.id: h.payload for h in self.store.retrieve(self.collection,
+                                                               [h.id for h in chosen])}
         keep = None if payload_keys is None else set(_with_identity(payload_keys))
         out = []
-        for i, d in zip(idx[:k], dist[:k], strict=True):
-            h = cands[i]
-            payload = h.payload if keep is None else {key: v for key, v in h.payload.items()
-                                                      if key in keep}
-            out.append(dataclasses.replace(h, payload=payload,
-                                           rank_distance=float(d) if np.isfinite(d) else None))
+        for h, d in zip(chosen, dist, strict=True):
+            payload = stored.get(h.id, h.payload)
+            if keep is not None:
+                payload = {key: v for key, v in payload.items() if key in keep}
+            out.append(dataclasses.replace(
+                h, payload=payload,
+                rank_distance=float(d) if ranked and np.isfinite(d) else None))
         return out
 
     @staticmethod

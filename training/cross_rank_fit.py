@@ -8,14 +8,16 @@ pool: the Gaia XP library's train + validation stars (the test split is not read
 setting of the grid the robust sigma of (query label - neighbour label) over the top 10 is
 measured; the setting with the lowest mean ratio to the predicted-label baseline (neighbours
 nearest in the model's predicted labels, as in `specclip evaluate`) over Teff, logg and
-[Fe/H] is kept. The grid, the baseline and the shared-space-only ranking are written beside it,
-and the chosen settings checked the other way round (XP validation stars searched among the
-labelled LAMOST train + validation spectra; not used to choose).
+[Fe/H] is kept. The other direction is chosen the same way on its own queries (Gaia XP
+validation stars with 3 labels searched among the labelled LAMOST train + validation
+spectra) and written as `to_lamost`. The grids, the baselines and the shared-space-only
+rankings are written beside them.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 from pathlib import Path
 
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 K = 10
 CANDIDATES = (200, 500, 1000, 2000)
 COSINE_WEIGHTS = (0.0, 10.0, 20.0)
+SIGMA_WEIGHTS = (1.0, 0.0)   # the candidates' own sigmas counted, or left out
 
 
 def labels_of(batch: EmbeddingBatch) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +56,8 @@ def searched(q_lab: np.ndarray, q_shared: np.ndarray, pool: EmbeddingBatch,
     cos = np.where(np.asarray(pool.valid, bool), pool.shared @ q_shared, -np.inf)
     by_cos = np.argsort(-cos, kind="stable")
     cand = by_cos[:settings.candidates]
-    idx, _ = order(q_lab, p_lab[cand], p_sig[cand], cos[cand], settings.cosine_weight)
+    idx, _ = order(q_lab, p_lab[cand], p_sig[cand], cos[cand], settings.cosine_weight,
+                   settings.sigma_weight)
     return cand[idx], by_cos
 
 
@@ -83,61 +87,68 @@ def scatter(nn: np.ndarray, q_labels: np.ndarray, pool_labels: np.ndarray) -> di
             for j, name in enumerate(COMMON_LABELS)}
 
 
-def fit(bundle: str | None) -> tuple[CrossRank, dict]:
+def choose(qb: EmbeddingBatch, q_labels: np.ndarray, pb: EmbeddingBatch,
+           pool_labels: np.ndarray) -> tuple[CrossRank, dict]:
+    """The grid setting of lowest mean ratio of top-10 scatter to the predicted-label
+    baseline, with the baseline, the shared-space-only ranking and the whole grid."""
+    qp = np.stack([qb.params[n] for n in COMMON_LABELS], 1)
+    pp = np.stack([pb.params[n] for n in COMMON_LABELS], 1)
+    baseline = scatter(M.label_neighbours(qp, pp, K), q_labels, pool_labels)
+    shared = scatter(M.top_k(qb.shared, pb.shared, K), q_labels, pool_labels)
+    grid, best = {}, (np.inf, CrossRank(), {})
+    for m, w, sw in itertools.product(CANDIDATES, COSINE_WEIGHTS, SIGMA_WEIGHTS):
+        s = CrossRank(candidates=m, cosine_weight=w, sigma_weight=sw)
+        sc = scatter(cross_neighbours(qb, pb, s), q_labels, pool_labels)
+        ratio = float(np.mean([sc[n] / baseline[n] for n in COMMON_LABELS]))
+        key = f"candidates={m},cosine_weight={w:g}" + ("" if sw == 1 else
+                                                         f",sigma_weight={sw:g}")
+        grid[key] = {**{n: round(v, 4) for n, v in sc.items()},
+                     "mean_ratio_to_baseline": round(ratio, 4)}
+        log.info("cross rank %s -> %s: %s", qb.survey, pb.survey, grid[key])
+        if ratio < best[0]:
+            best = (ratio, s, sc)
+    return best[1], {"search": {n: round(v, 4) for n, v in best[2].items()},
+                     "predicted_label_baseline": {n: round(v, 4) for n, v in baseline.items()},
+                     "shared_space_only": {n: round(v, 4) for n, v in shared.items()},
+                     "grid": grid}
+
+
+def fit(bundle: str | None) -> tuple[CrossRank, CrossRank, dict]:
+    """(settings towards Gaia XP, settings towards LAMOST, report), each direction chosen on
+    its own validation queries."""
     root = D.default_data_root()
     emb = Embedder(bundle)
-    _, lam_val, _ = D.load_lamost_split(root, LAMOST_LABELS)
+    train, lam_val, _ = D.load_lamost_split(root, LAMOST_LABELS)
     lam = lam_val.subset(lam_val.labelled(3))
-    pool = D.concat_sets([D.load_xp("train", XP_LABELS, data_root=root),
-                          D.load_xp("val", XP_LABELS, data_root=root)])
-    qb = emb.embed_arrays(lam.survey, lam.flux, lam.weight, lam.scale)
-    pb = emb.embed_arrays(pool.survey, pool.flux, pool.weight, pool.scale)
-    qp = np.stack([qb.params[n] for n in COMMON_LABELS], 1)
-    pp = np.stack([pb.params[n] for n in COMMON_LABELS], 1)
-    baseline = scatter(M.label_neighbours(qp, pp, K), lam.labels, pool.labels)
-    shared = scatter(M.top_k(qb.shared, pb.shared, K), lam.labels, pool.labels)
-    grid, best = {}, (np.inf, CrossRank())
-    for m in CANDIDATES:
-        for w in COSINE_WEIGHTS:
-            s = CrossRank(candidates=m, cosine_weight=w)
-            sc = scatter(cross_neighbours(qb, pb, s), lam.labels, pool.labels)
-            ratio = float(np.mean([sc[n] / baseline[n] for n in COMMON_LABELS]))
-            grid[f"candidates={m},cosine_weight={w:g}"] = {**{n: round(v, 4) for n, v in
-                                                              sc.items()},
-                                                           "mean_ratio_to_baseline":
-                                                               round(ratio, 4)}
-            log.info("cross rank %s: %s", s, grid[f"candidates={m},cosine_weight={w:g}"])
-            if ratio < best[0]:
-                best = (ratio, s)
-    report = {"validation_xp_to_lamost": reverse_check(emb, root, best[1]),
-              "chosen_on": "LAMOST validation stars with 3 labels (crc32(obsid) % 10 == 1) "
-                           "searched among the XP train + validation stars; lowest mean "
-                           "ratio of top-10 robust sigma to the predicted-label baseline",
-              "n_queries": len(lam), "xp_pool": len(pool), "k": K,
-              "validation_predicted_label_baseline": {n: round(v, 4) for n, v in
-                                                      baseline.items()},
-              "validation_shared_space_only": {n: round(v, 4) for n, v in shared.items()},
-              "validation_grid": grid}
-    return best[1], report
-
-
-def reverse_check(emb: Embedder, root: Path, settings: CrossRank) -> dict:
-    """The chosen settings the other way round (not used to choose them): Gaia XP validation
-    stars with 3 labels searched among the labelled LAMOST train + validation spectra."""
-    train, val, _ = D.load_lamost_split(root, LAMOST_LABELS)
-    pool = D.concat_sets([train.subset(train.labelled(3)), val.subset(val.labelled(3))])
+    xp_pool = D.concat_sets([D.load_xp("train", XP_LABELS, data_root=root),
+                             D.load_xp("val", XP_LABELS, data_root=root)])
+    lb = emb.embed_arrays(lam.survey, lam.flux, lam.weight, lam.scale)
+    xpb = emb.embed_arrays(xp_pool.survey, xp_pool.flux, xp_pool.weight, xp_pool.scale)
+    to_xp, rep = choose(lb, lam.labels, xpb, xp_pool.labels)
+    # towards LAMOST: XP validation stars with 3 labels among the labelled LAMOST train +
+    # validation spectra
+    lam_pool = D.concat_sets([train.subset(train.labelled(3)), lam])
     xp = D.load_xp("val", XP_LABELS, data_root=root)
     xp = xp.subset(xp.labelled(3))
-    qb = emb.embed_arrays(xp.survey, xp.flux, xp.weight, xp.scale)
-    pb = emb.embed_arrays(pool.survey, pool.flux, pool.weight, pool.scale)
-    qp = np.stack([qb.params[n] for n in COMMON_LABELS], 1)
-    pp = np.stack([pb.params[n] for n in COMMON_LABELS], 1)
-    rows = {"search": cross_neighbours(qb, pb, settings), "shared_space_only":
-            M.top_k(qb.shared, pb.shared, K), "predicted_label_baseline":
-            M.label_neighbours(qp, pp, K)}
-    out = {name: {n: round(v, 4) for n, v in scatter(nn, xp.labels, pool.labels).items()}
-           for name, nn in rows.items()}
-    return {**out, "n_queries": len(xp), "lamost_pool": len(pool)}
+    to_lamost, back = choose(emb.embed_arrays(xp.survey, xp.flux, xp.weight, xp.scale),
+                             xp.labels, emb.embed_arrays(lam_pool.survey, lam_pool.flux,
+                                                         lam_pool.weight, lam_pool.scale),
+                             lam_pool.labels)
+    report = {"chosen_on": "each direction on its own validation queries: LAMOST validation "
+                           "stars with 3 labels (crc32(obsid) % 10 == 1) searched among the "
+                           "XP train + validation stars (these settings), and Gaia XP "
+                           "validation stars with 3 labels searched among the labelled "
+                           "LAMOST train + validation spectra (to_lamost); lowest mean ratio "
+                           "of top-10 robust sigma to the predicted-label baseline",
+              "n_queries": len(lam), "xp_pool": len(xp_pool), "k": K,
+              "validation_predicted_label_baseline": rep["predicted_label_baseline"],
+              "validation_shared_space_only": rep["shared_space_only"],
+              "validation_grid": rep["grid"],
+              "validation_xp_to_lamost": {**{k: back[k] for k in (
+                  "search", "shared_space_only", "predicted_label_baseline")},
+                  "n_queries": len(xp), "lamost_pool": len(lam_pool),
+                  "grid": back["grid"]}}
+    return to_xp, to_lamost, report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,9 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from engine.bundle import DEFAULT_BUNDLE
 
-    settings, report = fit(args.bundle)
-    path = save_cross_rank(Path(args.bundle or DEFAULT_BUNDLE), settings, report)
-    log.info("chose %s; written to %s", settings, path)
+    to_xp, to_lamost, report = fit(args.bundle)
+    path = save_cross_rank(Path(args.bundle or DEFAULT_BUNDLE), to_xp, report, to_lamost)
+    log.info("chose %s towards Gaia XP and %s towards LAMOST; written to %s", to_xp,
+             to_lamost, path)
     return 0
 
 

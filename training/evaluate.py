@@ -142,10 +142,10 @@ def translation_block(emb: Embedder, lam: D.SpectraSet, lam_b: EmbeddingBatch,
 
 
 def real_pairs(emb: Embedder, data_root: Path, xp_all: D.SpectraSet, xp_b: EmbeddingBatch,
-               lam_pool: EmbeddingBatch, settings: CrossRank
+               lam_pool: EmbeddingBatch, settings: CrossRank, to_lamost: CrossRank
                ) -> tuple[dict, dict, D.SpectraSet, EmbeddingBatch, np.ndarray]:
-    """pairs.rank both ways (in the shared space, and as a search orders them) and the
-    real-pair translation errors."""
+    """pairs.rank both ways (in the shared space, and as a search orders them: `settings`
+    towards Gaia XP, `to_lamost` towards LAMOST) and the real-pair translation errors."""
     folder = data_root / D.PAIRS_FOLDER
     table = D.read_pair_table(folder / "pairs.csv")
     lam = D.spectra_from_records(D.read_lamost(sorted(folder.glob("spec-*.fits*")), []),
@@ -165,7 +165,7 @@ def real_pairs(emb: Embedder, data_root: Path, xp_all: D.SpectraSet, xp_b: Embed
                       "lamost_to_xp_search": rank_in_search(lam_b, li, xp_b, xi, settings),
                       "xp_to_lamost_search": rank_in_search(xp_b, xi, lam_all_b,
                                                             len(lam_pool.shared) + li,
-                                                            settings)})
+                                                            to_lamost)})
     li = np.array([f[0] for f in found], int)
     xi = np.array([f[1] for f in found], int)
     fr = translation_block(emb, lam, lam_b, xp_all, xp_b, li, xi)
@@ -298,8 +298,8 @@ def evaluate(bundle: str | None, lamost_dir: str, labels_csv: str, out: str,
     settings = load_cross_rank(bundle)
     metrics["cross_retrieval"] = cross_retrieval(lam_b, lam_test.labels, xp_b, xp_all.labels,
                                                  settings)
-    rank, fr_real, pair_lam, pair_lam_b, pair_idx = real_pairs(emb, root, xp_all, xp_b, lam_b,
-                                                               settings)
+    rank, fr_real, pair_lam, pair_lam_b, pair_idx = real_pairs(
+        emb, root, xp_all, xp_b, lam_b, settings, load_cross_rank(bundle, "lamost"))
     metrics["pairs"] = {"rank": rank}
     fr_lm = label_matched_translation(emb, lam_test, lam_b, xp_test, xp_test_b)
     metrics["translation"] = {

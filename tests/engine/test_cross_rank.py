@@ -40,6 +40,11 @@ def test_the_expected_distance_counts_the_candidates_uncertainty():
     assert list(XR.order(q, cand, sig, np.array([0.99, 1.0, 1.0, 1.0]), 10.0)[0]) == [0, 2, 1, 3]
     # a large cosine weight lets the spectral resemblance win
     assert list(idx) == [2, 1, 0, 3] and list(dist) == sorted(dist)
+    # sigma_weight 0: the uncertain exact match ties with the sure one, ahead of the 1-off
+    d0 = XR.distances(q, cand, sig, np.ones(4), cosine_weight=10.0, sigma_weight=0.0)
+    assert np.allclose(d0[:3], [0.0, 0.0, 1.0])
+    with pytest.raises(ValueError):
+        XR.CrossRank(sigma_weight=-1.0)
 
 
 def test_settings_come_from_the_bundle_file_or_the_defaults(tmp_path):
@@ -47,6 +52,16 @@ def test_settings_come_from_the_bundle_file_or_the_defaults(tmp_path):
     XR.save_cross_rank(tmp_path, XR.CrossRank(candidates=7, cosine_weight=2.5), {"why": "x"})
     assert XR.load_cross_rank(tmp_path) == XR.CrossRank(candidates=7, cosine_weight=2.5)
     assert json.loads((tmp_path / XR.CROSS_RANK_FILE).read_text())["why"] == "x"
+    # one setting, written before the per-direction settings: both directions use it
+    assert XR.load_cross_rank(tmp_path, "lamost") == XR.CrossRank(candidates=7, cosine_weight=2.5)
+    XR.save_cross_rank(tmp_path, XR.CrossRank(candidates=7, cosine_weight=2.5), {},
+                       to_lamost=XR.CrossRank(candidates=30, cosine_weight=0.0))
+    assert XR.load_cross_rank(tmp_path, "gaia_xp") == XR.CrossRank(candidates=7,
+                                                                   cosine_weight=2.5)
+    assert XR.load_cross_rank(tmp_path, "lamost") == XR.CrossRank(candidates=30,
+                                                                  cosine_weight=0.0)
+    with pytest.raises(ValueError, match="gaia_xp or lamost"):
+        XR.load_cross_rank(tmp_path, "any")
     with pytest.raises(ValueError):
         XR.CrossRank(candidates=0)
     with pytest.raises(ValueError):
@@ -60,6 +75,7 @@ def test_the_shipped_bundle_carries_its_validation_choice():
     assert XR.load_cross_rank(DEFAULT_BUNDLE) == XR.CrossRank(data["candidates"],
                                                               data["cosine_weight"])
     assert "validation" in data["chosen_on"]
+    assert XR.load_cross_rank(DEFAULT_BUNDLE, "lamost") == XR.CrossRank(**data["to_lamost"])
 
 
 QUERY = {"teff": 5800.0, "logg": 4.4, "feh": -0.2}
@@ -86,7 +102,7 @@ def engine(tmp_path_factory):
            state_path=str(tmp_path / "state.json")).run(parse_sources([str(folder)]))
     eng = Engine(store)
     eng._embedder = ProjectionEmbedder()
-    eng._cross_rank = XR.CrossRank(candidates=50, cosine_weight=1.0)
+    eng._cross_rank = {"gaia_xp": XR.CrossRank(candidates=50, cosine_weight=1.0)}
     query = eng.lookup(obsid="305")[0]
     store.upsert("spectra", [Point(query.id, eng.store.retrieve("spectra", [query.id], True)[0]
                                    .vectors, {**query.payload, **_labels(**QUERY, sigma=1.0)})])
@@ -133,6 +149,9 @@ def test_payload_keys_do_not_change_the_cross_ranking(engine):
     slim = engine.search(("obsid", "305"), target="gaia_xp", k=5, payload_keys=["snr"])
     assert [h.id for h in slim] == [h.id for h in full]
     assert set(slim[0].payload) == {P.SURVEY, P.OBJECT_ID, "snr"}
+    # the candidates were fetched with the ranking keys only; what is returned is whole
+    for h in full:
+        assert h.payload == engine.store.retrieve("spectra", [h.id])[0].payload
 
 
 def test_a_query_without_predicted_parameters_keeps_the_shared_order(engine):
