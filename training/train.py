@@ -463,8 +463,9 @@ TUNED_ON_VALIDATION = {
                                           "sigma scale and floor fit to 1- and 2-sigma coverage "
                                           "on validation",
     "cross-instrument ranking (cross_rank.json, after training)": "shared-space candidates "
-        "200 / 500 / 1000 / 2000 x cosine weight 0 / 10 / 20: lowest mean ratio of the top-10 "
-        "label scatter to the predicted-label baseline, LAMOST validation -> XP train + "
-        "validation (python -m training.cross_rank_fit)",
+        "200 / 500 / 1000 / 2000 x cosine weight 0 / 10 / 20 x hit-sigma weight 1 / 0, for "
+        "each direction: lowest mean ratio of the top-10 label scatter to the predicted-label "
+        "baseline, LAMOST validation -> XP train + validation, and XP validation -> labelled "
+        "LAMOST train + validation (python -m training.cross_rank_fit)",
     "test split": "read only by specclip evaluate",
 }
