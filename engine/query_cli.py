@@ -67,9 +67,10 @@ def register_query(subparsers: argparse._SubParsersAction) -> None:
                         "other instrument's hits")
     p.add_argument("--cross-rank", choices=["on", "off"], default="on",
                    help="on: the other instrument's hits are its nearest in the shared space "
-                        "re-ordered by the model's predicted Teff, logg, [Fe/H] and their "
-                        "sigmas (each hit gets rank_distance; README \"Cross-instrument "
-                        "ranking\"); off: shared-space order")
+                        "re-ordered by the model's predicted Teff, logg, [Fe/H] (and their "
+                        "sigmas, in the direction where validation chose that; each hit gets "
+                        "rank_distance; README \"Cross-instrument ranking\"); off: "
+                        "shared-space order")
     p.add_argument("--grouped", action="store_true",
                    help="with --target any: {\"lamost\": [...], \"gaia_xp\": [...]}, each "
                         "instrument searched in its own space, instead of one interleaved list")

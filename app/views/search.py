@@ -62,8 +62,9 @@ def main(engine: Engine) -> None:
     cross = st.checkbox("Order the other instrument's hits by predicted parameters", True,
                         key="search_cross_rank",
                         help="Its nearest spectra in the shared space, re-ordered by how close "
-                             "the model's predicted Teff, logg and [Fe/H] (with their "
-                             "uncertainties) are to the query's: this finds stars of the same "
+                             "the model's predicted Teff, logg and [Fe/H] are to the query's "
+                             "(settings chosen on validation for each direction, README "
+                             "\"Cross-instrument ranking\"): this finds stars of the same "
                              "kind more reliably than the shared space alone. Off: "
                              "shared-space order.")
     if st.button("Search", key="search_go", type="primary") or linked:
