@@ -217,7 +217,7 @@ def _extras(cfg: ModelConfig, provenance: dict) -> str:
             "runs (seeds "
             f"{', '.join(str(cfg.train.seed + i) for i in range(cfg.heads.lamost_members))});"
             " each extra run contributes only its fine-tuned LAMOST encoder copy, head and "
-            "stack, so embeddings, search and XP parameters are the first run's. Sigma: the "
+            "stack, so embeddings and XP parameters are the first run's. Sigma: the "
             "runs' own errors and their disagreement added in quadrature, recalibrated on "
             "validation (engine/models/ensemble.py). Validation robust sigma per run and "
             f"averaged: {per}.")

@@ -4,7 +4,8 @@ With ~1,500 labelled LAMOST training spectra, two training runs that differ only
 disagree by a good part of their error (validation Teff 107-121 K between seeds). Averaging K
 runs removes that part. Each extra run is a *member*: its fine-tuned LAMOST encoder copy, its
 LAMOST head and its linear stack, nothing else (the shared space, decoders and XP side stay
-those of the main run, so embeddings and search do not change). The members' weights live in
+those of the main run, so the embeddings do not change; the cross-instrument ranking, which
+reads the predicted parameters, does). The members' weights live in
 this module's buffers and parameters, so they travel in weights.safetensors and change the
 version id.
 
