@@ -47,7 +47,8 @@ UNITS = (0.01, 0.1, 0.1)   # label-space units: dex of Teff, dex of logg, dex of
 
 @dataclass(frozen=True)
 class CrossRank:
-    # the defaults are the shipped bundle's validation choice (its cross_rank.json)
+    # the defaults serve a bundle without cross_rank.json (the choice of the first bundle
+    # that had one); a bundle's own file says what validation chose for it
     candidates: int = 500         # shared-space neighbours re-ranked
     cosine_weight: float = 10.0   # label-space units per unit of (1 - cosine)
     sigma_weight: float = 1.0     # weight of the candidates' own sigmas (0: left out)

@@ -255,8 +255,7 @@ class Engine(SpectraMixin, BrowseMixin):
                                    max(k, settings.candidates), filters, target, q.point_id,
                                    needed, exclude_low_quality=cut)
         if not cands or not all(n in q.labels for n in XR.LABELS):
-            idx, dist = np.arange(min(k, len(cands))), np.full(min(k, len(cands)), np.inf)
-            return self._with_payloads(cands, idx, dist, payload_keys, ranked=False)
+            return self._with_payloads(cands[:k], None, payload_keys)
 
         def column(key: str) -> np.ndarray:
             return np.array([np.nan if h.payload.get(key) is None else float(h.payload[key])
@@ -269,24 +268,22 @@ class Engine(SpectraMixin, BrowseMixin):
         query = XR.label_space(q.labels["teff"], q.labels["logg"], q.labels["feh"])
         idx, dist = XR.order(query, cand, cand_sigma, np.array([h.score for h in cands]),
                              settings.cosine_weight, settings.sigma_weight)
-        return self._with_payloads(cands, idx[:k], dist[:k], payload_keys, ranked=True)
+        return self._with_payloads([cands[i] for i in idx[:k]], dist[:k], payload_keys)
 
-    def _with_payloads(self, cands: list[SearchHit], idx: np.ndarray, dist: np.ndarray,
-                       payload_keys: Sequence[str] | None, ranked: bool) -> list[SearchHit]:
-        """cands[idx], each with its payload (`payload_keys` of it) read from the store and,
-        when `ranked`, its ranking distance."""
-        chosen = [cands[i] for i in idx]
+    def _with_payloads(self, chosen: list[SearchHit], dist: np.ndarray | None,
+                       payload_keys: Sequence[str] | None) -> list[SearchHit]:
+        """`chosen`, each with its payload (`payload_keys` of it) read from the store and,
+        given `dist`, its ranking distance."""
         stored = {h.id: h.payload for h in self.store.retrieve(self.collection,
                                                                [h.id for h in chosen])}
         keep = None if payload_keys is None else set(_with_identity(payload_keys))
         out = []
-        for h, d in zip(chosen, dist, strict=True):
+        for i, h in enumerate(chosen):
             payload = stored.get(h.id, h.payload)
             if keep is not None:
                 payload = {key: v for key, v in payload.items() if key in keep}
-            out.append(dataclasses.replace(
-                h, payload=payload,
-                rank_distance=float(d) if ranked and np.isfinite(d) else None))
+            d = None if dist is None or not np.isfinite(dist[i]) else float(dist[i])
+            out.append(dataclasses.replace(h, payload=payload, rank_distance=d))
         return out
 
     @staticmethod

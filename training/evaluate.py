@@ -81,11 +81,11 @@ def predicted_label_neighbours(q: EmbeddingBatch, pool: EmbeddingBatch) -> np.nd
     return M.label_neighbours(qp, pp, RETRIEVAL_K)
 
 
-def predicted_label_retrieval(q: EmbeddingBatch, q_labels: np.ndarray, pool: EmbeddingBatch,
-                              pool_labels: np.ndarray) -> dict:
+def predicted_label_retrieval(nn: np.ndarray, q_labels: np.ndarray, pool_labels: np.ndarray
+                              ) -> dict:
     """Baseline for cross-instrument retrieval: the 10 XP stars nearest in the model's own
-    predicted (Teff, logg, [Fe/H]) of both sides; robust sigma of true label differences."""
-    nn = predicted_label_neighbours(q, pool)
+    predicted (Teff, logg, [Fe/H]) of both sides (`nn`, from `predicted_label_neighbours`);
+    robust sigma of true label differences."""
     ok = (nn >= 0).all(axis=1)
     out = {name: M.robust_sigma(q_labels[ok, k][:, None] - pool_labels[nn[ok], k])
            for k, name in enumerate(COMMON_LABELS)}
@@ -112,12 +112,13 @@ def cross_retrieval(q: EmbeddingBatch, q_labels: np.ndarray, pool: EmbeddingBatc
         block["n_queries"] = int(len(q_labels))
         block["k"] = RETRIEVAL_K
     srch["settings"] = {"candidates": settings.candidates,
-                        "cosine_weight": settings.cosine_weight}
+                        "cosine_weight": settings.cosine_weight,
+                        "sigma_weight": settings.sigma_weight}
     # paired over queries (a query's 10 neighbours move together), on the queries the
     # baseline can answer; rows with a NaN label difference drop out of both sides
-    base_nn = predicted_label_neighbours(q, pool)
-    unanswered = (base_nn < 0).any(axis=1)
-    base_nn = np.where(unanswered[:, None], 0, base_nn)
+    label_nn = predicted_label_neighbours(q, pool)
+    unanswered = (label_nn < 0).any(axis=1)
+    base_nn = np.where(unanswered[:, None], 0, label_nn)
     versus = {}
     for k, name in enumerate(COMMON_LABELS):
         base_d = q_labels[:, k][:, None] - pool_labels[base_nn, k]
@@ -130,7 +131,7 @@ def cross_retrieval(q: EmbeddingBatch, q_labels: np.ndarray, pool: EmbeddingBatc
             "minus_predicted_label_baseline": versus,
             "lamost_to_xp_random_reference": ref,
             "lamost_to_xp_predicted_label_baseline":
-                predicted_label_retrieval(q, q_labels, pool, pool_labels)}
+                predicted_label_retrieval(label_nn, q_labels, pool_labels)}
 
 
 def translation_block(emb: Embedder, lam: D.SpectraSet, lam_b: EmbeddingBatch,

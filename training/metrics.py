@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from training.bootstrap import wilson_interval
+
 
 def robust_sigma(d: np.ndarray) -> float:
     """1.4826 * median(|d - median(d)|) over finite values (NaN when none)."""
@@ -68,8 +70,6 @@ def coverage(pred: dict[str, np.ndarray], sigma: dict[str, np.ndarray], truth: n
     """Share of stars with |pred - truth| < n sigma for n in `levels` (Gaussian: 0.683, 0.954,
     0.997), per label, each with its 95 % Wilson interval (`{n}sigma_ci95`), and the number of
     stars."""
-    from training.bootstrap import wilson_interval
-
     out = {}
     for k, name in enumerate(names):
         d = np.abs(np.asarray(pred[name], np.float64) - truth[:, k])
