@@ -211,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     # The committed sizing note follows the committed results; other --out folders get their own.
     sizing_path = ROOT / "benchmarks" / "SIZING.md" if out.resolve() == RESULTS.resolve() \
         else out / "SIZING.md"
-    sizing_path.write_text(sizing_markdown(results["sizing"], results["hardware"]))
+    gpu_path = RESULTS / "device_check_h200.json"   # measured on a lent GPU machine, if ever
+    gpu = json.loads(gpu_path.read_text()) if gpu_path.exists() else None
+    sizing_path.write_text(sizing_markdown(results["sizing"], results["hardware"], gpu))
     log.info("wrote %s, %s and %s", out / "bench.json", out / "bench.png", sizing_path)
     return 0
 

@@ -171,7 +171,38 @@ def _largest(hours: dict[str, Any]) -> str:
     return f"`{name}` ({known[name]} h)"
 
 
-def sizing_markdown(s: dict[str, Any], hw: dict[str, Any]) -> str:
+def _gpu_lines(gpu: dict[str, Any] | None, n_target: float) -> list[str]:
+    """Embedding hours on a GPU from `python -m benchmarks.device_check` (another machine)."""
+    if not gpu:
+        return []
+    rate = gpu["throughput_spectra_per_s"]
+    best = {k: max(v.values()) for k, v in rate["gpu"].items() if isinstance(v, dict)}
+    m, cpu = gpu["machine"], rate["cpu"]
+    agree = gpu["agreement"].values()
+    vec = max(a[f"max_abs_diff_{k}"] for a in agree for k in ("shared", "own", "translated"))
+    teff = max(a["params_max_abs_diff"]["teff"] for a in agree)
+    overlap = min(a["top10_shared_overlap"] for a in agree)
+
+    def hours(r):
+        return f"{n_target / r / 3600:,.1f} h ({r:,.0f} spectra/s)"
+    return [
+        f"- embedding with the small model on one {m['gpu']} (`python -m "
+        f"benchmarks.device_check`, JSON `benchmarks/results/device_check_h200.json`, "
+        f"torch {m['torch']}, best batch size): XP {hours(best['gaia_xp'])}, LAMOST "
+        f"{hours(best['lamost'])}, of which the networks alone would take "
+        f"{hours(best['lamost_without_rv_fit'])}: the LAMOST RV template fit runs in numpy on "
+        f"that machine's {m['cpu_cores']} CPU cores and sets the pace. The same machine's "
+        f"CPU alone ({cpu['threads']} threads, batch {cpu['batch']}): XP {hours(cpu['gaia_xp'])}, "
+        f"LAMOST {hours(cpu['lamost'])}. On {sum(a['n'] for a in agree):,} real spectra the GPU's "
+        f"vectors differ from the CPU's by at most {vec:.1e} and Teff by {teff:.2f} K; "
+        f"{overlap:.0%} of the 10 nearest neighbours are the same (`specclip index --device "
+        "cuda`)",
+    ]
+
+
+def sizing_markdown(s: dict[str, Any], hw: dict[str, Any], gpu: dict[str, Any] | None = None
+                    ) -> str:
+    """The sizing note; `gpu`: a device_check report (another machine), when there is one."""
     t, per, h = s["total_gb"], s["per_point_bytes"], s["hours_on_this_machine"]
     n = s["n_target"] / 1e6
     ram_quant = t["vectors_int8"] + t["hnsw_graph"]
@@ -220,7 +251,8 @@ def sizing_markdown(s: dict[str, Any], hw: dict[str, Any]) -> str:
         "",
         f"- upsert: {h['upsert']} h; HNSW build (optimize): {h['hnsw_build']} h",
         f"- embedding with the small model on CPU: XP {h['embed_xp_small']} h, LAMOST "
-        f"{h['embed_lamost_small']} h (divide by the number of Dask workers; GPUs are far faster)",
+        f"{h['embed_lamost_small']} h (divide by the number of Dask workers)",
+        *_gpu_lines(gpu, s["n_target"]),
         "",
         *_sync_lines(s.get("sync") or {}),
         "",

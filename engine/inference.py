@@ -1,5 +1,7 @@
-"""Batched CPU inference with a trained bundle: embeddings, parameters, reconstructions and
-cross-instrument translations for lists of SpectrumRecords (all of one survey).
+"""Batched inference with a trained bundle: embeddings, parameters, reconstructions and
+cross-instrument translations for lists of SpectrumRecords (all of one survey). The networks
+run on the CPU by default or on a CUDA GPU (`device`); preprocessing, the RV template fit and
+the spectrum-space projection stay on the CPU (numpy).
 
 Never imports training code. Everything runs under torch.inference_mode.
 """
@@ -65,6 +67,32 @@ class EmbeddingBatch:
             for f in dataclasses.fields(batches[0])})
 
 
+DEVICES = ("cpu", "cuda", "cuda:N", "auto")
+
+
+def resolve_device(name: str | None = None) -> torch.device:
+    """The torch device for `name`: "cpu" (the default), "cuda", "cuda:N", or "auto" (the first
+    CUDA GPU when torch sees one, else the CPU). A GPU asked for by name and not there is an
+    error, never a silent fall-back to the CPU."""
+    name = (name or "cpu").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA support" if torch.version.cuda is None
+                   else "torch sees no CUDA GPU on this machine")
+            raise ValueError(f"device {name!r} asked for, but {why} (torch {torch.__version__});"
+                             " use --device cpu or auto")
+        index = int(name[5:]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} asked for, but torch sees "
+                             f"{torch.cuda.device_count()} CUDA GPU(s)")
+        return torch.device("cuda", index)
+    raise ValueError(f"unknown device {name!r}: use one of {', '.join(DEVICES)}")
+
+
 def _survey_of(records: Sequence[SpectrumRecord]) -> str:
     surveys = {r.survey for r in records}
     if len(surveys) != 1:
@@ -75,9 +103,12 @@ def _survey_of(records: Sequence[SpectrumRecord]) -> str:
 class Embedder:
     """Run a bundle's model on records: `Embedder(load_bundle()).embed(records)`."""
 
-    def __init__(self, bundle: Bundle | str | Path | None = None, batch_size: int = 256):
+    def __init__(self, bundle: Bundle | str | Path | None = None, batch_size: int = 256,
+                 device: str | None = None):
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        self.model = self.bundle.model.eval()
+        self.device = resolve_device(device)
+        # moves the bundle's own model: an Embedder owns the bundle it is given
+        self.model = self.bundle.model.to(self.device).eval()
         self.batch_size = int(batch_size)
 
     @contextlib.contextmanager
@@ -165,7 +196,7 @@ class Embedder:
         with torch.inference_mode():
             for f, w, s in self._batches(x.flux, x.weight, x.scale):
                 sh, pr = self.model.split(survey, self.model.align_features(survey, f, w, s))
-                out.append(self.model.reconstruct(survey, sh, pr).numpy())
+                out.append(self.model.reconstruct(survey, sh, pr).cpu().numpy())
         return np.concatenate(out).astype(np.float32)
 
     def _batches(self, flux, weight, scale):
@@ -174,8 +205,7 @@ class Embedder:
         scale = np.nan_to_num(np.asarray(scale, np.float32))
         for i in range(0, len(flux), self.batch_size):
             sl = slice(i, i + self.batch_size)
-            yield (torch.from_numpy(flux[sl]), torch.from_numpy(weight[sl]),
-                   torch.from_numpy(scale[sl]))
+            yield tuple(torch.from_numpy(a[sl]).to(self.device) for a in (flux, weight, scale))
 
     def embed_arrays(self, survey: str, flux: np.ndarray, weight: np.ndarray,
                      scale: np.ndarray, valid: np.ndarray | None = None) -> EmbeddingBatch:
@@ -196,7 +226,7 @@ class Embedder:
                 for k, v in (("shared", sh), ("own", h), ("val", val), ("sig", sig),
                              ("tr", m.translated(survey, sh))):
                     parts[k].append(v)
-        cat = {k: torch.cat(v).numpy() for k, v in parts.items()}
+        cat = {k: torch.cat(v).cpu().numpy() for k, v in parts.items()}
         n = len(cat["shared"])
         valid = np.ones(n, bool) if valid is None else np.asarray(valid, bool)
         names = m.heads[survey].labels

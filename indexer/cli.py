@@ -12,7 +12,7 @@ from engine.bundle import load_bundle
 from engine.cli_args import non_negative_int, positive_float, positive_int, store_name
 from engine.collection import DEFAULT_ALIAS, DEFAULT_OPTIONS
 from engine.errors import SpecClipError
-from engine.inference import Embedder
+from engine.inference import Embedder, resolve_device
 from engine.pair_table import read_crossmatch, read_positions
 from engine.spectrum_archive import SpectrumArchiveWriter
 from engine.store import open_store
@@ -53,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "beside the state file); every client must see it at this path. An "
                         "embedded store keeps them in its own folder")
     p.add_argument("--bundle", help="model bundle folder (default: the shipped small model)")
+    p.add_argument("--device", default="cpu",
+                   help="where the networks run: cpu (default), cuda, cuda:N, or auto (a CUDA "
+                        "GPU when torch sees one); with --dask every worker uses it")
     p.add_argument("--alias", default=DEFAULT_ALIAS, type=store_name,
                    help="name queries use; each model gets a collection ALIAS__<version>")
     p.add_argument("--batch-size", type=positive_int, default=None,
@@ -137,8 +140,12 @@ def run(args: argparse.Namespace) -> int:
                                 DEFAULT_OPTIONS.search_threads,
                                 max_segment_points=args.max_segment_points or
                                 DEFAULT_OPTIONS.max_segment_points)
+    try:
+        device = resolve_device(args.device)   # refused before the store is opened
+    except ValueError as err:
+        raise SpecClipError(str(err)) from None
     store = open_store(path=args.store, url=args.url, options=options)
-    embedder = Embedder(load_bundle(args.bundle))
+    embedder = Embedder(load_bundle(args.bundle), device=str(device))
     bar = TqdmProgress(disable=args.no_progress, file=sys.stderr)
     syncer = Syncer(store=store, embedder=embedder, state_path=default_state_path(args),
                     alias=args.alias, batch_size=args.batch_size or BATCH_SIZE, options=options,

@@ -154,22 +154,25 @@ def _server_store(url: str) -> VectorStore:
 
 
 @lru_cache(maxsize=2)
-def _cached_embedder(bundle_path: str | None) -> Any:
+def _cached_embedder(bundle_path: str | None, device: str = "cpu") -> Any:
     from engine.inference import Embedder
-    return Embedder(bundle_path)
+    return Embedder(bundle_path, device=device)
 
 
-def bundle_embedder_factory(bundle_path: str | None = None) -> Callable[[], Any]:
-    """A picklable factory: each worker process loads the bundle once and keeps it."""
-    return _BundleFactory(bundle_path)
+def bundle_embedder_factory(bundle_path: str | None = None, device: str = "cpu"
+                            ) -> Callable[[], Any]:
+    """A picklable factory: each worker process loads the bundle once (onto `device`) and
+    keeps it."""
+    return _BundleFactory(bundle_path, device)
 
 
 @dataclass(frozen=True)
 class _BundleFactory:
     bundle_path: str | None
+    device: str = "cpu"
 
     def __call__(self) -> Any:
-        return _cached_embedder(self.bundle_path)
+        return _cached_embedder(self.bundle_path, self.device)
 
 
 # ---- the driver --------------------------------------------------------------------------
@@ -228,7 +231,8 @@ def distributed_sync(sources: Sequence[str | Source], store: VectorStore, embedd
     ensure_collection(store, target, collection_spec(embedder, syncer.options))
     if embedder_factory is None:
         bundle = getattr(getattr(embedder, "bundle", None), "path", None)
-        embedder_factory = bundle_embedder_factory(str(bundle) if bundle else None)
+        embedder_factory = bundle_embedder_factory(str(bundle) if bundle else None,
+                                                   str(getattr(embedder, "device", "cpu")))
     merged = SyncReport()
     state = SyncState.load(state_path)
     with FileIndex(index_path_for(state_path)) as index:

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from engine import cli
 from engine.store import open_store
@@ -267,7 +268,7 @@ def _index_world(c: Ctx) -> dict[str, list]:
                           started_at="2026-01-01T00:00:00Z")
     c.mp.setattr(icli.Syncer, "run", fake_run)
     c.record(icli, "load_bundle", lambda path: SimpleNamespace(path=path))
-    c.record(icli, "Embedder", lambda bundle: ProjectionEmbedder())
+    c.record(icli, "Embedder", lambda bundle, **k: ProjectionEmbedder())
     c.record(icli, "open_store", lambda **k: open_store(path=c.tmp / "s") if k.get("path")
              else open_store(memory=True))
     c.record(icli, "watch", 1)
@@ -319,6 +320,12 @@ CHECKS.update({
                        _syncer("crossmatch", {"8100": 77}))),
     ("index", "--bundle"): lambda c: _index_reaches(
         c, _i(c, "--bundle", "b"), lambda s, k: k["load_bundle"][0][0] == ("b",)),
+    ("index", "--device"): lambda c: (
+        _index_reaches(c, _i(c, "--device", "CPU"),
+                       lambda s, k: k["Embedder"][0][1]["device"] == "cpu"),
+        _index_refused(c, _i(c, "--device", "tpu"), "unknown device 'tpu'"),
+        None if torch.cuda.is_available() else
+        _index_refused(c, _i(c, "--device", "cuda"), "'cuda' asked for")),
     ("index", "--alias"): lambda c: (
         _index_reaches(c, _i(c, "--alias", "stars"), _syncer("alias", "stars")),
         _index_refused(c, _i(c, "--alias", "../../escape"), "collection/alias name")),

@@ -45,3 +45,18 @@ def test_a_run_without_search_figures_writes_its_json_and_says_what_it_left_out(
     assert out.returncode == 0, out.stderr[-3000:]
     assert "sizing" not in json.loads((tmp_path / "bench.json").read_text())
     assert not (tmp_path / "SIZING.md").exists() and "no bench.png or SIZING.md" in out.stderr
+
+
+def test_the_sizing_note_carries_the_gpu_measurement_only_when_there_is_one():
+    from benchmarks.sizing import sizing_markdown
+
+    results = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    bench = json.loads((results / "bench.json").read_text())
+    gpu = json.loads((results / "device_check_h200.json").read_text())
+    without = sizing_markdown(bench["sizing"], bench["hardware"])
+    with_gpu = sizing_markdown(bench["sizing"], bench["hardware"], gpu)
+    assert "H200" not in without
+    best = max(gpu["throughput_spectra_per_s"]["gpu"]["gaia_xp"].values())
+    assert f"({best:,.0f} spectra/s)" in with_gpu
+    assert with_gpu.replace(next(ln for ln in with_gpu.splitlines() if "H200" in ln) + "\n",
+                            "") == without
