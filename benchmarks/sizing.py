@@ -189,12 +189,12 @@ def _gpu_lines(gpu: dict[str, Any] | None, n_target: float) -> list[str]:
         f"- embedding with the small model on one {m['gpu']} (`python -m "
         f"benchmarks.device_check`, JSON `benchmarks/results/device_check_h200.json`, "
         f"torch {m['torch']}, best batch size): XP {hours(best['gaia_xp'])}, LAMOST "
-        f"{hours(best['lamost'])}, of which the networks alone would take "
-        f"{hours(best['lamost_without_rv_fit'])}: the LAMOST RV template fit runs in numpy on "
-        f"that machine's {m['cpu_cores']} CPU cores and sets the pace. The same machine's "
+        f"{hours(best['lamost'])} with the RV template fit's chi-square curves on the GPU too "
+        f"(the networks alone: {hours(best['lamost_without_rv_fit'])}). The same machine's "
         f"CPU alone ({cpu['threads']} threads, batch {cpu['batch']}): XP {hours(cpu['gaia_xp'])}, "
         f"LAMOST {hours(cpu['lamost'])}. On {sum(a['n'] for a in agree):,} real spectra the GPU's "
-        f"vectors differ from the CPU's by at most {vec:.1e} and Teff by {teff:.2f} K; "
+        f"vectors differ from the CPU's by at most {vec:.1e}, Teff by {teff:.2f} K and RV by "
+        f"{gpu['agreement']['lamost']['params_max_abs_diff']['rv']:.0e} km/s; "
         f"{overlap:.0%} of the 10 nearest neighbours are the same (`specclip index --device "
         "cuda`)",
     ]

@@ -1,7 +1,7 @@
 """Batched inference with a trained bundle: embeddings, parameters, reconstructions and
 cross-instrument translations for lists of SpectrumRecords (all of one survey). The networks
-run on the CPU by default or on a CUDA GPU (`device`); preprocessing, the RV template fit and
-the spectrum-space projection stay on the CPU (numpy).
+run on the CPU by default or on a CUDA GPU (`device`), and so do the LAMOST RV template fit's
+chi-square curves; preprocessing and the spectrum-space projection stay on the CPU (numpy).
 
 Never imports training code. Everything runs under torch.inference_mode.
 """
@@ -237,7 +237,7 @@ class Embedder:
             at = np.flatnonzero(valid)
             labels = np.stack([params[nm][at] for nm in ("teff", "logg", "feh")], 1)
             rv, rv_sig = self.bundle.rv.measure(np.asarray(flux)[at], np.asarray(weight)[at],
-                                                labels)
+                                                labels, device=self.device)
             params["rv"], sigmas["rv"] = np.full(n, np.nan), np.full(n, np.nan)
             params["rv"][at], sigmas["rv"][at] = rv, rv_sig
         zero = ~valid

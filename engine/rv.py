@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -111,17 +112,21 @@ class RvTemplates:
         d = np.where(np.isfinite(d), d, 0.0).sum(axis=2)
         return d.argmin(axis=1)
 
-    def measure(self, flux: np.ndarray, weight: np.ndarray, labels: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
-        """(rv, sigma) [N] km/s for model-input spectra; NaN where no fit is possible."""
+    def measure(self, flux: np.ndarray, weight: np.ndarray, labels: np.ndarray,
+                device=None) -> tuple[np.ndarray, np.ndarray]:
+        """(rv, sigma) [N] km/s for model-input spectra; NaN where no fit is possible.
+        `device`: a torch CUDA device to compute the chi-square curves on (float64, the same
+        sums as the numpy path); None or the CPU: numpy."""
         rows = self.choose(labels)
         rv = np.full(len(flux), np.nan)
         sig = np.full(len(flux), np.nan)
         v = velocity_grid()
+        curve = chi2_curve if device is None or str(device) == "cpu" else \
+            partial(chi2_curve_torch, device=device)
         for r in np.unique(rows):
             at = np.flatnonzero(rows == r)
-            rv[at], s = velocity_from_curve(*chi2_curve(flux[at], weight[at],
-                                                        *self._shifted(int(r))), v)
+            rv[at], s = velocity_from_curve(*curve(flux[at], weight[at],
+                                                   *self._shifted(int(r))), v)
             sig[at] = np.sqrt((self.sigma_scale * s) ** 2 + self.sigma_floor ** 2)
         return rv, sig
 
@@ -179,6 +184,36 @@ def chi2_curve(flux: np.ndarray, weight: np.ndarray, shifted: np.ndarray,
     coef = np.linalg.solve(gram + 1e-9 * np.eye(3), rhs[..., None])[..., 0]
     chi2 = sff[:, None] - np.einsum("nja,nja->nj", coef, rhs)
     return np.maximum(chi2, 0.0), w.sum(axis=1)
+
+
+def chi2_curve_torch(flux: np.ndarray, weight: np.ndarray, shifted: np.ndarray,
+                     usable: np.ndarray, device) -> tuple[np.ndarray, np.ndarray]:
+    """`chi2_curve` computed with torch on `device` (a GPU): the same normal equations in
+    float64, so the curves agree with numpy's to rounding. Returns numpy arrays."""
+    import torch
+
+    def t(a, dtype=torch.float64):
+        return torch.as_tensor(np.asarray(a), device=device).to(dtype)
+    f, sh = t(flux), t(shifted)
+    w = ((t(weight) > 0) & torch.isfinite(f) & t(usable, torch.bool)[None]).to(torch.float64)
+    f = torch.where(w > 0, f, torch.zeros_like(f))
+    x = torch.linspace(-1.0, 1.0, f.shape[1], dtype=torch.float64, device=device)
+    wf = w * f
+    st, st2, stx, stf = w @ sh.T, w @ (sh ** 2).T, (w * x) @ sh.T, wf @ sh.T      # [N, J]
+    s1, sx, sxx = w.sum(1), w @ x, w @ (x * x)                                     # [N]
+    sf, sxf, sff = wf.sum(1), wf @ x, (wf * f).sum(1)
+    n, nj = f.shape[0], sh.shape[0]
+
+    def full(a):
+        return a[:, None].expand(n, nj)
+    gram = torch.stack([torch.stack([st2, st, stx], -1),
+                        torch.stack([st, full(s1), full(sx)], -1),
+                        torch.stack([stx, full(sx), full(sxx)], -1)], -2)          # [N, J, 3, 3]
+    rhs = torch.stack([stf, full(sf), full(sxf)], -1)                              # [N, J, 3]
+    eye = torch.eye(3, dtype=torch.float64, device=device)
+    coef = torch.linalg.solve(gram + 1e-9 * eye, rhs[..., None])[..., 0]
+    chi2 = sff[:, None] - (coef * rhs).sum(-1)
+    return chi2.clamp_min(0.0).cpu().numpy(), w.sum(1).cpu().numpy()
 
 
 def fit_velocity(flux: np.ndarray, weight: np.ndarray, template: np.ndarray,

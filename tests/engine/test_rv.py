@@ -132,3 +132,28 @@ def test_shipped_templates_agree_with_lasp_on_validation_spectra(shared_data):
     assert robust_sigma(d) < 5.0
     z = np.abs(d) / out.sigmas["rv"]
     assert 0.55 < np.nanmean(z < 1) < 0.8
+
+
+def test_the_torch_chi2_curves_equal_numpys_and_measure_keeps_numpy_on_the_cpu():
+    import torch
+
+    from engine.rv import chi2_curve, chi2_curve_torch, shifted_template, velocity_grid
+
+    rng = np.random.default_rng(3)
+    rest = line_spectrum(0)          # the lines observe() draws
+    flux = np.stack([observe(rest, v) for v in (-240.0, 15.0, 470.0)])
+    flux = flux + 0.01 * rng.standard_normal(flux.shape)
+    weight = np.ones_like(flux, np.float32)
+    weight[1, 300:420] = 0.0                       # a masked run
+    flux[2, 50] = np.nan                           # a non-finite pixel takes no part
+    shifted, usable = shifted_template(rest, np.ones(L, np.float32), velocity_grid())
+    a = chi2_curve(flux, weight, shifted, usable)
+    b = chi2_curve_torch(flux, weight, shifted, usable, torch.device("cpu"))
+    assert np.array_equal(a[1], b[1])
+    assert np.allclose(a[0], b[0], rtol=1e-9, atol=1e-9)
+    t = RvTemplates(rest[None], np.ones((1, L), np.float32), np.zeros((1, 3)))
+    labels = np.tile([5500.0, 4.0, 0.0], (3, 1))
+    rv_np, sig_np = t.measure(flux, weight, labels)
+    rv_cpu, sig_cpu = t.measure(flux, weight, labels, device=torch.device("cpu"))
+    assert np.array_equal(rv_np, rv_cpu) and np.array_equal(sig_np, sig_cpu)
+    assert np.allclose(rv_np, [-240.0, 15.0, 470.0], atol=3.0)
