@@ -467,14 +467,5 @@ TUNED_ON_VALIDATION = {
         "each direction: lowest mean ratio of the top-10 label scatter to the predicted-label "
         "baseline, LAMOST validation -> XP train + validation, and XP validation -> labelled "
         "LAMOST train + validation (python -m training.cross_rank_fit)",
-    "XP encoder width (xp.mlp.hidden)": "[1024, 512, 256]: of 13 XP encoder / head settings "
-        "in 3 rounds, each pretrained and head-fitted with seeds 0 and 1 (python -m "
-        "training.tune_xp_head), the largest mean relative gain over [512, 256] across the 4 "
-        "XP labels on XP validation among those that keep the bundle under 40 MiB: Teff 70.2 "
-        "vs 74.1 K, logg 0.178 vs 0.189, [Fe/H] 0.110 vs 0.115, [alpha/M] 0.0365 vs 0.0377 dex "
-        "([1024, 512]: 71.3 / 0.183 / 0.107 / 0.0367; [2048, 1024] was better still, 68.2 / "
-        "0.178 / 0.106 / 0.0359, but adds ~20 MB of weights; wider heads, 2-3x head steps, a "
-        "lower learning rate, 4x pretraining and no input noise did not help; all runs: "
-        "benchmarks/results/tune_xp_head.json)",
     "test split": "read only by specclip evaluate",
 }
