@@ -195,3 +195,19 @@ def test_worker_upserts_directly_against_a_server_store(folder, tmp_path):
     again = embed_partition(part, ProjectionEmbedder, "spectra__w", store_url=":memory:",
                             archive=archive)
     assert (again.added, again.updated, again.skipped) == (0, 0, N_FILES)
+
+
+def test_workers_load_the_bundle_onto_the_drivers_device(monkeypatch):
+    """The default factory carries the driver's device to every worker (picklable)."""
+    import pickle
+
+    import indexer.distributed as dist
+
+    made = []
+    monkeypatch.setattr("engine.inference.Embedder",
+                        lambda path, device="cpu": made.append((path, device)) or "emb")
+    dist._cached_embedder.cache_clear()
+    factory = pickle.loads(pickle.dumps(dist.bundle_embedder_factory("b", "cuda:1")))
+    assert factory() == "emb" and made == [("b", "cuda:1")]
+    dist._cached_embedder.cache_clear()
+    assert dist.bundle_embedder_factory("b").device == "cpu"
