@@ -212,7 +212,7 @@ def run_rescore(args: argparse.Namespace) -> int:
 
     from engine.collection import versioned_name
     from engine.stale_scores import DeferredScores, sidecar_path
-    from indexer.scoring import score_collection
+    from indexer.scoring import SCORING_VERSION, score_collection
     from indexer.state import SyncState
 
     store = open_store(path=args.store, url=args.url)
@@ -237,6 +237,7 @@ def run_rescore(args: argparse.Namespace) -> int:
         state.scores_fresh[target] = True
         state.scores_stale[target] = 0
         state.score_quantiles[target] = report.quantiles
+        state.scoring_version[target] = SCORING_VERSION
         state.save(state_path)
         summary = {k: v for k, v in asdict(report).items() if k != "quantiles"}
         print(json.dumps({"collection": target, **summary}))

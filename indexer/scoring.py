@@ -68,6 +68,10 @@ ANOMALY_PARTS = {SURVEY_LAMOST: (P.ANOMALY_RECON, P.ANOMALY_FEATURES, P.ANOMALY_
                              P.ANOMALY_KNN)}
 STALE_FRACTION = 0.05
 WRITE_BATCH = 1000
+# What `anomaly` and the neighbour scores mean. Bump it when a score's definition, the parts
+# above or their combination change: a store whose scores another version wrote gets a full
+# pass at its next sync (indexer/sync.py), so old and new scores are never ranked together.
+SCORING_VERSION = 1
 
 
 @dataclass

@@ -30,6 +30,9 @@ class SyncState:
     # collection -> survey -> score -> its quantiles at the last full pass (percentiles of
     # incrementally scored points come from these)
     score_quantiles: dict[str, dict] = field(default_factory=dict)
+    # collection -> indexer.scoring.SCORING_VERSION of its last full pass (absent: a state
+    # written before versions were recorded, taken as the current version)
+    scoring_version: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str) -> "SyncState":
@@ -45,7 +48,8 @@ class SyncState:
             raise StoreError(f"{path}: unreadable indexer state ({e}); {fix}") from None
         state = cls(sources=data.get("sources", []), scores_fresh=data.get("scores_fresh", {}),
                     runs=data.get("runs", []), scores_stale=data.get("scores_stale", {}),
-                    score_quantiles=data.get("score_quantiles", {})) \
+                    score_quantiles=data.get("score_quantiles", {}),
+                    scoring_version=data.get("scoring_version", {})) \
             if isinstance(data, dict) else None
         if state is None or not _well_formed(state):
             raise StoreError(f"{path}: not an indexer state file (wrong shape); {fix}")
@@ -66,4 +70,5 @@ def _well_formed(state: SyncState) -> bool:
             and all(isinstance(s, dict) and isinstance(s.get("spec"), str)
                     for s in state.sources)
             and isinstance(state.scores_fresh, dict) and isinstance(state.runs, list)
-            and isinstance(state.scores_stale, dict) and isinstance(state.score_quantiles, dict))
+            and isinstance(state.scores_stale, dict) and isinstance(state.score_quantiles, dict)
+            and isinstance(state.scoring_version, dict))

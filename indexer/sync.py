@@ -47,6 +47,7 @@ from indexer.progress import LogProgress, Progress
 from indexer.reading import (MIN_FILES_FOR_PROCESS, FileReader, default_read_workers,
                              usable_cores)
 from indexer.incremental import refresh_scores, settle_deferred
+from indexer.scoring import SCORING_VERSION
 from indexer.sources import Batch, Source, prefetch
 from indexer.state import SyncState
 
@@ -240,13 +241,20 @@ class Syncer:
         leaves `scores_fresh` False: with nothing flagged left, the full pass is the safe
         way to finish its work. Returns how many points were (re)scored."""
         unfinished = not state.scores_fresh.get(target, False) and not report.wrote
+        written_by = state.scoring_version.get(target, SCORING_VERSION)
+        if written_by != SCORING_VERSION:
+            log.info("%s: scores written by scoring version %s, this is %d: full pass",
+                     target, written_by, SCORING_VERSION)
         path = sidecar_path(self.store, target)
         self._deferred = None if path is None else DeferredScores(path)
         scoring = refresh_scores(self.store, target, self.embedder,
                                  state.scores_stale.get(target, 0), report.wrote,
                                  report.deleted, state.score_quantiles.get(target, {}),
-                                 force_full=force_full or unfinished, deferred=self._deferred)
+                                 force_full=force_full or unfinished
+                                 or written_by != SCORING_VERSION, deferred=self._deferred)
         state.scores_stale[target] = scoring.stale if scoring.mode != "full" else 0
+        if scoring.mode == "full" or target not in state.scoring_version:
+            state.scoring_version[target] = SCORING_VERSION
         state.score_quantiles[target] = scoring.quantiles
         state.scores_fresh[target] = True
         report.scored = scoring.mode != "none"

@@ -229,6 +229,7 @@ def test_rescore_command_refreshes_every_point(tmp_path, lamost_folder, embedder
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["scores_stale"][out["collection"]] == 0 and state["scores_fresh"][
         out["collection"]]
+    assert state["scoring_version"][out["collection"]] == scoring.SCORING_VERSION
     assert _deferred(tmp_path) == {}            # every point written: nothing flagged
 
 

@@ -233,3 +233,32 @@ def test_every_key_a_sync_filters_on_has_a_payload_index(tmp_path, lamost_folder
     assert {P.SPECTRUM_FILE, P.SOURCE_ROOT, P.SCORES_PENDING} <= spy.keys, spy.keys
     assert spy.keys <= set(P.PAYLOAD_INDEXES), spy.keys - set(P.PAYLOAD_INDEXES)
     store.close()
+
+
+def test_scores_written_by_another_scoring_version_get_a_full_pass_once(tmp_path,
+                                                                         lamost_folder,
+                                                                         monkeypatch):
+    import indexer.sync as sync_mod
+    from indexer.state import SyncState
+
+    store = open_store(path=str(tmp_path / "store"))
+    sources = parse_sources([str(lamost_folder)])
+    state_path = str(tmp_path / "state.json")
+    first = make_syncer(store, tmp_path).run(sources)
+    target = first.collection
+    assert SyncState.load(state_path).scoring_version == {target: sync_mod.SCORING_VERSION}
+    # an unchanged re-sync with the same scoring scores nothing
+    assert make_syncer(store, tmp_path).run(sources).scoring["mode"] == "none"
+    # a state written before versions were recorded is taken as current: no pass either
+    old = SyncState.load(state_path)
+    old.scoring_version = {}
+    old.save(state_path)
+    assert make_syncer(store, tmp_path).run(sources).scoring["mode"] == "none"
+    assert SyncState.load(state_path).scoring_version == {target: sync_mod.SCORING_VERSION}
+    # the scoring code moves on: the next sync, though nothing changed, rescores everything
+    monkeypatch.setattr(sync_mod, "SCORING_VERSION", sync_mod.SCORING_VERSION + 1)
+    bumped = make_syncer(store, tmp_path).run(sources)
+    assert bumped.scoring["mode"] == "full" and bumped.scoring["scored"] == 12
+    assert SyncState.load(state_path).scoring_version == {target: sync_mod.SCORING_VERSION}
+    assert make_syncer(store, tmp_path).run(sources).scoring["mode"] == "none"
+    store.close()
