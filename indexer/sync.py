@@ -208,9 +208,10 @@ class Syncer:
         self.progress.finish("reading")
         self.progress.finish("embedding")
         self._delete_missing(sources, plans, index, target, seen, report, state)
-        # an unchanged run with fresh scores has no scoring phase; otherwise the total is
+        # an unchanged run with fresh, current scores has no scoring phase; otherwise the total is
         # known once the scorer has chosen incremental or full
-        shows = bool(report.wrote or report.deleted or not state.scores_fresh.get(target, False))
+        shows = bool(report.wrote or report.deleted or not state.scores_fresh.get(target, False)
+                     or state.scoring_version.get(target, SCORING_VERSION) != SCORING_VERSION)
         if shows:
             self.progress.start("scoring", 0)
         scored = self._refresh_scores(target, report, state)
