@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -115,18 +114,15 @@ class RvTemplates:
     def measure(self, flux: np.ndarray, weight: np.ndarray, labels: np.ndarray,
                 device=None) -> tuple[np.ndarray, np.ndarray]:
         """(rv, sigma) [N] km/s for model-input spectra; NaN where no fit is possible.
-        `device`: a torch CUDA device to compute the chi-square curves on (float64, the same
-        sums as the numpy path); None or the CPU: numpy."""
+        `device`: where the chi-square curves are computed (see `chi2_curve`)."""
         rows = self.choose(labels)
         rv = np.full(len(flux), np.nan)
         sig = np.full(len(flux), np.nan)
         v = velocity_grid()
-        curve = chi2_curve if device is None or str(device) == "cpu" else \
-            partial(chi2_curve_torch, device=device)
         for r in np.unique(rows):
             at = np.flatnonzero(rows == r)
-            rv[at], s = velocity_from_curve(*curve(flux[at], weight[at],
-                                                   *self._shifted(int(r))), v)
+            rv[at], s = velocity_from_curve(*chi2_curve(flux[at], weight[at],
+                                                        *self._shifted(int(r)), device), v)
             sig[at] = np.sqrt((self.sigma_scale * s) ** 2 + self.sigma_floor ** 2)
         return rv, sig
 
@@ -159,61 +155,43 @@ def shifted_template(template: np.ndarray, template_weight: np.ndarray,
 
 
 def chi2_curve(flux: np.ndarray, weight: np.ndarray, shifted: np.ndarray,
-               usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               usable: np.ndarray, device=None) -> tuple[np.ndarray, np.ndarray]:
     """(chi2 [N, J] residual sums of the least-squares fits f = a T_v + b + c x, usable pixel
-    count [N]) for spectra [N, L] against one template's shifts [J, L]."""
-    length = flux.shape[1]
+    count [N]) for spectra [N, L] against one template's shifts [J, L]. `device`: a torch
+    CUDA device to do the sums and solves on (float64, the same operations, so the curves
+    agree with numpy's to rounding); None or the CPU: numpy."""
     f = np.asarray(flux, np.float64)
     w = ((np.asarray(weight) > 0) & np.isfinite(f) & usable[None]).astype(np.float64)  # [N, L]
     f = np.where(w > 0, f, 0.0)                       # masked pixels take no part in any sum
-    x = np.linspace(-1.0, 1.0, length)
+    x = np.linspace(-1.0, 1.0, f.shape[1])
+    if device is None or str(device) == "cpu":
+        return _least_squares_chi2(np, f, w, x, np.asarray(shifted, np.float64))
+    import torch
+
+    chi2, npix = _least_squares_chi2(torch, *(torch.as_tensor(a, device=device) for a in (
+        f, w, x, np.asarray(shifted, np.float64))))
+    return chi2.cpu().numpy(), npix.cpu().numpy()
+
+
+def _least_squares_chi2(lib, f, w, x, shifted):
+    """The body of `chi2_curve` on float64 arrays of `lib` (numpy or torch, same calls)."""
     # the normal equations' sums, each a matrix product over pixels
     st, st2 = w @ shifted.T, w @ (shifted ** 2).T                         # [N, J]
     stx, stf = (w * x) @ shifted.T, (w * f) @ shifted.T
     s1, sx, sxx = w.sum(1), w @ x, w @ (x * x)                            # [N]
     sf, sxf, sff = (w * f).sum(1), (w * f) @ x, (w * f * f).sum(1)
-    nj = shifted.shape[0]
-    gram = np.empty((len(f), nj, 3, 3))
-    gram[..., 0, 0], gram[..., 0, 1], gram[..., 0, 2] = st2, st, stx
-    gram[..., 1, 1] = s1[:, None]
-    gram[..., 1, 2] = sx[:, None]
-    gram[..., 2, 2] = sxx[:, None]
-    gram[..., 1, 0], gram[..., 2, 0], gram[..., 2, 1] = st, stx, sx[:, None]
-    rhs = np.stack([stf, np.broadcast_to(sf[:, None], stf.shape),
-                    np.broadcast_to(sxf[:, None], stf.shape)], -1)        # [N, J, 3]
-    coef = np.linalg.solve(gram + 1e-9 * np.eye(3), rhs[..., None])[..., 0]
-    chi2 = sff[:, None] - np.einsum("nja,nja->nj", coef, rhs)
-    return np.maximum(chi2, 0.0), w.sum(axis=1)
 
-
-def chi2_curve_torch(flux: np.ndarray, weight: np.ndarray, shifted: np.ndarray,
-                     usable: np.ndarray, device) -> tuple[np.ndarray, np.ndarray]:
-    """`chi2_curve` computed with torch on `device` (a GPU): the same normal equations in
-    float64, so the curves agree with numpy's to rounding. Returns numpy arrays."""
-    import torch
-
-    def t(a, dtype=torch.float64):
-        return torch.as_tensor(np.asarray(a), device=device).to(dtype)
-    f, sh = t(flux), t(shifted)
-    w = ((t(weight) > 0) & torch.isfinite(f) & t(usable, torch.bool)[None]).to(torch.float64)
-    f = torch.where(w > 0, f, torch.zeros_like(f))
-    x = torch.linspace(-1.0, 1.0, f.shape[1], dtype=torch.float64, device=device)
-    wf = w * f
-    st, st2, stx, stf = w @ sh.T, w @ (sh ** 2).T, (w * x) @ sh.T, wf @ sh.T      # [N, J]
-    s1, sx, sxx = w.sum(1), w @ x, w @ (x * x)                                     # [N]
-    sf, sxf, sff = wf.sum(1), wf @ x, (wf * f).sum(1)
-    n, nj = f.shape[0], sh.shape[0]
-
-    def full(a):
-        return a[:, None].expand(n, nj)
-    gram = torch.stack([torch.stack([st2, st, stx], -1),
-                        torch.stack([st, full(s1), full(sx)], -1),
-                        torch.stack([stx, full(sx), full(sxx)], -1)], -2)          # [N, J, 3, 3]
-    rhs = torch.stack([stf, full(sf), full(sxf)], -1)                              # [N, J, 3]
-    eye = torch.eye(3, dtype=torch.float64, device=device)
-    coef = torch.linalg.solve(gram + 1e-9 * eye, rhs[..., None])[..., 0]
-    chi2 = sff[:, None] - (coef * rhs).sum(-1)
-    return chi2.clamp_min(0.0).cpu().numpy(), w.sum(1).cpu().numpy()
+    def full(a):                                                          # [N] -> [N, J]
+        return lib.broadcast_to(a[:, None], st.shape)
+    gram = lib.stack([lib.stack([st2, st, stx], -1),
+                      lib.stack([st, full(s1), full(sx)], -1),
+                      lib.stack([stx, full(sx), full(sxx)], -1)], -2)    # [N, J, 3, 3]
+    rhs = lib.stack([stf, full(sf), full(sxf)], -1)                       # [N, J, 3]
+    eye = lib.eye(3, dtype=w.dtype) if lib is np else lib.eye(3, dtype=w.dtype,
+                                                              device=w.device)
+    coef = lib.linalg.solve(gram + 1e-9 * eye, rhs[..., None])[..., 0]
+    chi2 = sff[:, None] - lib.einsum("nja,nja->nj", coef, rhs)
+    return lib.clip(chi2, 0.0, None), w.sum(1)
 
 
 def fit_velocity(flux: np.ndarray, weight: np.ndarray, template: np.ndarray,

@@ -101,6 +101,12 @@ def index_path_for(state_path: str) -> str:
     return os.path.splitext(os.path.abspath(state_path))[0] + ".files.sqlite"
 
 
+def _scores_outdated(state: SyncState, target: str) -> bool:
+    """The collection's scores were written by another SCORING_VERSION (a state without the
+    record is taken as current)."""
+    return state.scoring_version.get(target, SCORING_VERSION) != SCORING_VERSION
+
+
 @dataclass
 class Syncer:
     """Holds what one sync needs; `run()` does it. `progress` hears of each phase (listing,
@@ -211,7 +217,7 @@ class Syncer:
         # an unchanged run with fresh, current scores has no scoring phase; otherwise the total is
         # known once the scorer has chosen incremental or full
         shows = bool(report.wrote or report.deleted or not state.scores_fresh.get(target, False)
-                     or state.scoring_version.get(target, SCORING_VERSION) != SCORING_VERSION)
+                     or _scores_outdated(state, target))
         if shows:
             self.progress.start("scoring", 0)
         scored = self._refresh_scores(target, report, state)
@@ -242,17 +248,17 @@ class Syncer:
         leaves `scores_fresh` False: with nothing flagged left, the full pass is the safe
         way to finish its work. Returns how many points were (re)scored."""
         unfinished = not state.scores_fresh.get(target, False) and not report.wrote
-        written_by = state.scoring_version.get(target, SCORING_VERSION)
-        if written_by != SCORING_VERSION:
+        outdated = _scores_outdated(state, target)
+        if outdated:
             log.info("%s: scores written by scoring version %s, this is %d: full pass",
-                     target, written_by, SCORING_VERSION)
+                     target, state.scoring_version[target], SCORING_VERSION)
         path = sidecar_path(self.store, target)
         self._deferred = None if path is None else DeferredScores(path)
         scoring = refresh_scores(self.store, target, self.embedder,
                                  state.scores_stale.get(target, 0), report.wrote,
                                  report.deleted, state.score_quantiles.get(target, {}),
-                                 force_full=force_full or unfinished
-                                 or written_by != SCORING_VERSION, deferred=self._deferred)
+                                 force_full=force_full or unfinished or outdated,
+                                 deferred=self._deferred)
         state.scores_stale[target] = scoring.stale if scoring.mode != "full" else 0
         if scoring.mode == "full" or target not in state.scoring_version:
             state.scoring_version[target] = SCORING_VERSION
