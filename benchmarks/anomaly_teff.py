@@ -56,35 +56,53 @@ def survey_scores(embedder: Embedder, records: list, survey: str
     return kept, combine(scores, None), scores
 
 
+def library_scores(embedder: Embedder, data: str | Path
+                   ) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]]:
+    """survey -> (anomaly, the parts it combines, reference Teff) for the whole XP library
+    (APOGEE Teff) and the LAMOST DR10 spectra (LASP Teff; NaN where it has none)."""
+    lasp = {}
+    with open(Path(data) / "lamost_dr10" / "labels.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row.get("teff"):
+                lasp[row["obsid"].strip()] = float(row["teff"])
+    dr10, _ = readers.read_many(sorted(glob.glob(f"{data}/lamost_dr10/**/*.fits*",
+                                                 recursive=True)))
+    out = {}
+    for survey, records in (("gaia_xp", readers.read_xp_library()), ("lamost", dr10)):
+        kept, anomaly, scores = survey_scores(embedder, records, survey)
+        teff = np.array([r.labels.get("teff", np.nan) if survey == "gaia_xp"
+                         else lasp.get(r.object_id, np.nan) for r in kept], float)
+        out[survey] = (anomaly, scores, teff)
+    return out
+
+
+def teff_checks(anomaly: np.ndarray, teff: np.ndarray, survey: str) -> dict:
+    """Spearman(anomaly, Teff); for XP also the top 100's share below 4000 K and the
+    library's."""
+    ok = np.isfinite(teff)
+    out = {"n": len(teff), "n_with_teff": int(ok.sum()),
+           "spearman_anomaly_teff": float(spearmanr(anomaly[ok], teff[ok]).correlation)}
+    if survey == "gaia_xp":
+        top = np.argsort(-anomaly[ok])[:100]
+        out["top100_share_below_4000K"] = float(np.mean(teff[ok][top] < 4000))
+        out["library_share_below_4000K"] = float(np.mean(teff[ok] < 4000))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "anomaly_teff.json"))
     args = ap.parse_args()
     embedder = Embedder(load_bundle())
-    lasp = {}
-    with open(Path(args.data) / "lamost_dr10" / "labels.csv", newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row.get("teff"):
-                lasp[row["obsid"].strip()] = float(row["teff"])
-    dr10, _ = readers.read_many(sorted(glob.glob(f"{args.data}/lamost_dr10/**/*.fits*",
-                                                 recursive=True)))
     result = {"bundle_version": embedder.version}
-    for survey, records in (("gaia_xp", readers.read_xp_library()), ("lamost", dr10)):
-        kept, anomaly, scores = survey_scores(embedder, records, survey)
-        teff = np.array([r.labels.get("teff", np.nan) if survey == "gaia_xp"
-                         else lasp.get(r.object_id, np.nan) for r in kept], float)
+    for survey, (anomaly, scores, teff) in library_scores(embedder, args.data).items():
+        out = teff_checks(anomaly, teff, survey)
         ok = np.isfinite(teff)
-        out = {"n": len(kept), "n_with_teff": int(ok.sum()),
-               "spearman_anomaly_teff": float(spearmanr(anomaly[ok], teff[ok]).correlation)}
         for name, values in scores.items():
             g = ok & np.isfinite(values)
             if g.sum() > 10:
                 out[f"spearman_{name}_teff"] = float(spearmanr(values[g], teff[g]).correlation)
-        if survey == "gaia_xp":
-            top = np.argsort(-anomaly)[:100]
-            out["top100_share_below_4000K"] = float(np.mean(teff[top] < 4000))
-            out["library_share_below_4000K"] = float(np.mean(teff[ok] < 4000))
         result[survey] = out
         print(survey, json.dumps(out, indent=1))
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

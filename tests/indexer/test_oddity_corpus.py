@@ -1,4 +1,4 @@
-"""Every documented injection (tests/indexer/oddities.py) ranks in the top 1 % of its survey's
+"""Every documented injection (benchmarks/oddities.py) ranks in the top 1 % of its survey's
 `anomaly` when indexed with real spectra it was not fitted on (issue 11). The corpus is built
 from ../shared/data at test time and indexed by the real indexer through a Parquet
 catalogue, so the scores are those a user's store gets. On the XP background, the outlier
@@ -18,7 +18,7 @@ from engine.inference import Embedder
 from engine.store import open_store
 from indexer.sources import parse_sources
 from indexer.sync import Syncer
-from tests.indexer.oddities import lamost_corpus, xp_corpus
+from benchmarks.oddities import lamost_corpus, xp_corpus
 
 DATA = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "data"
 pytestmark = [pytest.mark.real_data, pytest.mark.slow,

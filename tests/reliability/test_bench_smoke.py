@@ -60,3 +60,23 @@ def test_the_sizing_note_carries_the_gpu_measurement_only_when_there_is_one():
     assert f"({best:,.0f} spectra/s)" in with_gpu
     assert with_gpu.replace(next(ln for ln in with_gpu.splitlines() if "H200" in ln) + "\n",
                             "") == without
+
+
+def test_anomaly_checks_two_sided_variant_counts_the_lower_tail():
+    """benchmarks/anomaly_checks.py: the variant is the shipped combination plus the features'
+    lower tail, so the spectrum with the lowest features score moves up to the top."""
+    import numpy as np
+
+    from benchmarks.anomaly_checks import combine_features_two_sided
+    from indexer.scoring import combine
+
+    rng = np.random.default_rng(0)
+    scores = {"anomaly_recon": rng.normal(size=200), "anomaly_features": rng.normal(size=200)}
+    scores["anomaly_features"][7] = -50.0
+    shipped, two = combine(scores, None), combine_features_two_sided(scores)
+    # its features term: -log(1 - 1/200) ~ 0 one-sided, -log(2/200) = 4.6 two-sided
+    assert two[7] - shipped[7] > 4.5
+    assert np.argsort(-two).tolist().index(7) < 5 < np.argsort(-shipped).tolist().index(7)
+    without = combine({"anomaly_recon": scores["anomaly_recon"]}, None)
+    assert np.allclose(combine_features_two_sided({"anomaly_recon": scores["anomaly_recon"]}),
+                       without)

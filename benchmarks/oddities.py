@@ -1,4 +1,4 @@
-"""A corpus of oddities, built at test time from real spectra in ../shared/data plus documented
+"""A corpus of oddities, built at run time from real spectra in ../shared/data plus documented
 injections (issue 11). Nothing here is committed data: every spectrum is made from a real one
 each run, deterministically.
 
