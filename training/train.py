@@ -25,6 +25,7 @@ post-network fits in training/stacking_fit.py and training/rv_fit.py.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -50,6 +51,7 @@ from training.card import model_card
 from training.losses import StageBatch, soft_targets, training_forward
 from training.rv_fit import fit_rv
 from training.stacking_fit import fit_stack
+from training.weight_average import WeightAverage
 from training.spectral_fit import add_spectral_bases
 
 log = logging.getLogger(__name__)
@@ -280,11 +282,14 @@ def validation_nll(model: SpecClipModel, survey: str, s: D.SpectraSet, batch: in
 
 
 def fit_head(model: SpecClipModel, survey: str, s: D.SpectraSet, val: D.SpectraSet,
-             steps: int, batch: int, rng: np.random.Generator) -> dict[str, float]:
+             steps: int, batch: int, rng: np.random.Generator, ema: float = 0.0
+             ) -> dict[str, float]:
     """Gaussian-NLL head on labelled rows (Teff and logg required; others may be NaN).
 
     Every `eval_every` steps the validation NLL is measured; the best state is kept at the
-    end (early stopping on validation). LAMOST batches are augmented (training/augment.py).
+    end (early stopping on validation). With `ema` > 0 the checks score, and the end keeps,
+    that moving average of the weights instead (training/weight_average.py). LAMOST batches
+    are augmented (training/augment.py).
     """
     rows = _labelled_rows(s)
     val = val.subset(_labelled_rows(val))
@@ -304,18 +309,23 @@ def fit_head(model: SpecClipModel, survey: str, s: D.SpectraSet, val: D.SpectraS
     every = max(1, model.cfg.train.eval_every)
     best = {"nll": math.inf, "step": -1, "state": None}
     history: list[tuple[int, float]] = []
+    averaged = WeightAverage(tuned, ema) if ema > 0 else None
     log.info("head[%s]: %d labelled training, %d validation spectra (augment=%s)", survey,
              len(rows), len(val), augment)
 
     def check(step: int) -> None:
         if not len(val):
             return
-        nll = validation_nll(model, survey, val)
+        with averaged.applied() if averaged else contextlib.nullcontext():
+            nll = validation_nll(model, survey, val)
+            if nll < best["nll"]:
+                best.update(nll=nll, step=step,
+                            state=[copy.deepcopy(m.state_dict()) for m in tuned])
         history.append((step, round(nll, 4)))
-        if nll < best["nll"]:
-            best.update(nll=nll, step=step, state=[copy.deepcopy(m.state_dict()) for m in tuned])
 
     def step(i: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        if i and averaged:
+            averaged.update()          # with the weights of step i - 1
         if i and i % every == 0:
             check(i)
         pick = rng.choice(len(rows), size=min(batch, len(rows)), replace=False)
@@ -330,6 +340,8 @@ def fit_head(model: SpecClipModel, survey: str, s: D.SpectraSet, val: D.SpectraS
         return training_forward(model, StageBatch("head", survey, (f, w, sc), labels=y))
 
     last = optimise(groups, steps, model.cfg, f"head[{survey}]", step)
+    if averaged:
+        averaged.update()
     check(steps)
     if best["state"] is not None:
         for m, state in zip(tuned, best["state"], strict=True):
@@ -393,7 +405,8 @@ def train(cfg: ModelConfig, out: str | Path, data_root: str | Path | None = None
                                           t.heads_lamost_steps, t.batch_size,
                                           stage_rng(seed, "heads_lamost"))),
         ("heads_xp", lambda: fit_head(model, SURVEY_XP, d.xp, d.xp_val, t.heads_xp_steps,
-                                      t.xp_batch_size, stage_rng(seed, "heads_xp"))),
+                                      t.xp_batch_size, stage_rng(seed, "heads_xp"),
+                                      ema=t.heads_xp_ema)),
     ]
     # the projections read either the pretrained encoders or the heads' fine-tuned copies,
     # so alignment runs before or after the heads (config align.features)

@@ -72,7 +72,7 @@ def run_variant(args: tuple[ModelConfig, str, int]) -> dict:
     pretrain(model, SURVEY_XP, xp, cfg.train.pretrain_xp_steps, cfg.train.xp_batch_size,
              stage_rng(seed, "pretrain_xp"))
     fit = fit_head(model, SURVEY_XP, xp, val, cfg.train.heads_xp_steps, cfg.train.xp_batch_size,
-                   stage_rng(seed, "heads_xp"))
+                   stage_rng(seed, "heads_xp"), ema=cfg.train.heads_xp_ema)
     value, _ = head_predictions(model, SURVEY_XP, val)
     scores = {n: round(M.robust_sigma(value[:, i] - val.labels[:, i]), 4)
               for i, n in enumerate(model.heads[SURVEY_XP].labels)}

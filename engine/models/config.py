@@ -118,6 +118,8 @@ class TrainConfig:
     align_steps: int = 600          # CLIP + decoder steps
     heads_lamost_steps: int = 600   # labelled fine-tuning steps, LAMOST head
     heads_xp_steps: int = 1500      # labelled fine-tuning steps, XP head
+    heads_xp_ema: float = 0.0       # > 0: the XP head's checks score and keep this moving
+    #                                 average of its weights (training/weight_average.py)
     pair_neighbours: int = 8        # label-space pairs: sample among this many nearest XP stars
     max_xp_train: int = 0           # cap on XP library train rows (0 = all)
     threads: int = 2                # torch threads
