@@ -41,11 +41,13 @@ CHOSEN_ON = (
     "LAMOST parameter ensemble (heads.lamost_members)", "3 whole runs (seeds 0, 1, 2) "
     "averaged for the LAMOST parameters because on LAMOST validation the average beat every "
     "single run: Teff 102.7 K vs 106.8-121.0, [Fe/H] 0.092 vs 0.104-0.111 dex, logg 0.148 vs "
-    "0.146-0.149 dex (python -m training.ensemble_fit); 3 is the number of runs tried, not a "
-    "tuned value. XP parameters are not averaged: the same 3 runs on XP validation gave Teff "
+    "0.146-0.149 dex (python -m training.ensemble_fit); 3 is the number of runs tried first; "
+    "5 (seeds 0-4) were tried later and not adopted: 104.6 K / 0.145 / 0.088 dex, every paired "
+    "95 % interval against 3 runs including 0, for 5/3 of the cost. XP parameters are not "
+    "averaged: the same 3 runs on XP validation gave Teff "
     "72.4 vs 73.6-75.3 K, logg 0.191 vs 0.188-0.194, [Fe/H] 0.115 vs 0.114-0.122 dex (a "
-    "one-off check, no gain). The combined sigma: recalibrated with the stack's recipe choice "
-    "on validation")
+    "one-off check before the XP head's weight average, no gain). The combined sigma: "
+    "recalibrated with the stack's recipe choice on validation")
 
 
 def single_run_config(cfg: ModelConfig, member: int = 0) -> ModelConfig:

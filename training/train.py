@@ -457,6 +457,10 @@ def train(cfg: ModelConfig, out: str | Path, data_root: str | Path | None = None
 # What each choice of a run is made on (the card prints this).
 TUNED_ON_VALIDATION = {
     "head stopping step": "lowest validation Gaussian NLL, checked every train.eval_every steps",
+    "XP head weight average (train.heads_xp_ema)": "0.998 of 0.99 / 0.998 / 0.999 / 0.9995: "
+        "lowest mean XP validation robust sigma over seeds 0-4 (74.9 K / 0.194 / 0.118 / "
+        "0.0389 dex against 78.6 / 0.203 / 0.125 / 0.0402 without; python -m "
+        "training.tune_xp_head); the stopping step is then that of the averaged weights",
     "sigma scale per label": "68.3 % quantile of |pred - true| / sigma on validation",
     "baseline model per label (evaluate)": "ridge / HistGradientBoosting / MLP on PCA(100), "
                                            "lowest validation robust sigma",

@@ -1,12 +1,13 @@
 """An exponential moving average of a head's weights during fine-tuning (config
 `train.heads_xp_ema`).
 
-Why: the XP head's validation NLL jumps from check to check (the small config's history
-moves by 0.05-0.1 nats between checks 100 steps apart), so early stopping keeps whichever
-check happened to land low, and runs that differ only in their seed end 73.6-87.2 K apart in
-validation Teff (`python -m training.tune_xp_head --variant base --seeds 0 1 2 3 4`). The
-average of the last few hundred steps' weights is steadier than any one of them; the checks
-then score the average, and the best average is kept.
+Why: the XP head's validation NLL jumps from check to check (in the small config by up to
+~0.1 nats between checks 100 steps apart), so early stopping keeps whichever check happened
+to land low, and runs that differ only in their seed ended with validation Teff from 73.6 to
+87.2 K (`python -m training.tune_xp_head --variant base --seeds 0 1 2 3 4`). The average of
+the last few hundred steps' weights is steadier than any one of them; the checks then score
+the average, and the best average is kept. With a decay of 0.998 the same five seeds gave
+72.6-78.3 K (`benchmarks/results/tune_xp_head_ema.json`).
 """
 
 from __future__ import annotations
@@ -18,21 +19,22 @@ import torch
 
 
 class WeightAverage:
-    """avg <- decay * avg + (1 - decay) * current, for every floating tensor of the modules'
-    state (other buffers are copied)."""
+    """avg <- decay * avg + (1 - decay) * current for every parameter of the modules; their
+    buffers (label normalisation, sigma scales) are constants of the fit, copied as they are."""
 
     def __init__(self, modules: list[torch.nn.Module], decay: float):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"a weight-average decay must be in (0, 1), not {decay}")
         self.modules, self.decay = modules, decay
+        self.params = [{n for n, _ in m.named_parameters()} for m in modules]
         self.average = [{k: v.detach().clone() for k, v in m.state_dict().items()}
                         for m in modules]
 
     @torch.no_grad()
     def update(self) -> None:
-        for m, avg in zip(self.modules, self.average, strict=True):
+        for m, names, avg in zip(self.modules, self.params, self.average, strict=True):
             for k, v in m.state_dict().items():
-                if v.is_floating_point():
+                if k in names:
                     avg[k].mul_(self.decay).add_(v.detach(), alpha=1.0 - self.decay)
                 else:
                     avg[k].copy_(v)

@@ -56,8 +56,8 @@ def test_proxima_cen_is_flagged(engine):
 def test_galaxies_without_their_class_are_flagged_by_their_redshift(engine):
     """A galaxy a user uploads carries no pipeline class: the redshift evidence
     (engine/redshift.py) must say it is not a star. The DR7 plate's galaxies with the class
-    removed (measured: 7 of the 8 embeddable ones flagged, 6 by their redshift; the 8th has
-    SNR 3.6)."""
+    removed (measured: 7 of the 8 embeddable ones flagged, 6 by their redshift, with bundle
+    391ef6f29c1d4b55, whose 8th has SNR 3.6; all 8, 6 by their redshift, with 305b998f)."""
     records, _ = readers.read_many(sorted(str(p) for p in
                                           (DATA / "lamost_dr7" / "spectra").glob("*")))
     galaxies = [dataclasses.replace(r, obj_class="STAR") for r in records

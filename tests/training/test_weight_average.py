@@ -23,6 +23,17 @@ def test_average_follows_the_formula_and_applied_restores_own_weights():
     assert torch.allclose(lin.weight, torch.full((1, 2), 4.0))
 
 
+def test_buffers_are_copied_not_averaged():
+    """A constant buffer (a head's label normalisation) stays bit-exact through many updates."""
+    lin = torch.nn.Linear(2, 1)
+    lin.register_buffer("label_mean", torch.tensor([0.0791831538081169]))
+    avg = WeightAverage([lin], 0.998)
+    for _ in range(500):
+        avg.update()
+    with avg.applied():
+        assert lin.label_mean.item() == torch.tensor([0.0791831538081169]).item()
+
+
 @pytest.mark.parametrize("decay", [0.0, 1.0, -0.1])
 def test_a_decay_outside_the_open_interval_is_refused(decay):
     with pytest.raises(ValueError, match="decay"):
