@@ -167,6 +167,9 @@ def config_from_dict(data: dict[str, Any]) -> ModelConfig:
     if cfg.preprocess.lamost_continuum not in ("own", "pipeline"):
         raise ValueError("preprocess.lamost_continuum must be 'own' or 'pipeline', got "
                          f"{cfg.preprocess.lamost_continuum!r}")
+    if not 0.0 <= cfg.train.heads_xp_ema < 1.0:
+        raise ValueError("train.heads_xp_ema must be 0 (off) or a decay in (0, 1), got "
+                         f"{cfg.train.heads_xp_ema!r}")
     return cfg
 
 

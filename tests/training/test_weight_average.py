@@ -56,3 +56,14 @@ def test_the_xp_head_keeps_an_averaged_state_when_asked(monkeypatch):
     # same seed, same data: only the kept weights differ
     assert plain["validation_robust_sigma"] != averaged["validation_robust_sigma"]
     assert all(np.isfinite(v) for v in averaged["validation_robust_sigma"].values())
+
+
+@pytest.mark.parametrize("value", [1.0, -0.5])
+def test_a_config_with_an_impossible_decay_is_refused_when_read(value):
+    from engine.models.config import config_from_dict, config_to_dict
+    from training.config import load_config
+
+    data = config_to_dict(load_config("small"))
+    data["train"]["heads_xp_ema"] = value
+    with pytest.raises(ValueError, match="heads_xp_ema"):
+        config_from_dict(data)
