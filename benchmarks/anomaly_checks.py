@@ -30,6 +30,7 @@ import numpy as np
 
 from benchmarks.anomaly_teff import library_scores, survey_scores, teff_checks
 from benchmarks.oddities import lamost_corpus, xp_corpus
+from engine import payload as P
 from engine import readers
 from engine.bundle import load_bundle
 from engine.inference import Embedder
@@ -43,9 +44,9 @@ ODD_CLASSES = ("GALAXY", "Unknown")
 def combine_features_two_sided(scores: dict[str, np.ndarray]) -> np.ndarray:
     """`combine` (full pass) with `anomaly_features` counted in both tails: -log(2 min(p,
     1 - p + 1/n)), the same floor 0.5/n per tail."""
-    one = {k: v for k, v in scores.items() if k != "anomaly_features"}
+    one = {k: v for k, v in scores.items() if k != P.ANOMALY_FEATURES}
     total = combine(one, None) if one else np.zeros(len(next(iter(scores.values()))))
-    v = scores.get("anomaly_features")
+    v = scores.get(P.ANOMALY_FEATURES)
     if v is not None:
         n = max(1, int(np.isfinite(v).sum()))
         p = np.nan_to_num(percentile_rank(v), nan=0.5)        # missing counts as typical
