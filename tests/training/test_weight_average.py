@@ -41,29 +41,30 @@ def test_a_decay_outside_the_open_interval_is_refused(decay):
 
 
 def test_the_xp_head_keeps_an_averaged_state_when_asked(monkeypatch):
-    from training import tune_xp_head as T
+    from training import tune_head as T
     from training.config import load_config
     from tests.training.synthetic import synthetic_sets
 
     _, xp = synthetic_sets(n_lamost=4, n_xp=96)
-    monkeypatch.setitem(T._DATA, "xp", xp.subset(np.arange(64)))
-    monkeypatch.setitem(T._DATA, "xp_val", xp.subset(np.arange(64, 96)))
+    monkeypatch.setitem(T._DATA, "gaia_xp", (xp.subset(np.arange(64)),
+                                             xp.subset(np.arange(64, 96))))
     tiny = ("train.pretrain_xp_steps=3;train.heads_xp_steps=6;train.eval_every=2;"
             "train.xp_batch_size=16;xp.mlp.hidden=[32]")
     cfg = T.apply_variant(load_config("small"), tiny)
-    plain = T.run_variant((cfg, "base", 0))
-    averaged = T.run_variant((cfg, "train.heads_xp_ema=0.5", 0))
+    plain = T.run_variant((cfg, "base", 0, "gaia_xp"))
+    averaged = T.run_variant((cfg, "train.heads_xp_ema=0.5", 0, "gaia_xp"))
     # same seed, same data: only the kept weights differ
     assert plain["validation_robust_sigma"] != averaged["validation_robust_sigma"]
     assert all(np.isfinite(v) for v in averaged["validation_robust_sigma"].values())
 
 
 @pytest.mark.parametrize("value", [1.0, -0.5])
-def test_a_config_with_an_impossible_decay_is_refused_when_read(value):
+@pytest.mark.parametrize("name", ["heads_xp_ema", "heads_lamost_ema"])
+def test_a_config_with_an_impossible_decay_is_refused_when_read(value, name):
     from engine.models.config import config_from_dict, config_to_dict
     from training.config import load_config
 
     data = config_to_dict(load_config("small"))
-    data["train"]["heads_xp_ema"] = value
-    with pytest.raises(ValueError, match="heads_xp_ema"):
+    data["train"][name] = value
+    with pytest.raises(ValueError, match=name):
         config_from_dict(data)

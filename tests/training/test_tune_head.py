@@ -1,10 +1,10 @@
-"""training.tune_xp_head: variant overrides reach the nested config and bad ones are refused
+"""training.tune_head: variant overrides reach the nested config and bad ones are refused
 before any data is read; one tiny run scores XP validation end to end on synthetic data."""
 
 import numpy as np
 import pytest
 
-from training import tune_xp_head as T
+from training import tune_head as T
 from training.config import load_config
 from tests.training.synthetic import synthetic_sets
 
@@ -27,15 +27,29 @@ def test_bad_overrides_are_refused(bad, match):
 def test_a_tiny_run_scores_validation_and_the_summary_averages_seeds(monkeypatch):
     _, xp = synthetic_sets(n_lamost=4, n_xp=96)
     train, val = xp.subset(np.arange(64)), xp.subset(np.arange(64, 96))
-    monkeypatch.setitem(T._DATA, "xp", train)
-    monkeypatch.setitem(T._DATA, "xp_val", val)
+    monkeypatch.setitem(T._DATA, "gaia_xp", (train, val))
     cfg = T.apply_variant(load_config("small"), "train.pretrain_xp_steps=3;"
                           "train.heads_xp_steps=4;train.eval_every=2;train.xp_batch_size=16;"
                           "xp.mlp.hidden=[32]")
-    runs = [T.run_variant((cfg, "base", s)) for s in (0, 1)]
+    runs = [T.run_variant((cfg, "base", s, "gaia_xp")) for s in (0, 1)]
     for r in runs:
         assert set(r["validation_robust_sigma"]) == {"teff", "logg", "feh", "alpha_m"}
         assert all(np.isfinite(v) for v in r["validation_robust_sigma"].values())
     mean = T.summarise(runs)["base"]["teff"]
     assert mean == pytest.approx(np.mean([r["validation_robust_sigma"]["teff"] for r in runs]),
                                  abs=1e-4)
+
+
+def test_a_tiny_lamost_run_scores_lamost_validation(monkeypatch):
+    lamost, _ = synthetic_sets(n_lamost=48, n_xp=4)
+    monkeypatch.setitem(T._DATA, "lamost", (lamost.subset(np.arange(32)),
+                                            lamost.subset(np.arange(32, 48))))
+    cfg = T.apply_variant(load_config("small"), "train.pretrain_lamost_steps=2;"
+                          "train.heads_lamost_steps=4;train.eval_every=2;train.batch_size=8;"
+                          "lamost.width=16;lamost.depth=1")
+    plain = T.run_variant((cfg, "base", 0, "lamost"))
+    averaged = T.run_variant((cfg, "train.heads_lamost_ema=0.5", 0, "lamost"))
+    assert set(plain["validation_robust_sigma"]) == {"teff", "logg", "feh", "rv"}
+    assert all(np.isfinite(v) for v in plain["validation_robust_sigma"].values())
+    # same seed, same data: only the kept weights differ, so train.heads_lamost_ema is read
+    assert plain["validation_robust_sigma"] != averaged["validation_robust_sigma"]
