@@ -403,8 +403,7 @@ def train(cfg: ModelConfig, out: str | Path, data_root: str | Path | None = None
                                          t.xp_batch_size, stage_rng(seed, "pretrain_xp"))),
         ("heads_lamost", lambda: fit_head(model, SURVEY_LAMOST, d.lamost, d.lamost_val,
                                           t.heads_lamost_steps, t.batch_size,
-                                          stage_rng(seed, "heads_lamost"),
-                                          ema=t.heads_lamost_ema)),
+                                          stage_rng(seed, "heads_lamost"))),
         ("heads_xp", lambda: fit_head(model, SURVEY_XP, d.xp, d.xp_val, t.heads_xp_steps,
                                       t.xp_batch_size, stage_rng(seed, "heads_xp"),
                                       ema=t.heads_xp_ema)),
@@ -462,11 +461,6 @@ TUNED_ON_VALIDATION = {
         "lowest mean XP validation robust sigma over seeds 0-4 (74.9 K / 0.194 / 0.118 / "
         "0.0389 dex against 78.6 / 0.203 / 0.125 / 0.0402 without; python -m "
         "training.tune_xp_head); the stopping step is then that of the averaged weights",
-    "LAMOST head steps and weight average (train.heads_lamost_steps, heads_lamost_ema)":
-        "3200 steps with a 0.995 average, of 1600 steps with none / 0.99 / 0.995 and 3200 with "
-        "0.995: lowest mean LAMOST validation robust sigma of one run's head over seeds 0-4 "
-        "(python -m training.tune_head --survey lamost; benchmarks/results/"
-        "tune_lamost_head.json)",
     "sigma scale per label": "68.3 % quantile of |pred - true| / sigma on validation",
     "baseline model per label (evaluate)": "ridge / HistGradientBoosting / MLP on PCA(100), "
                                            "lowest validation robust sigma",

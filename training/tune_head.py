@@ -80,7 +80,7 @@ def run_variant(args: tuple[ModelConfig, str, int, str]) -> dict:
             t.heads_xp_ema
     else:
         steps, pre_steps, batch, ema = t.heads_lamost_steps, t.pretrain_lamost_steps, \
-            t.batch_size, t.heads_lamost_ema
+            t.batch_size, 0.0       # specclip train fits the LAMOST head without an average
     t0 = time.time()
     seed_everything(seed)
     model = SpecClipModel(cfg)

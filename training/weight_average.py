@@ -1,5 +1,5 @@
 """An exponential moving average of a head's weights during fine-tuning (config
-`train.heads_xp_ema`, `train.heads_lamost_ema`).
+`train.heads_xp_ema`).
 
 Why: the XP head's validation NLL jumps from check to check (in the small config's second
 half of training, checks 100 steps apart, by a median 0.02-0.08 and up to 0.19 nats; seeds

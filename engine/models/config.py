@@ -120,7 +120,6 @@ class TrainConfig:
     heads_xp_steps: int = 1500      # labelled fine-tuning steps, XP head
     heads_xp_ema: float = 0.0       # > 0: the XP head's checks score and keep this moving
     #                                 average of its weights (training/weight_average.py)
-    heads_lamost_ema: float = 0.0   # the same for the LAMOST head and its encoder copy
     pair_neighbours: int = 8        # label-space pairs: sample among this many nearest XP stars
     max_xp_train: int = 0           # cap on XP library train rows (0 = all)
     threads: int = 2                # torch threads
@@ -168,10 +167,9 @@ def config_from_dict(data: dict[str, Any]) -> ModelConfig:
     if cfg.preprocess.lamost_continuum not in ("own", "pipeline"):
         raise ValueError("preprocess.lamost_continuum must be 'own' or 'pipeline', got "
                          f"{cfg.preprocess.lamost_continuum!r}")
-    for name in ("heads_xp_ema", "heads_lamost_ema"):
-        if not 0.0 <= getattr(cfg.train, name) < 1.0:
-            raise ValueError(f"train.{name} must be 0 (off) or a decay in (0, 1), got "
-                             f"{getattr(cfg.train, name)!r}")
+    if not 0.0 <= cfg.train.heads_xp_ema < 1.0:
+        raise ValueError("train.heads_xp_ema must be 0 (off) or a decay in (0, 1), got "
+                         f"{cfg.train.heads_xp_ema!r}")
     return cfg
 
 

@@ -59,12 +59,11 @@ def test_the_xp_head_keeps_an_averaged_state_when_asked(monkeypatch):
 
 
 @pytest.mark.parametrize("value", [1.0, -0.5])
-@pytest.mark.parametrize("name", ["heads_xp_ema", "heads_lamost_ema"])
-def test_a_config_with_an_impossible_decay_is_refused_when_read(value, name):
+def test_a_config_with_an_impossible_decay_is_refused_when_read(value):
     from engine.models.config import config_from_dict, config_to_dict
     from training.config import load_config
 
     data = config_to_dict(load_config("small"))
-    data["train"][name] = value
-    with pytest.raises(ValueError, match=name):
+    data["train"]["heads_xp_ema"] = value
+    with pytest.raises(ValueError, match="heads_xp_ema"):
         config_from_dict(data)
