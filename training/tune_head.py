@@ -4,7 +4,7 @@ functions, same seed), then score the head's predictions on that survey's valida
 (robust sigma per label). The test split is not read. Variants run in parallel processes, one
 torch thread each.
 
-    python -m training.tune_head --survey xp --config small \
+    python -m training.tune_head --survey gaia_xp --config small \
         --variant base --variant "train.heads_xp_steps=18000" \
         --variant "heads.hidden=[256,256]" --seeds 0 1 --jobs 2 --out tune_xp.json
 

@@ -5,10 +5,10 @@ Why: the XP head's validation NLL jumps from check to check (in the small config
 half of training, checks 100 steps apart, by a median 0.02-0.08 and up to 0.19 nats; seeds
 0, 3 and 4, `val_history` in provenance.json), so early stopping keeps whichever check happened
 to land low, and runs that differ only in their seed ended with validation Teff from 73.6 to
-87.2 K (`python -m training.tune_head --survey gaia_xp --variant base --seeds 0 1 2 3 4`).
-The average of the last few hundred steps' weights is steadier than any one of them; the
-checks then score the average, and the best average is kept. With a decay of 0.998 the same
-five seeds gave 72.6-78.3 K (`benchmarks/results/tune_xp_head_ema.json`).
+87.2 K (`python -m training.tune_head --survey gaia_xp --variant train.heads_xp_ema=0
+--seeds 0 1 2 3 4`). The average of the last few hundred steps' weights is steadier than any
+one of them; the checks then score the average, and the best average is kept. With a decay
+of 0.998 the same five seeds gave 72.6-78.3 K (`benchmarks/results/tune_xp_head_ema.json`).
 """
 
 from __future__ import annotations

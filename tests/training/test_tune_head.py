@@ -1,5 +1,6 @@
 """training.tune_head: variant overrides reach the nested config and bad ones are refused
-before any data is read; one tiny run scores XP validation end to end on synthetic data."""
+before any data is read; tiny runs score XP and LAMOST validation end to end on synthetic
+data."""
 
 import numpy as np
 import pytest
