@@ -207,11 +207,25 @@ def _extras(cfg: ModelConfig, provenance: dict) -> str:
             "template); sigma from the chi2 curvature, recalibrated on validation as "
             f"sqrt(({rv.get('sigma_scale')} sigma_fit)^2 + {rv.get('sigma_floor_kms')}^2) "
             "(engine/rv.py).")
-    if cfg.heads.lamost_members > 1:
-        ens = fitted.get("lamost_ensemble") or {}
-        per = {n: (v.get("validation_robust_sigma_per_run"),
-                   v.get("validation_robust_sigma_ensemble"))
-               for n, v in ens.items() if isinstance(v, dict)}
+    ens = fitted.get("lamost_ensemble") or {}
+    per = {n: (v.get("validation_robust_sigma_per_run"),
+               v.get("validation_robust_sigma_ensemble"))
+           for n, v in ens.items() if isinstance(v, dict)}
+    if cfg.heads.lamost_params_steps > 0:
+        k = cfg.heads.lamost_members
+        out.append(
+            f"- LAMOST parameters: the average of {k} LAMOST path{'s' if k > 1 else ''} "
+            f"of their own (seeds "
+            f"{', '.join(str(cfg.train.seed + i) for i in range(k))}), each its own LAMOST "
+            f"pretraining, a fine-tuned encoder copy and head of "
+            f"{cfg.heads.lamost_params_steps} steps, and stack. The main run's LAMOST path "
+            f"({cfg.train.heads_lamost_steps} head steps) is not averaged: it is the copy "
+            "the alignment read, so the embeddings, the scores that read only them, and "
+            "the XP parameters are the main run's. Sigma: the paths' own errors and their "
+            "disagreement added in quadrature, recalibrated on validation "
+            "(engine/models/ensemble.py). Validation robust sigma per path and averaged: "
+            f"{per}.")
+    elif cfg.heads.lamost_members > 1:
         out.append(
             f"- LAMOST parameters: the average of {cfg.heads.lamost_members} whole training "
             "runs (seeds "

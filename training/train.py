@@ -372,7 +372,8 @@ def train(cfg: ModelConfig, out: str | Path, data_root: str | Path | None = None
           pairs_csv: str | None = None, checkpoints: str | Path | None = None,
           data: TrainingData | None = None) -> str:
     """Run every stage and write a bundle to `out`; returns the bundle's version id."""
-    if cfg.heads.lamost_members > 1:     # K whole runs, then the ensemble assembled
+    if cfg.heads.lamost_members > 1 or cfg.heads.lamost_params_steps > 0:
+        # the main run, K - 1 whole runs or K LAMOST paths, then the ensemble assembled
         from training.ensemble_fit import train_ensemble
 
         root = Path(data_root) if data_root else D.default_data_root()
@@ -452,6 +453,31 @@ def train(cfg: ModelConfig, out: str | Path, data_root: str | Path | None = None
     elif rv_path.exists():
         rv_path.unlink()   # a previous run's templates would not belong to these weights
     return add_spectral_bases(out, d.lamost, d.xp)
+
+
+def train_lamost_path(cfg: ModelConfig, d: TrainingData) -> tuple[SpecClipModel, dict]:
+    """Only the LAMOST parameter path of a run of `cfg` (config heads.lamost_params_steps,
+    training/ensemble_fit.py): LAMOST pretraining, the LAMOST head, its sigma scale and the
+    stack. Same seeds and stage generators as the whole run, so the path is the one a whole
+    run of `cfg` would train; the XP side and the alignment are skipped."""
+    seed_everything(cfg.train.seed)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    model = SpecClipModel(cfg)
+    model.set_scale_norm(SURVEY_LAMOST, torch.from_numpy(d.lamost.scale))
+    model.set_scale_norm(SURVEY_XP, torch.from_numpy(d.xp.scale))
+    t, seed, report = cfg.train, cfg.train.seed, {}
+    report["pretrain_lamost"] = pretrain(model, SURVEY_LAMOST, d.lamost,
+                                         t.pretrain_lamost_steps, t.batch_size,
+                                         stage_rng(seed, "pretrain_lamost"))
+    report["heads_lamost"] = fit_head(model, SURVEY_LAMOST, d.lamost, d.lamost_val,
+                                      t.heads_lamost_steps, t.batch_size,
+                                      stage_rng(seed, "heads_lamost"))
+    report["sigma_scale"] = calibrate_sigmas(model, SURVEY_LAMOST, d.lamost_val)
+    if model.stack is not None:
+        report["stack_lamost"] = fit_stack(model, d.lamost, d.lamost_val, head_predictions)
+    model.eval()
+    return model, report
 
 
 # What each choice of a run is made on (the card prints this).

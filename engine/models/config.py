@@ -92,6 +92,11 @@ class HeadsConfig:
     #                                 templates (engine/rv.py) instead of the head's rv output
     lamost_members: int = 1         # > 1: LAMOST parameters averaged over this many runs of
     #                                 seeds seed, seed + 1, ... (engine/models/ensemble.py)
+    lamost_params_steps: int = 0    # > 0: the LAMOST parameters come from lamost_members
+    #                                 paths of their own (seeds seed, seed + 1, ...: LAMOST
+    #                                 pretraining, a head of this many steps, the stack); the
+    #                                 main run's LAMOST path, which the alignment reads, is
+    #                                 left out of their average. 0: it is the first of them
 
 
 @dataclass(frozen=True)
@@ -170,6 +175,9 @@ def config_from_dict(data: dict[str, Any]) -> ModelConfig:
     if not 0.0 <= cfg.train.heads_xp_ema < 1.0:
         raise ValueError("train.heads_xp_ema must be 0 (off) or a decay in (0, 1), got "
                          f"{cfg.train.heads_xp_ema!r}")
+    if cfg.heads.lamost_params_steps < 0:
+        raise ValueError("heads.lamost_params_steps must be 0 (off) or a number of steps, got "
+                         f"{cfg.heads.lamost_params_steps!r}")
     return cfg
 
 

@@ -9,6 +9,11 @@ reads the predicted parameters, does). The members' weights live in
 this module's buffers and parameters, so they travel in weights.safetensors and change the
 version id.
 
+With config heads.lamost_params_steps > 0 the main run's path is left out: the LAMOST
+parameters are then the average of K paths trained for that purpose alone (seeds seed, seed +
+1, ...; `include_main` False), while the main run's own path, which the alignment reads,
+keeps the schedule that gives the shared space its outlier and OOD behaviour.
+
 Combination per label: the mean of the K values; sigma^2 = mean of the K sigma^2 (each run's
 own, recalibrated, error) + the variance of the K values (their disagreement), then
 recalibrated on validation with a `training/sigma_calibration.py` recipe (scale, floor,
@@ -41,11 +46,15 @@ class LamostMember(nn.Module):
 
 
 class LamostEnsemble(nn.Module):
-    """The main run's (value, sigma) combined with those of `members`."""
+    """The (value, sigma) of `members`, with the main run's first when `include_main`."""
 
-    def __init__(self, members: list[LamostMember], labels: tuple[str, ...]):
+    def __init__(self, members: list[LamostMember], labels: tuple[str, ...],
+                 include_main: bool = True):
         super().__init__()
+        if not members and not include_main:
+            raise ValueError("an ensemble without the main run needs at least one member")
         self.labels = tuple(labels)
+        self.include_main = include_main
         self.members = nn.ModuleList(members)
         n = len(labels)
         # the combined sigma's recalibration (training/ensemble_fit.py); defaults: none
@@ -68,8 +77,10 @@ class LamostEnsemble(nn.Module):
     def member_outputs(self, flux: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor,
                        value: torch.Tensor, sigma: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-        """[K, B, L] values and sigmas: the main run's first, then each member's."""
-        outs = [(value, sigma)] + [m(flux, weight, scale) for m in self.members]
+        """[K, B, L] values and sigmas: the main run's first (when included), then each
+        member's."""
+        outs = ([(value, sigma)] if self.include_main else []) + [m(flux, weight, scale)
+                                                                  for m in self.members]
         return torch.stack([v for v, _ in outs]), torch.stack([s for _, s in outs])
 
     def forward(self, flux: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor,

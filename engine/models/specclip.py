@@ -63,9 +63,11 @@ class SpecClipModel(nn.Module):
         else:
             self.head_encoders = None
         self.lamost_ensemble = None
-        if h.lamost_members > 1:
+        own_paths = h.lamost_params_steps > 0   # the main run's path left out of the average
+        if h.lamost_members > 1 or own_paths:
             if not h.finetune_encoder:
-                raise ValueError("heads.lamost_members > 1 needs heads.finetune_encoder=true")
+                raise ValueError("heads.lamost_members > 1 and heads.lamost_params_steps > 0 "
+                                 "need heads.finetune_encoder=true")
             # drawn from a forked generator: the main run's initial weights and every later
             # draw stay those of a single run (its members' weights are loaded, not drawn)
             with torch.random.fork_rng(devices=[]):
@@ -75,8 +77,9 @@ class SpecClipModel(nn.Module):
                                   h.min_sigma),
                     LinearStack(N_PIXELS[SURVEY_LAMOST], h.stack_components, LAMOST_LABELS,
                                 tuple(h.stack_labels)) if h.stack_labels else None)
-                    for _ in range(h.lamost_members - 1)]
-            self.lamost_ensemble = LamostEnsemble(members, LAMOST_LABELS)
+                    for _ in range(h.lamost_members - (0 if own_paths else 1))]
+            self.lamost_ensemble = LamostEnsemble(members, LAMOST_LABELS,
+                                                  include_main=not own_paths)
         for s in dims:
             self.register_buffer(f"scale_mean_{s}", torch.zeros(()))
             self.register_buffer(f"scale_std_{s}", torch.ones(()))

@@ -12,6 +12,7 @@ from engine.models.specclip import SpecClipModel
 from tests.training.synthetic import synthetic_sets
 from training import data as D
 from training.config import load_config
+from training import ensemble_fit
 from training.train import TrainingData, align, fit_head, pretrain, train
 
 
@@ -134,6 +135,48 @@ def test_lamost_holdout_is_deterministic_and_about_a_fifth():
     share = np.mean([D.is_lamost_holdout(i) for i in ids])
     assert 0.17 < share < 0.23
     assert D.is_lamost_holdout("938509188") == D.is_lamost_holdout(" 938509188 ")
+
+
+@pytest.mark.slow
+def test_lamost_paths_of_their_own_keep_the_main_run_and_replace_its_parameters(tmp_path):
+    # heads.lamost_params_steps: the main run is the single run of the config without it (so
+    # the shared space is unchanged), and the LAMOST parameters are the average of K paths
+    # with heads of that many steps, each the LAMOST path a whole run of its config trains
+    base = tiny_steps(load_config("small"))
+    single_cfg = dc.replace(base, heads=dc.replace(base.heads, lamost_members=1))
+    own_cfg = dc.replace(base, heads=dc.replace(base.heads, lamost_members=2,
+                                                lamost_params_steps=5))
+    data = synthetic_data()
+    train(single_cfg, tmp_path / "single", data=data)
+    version = train(own_cfg, tmp_path / "own", data=data)
+    single, own = load_bundle(tmp_path / "single"), load_bundle(tmp_path / "own")
+    assert own.version == version != single.version
+    assert own.config.heads.lamost_params_steps == 5 and own.config.heads.lamost_members == 2
+    a, b = single.model.state_dict(), own.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)       # the main run is the single run
+    report = own.provenance["final_losses"]["lamost_ensemble"]
+    assert not report["main_run_averaged"]
+    assert [(m["seed"], m["heads_lamost_steps"]) for m in report["members"]] == [
+        (base.train.seed, 5), (base.train.seed + 1, 5)]
+    # path 0 equals the LAMOST path of a whole run of its config (seed 0, 5 head steps)
+    whole_cfg = dc.replace(single_cfg, train=dc.replace(single_cfg.train, heads_lamost_steps=5))
+    train(whole_cfg, tmp_path / "whole", data=data)
+    whole = load_bundle(tmp_path / "whole").model
+    # assembling by hand refuses members trained with another number of head steps
+    with pytest.raises(SystemExit):
+        ensemble_fit.main([str(tmp_path / "single"), str(tmp_path / "whole"),
+                           "--lamost-params-steps", "7"])
+    path0 = own.model.lamost_ensemble.members[0]
+    for mine, theirs in ((path0.encoder, whole.head_encoders["lamost"]),
+                         (path0.head, whole.heads["lamost"]), (path0.stack, whole.stack)):
+        s1, s2 = mine.state_dict(), theirs.state_dict()
+        assert all(torch.equal(s1[k], s2[k]) for k in s2)
+    lam, xp = synthetic_sets(n_lamost=5, n_xp=5, seed=3)
+    one = Embedder(single).embed_arrays("lamost", lam.flux, lam.weight, lam.scale)
+    avg = Embedder(own).embed_arrays("lamost", lam.flux, lam.weight, lam.scale)
+    assert np.array_equal(one.shared, avg.shared)            # embeddings are the main run's
+    assert not np.allclose(one.params["teff"], avg.params["teff"])
+    assert np.all(np.isfinite(avg.params["feh"])) and np.all(avg.sigmas["feh"] > 0)
 
 
 @pytest.mark.slow

@@ -68,3 +68,26 @@ def test_members_need_fine_tuned_encoder_copies():
         SpecClipModel(dc.replace(with_members(2), align=dc.replace(
             with_members(2).align, features="pretrained"),
             heads=dc.replace(with_members(2).heads, finetune_encoder=False)))
+
+
+def test_own_paths_leave_the_main_runs_path_out_of_the_average():
+    # heads.lamost_params_steps > 0: lamost_members paths of their own, the main run's not
+    # averaged (it is the copy the alignment reads)
+    torch.manual_seed(0)
+    model = SpecClipModel(with_members(2, lamost_params_steps=50)).eval()
+    ens = model.lamost_ensemble
+    assert len(ens.members) == 2 and not ens.include_main
+    f, w, s = make_inputs("lamost")
+    with torch.no_grad():
+        value, _ = model.predict_params("lamost", f, w, s)
+        sc = model._scale("lamost", s)
+        a, b = (m(f, w, sc)[0] for m in ens.members)
+        assert torch.allclose(value, (a + b) / 2)
+    # one own path alone is an ensemble too: the main run's path is never the answer
+    one = SpecClipModel(with_members(1, lamost_params_steps=50))
+    assert one.lamost_ensemble is not None and len(one.lamost_ensemble.members) == 1
+
+
+def test_params_steps_must_not_be_negative():
+    with pytest.raises(ValueError, match="lamost_params_steps"):
+        with_members(1, lamost_params_steps=-1)
