@@ -65,7 +65,7 @@ OPTIONS = [
     ("heads", "min_sigma", 0.5), ("lamost", "patch_size", 16), ("lamost", "patch_stride", 20),
     ("lamost", "width", 8), ("lamost", "depth", 2), ("lamost", "heads", 4),
     ("lamost", "mlp_ratio", 1.0), ("lamost", "mask_ratio", 0.6), ("lamost", "dropout", 0.5),
-    ("xp", "kind", "transformer"),
+    ("xp", "kind", "transformer"), ("heads", "lamost_params_steps", 50),
 ]
 
 
