@@ -55,8 +55,17 @@ class Bundle:
     rv: Any = None                                           # engine.rv.RvTemplates or None
 
 
+# Config keys added after bundles were shipped, whose default leaves a model as it was: they
+# are hashed only when set, so a retrain of an older config keeps that bundle's version id.
+HASHED_ONLY_WHEN_SET = {("heads", "lamost_params_steps"): 0}
+
+
 def _canonical(cfg_dict: dict) -> bytes:
-    return json.dumps(cfg_dict, sort_keys=True, separators=(",", ":")).encode()
+    d = {k: dict(v) if isinstance(v, dict) else v for k, v in cfg_dict.items()}
+    for (section, key), default in HASHED_ONLY_WHEN_SET.items():
+        if isinstance(d.get(section), dict) and d[section].get(key, default) == default:
+            d[section].pop(key, None)
+    return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
 
 
 def version_id(weights_bytes: bytes, cfg_dict: dict, extra: bytes = b"") -> str:

@@ -111,6 +111,23 @@ def test_config_fields_added_later_keep_an_old_bundles_version(bundle_dir):
     assert b.rv is None and b.model.stack is None
 
 
+def test_keys_hashed_only_when_set_keep_a_retrains_version(bundle_dir):
+    """heads.lamost_params_steps at 0 (off) hashes as absent, so retraining a config from
+    before the key existed gives that bundle's version id again; set, it changes the id."""
+    from engine.bundle import extras_digest, version_id
+
+    path, _ = bundle_dir
+    cfg = json.loads((path / "config.json").read_text())
+    weights, extra = (path / "weights.safetensors").read_bytes(), extras_digest(path)
+    before = {**cfg, "heads": {k: v for k, v in cfg["heads"].items()
+                               if k != "lamost_params_steps"}}
+    off = {**cfg, "heads": {**cfg["heads"], "lamost_params_steps": 0}}
+    on = {**cfg, "heads": {**cfg["heads"], "lamost_params_steps": 50}}
+    assert version_id(weights, before, extra) == version_id(weights, off, extra)
+    assert version_id(weights, on, extra) != version_id(weights, off, extra)
+    assert "lamost_params_steps" not in before["heads"] and "lamost_params_steps" in cfg["heads"]
+
+
 def test_rv_templates_are_part_of_the_version(bundle_dir):
     import numpy as np
 
