@@ -80,3 +80,23 @@ def test_anomaly_checks_two_sided_variant_counts_the_lower_tail():
     without = combine({"anomaly_recon": scores["anomaly_recon"]}, None)
     assert np.allclose(combine_features_two_sided({"anomaly_recon": scores["anomaly_recon"]}),
                        without)
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data").exists(),
+                    reason="../shared/data is absent")
+def test_compare_validation_of_a_bundle_with_itself_is_a_tie(tmp_path):
+    """benchmarks/compare_validation.py on real LAMOST validation spectra: the shipped bundle
+    against itself gives equal robust sigmas and intervals of exactly 0."""
+    from benchmarks.compare_validation import main
+
+    out = tmp_path / "cmp.json"
+    bundle = str(ROOT / "engine" / "bundles" / "small")
+    assert main([bundle, bundle, "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["old"] == report["new"]
+    for label in ("teff", "logg", "feh", "rv"):
+        row = report[label]
+        assert row["n"] > 150 and row["old"] == row["new"] > 0
+        assert row["ci95_new_minus_old"] == [0.0, 0.0]

@@ -1,0 +1,64 @@
+"""Two bundles' LAMOST parameters on the LAMOST validation split, side by side, with paired
+95 % intervals of the difference (training/bootstrap.py). For ship decisions between a
+shipped bundle and a candidate: it reads the validation split only, never the test split.
+
+    python -m benchmarks.compare_validation OLD_BUNDLE NEW_BUNDLE [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+import numpy as np
+
+from engine.bundle import load_bundle
+from engine.inference import Embedder
+from engine.models.specclip import LAMOST_LABELS
+from training import data as D
+from training.bootstrap import paired_sigma_difference
+from training.metrics import robust_sigma
+
+log = logging.getLogger(__name__)
+
+
+def compare(old_dir: str, new_dir: str, data_root=None) -> dict:
+    """{label: {old, new, ci95 of new - old, n}} on LAMOST validation (assembled bundles)."""
+    _, val, _ = D.load_lamost_split(data_root or D.default_data_root(), LAMOST_LABELS)
+    params = {}
+    for key, path in (("old", old_dir), ("new", new_dir)):
+        bundle = load_bundle(path)
+        out = Embedder(bundle).embed_arrays(val.survey, val.flux, val.weight, val.scale)
+        params[key] = {k: np.asarray(out.params[k], float) for k in LAMOST_LABELS}
+        params[key + "_version"] = bundle.version
+    report: dict = {"split": "LAMOST validation (crc32(obsid) % 10 == 1)",
+                    "old": params["old_version"], "new": params["new_version"]}
+    for j, k in enumerate(LAMOST_LABELS):
+        truth = val.labels[:, j]
+        e_new, e_old = params["new"][k] - truth, params["old"][k] - truth
+        diff = paired_sigma_difference(e_new, e_old)
+        report[k] = {"old": round(robust_sigma(e_old), 4), "new": round(robust_sigma(e_new), 4),
+                     "ci95_new_minus_old": [round(x, 4) for x in diff["ci95"]],
+                     "n": int(np.isfinite(e_new).sum())}
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("old", help="bundle folder (e.g. engine/bundles/small)")
+    p.add_argument("new", help="candidate bundle folder")
+    p.add_argument("--out", default=None, help="also write the report to this JSON file")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    report = compare(args.old, args.new)
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
