@@ -235,6 +235,18 @@ def _extras(cfg: ModelConfig, provenance: dict) -> str:
             "runs' own errors and their disagreement added in quadrature, recalibrated on "
             "validation (engine/models/ensemble.py). Validation robust sigma per run and "
             f"averaged: {per}.")
+    if cfg.heads.xp_params_hidden:
+        xp = fitted.get("xp_params_path") or {}
+        per = {n: (v.get("validation_robust_sigma_main_run"),
+                   v.get("validation_robust_sigma_path"))
+               for n, v in xp.items() if isinstance(v, dict)}
+        out.append(
+            "- XP parameters: from a path of their own, an XP MLP encoder of widths "
+            f"{list(cfg.heads.xp_params_hidden)} pretrained and fine-tuned with its own XP "
+            "head (same seed, stages and budgets as the main run's XP side; "
+            "engine/models/xp_params.py). The main run's XP encoder and head copy, which the "
+            "alignment read, give the embeddings, not the parameters. XP validation robust "
+            f"sigma, main run's head and the path: {per}.")
     return "\n".join(out) + ("\n" if out else "")
 
 

@@ -83,7 +83,8 @@ def single_run_config(cfg: ModelConfig, member: int = 0) -> ModelConfig:
     """The config of run `member` (0 = the main run, which keeps the name)."""
     name = cfg.name if member == 0 else f"{cfg.name}_seed{cfg.train.seed + member}"
     return replace(cfg, name=name,
-                   heads=replace(cfg.heads, lamost_members=1, lamost_params_steps=0),
+                   heads=replace(cfg.heads, lamost_members=1, lamost_params_steps=0,
+                                 xp_params_hidden=()),
                    train=replace(cfg.train, seed=cfg.train.seed + member))
 
 
@@ -102,14 +103,27 @@ def bundle_member(b) -> Member:
 
 def train_ensemble(cfg: ModelConfig, out: str | Path, train_one, data) -> str:
     """Run `train_one(config, out, data)` for the main run, then train the members (whole
-    runs, or LAMOST paths with heads.lamost_params_steps) and assemble; returns the version."""
-    k = cfg.heads.lamost_members
+    runs, or LAMOST paths with heads.lamost_params_steps) and assemble, then add the XP
+    parameter path (heads.xp_params_hidden); returns the version id."""
     t0 = time.time()
-    train_one(single_run_config(cfg), out, data)
+    version = train_one(single_run_config(cfg), out, data)
     seconds = [round(time.time() - t0, 1)]
     if cfg.heads.lamost_params_steps > 0:
-        return assemble(out, train_paths(cfg, data, seconds), data.lamost_val,
-                        {"wall_seconds_per_run": seconds}, cfg.heads.lamost_params_steps)
+        version = assemble(out, train_paths(cfg, data, seconds), data.lamost_val,
+                           {"wall_seconds_per_run": seconds}, cfg.heads.lamost_params_steps)
+    elif cfg.heads.lamost_members > 1:
+        version = assemble(out, train_members(cfg, train_one, data, seconds), data.lamost_val,
+                           {"wall_seconds_per_run": seconds})
+    if cfg.heads.xp_params_hidden:
+        from training.xp_path_fit import add_xp_path
+
+        version = add_xp_path(out, cfg, data)
+    return version
+
+
+def train_members(cfg: ModelConfig, train_one, data, seconds: list[float]) -> list[Member]:
+    """Whole runs of seeds seed + 1, ..., seed + K - 1 (wall seconds appended to `seconds`)."""
+    k = cfg.heads.lamost_members
     members = []
     for i in range(1, k):
         with tempfile.TemporaryDirectory() as tmp:
@@ -121,7 +135,7 @@ def train_ensemble(cfg: ModelConfig, out: str | Path, train_one, data) -> str:
                       data if cfg.train.max_xp_train == 0 else None)
             seconds.append(round(time.time() - t0, 1))
             members.append(bundle_member(load_bundle(tmp)))
-    return assemble(out, members, data.lamost_val, {"wall_seconds_per_run": seconds})
+    return members
 
 
 def train_paths(cfg: ModelConfig, data, seconds: list[float]) -> list[Member]:

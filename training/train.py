@@ -372,8 +372,10 @@ def train(cfg: ModelConfig, out: str | Path, data_root: str | Path | None = None
           pairs_csv: str | None = None, checkpoints: str | Path | None = None,
           data: TrainingData | None = None) -> str:
     """Run every stage and write a bundle to `out`; returns the bundle's version id."""
-    if cfg.heads.lamost_members > 1 or cfg.heads.lamost_params_steps > 0:
-        # the main run, K - 1 whole runs or K LAMOST paths, then the ensemble assembled
+    if (cfg.heads.lamost_members > 1 or cfg.heads.lamost_params_steps > 0
+            or cfg.heads.xp_params_hidden):
+        # the main run; K - 1 whole runs or K LAMOST paths, then the ensemble assembled; the
+        # XP parameter path (training/xp_path_fit.py)
         from training.ensemble_fit import train_ensemble
 
         root = Path(data_root) if data_root else D.default_data_root()
@@ -476,6 +478,28 @@ def train_lamost_path(cfg: ModelConfig, d: TrainingData) -> tuple[SpecClipModel,
     report["sigma_scale"] = calibrate_sigmas(model, SURVEY_LAMOST, d.lamost_val)
     if model.stack is not None:
         report["stack_lamost"] = fit_stack(model, d.lamost, d.lamost_val, head_predictions)
+    model.eval()
+    return model, report
+
+
+def train_xp_path(cfg: ModelConfig, d: TrainingData) -> tuple[SpecClipModel, dict]:
+    """Only the XP parameter path of a run of `cfg` (config heads.xp_params_hidden,
+    training/xp_path_fit.py): XP pretraining, the XP head (with its weight average) and its
+    sigma scale, with the seeds and stage generators of a whole run; the LAMOST side and the
+    alignment are skipped. `cfg` is the config with the path's XP widths."""
+    seed_everything(cfg.train.seed)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    model = SpecClipModel(cfg)
+    model.set_scale_norm(SURVEY_LAMOST, torch.from_numpy(d.lamost.scale))
+    model.set_scale_norm(SURVEY_XP, torch.from_numpy(d.xp.scale))
+    t, seed, report = cfg.train, cfg.train.seed, {}
+    report["pretrain_xp"] = pretrain(model, SURVEY_XP, d.xp, t.pretrain_xp_steps,
+                                     t.xp_batch_size, stage_rng(seed, "pretrain_xp"))
+    report["heads_xp"] = fit_head(model, SURVEY_XP, d.xp, d.xp_val, t.heads_xp_steps,
+                                  t.xp_batch_size, stage_rng(seed, "heads_xp"),
+                                  ema=t.heads_xp_ema)
+    report["sigma_scale"] = calibrate_sigmas(model, SURVEY_XP, d.xp_val)
     model.eval()
     return model, report
 

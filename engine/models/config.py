@@ -97,6 +97,11 @@ class HeadsConfig:
     #                                 pretraining, a head of this many steps, the stack); the
     #                                 main run's LAMOST path, which the alignment reads, is
     #                                 left out of their average. 0: it is the first of them
+    xp_params_hidden: tuple[int, ...] = ()  # non-empty: the XP parameters come from a path
+    #                                 of their own, an XP MLP encoder of these hidden widths
+    #                                 pretrained and fine-tuned with its own XP head (XP
+    #                                 stages and budgets of the run); the main run's XP path,
+    #                                 which the alignment reads, then gives none
 
 
 @dataclass(frozen=True)
@@ -175,6 +180,9 @@ def config_from_dict(data: dict[str, Any]) -> ModelConfig:
     if not 0.0 <= cfg.train.heads_xp_ema < 1.0:
         raise ValueError("train.heads_xp_ema must be 0 (off) or a decay in (0, 1), got "
                          f"{cfg.train.heads_xp_ema!r}")
+    if cfg.heads.xp_params_hidden and cfg.xp.kind != "mlp":
+        raise ValueError("heads.xp_params_hidden needs xp.kind='mlp' (it sets the widths of "
+                         f"an XP MLP encoder), got xp.kind={cfg.xp.kind!r}")
     if cfg.heads.lamost_params_steps < 0:
         raise ValueError("heads.lamost_params_steps must be 0 (off) or a number of steps, got "
                          f"{cfg.heads.lamost_params_steps!r}")

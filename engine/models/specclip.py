@@ -8,6 +8,8 @@ training data, so inference needs nothing but the bundle.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
@@ -21,6 +23,7 @@ from engine.models.lamost_encoder import LamostEncoder
 from engine.models.projection import SplitProjection
 from engine.models.stacking import LinearStack
 from engine.models.xp_encoder import XpEncoder
+from engine.models.xp_params import XpParamsPath
 from engine.records import SURVEY_LAMOST, SURVEY_XP
 
 LAMOST_LABELS = ("teff", "logg", "feh", "rv")  # rv: km/s, LASP c z
@@ -80,6 +83,13 @@ class SpecClipModel(nn.Module):
                     for _ in range(h.lamost_members - (0 if own_paths else 1))]
             self.lamost_ensemble = LamostEnsemble(members, LAMOST_LABELS,
                                                   include_main=not own_paths)
+        self.xp_params = None
+        if h.xp_params_hidden:   # forked generator too: the main run's draws stay its own
+            wide = replace(cfg.xp, mlp=replace(cfg.xp.mlp, hidden=tuple(h.xp_params_hidden)))
+            with torch.random.fork_rng(devices=[]):
+                enc = XpEncoder(wide, XP_N_SAMPLES)
+                self.xp_params = XpParamsPath(enc, ParameterHead(
+                    enc.out_dim, h.hidden, XP_LABELS, h.log_teff, h.min_sigma))
         for s in dims:
             self.register_buffer(f"scale_mean_{s}", torch.zeros(()))
             self.register_buffer(f"scale_std_{s}", torch.ones(()))
@@ -152,11 +162,14 @@ class SpecClipModel(nn.Module):
                     scale: torch.Tensor, feats: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(value, sigma) in physical units from the head's features: the head, the LAMOST
-        stack, then the LAMOST ensemble's average over runs when the config has one."""
+        stack, then the LAMOST ensemble's average over runs when the config has one; XP
+        parameters from the XP path of their own when the config has one."""
         value, sigma = self.refine(survey, flux, weight, *self.heads[survey].predict(feats))
         if survey == SURVEY_LAMOST and self.lamost_ensemble is not None:
             value, sigma = self.lamost_ensemble(flux, weight, self._scale(survey, scale),
                                                 value, sigma)
+        if survey == SURVEY_XP and self.xp_params is not None:
+            value, sigma = self.xp_params(flux, weight, self._scale(survey, scale))
         return value, sigma
 
     def refine(self, survey: str, flux: torch.Tensor, weight: torch.Tensor,

@@ -112,8 +112,9 @@ def test_config_fields_added_later_keep_an_old_bundles_version(bundle_dir):
 
 
 def test_keys_hashed_only_when_set_keep_a_retrains_version(bundle_dir):
-    """heads.lamost_params_steps at 0 (off) hashes as absent, so retraining a config from
-    before the key existed gives that bundle's version id again; set, it changes the id."""
+    """heads.lamost_params_steps at 0 and heads.xp_params_hidden empty (off) hash as absent,
+    so retraining a config from before the keys existed gives that bundle's version id
+    again; set, they change the id."""
     from engine.bundle import extras_digest, version_id
 
     path, _ = bundle_dir
@@ -126,6 +127,11 @@ def test_keys_hashed_only_when_set_keep_a_retrains_version(bundle_dir):
     assert version_id(weights, before, extra) == version_id(weights, off, extra)
     assert version_id(weights, on, extra) != version_id(weights, off, extra)
     assert "lamost_params_steps" not in before["heads"] and "lamost_params_steps" in cfg["heads"]
+    no_xp = {**cfg, "heads": {k: v for k, v in cfg["heads"].items() if k != "xp_params_hidden"}}
+    xp_on = {**cfg, "heads": {**cfg["heads"], "xp_params_hidden": [64]}}
+    assert cfg["heads"]["xp_params_hidden"] == []
+    assert version_id(weights, no_xp, extra) == version_id(weights, cfg, extra)
+    assert version_id(weights, xp_on, extra) != version_id(weights, cfg, extra)
 
 
 def test_rv_templates_are_part_of_the_version(bundle_dir):

@@ -180,6 +180,44 @@ def test_lamost_paths_of_their_own_keep_the_main_run_and_replace_its_parameters(
 
 
 @pytest.mark.slow
+def test_xp_parameter_path_keeps_the_main_run_and_replaces_its_xp_parameters(tmp_path):
+    # heads.xp_params_hidden: the main run is the single run of the config without it, and the
+    # XP parameters come from the XP path a whole run with those XP widths would train
+    base = tiny_steps(load_config("small"))
+    single_cfg = dc.replace(base, heads=dc.replace(base.heads, lamost_members=1))
+    path_cfg = dc.replace(single_cfg, heads=dc.replace(single_cfg.heads,
+                                                       xp_params_hidden=(64, 32)))
+    data = synthetic_data()
+    train(single_cfg, tmp_path / "single", data=data)
+    version = train(path_cfg, tmp_path / "path", data=data)
+    single, withp = load_bundle(tmp_path / "single"), load_bundle(tmp_path / "path")
+    assert withp.version == version != single.version
+    assert withp.config.heads.xp_params_hidden == (64, 32)
+    a, b = single.model.state_dict(), withp.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)       # the main run is the single run
+    report = withp.provenance["final_losses"]["xp_params_path"]
+    assert report["xp_hidden"] == [64, 32] and set(report) >= {"teff", "alpha_m"}
+    wide = dc.replace(single_cfg, xp=dc.replace(single_cfg.xp, mlp=dc.replace(
+        single_cfg.xp.mlp, hidden=(64, 32))))
+    train(wide, tmp_path / "wide", data=data)
+    whole = load_bundle(tmp_path / "wide").model
+    mine = withp.model.xp_params
+    for part, theirs in ((mine.encoder, whole.head_encoders["gaia_xp"]),
+                         (mine.head, whole.heads["gaia_xp"])):
+        s1, s2 = part.state_dict(), theirs.state_dict()
+        assert s1 and all(torch.equal(s1[k], s2[k]) for k in s1)
+    lam, xp = synthetic_sets(n_lamost=5, n_xp=5, seed=3)
+    one = Embedder(single).embed_arrays("gaia_xp", xp.flux, xp.weight, xp.scale)
+    two = Embedder(withp).embed_arrays("gaia_xp", xp.flux, xp.weight, xp.scale)
+    assert np.array_equal(one.shared, two.shared)            # embeddings are the main run's
+    assert not np.allclose(one.params["teff"], two.params["teff"])
+    assert np.all(two.sigmas["alpha_m"] > 0)
+    l1 = Embedder(single).embed_arrays("lamost", lam.flux, lam.weight, lam.scale)
+    l2 = Embedder(withp).embed_arrays("lamost", lam.flux, lam.weight, lam.scale)
+    assert np.array_equal(l1.params["teff"], l2.params["teff"])
+
+
+@pytest.mark.slow
 def test_lamost_ensemble_trains_k_runs_and_its_first_run_is_the_single_run(tmp_path):
     base = tiny_steps(load_config("small"))
     single_cfg = dc.replace(base, heads=dc.replace(base.heads, lamost_members=1))

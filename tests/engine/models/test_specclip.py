@@ -66,6 +66,7 @@ OPTIONS = [
     ("lamost", "width", 8), ("lamost", "depth", 2), ("lamost", "heads", 4),
     ("lamost", "mlp_ratio", 1.0), ("lamost", "mask_ratio", 0.6), ("lamost", "dropout", 0.5),
     ("xp", "kind", "transformer"), ("heads", "lamost_params_steps", 50),
+    ("heads", "xp_params_hidden", [12]),
 ]
 
 
