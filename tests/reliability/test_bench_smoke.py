@@ -86,17 +86,20 @@ def test_anomaly_checks_two_sided_variant_counts_the_lower_tail():
 @pytest.mark.real_data
 @pytest.mark.skipif(not (ROOT.parent / "shared" / "data").exists(),
                     reason="../shared/data is absent")
-def test_compare_validation_of_a_bundle_with_itself_is_a_tie(tmp_path):
-    """benchmarks/compare_validation.py on real LAMOST validation spectra: the shipped bundle
-    against itself gives equal robust sigmas and intervals of exactly 0."""
+@pytest.mark.parametrize("survey,labels,n_min", [
+    ("lamost", ("teff", "logg", "feh", "rv"), 150),
+    ("gaia_xp", ("teff", "logg", "feh", "alpha_m"), 3000)])
+def test_compare_validation_of_a_bundle_with_itself_is_a_tie(tmp_path, survey, labels, n_min):
+    """benchmarks/compare_validation.py on real validation spectra of each survey: the shipped
+    bundle against itself gives equal robust sigmas and intervals of exactly 0."""
     from benchmarks.compare_validation import main
 
     out = tmp_path / "cmp.json"
     bundle = str(ROOT / "engine" / "bundles" / "small")
-    assert main([bundle, bundle, "--out", str(out)]) == 0
+    assert main([bundle, bundle, "--survey", survey, "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert report["old"] == report["new"]
-    for label in ("teff", "logg", "feh", "rv"):
+    assert report["old"] == report["new"] and survey.replace("gaia_", "") in report["split"].lower()
+    for label in labels:
         row = report[label]
-        assert row["n"] > 150 and row["old"] == row["new"] > 0
+        assert row["n"] > n_min and row["old"] == row["new"] > 0
         assert row["ci95_new_minus_old"] == [0.0, 0.0]
