@@ -220,8 +220,8 @@ def _extras(cfg: ModelConfig, provenance: dict) -> str:
             f"pretraining, a fine-tuned encoder copy and head of "
             f"{cfg.heads.lamost_params_steps} steps, and stack. The main run's LAMOST path "
             f"({cfg.train.heads_lamost_steps} head steps) is not averaged: it is the copy "
-            "the alignment read, so the embeddings, the scores that read only them, and "
-            "the XP parameters are the main run's. Sigma: the paths' own errors and their "
+            "the alignment read, so the embeddings and the scores that read only them "
+            "are the main run's. Sigma: the paths' own errors and their "
             "disagreement added in quadrature, recalibrated on validation "
             "(engine/models/ensemble.py). Validation robust sigma per path and averaged: "
             f"{per}.")
@@ -231,7 +231,7 @@ def _extras(cfg: ModelConfig, provenance: dict) -> str:
             "runs (seeds "
             f"{', '.join(str(cfg.train.seed + i) for i in range(cfg.heads.lamost_members))});"
             " each extra run contributes only its fine-tuned LAMOST encoder copy, head and "
-            "stack, so embeddings and XP parameters are the first run's. Sigma: the "
+            "stack, so the embeddings are the first run's. Sigma: the "
             "runs' own errors and their disagreement added in quadrature, recalibrated on "
             "validation (engine/models/ensemble.py). Validation robust sigma per run and "
             f"averaged: {per}.")

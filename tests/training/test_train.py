@@ -184,7 +184,8 @@ def test_xp_parameter_path_keeps_the_main_run_and_replaces_its_xp_parameters(tmp
     # heads.xp_params_hidden: the main run is the single run of the config without it, and the
     # XP parameters come from the XP path a whole run with those XP widths would train
     base = tiny_steps(load_config("small"))
-    single_cfg = dc.replace(base, heads=dc.replace(base.heads, lamost_members=1))
+    single_cfg = dc.replace(base, heads=dc.replace(base.heads, lamost_members=1,
+                                                   xp_params_hidden=()))
     path_cfg = dc.replace(single_cfg, heads=dc.replace(single_cfg.heads,
                                                        xp_params_hidden=(64, 32)))
     data = synthetic_data()
