@@ -60,10 +60,9 @@ CHOSEN_ON = (
 
 @dataclass(frozen=True)
 class Member:
-    """What `assemble` copies in: a run's model (only its LAMOST path is read) and its seed;
-    `info` says where it came from (a bundle's version, or a path's steps and kept step)."""
+    """What `assemble` copies in: a run's model (only its LAMOST path is read); `info` says
+    where it came from (seed and a bundle's version, or a path's seed, steps and kept step)."""
 
-    seed: int
     model: SpecClipModel
     info: dict
 
@@ -97,8 +96,7 @@ def lamost_path_config(cfg: ModelConfig, member: int) -> ModelConfig:
 
 
 def bundle_member(b) -> Member:
-    return Member(b.config.train.seed, b.model, {"seed": b.config.train.seed,
-                                                  "version": b.version})
+    return Member(b.model, {"seed": b.config.train.seed, "version": b.version})
 
 
 def train_ensemble(cfg: ModelConfig, out: str | Path, train_one, data) -> str:
@@ -151,7 +149,7 @@ def train_paths(cfg: ModelConfig, data, seconds: list[float]) -> list[Member]:
         model, report = train_lamost_path(c, data)
         seconds.append(round(time.time() - t0, 1))
         head = report["heads_lamost"]
-        members.append(Member(c.train.seed, model, {
+        members.append(Member(model, {
             "seed": c.train.seed, "heads_lamost_steps": c.train.heads_lamost_steps,
             "kept_step": head["best_step"], "validation_nll": round(head["val_nll"], 4)}))
     return members
