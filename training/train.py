@@ -15,6 +15,9 @@ Reads top to bottom:
    (training/rv_fit.py); neither touches a network tensor, so everything above stays
    bit-identical with or without them;
 6. write the bundle (config, weights, norms, card, provenance, RV templates, version).
+With heads.lamost_members > 1, heads.lamost_params_steps or heads.xp_params_hidden, this
+run is the main run, and training/ensemble_fit.py then adds the other LAMOST runs or the
+LAMOST paths (`train_lamost_path`) and training/xp_path_fit.py the XP path (`train_xp_path`).
 A checkpoint (safetensors + config) is written after every stage. Each stage draws from its
 own seeded generator, so a stage re-run from the previous checkpoint repeats itself.
 
@@ -457,17 +460,24 @@ def train(cfg: ModelConfig, out: str | Path, data_root: str | Path | None = None
     return add_spectral_bases(out, d.lamost, d.xp)
 
 
-def train_lamost_path(cfg: ModelConfig, d: TrainingData) -> tuple[SpecClipModel, dict]:
-    """Only the LAMOST parameter path of a run of `cfg` (config heads.lamost_params_steps,
-    training/ensemble_fit.py): LAMOST pretraining, the LAMOST head, its sigma scale and the
-    stack. Same seeds and stage generators as the whole run, so the path is the one a whole
-    run of `cfg` would train; the XP side and the alignment are skipped."""
+def _seeded_model(cfg: ModelConfig, d: TrainingData) -> SpecClipModel:
+    """A fresh model as a whole run of `cfg` starts it (seeds, threads, the data's flux-scale
+    norms), for the parameter paths below."""
     seed_everything(cfg.train.seed)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     model = SpecClipModel(cfg)
     model.set_scale_norm(SURVEY_LAMOST, torch.from_numpy(d.lamost.scale))
     model.set_scale_norm(SURVEY_XP, torch.from_numpy(d.xp.scale))
+    return model
+
+
+def train_lamost_path(cfg: ModelConfig, d: TrainingData) -> tuple[SpecClipModel, dict]:
+    """Only the LAMOST parameter path of a run of `cfg` (config heads.lamost_params_steps,
+    training/ensemble_fit.py): LAMOST pretraining, the LAMOST head, its sigma scale and the
+    stack. Same seeds and stage generators as the whole run, so the path is the one a whole
+    run of `cfg` would train; the XP side and the alignment are skipped."""
+    model = _seeded_model(cfg, d)
     t, seed, report = cfg.train, cfg.train.seed, {}
     report["pretrain_lamost"] = pretrain(model, SURVEY_LAMOST, d.lamost,
                                          t.pretrain_lamost_steps, t.batch_size,
@@ -487,12 +497,7 @@ def train_xp_path(cfg: ModelConfig, d: TrainingData) -> tuple[SpecClipModel, dic
     training/xp_path_fit.py): XP pretraining, the XP head (with its weight average) and its
     sigma scale, with the seeds and stage generators of a whole run; the LAMOST side and the
     alignment are skipped. `cfg` is the config with the path's XP widths."""
-    seed_everything(cfg.train.seed)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    model = SpecClipModel(cfg)
-    model.set_scale_norm(SURVEY_LAMOST, torch.from_numpy(d.lamost.scale))
-    model.set_scale_norm(SURVEY_XP, torch.from_numpy(d.xp.scale))
+    model = _seeded_model(cfg, d)
     t, seed, report = cfg.train, cfg.train.seed, {}
     report["pretrain_xp"] = pretrain(model, SURVEY_XP, d.xp, t.pretrain_xp_steps,
                                      t.xp_batch_size, stage_rng(seed, "pretrain_xp"))
