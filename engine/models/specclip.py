@@ -164,12 +164,16 @@ class SpecClipModel(nn.Module):
         """(value, sigma) in physical units from the head's features: the head, the LAMOST
         stack, then the LAMOST ensemble's average over runs when the config has one; XP
         parameters from the XP path of their own when the config has one."""
-        value, sigma = self.refine(survey, flux, weight, *self.heads[survey].predict(feats))
-        if survey == SURVEY_LAMOST and self.lamost_ensemble is not None:
-            value, sigma = self.lamost_ensemble(flux, weight, self._scale(survey, scale),
-                                                value, sigma)
         if survey == SURVEY_XP and self.xp_params is not None:
-            value, sigma = self.xp_params(flux, weight, self._scale(survey, scale))
+            return self.xp_params(flux, weight, self._scale(survey, scale))
+        ens = self.lamost_ensemble if survey == SURVEY_LAMOST else None
+        if ens is not None and not ens.include_main:   # the main run's head is not read
+            value = sigma = torch.empty(0)
+        else:
+            value, sigma = self.refine(survey, flux, weight,
+                                       *self.heads[survey].predict(feats))
+        if ens is not None:
+            value, sigma = ens(flux, weight, self._scale(survey, scale), value, sigma)
         return value, sigma
 
     def refine(self, survey: str, flux: torch.Tensor, weight: torch.Tensor,
