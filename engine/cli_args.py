@@ -47,6 +47,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
 def declination(text: str) -> float:
     value = finite_float(text)
     if not -90.0 <= value <= 90.0:

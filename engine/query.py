@@ -30,7 +30,7 @@ from engine import payload as P
 from engine.collection import DEFAULT_ALIAS
 from engine.errors import NotFoundError, SpecClipError
 from engine.positions import ARCSEC, angular_separation_deg, cone_condition
-from engine.query_args import check_cone, check_k
+from engine.query_args import check_cone, check_k, check_sigma_weight
 from engine.records import SURVEY_LAMOST, SURVEY_XP, SURVEYS, SpectrumRecord
 from engine.query_browse import BrowseMixin
 from engine.query_spectra import SpectraMixin
@@ -137,7 +137,8 @@ class Engine(SpectraMixin, BrowseMixin):
     def search(self, query: Query, target: str = "any", k: int = 10,
                filters: dict | None = None, space: str = "auto",
                payload_keys: Sequence[str] | None = None,
-               quality_cut: bool | None = None, cross_rank: bool = True) -> list[SearchHit]:
+               quality_cut: bool | None = None, cross_rank: bool = True,
+               sigma_weight: float | None = None) -> list[SearchHit]:
         """Nearest neighbours of a spectrum, a point id, ("obsid", x) or ("source_id", x).
 
         `payload_keys` limits each hit's payload to those fields (None: all of them; the
@@ -147,21 +148,31 @@ class Engine(SpectraMixin, BrowseMixin):
         instrument's hits only. `cross_rank` (default True) orders the other instrument's
         hits by predicted parameters among their shared-space candidates
         (engine/cross_rank.py; each such hit carries `rank_distance`); False keeps the
-        shared-space order. Each hit carries the `space` searched and its
+        shared-space order. `sigma_weight` overrides the ranking's weight of the hits' own
+        parameter sigmas (None: the bundle's validated setting for that direction; 0: not
+        counted; 1: a hit the model is unsure of counts as farther away, which pushes noisy
+        spectra down). Each hit carries the `space` searched and its
         `similarity_percentile` there (engine/similarity.py)."""
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
         check_k(k)
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, not {space!r}")
+        check_sigma_weight(sigma_weight, cross_rank)
         q = self._resolve(query)
         if target == "any" and space == "auto":
-            groups = self._search_groups(q, k, filters, payload_keys, quality_cut, cross_rank)
+            groups = self._search_groups(q, k, filters, payload_keys, quality_cut, cross_rank,
+                                         sigma_weight)
             return _interleave(groups, q.survey, k)
         name = self._vector_name(q.survey, target, space, q.vectors)
         cut = self._quality_cut(quality_cut, q.survey, target)
-        if cross_rank and name == P.VECTOR_SHARED and target not in ("any", q.survey):
-            hits = self._cross_ranked(q, target, k, filters, payload_keys, cut)
+        ranked = cross_rank and name == P.VECTOR_SHARED and target not in ("any", q.survey)
+        if sigma_weight is not None and not ranked:
+            raise ValueError("sigma_weight orders the other instrument's hits (the "
+                             "cross-instrument ranking): this search has none; use a target "
+                             "of the other instrument, or target 'any' with space 'auto'")
+        if ranked:
+            hits = self._cross_ranked(q, target, k, filters, payload_keys, cut, sigma_weight)
         else:
             hits = self.search_vector(q.vectors[name], name, k, filters,
                                       None if target == "any" else target, q.point_id,
@@ -170,14 +181,16 @@ class Engine(SpectraMixin, BrowseMixin):
 
     def search_by_instrument(self, query: Query, k: int = 10, filters: dict | None = None,
                              payload_keys: Sequence[str] | None = None,
-                             quality_cut: bool | None = None, cross_rank: bool = True
+                             quality_cut: bool | None = None, cross_rank: bool = True,
+                             sigma_weight: float | None = None
                              ) -> dict[str, list[SearchHit]]:
         """{survey: its k nearest spectra} for both instruments, each in its own space
         (spectrum PCA within the query's instrument, shared across and, with `cross_rank`,
-        ordered by predicted parameters): similarities from different spaces are not
-        comparable, so they are returned as separate groups."""
+        ordered by predicted parameters; `sigma_weight` as in `search`): similarities from
+        different spaces are not comparable, so they are returned as separate groups."""
+        check_sigma_weight(sigma_weight, cross_rank)
         return self._search_groups(self._resolve(query), k, filters, payload_keys,
-                                   quality_cut, cross_rank)
+                                   quality_cut, cross_rank, sigma_weight)
 
     @staticmethod
     def _quality_cut(quality_cut: bool | None, survey: str, target: str | None) -> bool:
@@ -217,7 +230,8 @@ class Engine(SpectraMixin, BrowseMixin):
 
     def _search_groups(self, q: "ResolvedQuery", k: int, filters: dict | None,
                        payload_keys: Sequence[str] | None, quality_cut: bool | None,
-                       cross_rank: bool) -> dict[str, list[SearchHit]]:
+                       cross_rank: bool, sigma_weight: float | None = None
+                       ) -> dict[str, list[SearchHit]]:
         """Each instrument's best, searched in its own space. Cosine scores are not
         comparable across instruments (the CLIP "modality gap": same-instrument neighbours
         score ~0.9, the same star seen by the other instrument ~0.6), so one merged sort
@@ -228,7 +242,8 @@ class Engine(SpectraMixin, BrowseMixin):
             name = self._vector_name(q.survey, target, "auto", q.vectors)
             cut = self._quality_cut(quality_cut, q.survey, target)
             if cross_rank and target == other:
-                hits = self._cross_ranked(q, target, k, filters, payload_keys, cut)
+                hits = self._cross_ranked(q, target, k, filters, payload_keys, cut,
+                                          sigma_weight)
             else:
                 hits = self.search_vector(q.vectors[name], name, k, filters, target,
                                           q.point_id, payload_keys, cut)
@@ -243,11 +258,14 @@ class Engine(SpectraMixin, BrowseMixin):
         return self._cross_rank[target]
 
     def _cross_ranked(self, q: ResolvedQuery, target: str, k: int, filters: dict | None,
-                      payload_keys: Sequence[str] | None, cut: bool) -> list[SearchHit]:
+                      payload_keys: Sequence[str] | None, cut: bool,
+                      sigma_weight: float | None = None) -> list[SearchHit]:
         """The other instrument's hits: shared-space candidates ordered by predicted
-        parameters (engine/cross_rank.py). A query without predicted parameters keeps the
-        shared-space order."""
+        parameters (engine/cross_rank.py; `sigma_weight`, when given, in place of the
+        bundle's). A query without predicted parameters keeps the shared-space order."""
         settings = self.cross_rank_settings(target)
+        if sigma_weight is not None:
+            settings = dataclasses.replace(settings, sigma_weight=float(sigma_weight))
         needed = [P.pred_key(n) for n in XR.LABELS] + [P.sigma_key(n) for n in XR.LABELS]
         # the candidates carry only what ranks them; the k kept get their payloads after
         # (a full payload for each of 2,000 candidates was most of a ranked search's time)

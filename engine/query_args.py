@@ -32,3 +32,21 @@ def check_cone(ra: Any, dec: Any, radius_arcsec: Any, k: Any) -> None:
         raise ValueError(f"cone radius must be positive, not {radius_arcsec!r}")
     if k is not None:
         check_k(k)
+
+
+def check_sigma_weight(sigma_weight: Any, cross_rank: bool) -> None:
+    """None (the bundle's setting) or a finite weight >= 0, and only with the cross-instrument
+    ranking that reads it."""
+    if sigma_weight is None:
+        return
+    try:
+        ok = not isinstance(sigma_weight, bool) and math.isfinite(float(sigma_weight)) \
+            and float(sigma_weight) >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"sigma_weight must be a finite number >= 0 (or None for the "
+                         f"bundle's setting), not {sigma_weight!r}")
+    if not cross_rank:
+        raise ValueError("sigma_weight is a weight of the cross-instrument ranking: it has no "
+                         "effect with cross_rank off")

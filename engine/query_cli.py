@@ -12,8 +12,8 @@ import sys
 from engine import hit_table
 from engine import payload as P
 from engine.collection import DEFAULT_ALIAS
-from engine.cli_args import (declination, field_list, field_name, finite_float, positive_float,
-                             positive_int, store_name)
+from engine.cli_args import (declination, field_list, field_name, finite_float,
+                             non_negative_float, positive_float, positive_int, store_name)
 from engine.errors import SpecClipError
 from engine.query import read_spectra
 from engine.records import SpectrumRecord
@@ -71,6 +71,11 @@ def register_query(subparsers: argparse._SubParsersAction) -> None:
                         "sigmas, in the direction where validation chose that; each hit gets "
                         "rank_distance; README \"Cross-instrument ranking\"); off: "
                         "shared-space order")
+    p.add_argument("--sigma-weight", type=non_negative_float, default=None, metavar="W",
+                   help="with --cross-rank on: weight of the other instrument's hits' own "
+                        "parameter sigmas in their ranking (0: not counted; 1: a hit the model "
+                        "is unsure of counts as farther away, pushing noisy spectra down). "
+                        "Default: the bundle's setting, chosen on validation per direction")
     p.add_argument("--grouped", action="store_true",
                    help="with --target any: {\"lamost\": [...], \"gaia_xp\": [...]}, each "
                         "instrument searched in its own space, instead of one interleaved list")
@@ -216,7 +221,8 @@ def run_query(args: argparse.Namespace) -> int:
         if args.ra is not None:
             for flag, used in (("--grouped", args.grouped), ("--with-query", args.with_query),
                                ("--quality-cut", args.quality_cut != "auto"),
-                               ("--cross-rank", args.cross_rank != "on")):
+                               ("--cross-rank", args.cross_rank != "on"),
+                               ("--sigma-weight", args.sigma_weight is not None)):
                 if used:
                     raise SpecClipError(f"{flag} applies to similarity searches, not to a "
                                         "cone search")
@@ -239,12 +245,13 @@ def run_query(args: argparse.Namespace) -> int:
                 raise SpecClipError("--grouped needs --target any")
             groups = engine.search_by_instrument(query, k=k, filters=filters,
                                                  payload_keys=fields, quality_cut=cut,
-                                                 cross_rank=cross)
+                                                 cross_rank=cross,
+                                                 sigma_weight=args.sigma_weight)
             hits = [h for hs in groups.values() for h in hs]
         else:
             hits = engine.search(query, target=args.target, k=k, filters=filters,
                                  space=args.space, payload_keys=fields, quality_cut=cut,
-                                 cross_rank=cross)
+                                 cross_rank=cross, sigma_weight=args.sigma_weight)
         # the table always shows the query's predictions; JSON only when asked, so the
         # bare list that scripts read stays as it was
         summary = _query_summary(engine, query) \

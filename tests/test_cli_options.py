@@ -229,6 +229,14 @@ CHECKS = {
         _query_search_kwargs(c, [], lambda k: k["cross_rank"] is True),
         c.refused(["query", "--store", c.w.store, "--ra", "12", "--dec", "21",
                    "--cross-rank", "off"], "applies to similarity searches")),
+    ("query", "--sigma-weight"): lambda c: (
+        _query_search_kwargs(c, ["--sigma-weight", "0"], lambda k: k["sigma_weight"] == 0.0),
+        _query_search_kwargs(c, [], lambda k: k["sigma_weight"] is None),
+        c.refused(_q(c, "--sigma-weight", "-1"), "0 or more"),
+        c.refused(_q(c, "--sigma-weight", "1", "--cross-rank", "off"), "cross_rank off"),
+        c.refused(_q(c, "--sigma-weight", "1", "--target", "lamost"), "has none"),
+        c.refused(["query", "--store", c.w.store, "--ra", "12", "--dec", "21",
+                   "--sigma-weight", "1"], "applies to similarity searches")),
     ("query", "--grouped"): lambda c: (
         c.differs(_q(c), _q(c, "--grouped")),
         isinstance(json.loads(c.run(*_q(c, "--grouped"))[1]), dict) or pytest.fail("grouped"),

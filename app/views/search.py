@@ -40,6 +40,11 @@ def target_options(held: list[str]) -> dict[str, str]:
     return {plots.SURVEY_NAMES.get(s, s): s for s in held}
 
 
+# the cross-instrument ranking's weight of the hits' sigmas (None: the bundle's setting)
+UNCERTAINTY = {"as validated for this direction": None, "counted (weight 1)": 1.0,
+               "not counted (weight 0)": 0.0}
+
+
 def main(engine: Engine) -> None:
     st.title("Spectrum search")
     st.caption("Find spectra like a query spectrum. LAMOST and Gaia XP spectra share one "
@@ -67,9 +72,16 @@ def main(engine: Engine) -> None:
                              "\"Cross-instrument ranking\"): this finds stars of the same "
                              "kind more reliably than the shared space alone. Off: "
                              "shared-space order.")
+    weight = UNCERTAINTY[st.selectbox(
+        "Hits' own parameter uncertainty in that order", list(UNCERTAINTY),
+        key="search_sigma_weight", disabled=not cross,
+        help="Counted: a hit whose parameters the model is unsure of (often a noisy "
+             "spectrum) counts as farther away, which keeps noisy hubs down. The bundle's "
+             "setting was chosen on validation per direction (README \"Cross-instrument "
+             "ranking\").")]
     if st.button("Search", key="search_go", type="primary") or linked:
         st.session_state[RESULT] = _run_search(engine, mode, target, int(k), filters, held,
-                                               cut, cross)
+                                               cut, cross, weight if cross else None)
     result = st.session_state.get(RESULT)
     if result is not None:
         _show_result(engine, result)
@@ -165,18 +177,22 @@ def _resolve_upload() -> dict:
 
 
 def _run_search(engine: Engine, mode: str, target: str, k: int, filters: dict,
-                held: list[str], quality_cut: bool = True, cross_rank: bool = True) -> dict:
+                held: list[str], quality_cut: bool = True, cross_rank: bool = True,
+                sigma_weight: float | None = None) -> dict:
     try:
         query = _resolve(engine, mode)
         with st.spinner("Searching..."):
             q = query.get("record") or query["point"]
+            survey = query["record"].survey if "record" in query \
+                else query["payload"].get(P.SURVEY)
             targets = held if target == "any" else [target]
             # None: the engine's default (the cut among the other instrument's hits only)
             cut = None if quality_cut else False
-            groups = {t: [h.to_dict() for h in engine.search(q, target=t, k=k,
-                                                              filters=filters or None,
-                                                              quality_cut=cut,
-                                                              cross_rank=cross_rank)]
+            groups = {t: [h.to_dict() for h in engine.search(
+                q, target=t, k=k, filters=filters or None, quality_cut=cut,
+                cross_rank=cross_rank,
+                # the weight orders the other instrument's hits only
+                sigma_weight=None if t == survey else sigma_weight)]
                       for t in targets}
             query.update(_query_model(engine, query))
     except SpecClipError as exc:

@@ -133,6 +133,36 @@ def test_cross_rank_checkbox_reaches_the_engine(app_engine, app_store, monkeypat
     assert calls[-1]["cross_rank"] is False
     assert "rank distance" not in frame(at, "id").columns
     assert not any("Ordered by rank distance" in c for c in texts(at.caption))
+    assert at.selectbox(key="search_sigma_weight").disabled
+
+
+def test_sigma_weight_choice_reaches_the_engine(app_engine, app_store, monkeypatch):
+    """The bundle's setting (None) by default; "not counted" asks for weight 0, for the
+    other instrument's hits only (a same-instrument search has no ranking to weigh)."""
+    if not app_store.pair_source_ids:
+        pytest.skip("one instrument only without ../shared/data/pairs_lamost_xp")
+    from engine.query import Engine
+
+    calls = []
+    real = Engine.search
+    monkeypatch.setattr(Engine, "search",
+                        lambda self, *a, **k: calls.append(k) or real(self, *a, **k))
+    at = page_app(PAGE, app_engine)
+    obsid = next(o for o in app_store.obsids if int(o) > 100_000)
+    search(at, "LAMOST obsid", "Gaia XP", 3, search_obsid=obsid)
+    assert calls[-1]["sigma_weight"] is None
+    default = [h["object_id"] for h in at.session_state["search_result"]["hits"]]
+    at.selectbox(key="search_sigma_weight").set_value("not counted (weight 0)")
+    at.button(key="search_go").click()
+    rerun(at)
+    assert calls[-1]["sigma_weight"] == 0.0 and calls[-1]["target"] == "gaia_xp"
+    assert not at.exception and at.session_state["search_result"].get("error") is None
+    assert len(at.session_state["search_result"]["hits"]) == len(default)
+    at.selectbox(key="search_target").set_value("each instrument (grouped)")
+    at.button(key="search_go").click()
+    rerun(at)
+    by_target = {k["target"]: k["sigma_weight"] for k in calls[-2:]}
+    assert by_target == {"lamost": None, "gaia_xp": 0.0}
 
 
 def test_class_filter_restricts_the_hits(app_engine):

@@ -159,3 +159,38 @@ def test_a_query_without_predicted_parameters_keeps_the_shared_order(engine):
     ranked = engine.search(record, target="gaia_xp", k=5)
     shared = engine.search(record, target="gaia_xp", k=5, cross_rank=False)
     assert [h.id for h in ranked] == [h.id for h in shared]
+
+
+def test_the_sigma_weight_can_be_overridden_per_search(engine):
+    right, unsure = engine.planted
+
+    def unsure_hit(**kw):
+        hits = engine.search(("obsid", "305"), target="gaia_xp", k=60, **kw)
+        return next(h for h in hits if h.object_id == unsure), [h.object_id for h in hits]
+
+    default, order = unsure_hit()
+    off, order_off = unsure_hit(sigma_weight=0.0)
+    heavy, order_heavy = unsure_hit(sigma_weight=4.0)
+    # weight 0: the right labels, sigma not counted -> only the cosine term is left
+    assert off.rank_distance == pytest.approx(1.0 * (1.0 - off.score), abs=1e-6)
+    assert off.rank_distance < default.rank_distance < heavy.rank_distance
+    assert order_off.index(unsure) < order.index(unsure) <= order_heavy.index(unsure)
+    assert order_off.index(unsure) <= 1
+    # the same through the grouped search
+    groups = engine.search_by_instrument(("obsid", "305"), k=60, sigma_weight=0.0)
+    assert [h.object_id for h in groups["gaia_xp"]] == order_off
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"sigma_weight": -1.0}, ">= 0"),
+    ({"sigma_weight": float("nan")}, ">= 0"),
+    ({"sigma_weight": True}, ">= 0"),
+    ({"sigma_weight": 1.0, "cross_rank": False}, "cross_rank off"),
+    ({"sigma_weight": 1.0, "target": "lamost"}, "has none"),
+    ({"sigma_weight": 1.0, "target": "gaia_xp", "space": "shared", "cross_rank": False},
+     "cross_rank off"),
+])
+def test_a_sigma_weight_that_would_do_nothing_is_refused(engine, kwargs, message):
+    kwargs = {"target": "gaia_xp", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        engine.search(("obsid", "305"), k=3, **kwargs)
