@@ -60,6 +60,20 @@ def main(engine: Engine) -> None:
     target = options[c1.selectbox("Search among", list(options), key="search_target")]
     k = c2.slider("Neighbours per instrument (k)", 1, 50, 9, key="search_k")
     filters = filter_ui.filter_controls("search", engine)
+    cut, cross, weight = True, True, None    # the defaults; only a two-instrument store
+    if len(held) > 1:                        # has other-instrument hits to set them for
+        cut, cross, weight = _cross_instrument_controls()
+    if st.button("Search", key="search_go", type="primary") or linked:
+        st.session_state[RESULT] = _run_search(engine, mode, target, int(k), filters, held,
+                                               cut, cross, weight if cross else None)
+    result = st.session_state.get(RESULT)
+    if result is not None:
+        _show_result(engine, result)
+    acknowledgement()
+
+
+def _cross_instrument_controls() -> tuple[bool, bool, float | None]:
+    """The quality cut, the ranking and its sigma weight for the other instrument's hits."""
     cut = st.checkbox("Leave out low-quality spectra of the other instrument", True,
                       key="search_quality_cut",
                       help="Spectra flagged low_quality (low SNR or mostly masked) sit near "
@@ -79,13 +93,7 @@ def main(engine: Engine) -> None:
              "spectrum) counts as farther away, which keeps noisy hubs down. The bundle's "
              "setting was chosen on validation per direction (README \"Cross-instrument "
              "ranking\").")]
-    if st.button("Search", key="search_go", type="primary") or linked:
-        st.session_state[RESULT] = _run_search(engine, mode, target, int(k), filters, held,
-                                               cut, cross, weight if cross else None)
-    result = st.session_state.get(RESULT)
-    if result is not None:
-        _show_result(engine, result)
-    acknowledgement()
+    return cut, cross, weight
 
 
 def _deep_link() -> bool:

@@ -28,6 +28,9 @@ def test_status_of_an_empty_store(empty_engine):
 def test_search_defaults_to_the_instrument_held(xp_only_engine):
     at = page_app("app.views.search", xp_only_engine)
     assert at.selectbox(key="search_target").options == ["Gaia XP"]
+    # no other instrument, so no controls for its hits
+    keys = {w.key for w in (*at.checkbox, *at.selectbox)}
+    assert not keys & {"search_quality_cut", "search_cross_rank", "search_sigma_weight"}
     assert any("no LAMOST LRS spectra" in t and "specclip index" in t
                for t in texts(at.caption))
     at.radio(key="search_mode").set_value("Gaia source id")
