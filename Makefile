@@ -4,8 +4,11 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-# The CPU build of torch is installed first so that nothing pulls a multi-GB CUDA build.
+# torch is installed first so that nothing pulls another build. These machines' pip
+# configuration finds the CPU wheel locally; elsewhere PyPI's Linux wheel is the multi-GB CUDA
+# one, so pass TORCH_INDEX=https://download.pytorch.org/whl/cpu for the CPU build.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
 STORE  ?= var/store
 SOURCES ?= xp-library
 LAMOST ?=
@@ -26,7 +29,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e ".[test,scale]"
 	touch $@
 

@@ -33,7 +33,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def register_train(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "train", help="train a SpecCLIP bundle (pretrain -> align -> heads)",
+        "train", help="train a SpecCLIP bundle (pretrain -> heads -> align; config "
+                      "align.features says the order)",
         description="Train end to end on the shared data and write a bundle folder. "
                     "Reproduce the shipped one: specclip train --config small "
                     "--out engine/bundles/small")

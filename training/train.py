@@ -1,11 +1,13 @@
-"""Train a SpecCLIP model end to end: pretrain -> align -> heads, then write a bundle.
+"""Train a SpecCLIP model end to end: pretrain -> heads -> align (align.features
+"finetuned", the small config; "pretrained" aligns before the heads), then write a bundle.
 
 Reads top to bottom:
 1. load data: hash splits train / validation / test of LAMOST and of the XP library (test
    never read here; the real pairs' stars in no split used here);
 2. pretrain each encoder (LAMOST: masked-patch modelling; XP: autoencoder or masked patches);
 3. align: split projections + symmetric InfoNCE + own reconstruction + translation decoders,
-   encoders frozen (or lightly tuned), on label-matched or real pairs;
+   encoders frozen (or lightly tuned), on label-matched or real pairs (with align.features
+   "finetuned" this stage runs after step 4, on the heads' fine-tuned encoder copies);
 4. heads: Gaussian-NLL parameter heads per survey (on a fine-tuned encoder copy, if
    configured), LAMOST batches augmented; the state with the best validation loss is kept
    (early stopping), then each label's sigma is rescaled so that 68.3 % of validation stars
