@@ -634,6 +634,86 @@ CHECKS[("", "--verbose")] = _verbose
 PENDING: dict = {}
 
 
+# ---- predict ---------------------------------------------------------------------------------
+
+def _p(c, *more):
+    """`specclip predict` over the world's 4 files, with the projection double as the model."""
+    import engine.inference as inference
+
+    c.mp.setattr(inference, "Embedder", lambda *a, **k: ProjectionEmbedder())
+    return ["predict", c.w.folder, "--out", c.tmp / "t.csv", "--no-progress", *more]
+
+
+def _predict_reaches(c: Ctx, argv: list[str], target, name: str, ret, probe) -> None:
+    calls = c.record(target, name, ret)
+    rc, _, err = c.run(*argv)
+    assert rc == 0, err
+    assert calls and probe(calls), calls
+
+
+def _embedder_args(c: Ctx, more: list[str], probe) -> None:
+    argv = _p(c, *more)            # installs the double first; record() wraps it
+    import engine.inference as inference
+
+    _predict_reaches(c, argv, inference, "Embedder", lambda *a, **k: ProjectionEmbedder(),
+                     probe)
+
+
+def _predict_batches(c: Ctx, size: str, expected: list[int]) -> None:
+    import indexer.predict as PR
+
+    real, sizes = PR.prediction_rows, []
+    c.mp.setattr(PR, "prediction_rows",
+                 lambda recs, emb: (sizes.append(len(recs)), real(recs, emb))[1])
+    rc, _, err = c.run(*_p(c, "--batch-size", size))
+    assert rc == 0 and sizes == expected, (err, sizes)
+
+
+CHECKS.update({
+    ("predict", "paths"): lambda c: c.differs(
+        _p(c), ["predict", c.w.folder / "spec-8100.fits", "--out", c.tmp / "t.csv",
+                "--no-progress"]),
+    ("predict", "--out"): lambda c: (
+        c.run(*_p(c)), (c.tmp / "t.csv").stat(),
+        c.refused(["predict", c.w.folder, "--out", c.tmp / "t.txt"], "CSV or Parquet"),
+        c.refused(["predict", c.w.folder, "--out", c.tmp], "CSV or Parquet"),
+        not list(c.tmp.glob(".predict-*")) or pytest.fail("stray temporary table")),
+    ("predict", "--report"): lambda c: (
+        c.run(*_p(c, "--report", c.tmp / "r.json")),
+        json.loads((c.tmp / "r.json").read_text())["spectra"] == 4 or pytest.fail("report")),
+    ("predict", "--labels"): lambda c: _predict_reaches(
+        c, _p(c, "--labels", "lab.csv"), __import__("engine.readers.lamost_labels").readers
+        .lamost_labels, "load_lamost_labels", {}, lambda k: k[0][0] == ("lab.csv",)),
+    ("predict", "--bundle"): lambda c: _embedder_args(
+        c, ["--bundle", "B"], lambda k: k[-1][0][0] == "B"),
+    ("predict", "--device"): lambda c: _embedder_args(
+        c, ["--device", "auto"], lambda k: k[-1][1]["device"] == "auto"),
+    ("predict", "--batch-size"): lambda c: (_predict_batches(c, "2", [2, 2]),
+                                            _predict_batches(c, "3", [3, 1]),
+                                            c.refused(_p(c, "--batch-size", "0"), "at least 1")),
+    ("predict", "--no-progress"): lambda c: (
+        _predict_reaches(c, _p(c), __import__("indexer.predict").predict, "predict_files",
+                         {"spectra": 0, "ood": 0, "low_quality": 0, "refused": []},
+                         lambda k: k[-1][1]["progress"] is False),
+        _predict_reaches(c, [a for a in _p(c) if a != "--no-progress"],
+                         __import__("indexer.predict").predict, "predict_files",
+                         {"spectra": 0, "ood": 0, "low_quality": 0, "refused": []},
+                         lambda k: k[-1][1]["progress"] is True)),
+    ("predict", "--format"): lambda c: _predict_reaches(
+        c, _p(c, "--format", "lamost-lrs"), __import__("engine.readers").readers, "read_many",
+        _real_read_many(), lambda k: k[-1][1]["format"] == "lamost-lrs"),
+    ("predict", "--wavelength-unit"): lambda c: _predict_reaches(
+        c, _p(c, "--wavelength-unit", "nm"), __import__("engine.readers").readers, "read_many",
+        _real_read_many(), lambda k: k[-1][1]["options"]["unit"] == "nm"),
+    ("predict", "--medium"): lambda c: _predict_reaches(
+        c, _p(c, "--medium", "air"), __import__("engine.readers").readers, "read_many",
+        _real_read_many(), lambda k: k[-1][1]["options"]["medium"] == "air"),
+    ("predict", "--uncertainty"): lambda c: _predict_reaches(
+        c, _p(c, "--uncertainty", "error"), __import__("engine.readers").readers, "read_many",
+        _real_read_many(), lambda k: k[-1][1]["options"]["uncertainty"] == "error"),
+})
+
+
 def test_every_option_has_a_check():
     missing = sorted(all_options() - set(CHECKS))
     assert not missing, f"options with no check (add one to CHECKS): {missing}"
