@@ -9,8 +9,8 @@ with their reasons, and the per-spectrum anomaly scores. `COLUMNS` is the table'
 schema. The scores that compare a spectrum with other indexed spectra (`anomaly_knn`, the
 combined `anomaly` percentile, `anomaly_translation`) exist only in a store: `specclip index`.
 
-Files stream through in batches of `--batch-size` spectra, so memory does not grow with the
-input. A file that cannot be read, a table row that cannot, and a spectrum the model refuses
+Files stream through in batches of `--batch-size` spectra (a file of many spectra is cut into
+batches too), so memory grows with the largest file's records, not with the whole input. A file that cannot be read, a table row that cannot, and a spectrum the model refuses
 (too few usable pixels in its window) are each listed in the report with the reason, and the
 run goes on. The table is written to a temporary file beside `--out` and renamed at the end:
 an interrupted run leaves no half table under that name, and a rerun writes it whole.
@@ -161,17 +161,19 @@ def predict_files(paths: Iterable[str], out: str, embedder: Any, batch_size: int
 
         bar = tqdm(total=len(files), desc="predicting", unit="file")
 
-    def flush() -> None:
-        if not pending:
-            return
-        rows, bad = prediction_rows(pending, embedder)
-        writer.write(rows)
-        refused.extend(bad)
-        for r in rows:
-            counts[r[P.SURVEY]] += 1
-            counts["ood"] += bool(r[P.OOD])
-            counts["low_quality"] += bool(r[P.LOW_QUALITY])
-        pending.clear()
+    def flush(at_least: int) -> None:
+        """Predict and write batches of `batch_size` while `at_least` spectra wait (a file
+        of many spectra, such as a table, is cut into batches too)."""
+        while pending and len(pending) >= at_least:
+            batch = pending[:batch_size]
+            del pending[:batch_size]
+            rows, bad = prediction_rows(batch, embedder)
+            writer.write(rows)
+            refused.extend(bad)
+            for r in rows:
+                counts[r[P.SURVEY]] += 1
+                counts["ood"] += bool(r[P.OOD])
+                counts["low_quality"] += bool(r[P.LOW_QUALITY])
 
     try:
         for path in files:
@@ -180,12 +182,11 @@ def predict_files(paths: Iterable[str], out: str, embedder: Any, batch_size: int
                 records = attach_labels(records, table)
             refused.extend(bad)
             pending.extend(records)
-            if len(pending) >= batch_size:
-                flush()
+            flush(batch_size)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(spectra=writer.rows + len(pending), refused=len(refused))
-        flush()
+        flush(1)
         writer.commit()
     except BaseException:
         writer.abort()
