@@ -136,3 +136,17 @@ def test_real_files_agree_with_the_model_one_spectrum_at_a_time(tmp_path, capsys
     lamost = [r for r in rows if r[P.SURVEY] == "lamost" and r[P.LABEL_SOURCE]]
     assert lamost and all(r[P.label_key("teff")] and r[P.pred_key("rv")] for r in lamost)
     assert {r[P.CONTINUUM] for r in lamost} == {"own"}
+
+
+def test_a_many_spectrum_file_is_cut_into_batches(tmp_path, monkeypatch):
+    from tests.app.conftest import write_xp_sampled_csv
+
+    ids = write_xp_sampled_csv(tmp_path / "XP_SAMPLED-12.csv", 12)
+    real, sizes = PR.prediction_rows, []
+    monkeypatch.setattr(PR, "prediction_rows",
+                        lambda recs, emb: (sizes.append(len(recs)), real(recs, emb))[1])
+    out = tmp_path / "t.csv"
+    report = PR.predict_files([str(tmp_path / "XP_SAMPLED-12.csv")], str(out),
+                              ProjectionEmbedder(), batch_size=5)
+    assert sizes == [5, 5, 2] and report["spectra"] == 12
+    assert [r[P.OBJECT_ID] for r in read_csv(out)] == [str(i) for i in ids]
