@@ -160,13 +160,15 @@ def counterpart_point(_engine: Engine, key: str, survey: str, object_id: str,
 @st.cache_data(ttl=300, max_entries=256, show_spinner=False)
 def neighbours(_engine: Engine, key: str, point_id: str, k: int,
                target: str = "any") -> list[dict]:
-    """Nearest neighbours of a stored point (shared space unless same-instrument)."""
+    """Nearest neighbours of a stored point as `Engine.search` finds them (each instrument in
+    its own space: spectrum PCA within the point's instrument, shared across)."""
     return [h.to_dict() for h in _engine.search(point_id, target=target, k=k)]
 
 
 def neighbour_lists(engine: Engine, point_ids: list[str], k: int
                     ) -> dict[str, list[tuple[str, float]]]:
-    """Shared-space neighbours (id, cosine similarity) of each point, for re-ranking."""
+    """Neighbours (id, cosine similarity in the space each was found in) of each point, for
+    re-ranking."""
     key = engine_key(engine)
     out: dict[str, list[tuple[str, float]]] = {}
     for pid in point_ids:

@@ -1,8 +1,9 @@
 """Re-rank outlier candidates from the marks of a hunting session.
 
 An outlier list is long and most of its top is dull for the same few reasons (a bad fibre, a
-known class of object). When the user marks a candidate, its neighbours in the *shared*
-embedding space are probably the same kind of thing, whichever instrument observed them, so:
+known class of object). When the user marks a candidate, its neighbours (as a search finds
+them: the spectrum space within its instrument, the shared space across) are probably the same
+kind of thing, whichever instrument observed them, so:
 
 - neighbours of candidates marked "boring" or "artefact" (and, more gently, "known") move down;
 - neighbours of candidates marked "interesting" move up.
@@ -60,7 +61,7 @@ def rerank(candidates: Sequence[str], marks: Mapping[str, str],
     candidates : candidate ids in their original order (highest anomaly first).
     marks : id -> one of LABELS, for the points the user has marked.
     neighbours : marked id -> [(neighbour id, cosine similarity in [-1, 1]), ...] in the
-        shared space. Marked ids missing here pull on nothing.
+        space each was found in. Marked ids missing here pull on nothing.
     strength : how far marks may move a candidate; 0 keeps the original order.
     min_similarity : neighbours less similar than this are ignored.
 

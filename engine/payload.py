@@ -51,12 +51,11 @@ KNN_DISTANCE = "knn_distance"          # cosine distance to the 10th same-survey
 ANOMALY_REDSHIFT = "anomaly_redshift"
 ANOMALY_REDSHIFT_Z = "anomaly_redshift_z"
 # ANOMALY: Fisher's combination -sum(log(1 - p)) of the own-survey scores' percentiles
-# within the survey (from the distribution stored at the last full scoring pass)
+# within the survey (from the distribution stored at the last full scoring pass); which
+# scores take part, per survey: indexer/scoring.py ANOMALY_PARTS
 ANOMALY = "anomaly"
 # only for stars with both spectra, ranked only among them; never part of ANOMALY
 ANOMALY_TRANSLATION = "anomaly_translation"
-OWN_SURVEY_SCORES = (ANOMALY_RECON, ANOMALY_PEAK, ANOMALY_FEATURES, ANOMALY_KNN,
-                     ANOMALY_REDSHIFT)
 ANOMALY_SCORES = (ANOMALY, ANOMALY_KNN, ANOMALY_RECON, ANOMALY_PEAK, ANOMALY_FEATURES,
                   ANOMALY_REDSHIFT, ANOMALY_TRANSLATION)
 SCORES_PENDING = "scores_pending"      # True until the neighbour scores are written
@@ -106,7 +105,8 @@ PAYLOAD_INDEXES: dict[str, str] = {
                                        # a scan, 4-5 s at 1M points)
     **{label_key(n): "float" for n in LABEL_NAMES},
     **{pred_key(n): "float" for n in LABEL_NAMES},
-    pred_key("rv"): "float",           # LAMOST radial velocity (km/s) from the RV head
+    pred_key("rv"): "float",           # LAMOST radial velocity (km/s): the RV template fit
+                                       # (engine/rv.py), the head's without templates
     CONTINUUM: "keyword",
     **{k: "float" for k in ANOMALY_SCORES},
     SCORES_PENDING: "bool",

@@ -233,9 +233,9 @@ class Engine(SpectraMixin, BrowseMixin):
                        cross_rank: bool, sigma_weight: float | None = None
                        ) -> dict[str, list[SearchHit]]:
         """Each instrument's best, searched in its own space. Cosine scores are not
-        comparable across instruments (the CLIP "modality gap": same-instrument neighbours
-        score ~0.9, the same star seen by the other instrument ~0.6), so one merged sort
-        would bury every cross-instrument match."""
+        comparable across spaces (same-instrument neighbours score ~0.9999 in the spectrum
+        space, the same star seen by the other instrument ~0.6 in the shared one), so one
+        merged sort would bury every cross-instrument match."""
         other = SURVEY_XP if q.survey == SURVEY_LAMOST else SURVEY_LAMOST
         per = {}
         for target in (q.survey, other):

@@ -52,7 +52,7 @@ class SimilarityScale:
             found = store.search(coll, space, vec, K + 1,
                                  filter=Filter(must=(Match(P.SURVEY, hit_survey),)),
                                  payload_keys=[])
-            sims.extend(f.score for f in found if f.id != h.id)
+            sims.extend([f.score for f in found if f.id != h.id][:K])   # no self: K + 1
             sampled += 1
             if sampled >= SAMPLE:
                 break

@@ -4,7 +4,7 @@ When a sync adds a spectrum, the existing points whose 10-NN neighbourhood it en
 new `knn_distance` / `anomaly_knn` / `anomaly` values (and the XP half of a newly
 cross-matched pair, an `anomaly_translation`). Writing those into the store would change
 the sealed, optimised segments they live in, and publishing a generation would then seal
-those segments again: 27.4 s for 10 such points at 1M points (benchmarks/SIZING.md). So on
+those segments again: 19.8 s for 10 such points at 1M points (benchmarks/SIZING.md). So on
 an embedded store the indexer defers them (indexer/incremental.py): their new values are
 kept in a sidecar in the store folder, beside the published generations,
 

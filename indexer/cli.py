@@ -70,6 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="server/cluster (--url) only: shards of a new collection (default 1)")
     p.add_argument("--replication", type=positive_int, default=None,
                    help="server/cluster (--url) only: replicas of each shard (default 1)")
+    p.add_argument("--write-consistency", type=positive_int, default=None,
+                   help="server/cluster (--url) only: replicas that must acknowledge a write "
+                        "to a new collection (default 1; at most --replication)")
     p.add_argument("--search-threads", type=positive_int, default=None,
                    help="embedded store (--store) only: threads per query (default 1, the "
                         "fastest for one query at a time)")
@@ -110,6 +113,11 @@ def refuse_contradictions(args: argparse.Namespace) -> None:
          "embedded store is one local shard"),
         (args.store and args.replication is not None, "--replication applies to a server "
          "(--url); the embedded store is one local copy"),
+        (args.store and args.write_consistency is not None, "--write-consistency applies to "
+         "a server (--url); the embedded store is one local copy"),
+        (args.write_consistency is not None
+         and args.write_consistency > (args.replication or 1), "--write-consistency cannot "
+         "exceed --replication: a write cannot wait for more replicas than there are"),
         (args.url and args.search_threads is not None, "--search-threads applies to the "
          "embedded store (--store); a server sets its own search threads"),
         (args.watch and args.dask, "--watch with --dask is not supported: watch re-syncs in "
@@ -136,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
                                 payload_on_disk=args.payload_on_disk,
                                 shard_number=args.shards or 1,
                                 replication_factor=args.replication or 1,
+                                write_consistency_factor=args.write_consistency or 1,
                                 search_threads=args.search_threads or
                                 DEFAULT_OPTIONS.search_threads,
                                 max_segment_points=args.max_segment_points or

@@ -10,10 +10,11 @@ schema. The scores that compare a spectrum with other indexed spectra (`anomaly_
 combined `anomaly` percentile, `anomaly_translation`) exist only in a store: `specclip index`.
 
 Files stream through in batches of `--batch-size` spectra (a file of many spectra is cut into
-batches too), so memory grows with the largest file's records, not with the whole input. A file that cannot be read, a table row that cannot, and a spectrum the model refuses
-(too few usable pixels in its window) are each listed in the report with the reason, and the
-run goes on. The table is written to a temporary file beside `--out` and renamed at the end:
-an interrupted run leaves no half table under that name, and a rerun writes it whole.
+batches too), so memory grows with the largest file's records, not with the whole input. A
+file that cannot be read, a table row that cannot, and a spectrum the model refuses (too few
+usable pixels in its window) are each listed in the report with the reason, and the run goes
+on. The table is written to a temporary file beside `--out` and renamed at the end: an
+interrupted run leaves no half table under that name, and a rerun writes it whole.
 """
 
 from __future__ import annotations

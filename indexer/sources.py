@@ -147,8 +147,10 @@ def parse_sources(specs: list[str], labels: list[str] | None = None) -> list[Sou
 def prefetch(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
     """Read the next batches in a background thread while the caller embeds this one.
 
-    Reading (astropy, gzip, numpy) and embedding (torch) both release the GIL for most of
-    their work, so on two cores they overlap; the queue bound keeps memory flat. An exception
+    Embedding (torch) releases the GIL for most of its work; reading (astropy, gzip) holds it
+    for much of its own, so with many files the indexer reads in separate processes
+    (indexer/reading.py) and this thread mostly waits on them. The queue bound keeps memory
+    flat. An exception
     in the reader is re-raised in the caller, at the batch where it happened.
     """
     import queue

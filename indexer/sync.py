@@ -11,12 +11,12 @@ Order of work (so kill -9 anywhere loses nothing and duplicates nothing):
    (engine/spectrum_archive.py), then upsert the points naming them (idempotent by id);
    delete the points a re-read file no longer yields, and only then record the files in the
    file index (a catalogue file once every batch of it is written);
-then, after every source: delete the points of files that are gone and the archive files no
-point names any more, recompute the anomaly scores of what changed (indexer/scoring.py:
-incremental, or a full pass when due), optimise, switch the alias, and only then write the
-bookkeeping file and the report.
+then, after every source: delete the points of files that are gone, recompute the anomaly
+scores of what changed (indexer/scoring.py: incremental, or a full pass when due), delete the
+archive files no point names any more, optimise, switch the alias, publish a generation for
+readers, and only then write the bookkeeping file and the report.
 
-About 460 lines: that order is the module's one job and reads best in one place; what a
+About 480 lines: that order is the module's one job and reads best in one place; what a
 batch changes is in indexer/changes.py, the file index in indexer/file_index.py, scoring in
 indexer/scoring.py.
 """

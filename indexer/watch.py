@@ -2,8 +2,9 @@
 cheap when nothing changed) sync on a timer. Each cycle publishes what it wrote, so readers
 such as the app see new spectra within one interval. Polling rather than inotify: it works
 the same on network file systems and in containers, and an unchanged cycle costs one
-listing and one stat per file of a folder source: no file is opened and the store is not
-asked (see indexer/file_index.py; the XP library and catalogues are read and hashed)."""
+listing and one stat per file of a folder source, and one stat for the XP library and each
+catalogue: no file is opened, and the store is asked only for its collection, alias and
+pending-score count (see indexer/file_index.py)."""
 
 from __future__ import annotations
 

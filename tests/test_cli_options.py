@@ -356,6 +356,13 @@ CHECKS.update({
         _index_refused(c, _i(c, "--replication", "2"), "--replication applies to a server"),
         _index_reaches(c, ["index", "--url", "http://q:6333", "--replication", "2"],
                        _option("replication_factor", 2))),
+    ("index", "--write-consistency"): lambda c: (
+        _index_refused(c, _i(c, "--write-consistency", "2"),
+                       "--write-consistency applies to a server"),
+        _index_refused(c, ["index", "--url", "http://q:6333", "--replication", "2",
+                           "--write-consistency", "3"], "cannot exceed --replication"),
+        _index_reaches(c, ["index", "--url", "http://q:6333", "--replication", "2",
+                           "--write-consistency", "2"], _option("write_consistency_factor", 2))),
     ("index", "--search-threads"): lambda c: (
         _index_reaches(c, _i(c, "--search-threads", "3"), _option("search_threads", 3)),
         _index_refused(c, ["index", "--url", "http://q:6333", "--search-threads", "2"],

@@ -5,7 +5,8 @@ Fitted on exactly the rows the model's heads train on (the train splits), the mo
 picked per label by the lowest robust sigma on the validation split, then refitted nowhere
 else and scored on the same test rows as the model, so `baseline.*` metrics are directly
 comparable with the model's. Teff is fitted as log10 Teff (FACTS: that helps). XP flux
-enters as asinh(flux / 0.1) (the decoders' space): raw flux spans ~0-290 across the library.
+enters as asinh(flux / 0.1) (the decoders' space): the flux normalised at 550 nm spans
+~0-5,800 across the library.
 """
 
 from __future__ import annotations

@@ -36,8 +36,8 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train a SpecCLIP bundle (pretrain -> heads -> align; config "
                       "align.features says the order)",
         description="Train end to end on the shared data and write a bundle folder. "
-                    "Reproduce the shipped one: specclip train --config small "
-                    "--out engine/bundles/small")
+                    "Reproduce the shipped one with `make bundle` (this command, then "
+                    "fit-reference, the cross-rank fit and evaluate --into-bundle)")
     p.add_argument("--config", default="small", help="small, paper, or a JSON file")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--data", default=None, help="shared data folder (default ../shared/data)")

@@ -92,8 +92,12 @@ def _render(full: dict, outputs: dict, payload: dict, real: dict | None, prefix:
 def _neighbours(engine: Engine, point_id: str, curve: dict, k: int, prefix: str) -> None:
     key = data.engine_key(engine)
     hits = data.hits_from_dicts(data.neighbours(engine, key, point_id, k))
-    st.markdown(f"**{len(hits)} nearest neighbours in the shared space (both instruments)**")
-    tables.show_hits(hits, f"{prefix}_nbr_table", "cosine (shared)")
+    st.markdown(f"**{len(hits)} nearest neighbours, both instruments**",
+                help="As a search finds them: within this star's instrument by the spectrum "
+                     "space (PCA of the normalised spectrum), in the other instrument by the "
+                     "shared space re-ordered by predicted parameters. Cosines from the two "
+                     "spaces are not comparable: compare within an instrument.")
+    tables.show_hits(hits, f"{prefix}_nbr_table", "cosine (its space)")
     # only neighbours seen by the same instrument share this star's axis and normalisation
     same = [h for h in hits if h.survey == curve.get("survey")]
     curves = [(curve, "this star")]

@@ -2,8 +2,9 @@
 score. A click on a point opens that star; a box (or lasso) selection lists the stars inside
 it to pick from.
 
-PCA projects every point and stays responsive at 40k+ points (WebGL scatter, projection cached);
-t-SNE shows local structure better but is slow on few cores, so it runs on a subsample.
+PCA projects every point up to "Points (at most)" (default 50,000) and stays responsive at
+40k+ points (WebGL scatter, projection cached); t-SNE shows local structure better but is slow
+on few cores, so it runs on a subsample.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from engine.query import Engine, SearchHit, is_point_id
 
 log = logging.getLogger(__name__)
 
-METHODS = {"PCA (all points)": "pca", "t-SNE (random subsample)": "tsne"}
+METHODS = {"PCA (up to the point limit)": "pca", "t-SNE (random subsample)": "tsne"}
 SURVEYS = {"both instruments": None, "LAMOST LRS": "lamost", "Gaia XP": "gaia_xp"}
 COLOUR_KEYS = (P.SURVEY, *(P.pred_key(n) for n in ("teff", "logg", "feh", "alpha_m")),
                *(P.label_key(n) for n in ("teff", "logg", "feh")), *P.ANOMALY_SCORES, P.SNR)

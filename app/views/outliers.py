@@ -2,7 +2,7 @@
 
 A hunting session keeps the user's marks (interesting / artefact / known / boring, with notes)
 in a JSON file, so a hunt can be resumed and exported. With "learn from my marks" on, the list
-is re-ranked by `app.reranking.rerank`: neighbours (in the shared space, so across both
+is re-ranked by `app.reranking.rerank`: neighbours (as a search finds them, in both
 instruments) of boring or artefact candidates move down, neighbours of interesting ones move up.
 """
 

@@ -3,8 +3,9 @@
 The query is a stored spectrum (by LAMOST obsid, Gaia source id, sky position or at random)
 or an uploaded file; `/search?obsid=...` or `/search?source_id=...` runs a search at once.
 Results come in one group per instrument, each with its own similarity scale: same-instrument
-neighbours are compared in that instrument's own space, the other instrument's in the shared
-(CLIP) space, and cosines from different spaces are not comparable.
+neighbours are compared in that instrument's spectrum space (PCA of the normalised spectrum),
+the other instrument's in the shared (CLIP) space, re-ordered by predicted parameters, and
+cosines from different spaces are not comparable.
 """
 
 from __future__ import annotations
@@ -213,7 +214,8 @@ def _run_search(engine: Engine, mode: str, target: str, k: int, filters: dict,
             st.query_params.from_dict({"source_id": str(p.get(P.OBJECT_ID))})
         st.session_state["search_link"] = tuple(sorted(st.query_params.to_dict().items()))
     hits = [h for t in groups for h in groups[t]]
-    return {**query, "groups": groups, "hits": hits, "target": target, "filters": filters}
+    return {**query, "groups": groups, "hits": hits, "target": target, "filters": filters,
+            "sigma_weight": sigma_weight}
 
 
 def _query_model(engine: Engine, query: dict) -> dict:
@@ -292,7 +294,7 @@ def _group(engine: Engine, result: dict, survey: str | None, target: str, hits: 
     """One instrument's neighbours: its scale, the parameter summary, the table, the grid."""
     name = plots.SURVEY_NAMES.get(target, target)
     same = target == survey
-    scale = "cosine in the instrument's own space" if same else "cosine in the shared space"
+    scale = f"cosine in {_space_name(hits[0].space if hits else '', same)}"
     st.subheader(f"{name}: {len(hits)} nearest neighbours")
     ranked = any(h.rank_distance is not None for h in hits)
     st.caption(f"Similarity: {scale} (1 = identical). "
@@ -300,7 +302,9 @@ def _group(engine: Engine, result: dict, survey: str | None, target: str, hits: 
                   "compare scores within a group only. " if len(result["groups"]) > 1 else "")
                + ("Ordered by rank distance: the nearest in the shared space, re-ordered by "
                   "how close the model's predicted Teff, logg and [Fe/H] are to the query's, "
-                  "counting their uncertainty (untick the option above for shared-space "
+                  + ("counting" if _sigma_weight(engine, result, target) > 0 else
+                     "not counting")
+                  + " the hits' uncertainty (untick the option above for shared-space "
                   "order)." if ranked else ""))
     if not hits:
         st.warning("Nothing matched: loosen the filters or search the other instrument.")
@@ -312,6 +316,24 @@ def _group(engine: Engine, result: dict, survey: str | None, target: str, hits: 
                      on_select=functools.partial(_on_row, table_key, offset,
                                                  _detail_options_len(result)))
     _grid(engine, result, target, same, hits)
+
+
+def _space_name(space: str, same: bool) -> str:
+    """What a hit's `space` (the named vector searched) means, for a caption."""
+    if space == P.VECTOR_SHARED:
+        return "the shared (CLIP) space"
+    if space in P.VECTOR_SPECTRUM.values():
+        return "the instrument's spectrum space (PCA of the normalised spectrum)"
+    if space in P.VECTOR_OWN.values():
+        return "the instrument's encoder space"
+    return "the instrument's own space" if same else "the shared (CLIP) space"
+
+
+def _sigma_weight(engine: Engine, result: dict, target: str) -> float:
+    """The ranking's weight of the hits' sigmas in this search: the one asked for, else the
+    bundle's for that direction."""
+    asked = result.get("sigma_weight")
+    return float(asked) if asked is not None else engine.cross_rank_settings(target).sigma_weight
 
 
 def _grid(engine: Engine, result: dict, target: str, same: bool, hits: list) -> None:

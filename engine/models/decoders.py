@@ -5,7 +5,8 @@ model's point: the shared space must carry what the other instrument needs). Dec
 a "target space" per instrument so that one MSE treats both fairly:
 LAMOST: flux - 1 on the continuum-normalised model grid (values near 0);
 XP: asinh(flux / 0.1) of the flux normalised at 550 nm, close to log-flux for bright samples
-(cool giants reach ~290 at 1020 nm) and linear near zero (XP fluxes can be negative).
+(the coolest library stars reach ~5,800 at 1020 nm) and linear near zero (XP fluxes can be
+negative).
 """
 
 from __future__ import annotations

@@ -33,11 +33,11 @@ FIELD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 # Edge preallocates its files and fills them through mmap. Measured with qdrant-edge 0.9 on a
 # tmpfs (which, unlike ext4, allocates the preallocations at once): creating a collection took
-# 36 MiB with one vector and one payload index, 89 MiB with the spectra layout (5 vectors, 25
-# indexes); on ext4 the same collection took 0.5 MiB. Publishing takes the files it copies
-# and, on a filesystem like tmpfs, the holes that sealing fills in the segments it seals
-# (generations.space_needed, fs_probes). Every write is checked against its estimate plus
-# this margin.
+# 36 MiB with one vector and one payload index, 89 MiB with the spectra layout as it was then
+# (5 vectors, 25 indexes; 35 now); on ext4 the same collection took 0.5 MiB. Publishing takes
+# the files it copies and, on a filesystem like tmpfs, the holes that sealing fills in the
+# segments it seals (generations.space_needed, fs_probes). Every write is checked against its
+# estimate plus this margin.
 MARGIN_BYTES = 16 * 1024 * 1024
 CREATE_BYTES = 40 * 1024 * 1024
 CREATE_BYTES_PER_INDEX = 5 * 1024 * 1024 // 2

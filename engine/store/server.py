@@ -8,7 +8,7 @@ HTTP 502/503/504, gRPC UNAVAILABLE) and then raised as StoreError. Writes wait f
 server's acknowledgement; a batch upsert that fails part-way raises StoreError saying how many
 points were acknowledged (upserts are idempotent, so re-running the call is safe).
 
-Just over 400 lines: one job, the VectorStore API on qdrant-client, each method a retried
+About 450 lines: one job, the VectorStore API on qdrant-client, each method a retried
 call plus its translation (the shared rules are in filters.py and spec.py already).
 """
 

@@ -151,11 +151,14 @@ def test_sigma_weight_choice_reaches_the_engine(app_engine, app_store, monkeypat
     obsid = next(o for o in app_store.obsids if int(o) > 100_000)
     search(at, "LAMOST obsid", "Gaia XP", 3, search_obsid=obsid)
     assert calls[-1]["sigma_weight"] is None
+    assert any("re-ordered" in c and ", counting the hits' uncertainty" in c
+               for c in texts(at.caption))          # this direction's setting counts them
     default = [h["object_id"] for h in at.session_state["search_result"]["hits"]]
     at.selectbox(key="search_sigma_weight").set_value("not counted (weight 0)")
     at.button(key="search_go").click()
     rerun(at)
     assert calls[-1]["sigma_weight"] == 0.0 and calls[-1]["target"] == "gaia_xp"
+    assert any("not counting the hits' uncertainty" in c for c in texts(at.caption))
     assert not at.exception and at.session_state["search_result"].get("error") is None
     assert len(at.session_state["search_result"]["hits"]) == len(default)
     at.selectbox(key="search_target").set_value("each instrument (grouped)")

@@ -84,6 +84,13 @@ def test_single_server_compose():
         assert env["QDRANT_URL"] == "http://qdrant:6333"
         assert env["QDRANT_API_KEY"].startswith("${QDRANT_API_KEY")
         assert services[name]["depends_on"]["qdrant"]["condition"] == "service_healthy"
+    # the indexer's bookkeeping and stored spectra on its volume; the app sees the spectra
+    # at the same path
+    cmd = services["indexer"]["command"]
+    for flag in ("--state", "--spectra"):
+        assert cmd[cmd.index(flag) + 1].startswith("/var/lib/specclip/"), flag
+    assert "indexer-state:/var/lib/specclip" in services["indexer"]["volumes"]
+    assert "indexer-state:/var/lib/specclip:ro" in services["app"]["volumes"]
 
 
 def test_cluster_compose():
@@ -100,16 +107,19 @@ def test_cluster_compose():
         assert "healthcheck" in n
     for n in joiners:
         assert n["command"][n["command"].index("--bootstrap") + 1] == "http://qdrant-node-0:6335"
-    init = doc["services"]["init-collection"]
-    script = "\n".join(init["command"])
-    body = re.search(r"\{.*\}", script, re.S).group(0)
-    for key, value in (("shard_number", None), ("replication_factor", "2"),
-                       ("write_consistency_factor", None)):
-        m = re.search(rf'\\"{key}\\":\s*(\d+)', body)
-        assert m, f"init job must set {key}"
-        if value:
-            assert m.group(1) == value
-    assert set(init["depends_on"]) == set(nodes)
+    # no collection is made by the file: the indexer makes its own, with the settings of the
+    # command the file documents, which must parse with the real CLI and reach the options
+    assert set(doc["services"]) == set(nodes)
+    text = (DOCKER / "compose.cluster.yaml").read_text()
+    lines = re.search(r"#   (specclip index --url .*?)\n#\s+(--write.*?)\n", text)
+    assert lines, "the cluster file documents its specclip index command"
+    argv = (lines.group(1).rstrip(" \\") + " " + lines.group(2)).split()[1:]
+    argv = [a for a in argv if a != "SOURCES..."] + ["xp-library"]
+    from engine import cli
+
+    args = cli.build_parser().parse_args(argv)
+    assert (args.shards, args.replication, args.write_consistency) == (6, 2, 2)
+    assert args.quantization == "int8" and args.on_disk and args.payload_on_disk
 
 
 @pytest.mark.parametrize("name", COMPOSE_FILES)
