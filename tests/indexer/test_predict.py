@@ -150,3 +150,36 @@ def test_a_many_spectrum_file_is_cut_into_batches(tmp_path, monkeypatch):
                               ProjectionEmbedder(), batch_size=5)
     assert sizes == [5, 5, 2] and report["spectra"] == 12
     assert [r[P.OBJECT_ID] for r in read_csv(out)] == [str(i) for i in ids]
+
+
+def test_catalogues_are_read_as_the_indexer_reads_them(tmp_path):
+    """A `.parquet` catalogue of `specclip ingest` is a source like a folder; the generic
+    reader options, which a catalogue cannot use, are refused with it."""
+    from engine import readers
+    from engine.catalogue import write_catalogue
+
+    folder = write_lamost_folder(tmp_path / "spectra", 3, 950, 5000, 300)
+    records, _ = readers.read_many([folder])
+    write_catalogue(records, tmp_path / "cat.parquet")
+    out = tmp_path / "t.csv"
+    report = PR.predict_files([str(tmp_path / "cat.parquet"), str(folder)], str(out),
+                              ProjectionEmbedder())
+    ids = [r[P.OBJECT_ID] for r in read_csv(out)]
+    assert ids == ["950", "951", "952"] * 2 and report["files"] == 4
+    with pytest.raises(SpecClipError, match="apply to spectrum files"):
+        PR.predict_files([str(tmp_path / "cat.parquet")], str(out), ProjectionEmbedder(),
+                         options={"unit": "nm", "medium": None, "uncertainty": None})
+
+
+def test_the_command_names_each_refusal_on_stderr(tmp_path, capsys, monkeypatch):
+    import engine.inference as inference
+
+    monkeypatch.setattr(inference, "Embedder", lambda *a, **k: ProjectionEmbedder())
+    folder = write_lamost_folder(tmp_path / "spectra", 2, 960, 5000, 300)
+    (folder / "spec-broken.fits").write_bytes(b"not FITS")
+    rc = cli.main(["predict", str(folder), str(tmp_path / "missing"), "--out",
+                   str(tmp_path / "t.csv"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 0
+    assert "refused " + str(folder / "spec-broken.fits") in err
+    assert "refused " + str(tmp_path / "missing") in err
