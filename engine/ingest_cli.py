@@ -8,6 +8,7 @@ import collections
 import json
 import logging
 import os
+import sys
 
 from engine.errors import SpecClipError
 
@@ -63,8 +64,23 @@ def run_ingest(args: argparse.Namespace) -> int:
     if args.report:
         with open(args.report, "w") as fh:
             json.dump(report, fh, indent=2)
+    print_refusals(refused, args.report)
     print(f"read {report['read']} spectra, refused {len(refused)} files -> {args.out}")
     return 0 if records or not refused else 1
+
+
+MAX_REFUSALS_SHOWN = 20          # on stderr; the report lists every one
+
+
+def print_refusals(refused: list[dict], report_path: str | None) -> None:
+    """Name the first refusals, with their reasons, on stderr."""
+    for r in refused[:MAX_REFUSALS_SHOWN]:
+        row = f" row {r['row']}" if "row" in r else ""
+        print(f"refused {r['path']}{row}: {r['reason']}", file=sys.stderr)
+    if len(refused) > MAX_REFUSALS_SHOWN:
+        print(f"... and {len(refused) - MAX_REFUSALS_SHOWN} more"
+              + (f" (all in {report_path})" if report_path else " (--report lists them all)"),
+              file=sys.stderr)
 
 
 def ingest_report(records: list, refused: list[dict], out: str) -> dict:

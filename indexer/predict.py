@@ -25,7 +25,6 @@ import csv
 import json
 import logging
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -51,7 +50,6 @@ TEXT = {P.SURVEY, P.OBJECT_ID, P.DATA_RELEASE, P.OBJ_CLASS, P.SUBCLASS, P.SOURCE
 INTEGER = {P.GAIA_SOURCE_ID, P.SOURCE_INDEX}
 BOOLEAN = {P.OOD, P.LOW_QUALITY}
 FORMATS = (".csv", ".parquet")
-MAX_REFUSALS_SHOWN = 20          # on stderr; the report lists every one
 
 
 def prediction_rows(records: Sequence[SpectrumRecord], embedder: Any
@@ -268,6 +266,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.inference import Embedder
+    from engine.ingest_cli import print_refusals
     from engine.query_cli import reader_options
 
     if args.report and os.path.isdir(args.report):
@@ -280,14 +279,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         with open(args.report, "w") as fh:
             json.dump(report, fh, indent=2)
-    shown = report["refused"][:MAX_REFUSALS_SHOWN]
-    for r in shown:
-        row = f" row {r['row']}" if "row" in r else ""
-        print(f"refused {r['path']}{row}: {r['reason']}", file=sys.stderr)
-    if len(report["refused"]) > len(shown):
-        print(f"... and {len(report['refused']) - len(shown)} more"
-              + (f" (all in {args.report})" if args.report else " (--report lists them all)"),
-              file=sys.stderr)
+    print_refusals(report["refused"], args.report)
     print(f"predicted {report['spectra']} spectra ({report['ood']} out of distribution, "
           f"{report['low_quality']} low quality), refused {len(report['refused'])} -> "
           f"{args.out}")

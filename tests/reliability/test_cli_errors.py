@@ -90,6 +90,15 @@ def test_ingest_out_an_existing_folder_is_refused_without_a_stray_file(tmp_path,
     assert list(out_dir.iterdir()) == [] and not list(tmp_path.glob("*.tmp-*"))
 
 
+def test_ingest_names_each_refused_file_on_stderr(tmp_path, capsys):
+    write_lamost_file(str(tmp_path / "spec-9402.fits"), 9402)
+    (tmp_path / "spec-broken.fits").write_bytes(b"not FITS")
+    rc, out, err = run(capsys, "ingest", tmp_path, "--out", tmp_path / "c.parquet",
+                       "--no-progress")
+    assert rc == 0 and "read 1 spectra, refused 1 files" in out
+    assert f"refused {tmp_path / 'spec-broken.fits'}: " in err
+
+
 def test_a_failed_catalogue_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     from engine import catalogue
     from engine.readers import read
