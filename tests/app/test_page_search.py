@@ -110,9 +110,8 @@ def test_both_instruments_come_in_groups_with_like_overlaid_on_like(app_engine, 
         assert "query's predicted counterpart" in {t["name"] for t in fig["data"]}
 
 
-def test_cross_rank_checkbox_reaches_the_engine(app_engine, app_store, monkeypatch):
-    """On by default (other-instrument hits ordered by predicted parameters, with their
-    rank distance shown); unticked, the engine is asked for the shared-space order."""
+def _searched_lamost_to_xp(app_engine, app_store, monkeypatch):
+    """A LAMOST star searched among Gaia XP, every Engine.search call's keywords recorded."""
     if not app_store.pair_source_ids:
         pytest.skip("one instrument only without ../shared/data/pairs_lamost_xp")
     from engine.query import Engine
@@ -124,6 +123,13 @@ def test_cross_rank_checkbox_reaches_the_engine(app_engine, app_store, monkeypat
     at = page_app(PAGE, app_engine)
     obsid = next(o for o in app_store.obsids if int(o) > 100_000)
     search(at, "LAMOST obsid", "Gaia XP", 3, search_obsid=obsid)
+    return calls, at
+
+
+def test_cross_rank_checkbox_reaches_the_engine(app_engine, app_store, monkeypatch):
+    """On by default (other-instrument hits ordered by predicted parameters, with their
+    rank distance shown); unticked, the engine is asked for the shared-space order."""
+    calls, at = _searched_lamost_to_xp(app_engine, app_store, monkeypatch)
     assert calls[-1]["cross_rank"] is True
     assert "rank distance" in frame(at, "id").columns
     assert any("Ordered by rank distance" in c for c in texts(at.caption))
@@ -139,17 +145,7 @@ def test_cross_rank_checkbox_reaches_the_engine(app_engine, app_store, monkeypat
 def test_sigma_weight_choice_reaches_the_engine(app_engine, app_store, monkeypatch):
     """The bundle's setting (None) by default; "not counted" asks for weight 0, for the
     other instrument's hits only (a same-instrument search has no ranking to weigh)."""
-    if not app_store.pair_source_ids:
-        pytest.skip("one instrument only without ../shared/data/pairs_lamost_xp")
-    from engine.query import Engine
-
-    calls = []
-    real = Engine.search
-    monkeypatch.setattr(Engine, "search",
-                        lambda self, *a, **k: calls.append(k) or real(self, *a, **k))
-    at = page_app(PAGE, app_engine)
-    obsid = next(o for o in app_store.obsids if int(o) > 100_000)
-    search(at, "LAMOST obsid", "Gaia XP", 3, search_obsid=obsid)
+    calls, at = _searched_lamost_to_xp(app_engine, app_store, monkeypatch)
     assert calls[-1]["sigma_weight"] is None
     assert any("re-ordered" in c and ", counting the hits' uncertainty" in c
                for c in texts(at.caption))          # this direction's setting counts them
