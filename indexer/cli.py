@@ -12,6 +12,7 @@ from engine.bundle import load_bundle
 from engine.cli_args import non_negative_int, positive_float, positive_int, store_name
 from engine.collection import DEFAULT_ALIAS, DEFAULT_OPTIONS
 from engine.errors import SpecClipError
+from engine.ingest_cli import print_refusals
 from engine.inference import Embedder, resolve_device
 from engine.pair_table import read_crossmatch, read_positions
 from engine.spectrum_archive import SpectrumArchiveWriter
@@ -185,7 +186,9 @@ def run(args: argparse.Namespace) -> int:
                                       options=options, crossmatch=syncer.crossmatch,
                                       positions=syncer.positions, archive=syncer.archive,
                                       progress=bar, verify=args.verify)
-            print(json.dumps({k: v for k, v in emit(report).items() if k != "refused"}))
+            data = emit(report)
+            print_refusals(data["refused"], args.report)
+            print(json.dumps({k: v for k, v in data.items() if k != "refused"}))
         elif args.watch:
             watch(syncer, sources, args.interval or WATCH_INTERVAL_S, args.max_cycles,
                   on_report=emit)
@@ -194,6 +197,9 @@ def run(args: argparse.Namespace) -> int:
             summary = {k: data[k] for k in ("added", "updated", "skipped", "deleted",
                                             "duplicates", "collection")}
             summary["refused"] = len(data["refused"])
+            # named on stderr once per run (a watch would repeat them every cycle: its
+            # reports and the log carry them)
+            print_refusals(data["refused"], args.report)
             print(json.dumps(summary))
     finally:
         bar.close()

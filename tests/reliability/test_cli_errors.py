@@ -99,6 +99,21 @@ def test_ingest_names_each_refused_file_on_stderr(tmp_path, capsys):
     assert f"refused {tmp_path / 'spec-broken.fits'}: " in err
 
 
+def test_index_names_each_refused_file_on_stderr(tmp_path, capsys, monkeypatch):
+    import indexer.cli as icli
+
+    monkeypatch.setattr(icli, "Embedder", lambda *a, **k: ProjectionEmbedder())
+    monkeypatch.setattr(icli, "load_bundle", lambda *a, **k: None)
+    folder = tmp_path / "spectra"
+    folder.mkdir()
+    write_lamost_file(str(folder / "spec-9403.fits"), 9403)
+    (folder / "spec-broken.fits").write_bytes(b"not FITS")
+    rc, out, err = run(capsys, "index", "--store", tmp_path / "s", folder, "--no-progress",
+                       "--read-workers", "0")
+    assert rc == 0 and json.loads(out)["refused"] == 1
+    assert f"refused {folder / 'spec-broken.fits'}: " in err
+
+
 def test_a_failed_catalogue_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     from engine import catalogue
     from engine.readers import read
