@@ -79,18 +79,25 @@ def prediction_rows(records: Sequence[SpectrumRecord], embedder: Any
     return [rows[i] for i in sorted(rows)], refused
 
 
+def check_table_path(path: str) -> str:
+    """The table's format (".csv" or ".parquet") from its name; a folder or another suffix is
+    refused before anything is read or written."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise SpecClipError(f"{path}: the table is written as CSV or Parquet; name it "
+                            f"*.csv or *.parquet")
+    if os.path.isdir(path):
+        raise SpecClipError(f"{path} is a folder: name the table file to write")
+    return suffix
+
+
 class TableWriter:
     """Rows to a CSV or Parquet file with the COLUMNS schema, written batch by batch to a
     temporary file that `commit` renames to `path`."""
 
     def __init__(self, path: str):
         self.path = path
-        self.suffix = Path(path).suffix.lower()
-        if self.suffix not in FORMATS:
-            raise SpecClipError(f"{path}: the table is written as CSV or Parquet; name it "
-                                f"*.csv or *.parquet")
-        if os.path.isdir(path):
-            raise SpecClipError(f"{path} is a folder: name the table file to write")
+        self.suffix = check_table_path(path)
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
         fd, self.tmp = tempfile.mkstemp(prefix=".predict-", suffix=self.suffix, dir=folder)
@@ -271,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.report and os.path.isdir(args.report):
         raise SpecClipError(f"{args.report} is a folder: name the report file to write")
-    TableWriter(args.out).abort()           # refuse a bad --out before loading the model
+    check_table_path(args.out)              # refuse a bad --out before loading the model
     embedder = Embedder(args.bundle, device=args.device)
     report = predict_files(args.paths, args.out, embedder, args.batch_size, args.labels,
                            progress=not args.no_progress, format=args.format,

@@ -111,16 +111,12 @@ def analyse(train: D.SpectraSet, folds: np.ndarray, rows: np.ndarray,
     """Out-of-fold predictions of every variant and grid point for the labelled rows."""
     x = np.where(train.weight > 0, train.flux - 1.0, 0.0).astype(np.float64)
     truth = train.labels[:, [LAMOST_LABELS.index(n) for n in LABELS]].astype(np.float64)
-    oof: dict[str, np.ndarray] = {}
-
-    def put(name: str, idx: np.ndarray, values: np.ndarray) -> None:
-        oof.setdefault(name, np.full((len(train), len(LABELS)), np.nan))[idx] = values
-
+    oof: dict[str, np.ndarray] = {"head": np.full((len(train), len(LABELS)), np.nan)}
     for k in range(K_FOLDS):
         fit_rows = rows[folds[rows] != k]
         eval_rows = rows[folds[rows] == k]
         own = preds[(k,)]
-        put("head", eval_rows, own[eval_rows][:, [LAMOST_LABELS.index(n) for n in LABELS]])
+        oof["head"][eval_rows] = own[eval_rows][:, [LAMOST_LABELS.index(n) for n in LABELS]]
         crossed = np.empty_like(own)
         for j in range(K_FOLDS):
             if j != k:
