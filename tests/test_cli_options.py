@@ -517,11 +517,11 @@ CHECKS.update({
 
 # ---- train / evaluate: the work is a training run; the options must reach it --------------
 
-def _train(c: Ctx, more: list[str], probe) -> None:
+def _train(c: Ctx, more: list[str], probe, config=lambda name: f"cfg:{name}") -> None:
     import training.config
     import training.train
 
-    c.record(training.config, "load_config", lambda name: f"cfg:{name}")
+    c.record(training.config, "load_config", config)
     calls = c.record(training.train, "train", "v-test")
     rc, _, err = c.run("train", "--out", c.tmp / "b", *more)
     assert rc == 0, err
@@ -565,7 +565,23 @@ def _logs_to_file(c: Ctx, fn, argv_more) -> None:
                 h.close()
 
 
+def _train_workers(c: Ctx) -> None:
+    import dataclasses as dc
+
+    import training.config
+    real = training.config.load_config("small")
+    _train(c, ["--workers", "2"], lambda k: k[1]["workers"] == 2, lambda name: real)
+    # a config of one run has nothing to train side by side
+    single = dc.replace(real, heads=dc.replace(real.heads, lamost_members=1,
+                                               lamost_params_steps=0, lamost_runs_labels=(),
+                                               xp_params_hidden=()))
+    c.record(training.config, "load_config", lambda name: single)
+    c.refused(["train", "--out", c.tmp / "b", "--workers", "2"], "single run")
+    c.refused(["train", "--out", c.tmp / "b", "--workers", "0"], "--workers")
+
+
 CHECKS.update({
+    ("train", "--workers"): _train_workers,
     ("train", "--config"): lambda c: _train(c, ["--config", "paper"],
                                             lambda k: k[0][0] == "cfg:paper"),
     ("train", "--out"): lambda c: _train(c, [], lambda k: k[0][1] == str(c.tmp / "b")),

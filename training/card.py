@@ -211,7 +211,24 @@ def _extras(cfg: ModelConfig, provenance: dict) -> str:
     per = {n: (v.get("validation_robust_sigma_per_run"),
                v.get("validation_robust_sigma_ensemble"))
            for n, v in ens.items() if isinstance(v, dict)}
-    if cfg.heads.lamost_params_steps > 0:
+    runs_labels = tuple(cfg.heads.lamost_runs_labels)
+    if cfg.heads.lamost_params_steps > 0 and runs_labels:
+        k = cfg.heads.lamost_members
+        seeds = ", ".join(str(cfg.train.seed + i) for i in range(k))
+        from_paths = [n for n in per if n not in runs_labels]
+        out.append(
+            f"- LAMOST parameters, per label from one of two groups of {k} (engine/models/"
+            f"ensemble.py): {', '.join(from_paths)} from {k} LAMOST paths of their own "
+            f"(seeds {seeds}; each its own LAMOST pretraining, a fine-tuned encoder copy and "
+            f"head of {cfg.heads.lamost_params_steps} steps, and stack); "
+            f"{', '.join(runs_labels)} from {k} whole training runs (seeds {seeds}, the main "
+            f"run's path of {cfg.train.heads_lamost_steps} head steps first; each extra run "
+            "contributes only its LAMOST encoder copy, head and stack). The embeddings are "
+            "the main run's. Sigma per label: its group's own errors and disagreement added "
+            "in quadrature, recalibrated on validation. Validation robust sigma per path "
+            f"(the main run, the {k - 1} extra runs, then the {k} paths) and as averaged: "
+            f"{per}.")
+    elif cfg.heads.lamost_params_steps > 0:
         k = cfg.heads.lamost_members
         out.append(
             f"- LAMOST parameters: the average of {k} LAMOST path{'s' if k > 1 else ''} "

@@ -8,6 +8,8 @@ import logging
 import shutil
 from pathlib import Path
 
+from engine.cli_args import positive_int
+
 log = logging.getLogger(__name__)
 
 
@@ -21,12 +23,16 @@ def _add_log_file(path: str | None) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from training.config import load_config
+    from training.run_jobs import planned_jobs
     from training.train import train
 
     _add_log_file(args.log)
     cfg = load_config(args.config)
+    if args.workers > 1 and len(planned_jobs(cfg)) == 1:
+        raise ValueError(f"--workers {args.workers}: config {cfg.name!r} trains a single run, "
+                         "so there is nothing to train side by side")
     version = train(cfg, args.out, data_root=args.data, pairs_csv=args.pairs,
-                    checkpoints=args.checkpoints)
+                    checkpoints=args.checkpoints, workers=args.workers)
     print(f"bundle {version} written to {args.out}")
     return 0
 
@@ -44,6 +50,10 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", default=None,
                    help="real cross-match CSV (obsid, source_id) to add to label-matched pairs")
     p.add_argument("--checkpoints", default=None, help="folder for per-stage checkpoints")
+    p.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                   help="train N of a config's independent runs and paths at a time, each "
+                        "in its own process (same tensors as one at a time; with "
+                        "train.threads 1, use up to the number of cores). Default 1")
     p.add_argument("--log", default=None, help="also log to this file")
     p.set_defaults(func=_train)
 

@@ -375,20 +375,19 @@ def calibrate_sigmas(model: SpecClipModel, survey: str, val: D.SpectraSet) -> di
 # ---- the whole run --------------------------------------------------------------------------
 def train(cfg: ModelConfig, out: str | Path, data_root: str | Path | None = None,
           pairs_csv: str | None = None, checkpoints: str | Path | None = None,
-          data: TrainingData | None = None) -> str:
-    """Run every stage and write a bundle to `out`; returns the bundle's version id."""
+          data: TrainingData | None = None, workers: int = 1) -> str:
+    """Run every stage and write a bundle to `out`; returns the bundle's version id. A
+    config with several runs or paths trains `workers` of them at a time
+    (training/run_jobs.py)."""
     if (cfg.heads.lamost_members > 1 or cfg.heads.lamost_params_steps > 0
             or cfg.heads.xp_params_hidden):
-        # the main run; K - 1 whole runs or K LAMOST paths, then the ensemble assembled; the
-        # XP parameter path (training/xp_path_fit.py)
+        # the main run; K - 1 whole runs and / or K LAMOST paths, then the ensemble
+        # assembled; the XP parameter path (training/xp_path_fit.py)
         from training.ensemble_fit import train_ensemble
 
         root = Path(data_root) if data_root else D.default_data_root()
         d = data if data is not None else load_training_data(cfg, root, pairs_csv)
-        return train_ensemble(
-            cfg, out, lambda c, o, dd: train(c, o, root, pairs_csv,
-                                             checkpoints if c.name == cfg.name else None,
-                                             data=dd), d)
+        return train_ensemble(cfg, out, d, root, pairs_csv, checkpoints, workers)
     t_start = time.time()
     seed_everything(cfg.train.seed)
     if cfg.train.threads:

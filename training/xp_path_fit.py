@@ -55,17 +55,22 @@ def _xp_values(predict, s: D.SpectraSet, batch: int = 1024) -> np.ndarray:
     return np.concatenate(out)
 
 
-def add_xp_path(bundle_dir: str | Path, cfg: ModelConfig, data) -> str:
-    """Train the path of `cfg` on `data` (training.train.TrainingData), copy it into the
-    bundle at `bundle_dir` (rewritten in place); returns the new version id."""
+def add_xp_path(bundle_dir: str | Path, cfg: ModelConfig, data,
+                trained: tuple[SpecClipModel, dict, float] | None = None) -> str:
+    """Copy the XP path of `cfg` into the bundle at `bundle_dir` (rewritten in place): the
+    `trained` (model, report, wall seconds) of training/run_jobs.py, or trained here on
+    `data` (training.train.TrainingData); returns the new version id."""
     from training.card import write_card
     from training.train import train_xp_path
 
-    t0 = time.time()
     path_cfg = xp_path_config(cfg)
-    log.info("XP parameters: training a path of their own (XP widths %s, seed %d)",
-             list(path_cfg.xp.mlp.hidden), path_cfg.train.seed)
-    trained, report = train_xp_path(path_cfg, data)
+    if trained is None:
+        t0 = time.time()
+        log.info("XP parameters: training a path of their own (XP widths %s, seed %d)",
+                 list(path_cfg.xp.mlp.hidden), path_cfg.train.seed)
+        path_model, path_report = train_xp_path(path_cfg, data)
+        trained = (path_model, path_report, time.time() - t0)
+    path_model, report, seconds = trained
     out = Path(bundle_dir)
     main = load_bundle(out)
     full = replace(main.config, heads=replace(main.config.heads,
@@ -74,10 +79,10 @@ def add_xp_path(bundle_dir: str | Path, cfg: ModelConfig, data) -> str:
     missing, unexpected = model.load_state_dict(main.model.state_dict(), strict=False)
     if unexpected or any(not k.startswith("xp_params.") for k in missing):
         raise ValueError(f"{out}: its weights do not fit this architecture without an XP path")
-    source = (trained.head_encoders or trained.encoders)[SURVEY_XP]
+    source = (path_model.head_encoders or path_model.encoders)[SURVEY_XP]
     model.xp_params.encoder.load_state_dict(
         {k: v for k, v in source.state_dict().items() if not k.startswith("decoder.")})
-    model.xp_params.head.load_state_dict(trained.heads[SURVEY_XP].state_dict())
+    model.xp_params.head.load_state_dict(path_model.heads[SURVEY_XP].state_dict())
     model.eval()
     val = data.xp_val
     main_values = _xp_values(lambda f, w, s: main.model.predict_params(SURVEY_XP, f, w, s), val)
@@ -85,7 +90,7 @@ def add_xp_path(bundle_dir: str | Path, cfg: ModelConfig, data) -> str:
     summary = {"xp_hidden": list(path_cfg.xp.mlp.hidden), "seed": path_cfg.train.seed,
                "kept_step": report["heads_xp"]["best_step"],
                "validation_nll": round(report["heads_xp"]["val_nll"], 4),
-               "sigma_scale": report["sigma_scale"], "wall_seconds": round(time.time() - t0, 1)}
+               "sigma_scale": report["sigma_scale"], "wall_seconds": round(seconds, 1)}
     for j, name in enumerate(XP_LABELS):
         truth = val.labels[:, j]
         summary[name] = {"validation_robust_sigma_main_run": round(robust_sigma(

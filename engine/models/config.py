@@ -97,6 +97,10 @@ class HeadsConfig:
     #                                 pretraining, a head of this many steps, the stack); the
     #                                 main run's LAMOST path, which the alignment reads, is
     #                                 left out of their average. 0: it is the first of them
+    lamost_runs_labels: tuple[str, ...] = ()  # with lamost_params_steps > 0: these labels
+    #                                 come instead from the main run and lamost_members - 1
+    #                                 more whole runs (as with lamost_params_steps = 0), which
+    #                                 the bundle then holds too (engine/models/ensemble.py)
     xp_params_hidden: tuple[int, ...] = ()  # non-empty: the XP parameters come from a path
     #                                 of their own, an XP MLP encoder of these hidden widths
     #                                 pretrained and fine-tuned with its own XP head (XP
@@ -186,6 +190,9 @@ def config_from_dict(data: dict[str, Any]) -> ModelConfig:
     if cfg.heads.lamost_params_steps < 0:
         raise ValueError("heads.lamost_params_steps must be 0 (off) or a number of steps, got "
                          f"{cfg.heads.lamost_params_steps!r}")
+    if cfg.heads.lamost_runs_labels and cfg.heads.lamost_params_steps == 0:
+        raise ValueError("heads.lamost_runs_labels needs heads.lamost_params_steps > 0 (it "
+                         "says which labels come from whole runs instead of those paths)")
     return cfg
 
 

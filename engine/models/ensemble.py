@@ -14,10 +14,16 @@ parameters are then the average of K paths trained for that purpose alone (seeds
 1, ...; `include_main` False), while the main run's own path, which the alignment reads,
 keeps the schedule that gives the shared space its outlier and OOD behaviour.
 
-Combination per label: the mean of the K values; sigma^2 = mean of the K sigma^2 (each run's
-own, recalibrated, error) + the variance of the K values (their disagreement), then
-recalibrated on validation with a `training/sigma_calibration.py` recipe (scale, floor,
-power), because the K errors are correlated and the sum over-states them.
+With heads.lamost_runs_labels as well, the bundle holds both groups: the main run and
+K - 1 more whole runs, and the K paths of their own. Each label is averaged over one group
+(`label_mask`, built from the config, not stored): the listed labels over the runs, the
+others over the paths, because on LAMOST validation the longer paths helped Teff and logg
+and not [Fe/H] (training/ensemble_fit.py's CHOSEN_ON_GROUPS).
+
+Combination per label: the mean of the K values of its group; sigma^2 = mean of the K
+sigma^2 (each run's own, recalibrated, error) + the variance of the K values (their
+disagreement), then recalibrated on validation with a `training/sigma_calibration.py`
+recipe (scale, floor, power), because the K errors are correlated and the sum over-states them.
 """
 
 from __future__ import annotations
@@ -46,10 +52,12 @@ class LamostMember(nn.Module):
 
 
 class LamostEnsemble(nn.Module):
-    """The (value, sigma) of `members`, with the main run's first when `include_main`."""
+    """The (value, sigma) of `members`, with the main run's first when `include_main`.
+    `label_mask` [paths, labels] (main run's row first when included): 1 where a path counts
+    for a label; None: every path counts for every label."""
 
     def __init__(self, members: list[LamostMember], labels: tuple[str, ...],
-                 include_main: bool = True):
+                 include_main: bool = True, label_mask: torch.Tensor | None = None):
         super().__init__()
         if not members and not include_main:
             raise ValueError("an ensemble without the main run needs at least one member")
@@ -57,6 +65,15 @@ class LamostEnsemble(nn.Module):
         self.include_main = include_main
         self.members = nn.ModuleList(members)
         n = len(labels)
+        if label_mask is not None:
+            if label_mask.shape != (len(members) + int(include_main), n):
+                raise ValueError(f"label_mask of shape {tuple(label_mask.shape)} for "
+                                 f"{len(members) + int(include_main)} paths and {n} labels")
+            if bool((label_mask.sum(0) == 0).any()):
+                raise ValueError("label_mask: every label needs at least one path")
+        # derived from the config, so not stored: bundles without groups load unchanged
+        self.register_buffer("label_mask", None if label_mask is None
+                             else label_mask.to(torch.float32), persistent=False)
         # the combined sigma's recalibration (training/ensemble_fit.py); defaults: none
         self.register_buffer("sigma_scale", torch.ones(n))
         self.register_buffer("sigma_floor", torch.zeros(n))    # physical units
@@ -65,9 +82,19 @@ class LamostEnsemble(nn.Module):
 
     def combine_raw(self, values: torch.Tensor, sigmas: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """[K, B, L] values and sigmas -> mean and the uncalibrated combined sigma [B, L]."""
-        mean = values.mean(0)
-        var = (sigmas ** 2).mean(0) + values.var(0, unbiased=False)
+        """[K, B, L] values and sigmas -> mean and the uncalibrated combined sigma [B, L],
+        each label over its group's paths."""
+        if self.label_mask is None:
+            mean = values.mean(0)
+            var = (sigmas ** 2).mean(0) + values.var(0, unbiased=False)
+            return mean, var.sqrt()
+        w = self.label_mask[:, None, :].to(values.dtype)          # [K, 1, L]
+        n = w.sum(0)
+        # a path's value for a label outside its group is not read, not even as 0 x NaN
+        values = torch.where(w > 0, values, 0.0)
+        sigmas = torch.where(w > 0, sigmas, 0.0)
+        mean = values.sum(0) / n
+        var = (sigmas ** 2).sum(0) / n + (w * (values - mean) ** 2).sum(0) / n
         return mean, var.sqrt()
 
     def calibrate(self, sigma: torch.Tensor) -> torch.Tensor:

@@ -71,6 +71,11 @@ class SpecClipModel(nn.Module):
             if not h.finetune_encoder:
                 raise ValueError("heads.lamost_members > 1 and heads.lamost_params_steps > 0 "
                                  "need heads.finetune_encoder=true")
+            unknown = sorted(set(h.lamost_runs_labels) - set(LAMOST_LABELS))
+            if unknown:
+                raise ValueError(f"heads.lamost_runs_labels: not LAMOST labels: {unknown}")
+            runs = h.lamost_members - 1 if (h.lamost_runs_labels or not own_paths) else 0
+            paths = h.lamost_members if own_paths else 0
             # drawn from a forked generator: the main run's initial weights and every later
             # draw stay those of a single run (its members' weights are loaded, not drawn)
             with torch.random.fork_rng(devices=[]):
@@ -80,9 +85,15 @@ class SpecClipModel(nn.Module):
                                   h.min_sigma),
                     LinearStack(N_PIXELS[SURVEY_LAMOST], h.stack_components, LAMOST_LABELS,
                                 tuple(h.stack_labels)) if h.stack_labels else None)
-                    for _ in range(h.lamost_members - (0 if own_paths else 1))]
-            self.lamost_ensemble = LamostEnsemble(members, LAMOST_LABELS,
-                                                  include_main=not own_paths)
+                    for _ in range(runs + paths)]
+            mask = None
+            if own_paths and h.lamost_runs_labels:   # runs (main first), then the paths
+                from_runs = torch.tensor([lab in h.lamost_runs_labels for lab in LAMOST_LABELS])
+                mask = torch.cat([from_runs.expand(runs + 1, -1),
+                                  (~from_runs).expand(paths, -1)]).float()
+            self.lamost_ensemble = LamostEnsemble(
+                members, LAMOST_LABELS, include_main=not own_paths or bool(h.lamost_runs_labels),
+                label_mask=mask)
         self.xp_params = None
         if h.xp_params_hidden:   # forked generator too: the main run's draws stay its own
             wide = replace(cfg.xp, mlp=replace(cfg.xp.mlp, hidden=tuple(h.xp_params_hidden)))

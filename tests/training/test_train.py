@@ -17,10 +17,13 @@ from training.train import TrainingData, align, fit_head, pretrain, train
 
 
 def tiny_steps(cfg, **kw):
+    """`cfg` with a few steps per stage and no LAMOST paths (the tests that want them set
+    heads.lamost_params_steps themselves)."""
     t = dc.replace(cfg.train, pretrain_lamost_steps=3, pretrain_xp_steps=3, align_steps=3,
                    heads_lamost_steps=3, heads_xp_steps=3, batch_size=8, xp_batch_size=16,
                    threads=1, **kw)
-    return dc.replace(cfg, train=t)
+    heads = dc.replace(cfg.heads, lamost_params_steps=0, lamost_runs_labels=())
+    return dc.replace(cfg, train=t, heads=heads)
 
 
 def synthetic_data() -> TrainingData:
@@ -243,3 +246,42 @@ def test_lamost_ensemble_trains_k_runs_and_its_first_run_is_the_single_run(tmp_p
     x1 = Embedder(single).embed_arrays("gaia_xp", xp.flux, xp.weight, xp.scale)
     x2 = Embedder(ens).embed_arrays("gaia_xp", xp.flux, xp.weight, xp.scale)
     assert np.array_equal(x1.params["teff"], x2.params["teff"])
+
+
+@pytest.mark.slow
+def test_labels_from_runs_beside_paths_and_two_workers_give_the_same_bundle(tmp_path):
+    # heads.lamost_runs_labels: [Fe/H] from the main run and K - 1 whole runs, the other
+    # labels from K paths; trained one at a time or two at a time, the same tensors
+    base = tiny_steps(load_config("small"))
+    heads = dc.replace(base.heads, lamost_members=2, lamost_params_steps=5,
+                       lamost_runs_labels=("feh",), xp_params_hidden=(64, 32))
+    cfg = dc.replace(base, heads=heads)
+    data = synthetic_data()
+    v1 = train(cfg, tmp_path / "one", data=data)
+    v2 = train(cfg, tmp_path / "two", data=data, workers=2)
+    assert v1 == v2
+    one, two = load_bundle(tmp_path / "one"), load_bundle(tmp_path / "two")
+    a, b = one.model.state_dict(), two.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    report = two.provenance["final_losses"]["lamost_ensemble"]
+    assert report["workers"] == 2 and report["labels_from_runs"] == ["feh"]
+    assert report["feh"]["averaged_over"] == "runs" and report["teff"]["averaged_over"] == "paths"
+    # members: the whole run of seed + 1, then paths of seeds seed, seed + 1
+    assert [m.get("heads_lamost_steps") for m in report["members"]] == [None, 5, 5]
+    # each label is the mean of its own group: [Fe/H] that of the runs-only bundle, Teff
+    # that of the paths-only bundle
+    runs_cfg = dc.replace(base, heads=dc.replace(heads, lamost_params_steps=0,
+                                                 lamost_runs_labels=()))
+    paths_cfg = dc.replace(base, heads=dc.replace(heads, lamost_runs_labels=()))
+    train(runs_cfg, tmp_path / "runs", data=data)
+    train(paths_cfg, tmp_path / "paths", data=data)
+    lam, _ = synthetic_sets(n_lamost=5, n_xp=5, seed=3)
+    got = Embedder(two).embed_arrays("lamost", lam.flux, lam.weight, lam.scale)
+    runs = Embedder(load_bundle(tmp_path / "runs")).embed_arrays("lamost", lam.flux,
+                                                                 lam.weight, lam.scale)
+    paths = Embedder(load_bundle(tmp_path / "paths")).embed_arrays("lamost", lam.flux,
+                                                                   lam.weight, lam.scale)
+    np.testing.assert_allclose(got.params["feh"], runs.params["feh"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.params["teff"], paths.params["teff"], rtol=1e-5)
+    np.testing.assert_allclose(got.params["logg"], paths.params["logg"], rtol=1e-5, atol=1e-6)
+    assert np.array_equal(got.shared, runs.shared)           # embeddings are the main run's

@@ -91,3 +91,38 @@ def test_own_paths_leave_the_main_runs_path_out_of_the_average():
 def test_params_steps_must_not_be_negative():
     with pytest.raises(ValueError, match="lamost_params_steps"):
         with_members(1, lamost_params_steps=-1)
+
+
+def test_labels_from_runs_are_averaged_over_the_runs_and_the_rest_over_the_paths():
+    # heads.lamost_runs_labels: the main run + K - 1 runs for those labels, K paths for the
+    # others; a path's value outside its group is not read, not even a NaN
+    torch.manual_seed(0)
+    model = SpecClipModel(with_members(2, lamost_params_steps=50,
+                                       lamost_runs_labels=["feh"])).eval()
+    ens = model.lamost_ensemble
+    assert len(ens.members) == 3 and ens.include_main       # 1 extra run + 2 paths
+    assert ens.label_mask.tolist() == [[0, 0, 1, 0], [0, 0, 1, 0], [1, 1, 0, 1], [1, 1, 0, 1]]
+    assert "lamost_ensemble.label_mask" not in model.state_dict()   # from the config
+    values = torch.tensor([[[1.0, 1.0, 0.1, 5.0]], [[3.0, 3.0, 0.3, 5.0]],
+                           [[10.0, 4.0, float("nan"), 7.0]], [[20.0, 6.0, 9.0, 9.0]]])
+    sigmas = torch.ones_like(values)
+    mean, raw = ens.combine_raw(values, sigmas)
+    assert mean[0].tolist() == pytest.approx([15.0, 5.0, 0.2, 8.0])
+    assert raw[0, 2].item() == pytest.approx((1 + 0.01) ** 0.5)   # runs' error + spread
+    f, w, s = make_inputs("lamost")
+    with torch.no_grad():
+        feats = model.head_features("lamost", f, w, s)
+        main = model.refine("lamost", f, w, *model.heads["lamost"].predict(feats))[0]
+        outs = [m(f, w, model._scale("lamost", s))[0] for m in ens.members]
+        value = model.predict_params("lamost", f, w, s)[0]
+    assert torch.allclose(value[:, 2], (main[:, 2] + outs[0][:, 2]) / 2)
+    assert torch.allclose(value[:, 0], (outs[1][:, 0] + outs[2][:, 0]) / 2)
+
+
+@pytest.mark.parametrize("heads, message", [
+    ({"lamost_runs_labels": ["feh"]}, "lamost_params_steps > 0"),
+    ({"lamost_params_steps": 50, "lamost_runs_labels": ["vsini"]}, "not LAMOST labels"),
+])
+def test_labels_from_runs_are_refused_where_they_mean_nothing(heads, message):
+    with pytest.raises(ValueError, match=message):
+        SpecClipModel(with_members(2, **heads))
