@@ -57,8 +57,10 @@ bench-full: setup
 	$(BIN)/python benchmarks/run.py --edge-max-n 1000000 $(BENCH_ARGS)
 
 # Reproduce the shipped small bundle from the real data in ../shared/data (CPU, minutes).
+# TRAIN_WORKERS: how many of the config's 7 trainings run side by side (one torch thread each)
+TRAIN_WORKERS ?= 2
 bundle: setup
-	$(BIN)/specclip -v train --config small --out engine/bundles/small
+	$(BIN)/specclip -v train --config small --out engine/bundles/small --workers $(TRAIN_WORKERS)
 	$(BIN)/specclip -v fit-reference --bundle engine/bundles/small
 	$(BIN)/python -m training.cross_rank_fit --bundle engine/bundles/small
 	$(BIN)/specclip -v evaluate --bundle engine/bundles/small --into-bundle \

@@ -36,13 +36,15 @@ def validation_set(survey: str, data_root=None) -> tuple[D.SpectraSet, tuple[str
 
 
 def compare(old_dir: str, new_dir: str, survey: str = SURVEY_LAMOST, data_root=None) -> dict:
-    """{label: {old, new, ci95 of new - old, n}} on `survey`'s validation split."""
+    """{label: {old, new, ci95 of new - old, n, coverage_1sigma}} on `survey`'s validation
+    split."""
     val, labels, split = validation_set(survey, data_root)
     params = {}
     for key, path in (("old", old_dir), ("new", new_dir)):
         bundle = load_bundle(path)
         out = Embedder(bundle).embed_arrays(survey, val.flux, val.weight, val.scale)
         params[key] = {k: np.asarray(out.params[k], float) for k in labels}
+        params[key + "_sigma"] = {k: np.asarray(out.sigmas[k], float) for k in labels}
         params[key + "_version"] = bundle.version
     report: dict = {"split": split, "old": params["old_version"], "new": params["new_version"]}
     for j, k in enumerate(labels):
@@ -51,7 +53,12 @@ def compare(old_dir: str, new_dir: str, survey: str = SURVEY_LAMOST, data_root=N
         diff = paired_sigma_difference(e_new, e_old)
         report[k] = {"old": round(robust_sigma(e_old), 4), "new": round(robust_sigma(e_new), 4),
                      "ci95_new_minus_old": [round(x, 4) for x in diff["ci95"]],
-                     "n": int(np.isfinite(e_new).sum())}
+                     "n": int(np.isfinite(e_new).sum()),
+                     # share within 1 sigma (Gaussian 0.683): the sigmas' calibration
+                     "coverage_1sigma": {
+                         key: round(float(np.mean(np.abs(e[np.isfinite(e)]) <= params[
+                             key + "_sigma"][k][np.isfinite(e)])), 3)
+                         for key, e in (("old", e_old), ("new", e_new))}}
     return report
 
 

@@ -84,8 +84,8 @@ def test_shipped_bundle_loads_and_carries_its_metrics():
         pytest.skip("no shipped bundle in this checkout")
     size = sum(p.stat().st_size for p in DEFAULT_BUNDLE.iterdir())
     # 31.3 MiB with the LAMOST ensemble's 2 extra runs; 42.4 MiB with the XP parameter path
-    # (its [2048, 1024] encoder is 11.5 MB)
-    assert size <= 44 * 1024 * 1024
+    # (its [2048, 1024] encoder is 11.5 MB); 45.3 MiB with the 3 LAMOST paths beside the runs
+    assert size <= 47 * 1024 * 1024
     b = load_bundle()
     assert b.config.name == "small" and b.card["shared_dim"] == b.config.align.shared_dim
     for key in ("lamost_params", "xp_params", "baseline", "cross_retrieval", "pairs",

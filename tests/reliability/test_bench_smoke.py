@@ -103,3 +103,5 @@ def test_compare_validation_of_a_bundle_with_itself_is_a_tie(tmp_path, survey, l
         row = report[label]
         assert row["n"] > n_min and row["old"] == row["new"] > 0
         assert row["ci95_new_minus_old"] == [0.0, 0.0]
+        cov = row["coverage_1sigma"]     # calibrated on this split: near 68 %
+        assert cov["old"] == cov["new"] and 0.55 < cov["new"] < 0.8

@@ -1,6 +1,8 @@
 """CPU smoke training on synthetic data, one step of each config, and the data helpers."""
 
 import dataclasses as dc
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -249,9 +251,14 @@ def test_lamost_ensemble_trains_k_runs_and_its_first_run_is_the_single_run(tmp_p
 
 
 @pytest.mark.slow
-def test_labels_from_runs_beside_paths_and_two_workers_give_the_same_bundle(tmp_path):
+def test_labels_from_runs_beside_paths_and_two_workers_give_the_same_bundle(tmp_path,
+                                                                          monkeypatch):
     # heads.lamost_runs_labels: [Fe/H] from the main run and K - 1 whole runs, the other
-    # labels from K paths; trained one at a time or two at a time, the same tensors
+    # labels from K paths; trained one at a time or two at a time, the same tensors.
+    # A spawned worker re-runs the parent's __main__ file; in the whole suite that can be a
+    # script the app tests' Streamlit runner left behind, so give the workers a blank one
+    # (`specclip train`'s own __main__ is the console script, which is guarded)
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     base = tiny_steps(load_config("small"))
     heads = dc.replace(base.heads, lamost_members=2, lamost_params_steps=5,
                        lamost_runs_labels=("feh",), xp_params_hidden=(64, 32))
