@@ -15,6 +15,10 @@ their own, seeds seed, ..., seed + K - 1, each with a head of lamost_params_step
 side, no alignment). The main run's path is left out of the average: it is the copy the
 alignment read, so the shared space, its decoders and every score that reads only them are
 those of the main run, while the parameters get the longer schedule.
+With heads.lamost_runs_labels as well, the K - 1 extra whole runs are trained too, and the
+listed labels are averaged over the main run and those runs, the others over the paths
+(engine/models/ensemble.py). `specclip train --workers N` trains all of these N at a time
+(training/run_jobs.py).
 
 `python -m training.ensemble_fit BUNDLE MEMBER_BUNDLE ...` assembles an existing bundle with
 already trained member bundles (those `specclip train` would train: same data, seeds +1...).
@@ -46,7 +50,8 @@ MAX_FLOOR_FACTOR = 1.0    # as the stack's: floors tried up to the median valida
 # What the ensemble was chosen on (the card prints it under "What was chosen on what").
 CHOSEN_ON = (
     "LAMOST parameter ensemble (heads.lamost_members)", "3 whole runs (seeds 0, 1, 2) "
-    "averaged for the LAMOST parameters because on LAMOST validation the average beat every "
+    "averaged for the LAMOST parameters (with heads.lamost_runs_labels only for those labels) "
+    "because on LAMOST validation the average beat every "
     "single run: Teff 102.7 K vs 106.8-121.0, [Fe/H] 0.092 vs 0.104-0.111 dex, logg 0.148 vs "
     "0.146-0.149 dex (python -m training.ensemble_fit); 3 is the number of runs tried first; "
     "5 (seeds 0-4) were tried later and not adopted: 104.6 K / 0.145 / 0.088 dex, every paired "
@@ -73,7 +78,8 @@ CHOSEN_ON_PATHS = (
     "dex (mean of seeds 0-2) against 113.9 / 0.164 / 0.150 (seeds 0-4) (python -m "
     "training.tune_head --survey lamost; benchmarks/results/tune_lamost_head.json); 3 paths "
     "as the 3 runs before; the main run's path stays at 1,600 steps and out of the average "
-    "because a 3,200-step main run moved the shared space the alignment builds on its copy. "
+    "because a 3,200-step main run moved the shared space the alignment builds on its copy "
+    "(with heads.lamost_runs_labels it counts for those labels, beside the other runs). "
     "The combined sigma: recalibrated with the stack's recipe choice on validation")
 
 

@@ -9,7 +9,8 @@ torch thread each.
         --variant "heads.hidden=[256,256]" --seeds 0 1 --jobs 2 --out tune_xp.json
 
 For LAMOST the score is that of one run's head alone: a bundle averages
-`heads.lamost_members` runs and stacks logg and [Fe/H] (training/ensemble_fit.py,
+`heads.lamost_members` runs or LAMOST paths (per label with `heads.lamost_runs_labels`)
+and stacks logg and [Fe/H] (training/ensemble_fit.py,
 training/stacking_fit.py), so a variant's gain here is an upper bound on the bundle's.
 
 A variant is `name=value;name=value` with dotted config field names and JSON values.

@@ -66,7 +66,7 @@ class SpecClipModel(nn.Module):
         else:
             self.head_encoders = None
         self.lamost_ensemble = None
-        own_paths = h.lamost_params_steps > 0   # the main run's path left out of the average
+        own_paths = h.lamost_params_steps > 0   # the main run's path not among the paths
         if h.lamost_members > 1 or own_paths:
             if not h.finetune_encoder:
                 raise ValueError("heads.lamost_members > 1 and heads.lamost_params_steps > 0 "
@@ -173,8 +173,9 @@ class SpecClipModel(nn.Module):
                     scale: torch.Tensor, feats: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(value, sigma) in physical units from the head's features: the head, the LAMOST
-        stack, then the LAMOST ensemble's average over runs when the config has one; XP
-        parameters from the XP path of their own when the config has one."""
+        stack, then the LAMOST ensemble's per-label average over runs and / or paths when the
+        config has one; XP parameters from the XP path of their own when the config has
+        one."""
         if survey == SURVEY_XP and self.xp_params is not None:
             return self.xp_params(flux, weight, self._scale(survey, scale))
         ens = self.lamost_ensemble if survey == SURVEY_LAMOST else None
