@@ -52,7 +52,7 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoints", default=None, help="folder for per-stage checkpoints")
     p.add_argument("--workers", type=positive_int, default=1, metavar="N",
                    help="train N of a config's independent runs and paths at a time, each "
-                        "in its own process (same tensors as one at a time; with "
+                        "in its own process (the same networks as one at a time; with "
                         "train.threads 1, use up to the number of cores). Default 1")
     p.add_argument("--log", default=None, help="also log to this file")
     p.set_defaults(func=_train)

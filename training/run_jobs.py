@@ -4,9 +4,10 @@ A config with a LAMOST ensemble, LAMOST parameter paths or an XP parameter path 
 runs that share nothing but the data: the main run, K - 1 more whole runs, K LAMOST paths and
 the XP path (training/ensemble_fit.py, training/xp_path_fit.py). Each one seeds itself
 (seed_everything and per-stage generators, `train.threads` torch threads), so it gives the
-same tensors in whichever process and order it runs. `specclip train --workers N` runs N of
-them at a time in spawned processes; with one torch thread each, two workers on two cores
-nearly halve the wall time of the small config's seven trainings.
+same networks in whichever process and order it runs (the linear stacks' float64 PCA goes
+through LAPACK, whose last digits follow the process's BLAS threading). `specclip train
+--workers N` runs N of them at a time in spawned processes; with one torch thread each, two
+workers on two cores nearly halve the wall time of the small config's seven trainings.
 
 Each job leaves its result on disk: the main run writes the bundle folder itself, another
 whole run a bundle folder under the work folder, a path its weights as safetensors (a file

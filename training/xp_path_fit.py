@@ -12,7 +12,6 @@ encoder, head copy and the shared space are untouched. The test split is never r
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -56,20 +55,13 @@ def _xp_values(predict, s: D.SpectraSet, batch: int = 1024) -> np.ndarray:
 
 
 def add_xp_path(bundle_dir: str | Path, cfg: ModelConfig, data,
-                trained: tuple[SpecClipModel, dict, float] | None = None) -> str:
-    """Copy the XP path of `cfg` into the bundle at `bundle_dir` (rewritten in place): the
-    `trained` (model, report, wall seconds) of training/run_jobs.py, or trained here on
-    `data` (training.train.TrainingData); returns the new version id."""
+                trained: tuple[SpecClipModel, dict, float]) -> str:
+    """Copy the XP path of `cfg`, `trained` by training/run_jobs.py (model, report, wall
+    seconds), into the bundle at `bundle_dir` (rewritten in place), scoring it on `data`'s
+    XP validation split (training.train.TrainingData); returns the new version id."""
     from training.card import write_card
-    from training.train import train_xp_path
 
     path_cfg = xp_path_config(cfg)
-    if trained is None:
-        t0 = time.time()
-        log.info("XP parameters: training a path of their own (XP widths %s, seed %d)",
-                 list(path_cfg.xp.mlp.hidden), path_cfg.train.seed)
-        path_model, path_report = train_xp_path(path_cfg, data)
-        trained = (path_model, path_report, time.time() - t0)
     path_model, report, seconds = trained
     out = Path(bundle_dir)
     main = load_bundle(out)
