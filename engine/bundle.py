@@ -58,7 +58,7 @@ class Bundle:
 # Config keys added after bundles were shipped, whose default leaves a model as it was: they
 # are hashed only when set, so a retrain of an older config keeps that bundle's version id.
 HASHED_ONLY_WHEN_SET = {("heads", "lamost_params_steps"): 0, ("heads", "xp_params_hidden"): [],
-                        ("heads", "lamost_runs_labels"): []}
+                        ("heads", "lamost_runs_labels"): [], ("heads", "xp_params_members"): 1}
 
 
 def _canonical(cfg_dict: dict) -> bytes:

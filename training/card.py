@@ -254,16 +254,28 @@ def _extras(cfg: ModelConfig, provenance: dict) -> str:
             f"averaged: {per}.")
     if cfg.heads.xp_params_hidden:
         xp = fitted.get("xp_params_path") or {}
+        k = cfg.heads.xp_params_members
+        # "validation_robust_sigma_path": the key of bundles from before xp_params_members
         per = {n: (v.get("validation_robust_sigma_main_run"),
-                   v.get("validation_robust_sigma_path"))
+                   v.get("validation_robust_sigma_xp_params",
+                         v.get("validation_robust_sigma_path")))
                for n, v in xp.items() if isinstance(v, dict)}
+        many = {n: v.get("validation_robust_sigma_per_path") for n, v in xp.items()
+                if isinstance(v, dict) and "validation_robust_sigma_per_path" in v}
+        seeds = ", ".join(str(cfg.train.seed + i) for i in range(k))
         out.append(
-            "- XP parameters: from a path of their own, an XP MLP encoder of widths "
-            f"{list(cfg.heads.xp_params_hidden)} pretrained and fine-tuned with its own XP "
-            "head (same seed, stages and budgets as the main run's XP side; "
-            "engine/models/xp_params.py). The main run's XP encoder and head copy, which the "
-            "alignment read, give the embeddings, not the parameters. XP validation robust "
-            f"sigma, main run's head and the path: {per}.")
+            "- XP parameters: from "
+            + (f"the average of {k} paths of their own (seeds {seeds}), each"
+               if k > 1 else "a path of their own,")
+            + f" an XP MLP encoder of widths {list(cfg.heads.xp_params_hidden)} pretrained "
+            "and fine-tuned with its own XP head (stages and budgets of the main run's XP "
+            "side; engine/models/xp_params.py). The main run's XP encoder and head copy, "
+            "which the alignment read, give the embeddings, not the parameters. "
+            + ("Sigma: the paths' own errors and their disagreement added in quadrature, "
+               "recalibrated on XP validation. XP validation robust sigma per path: "
+               f"{many}. " if k > 1 else "")
+            + "XP validation robust sigma, main run's head and the XP parameters: "
+            f"{per}.")
     return "\n".join(out) + ("\n" if out else "")
 
 

@@ -99,7 +99,8 @@ def single_run_config(cfg: ModelConfig, member: int = 0) -> ModelConfig:
     name = cfg.name if member == 0 else f"{cfg.name}_seed{cfg.train.seed + member}"
     return replace(cfg, name=name,
                    heads=replace(cfg.heads, lamost_members=1, lamost_params_steps=0,
-                                 lamost_runs_labels=(), xp_params_hidden=()),
+                                 lamost_runs_labels=(), xp_params_hidden=(),
+                                 xp_params_members=1),
                    train=replace(cfg.train, seed=cfg.train.seed + member))
 
 
@@ -120,8 +121,9 @@ def train_ensemble(cfg: ModelConfig, out: str | Path, data, data_root: str | Pat
                    workers: int = 1) -> str:
     """Train the main run, the members (whole runs, LAMOST paths with
     heads.lamost_params_steps, or both with heads.lamost_runs_labels) and the XP parameter
-    path (heads.xp_params_hidden), `workers` at a time (training/run_jobs.py); then assemble
-    them into the bundle at `out`; returns the version id."""
+    paths (heads.xp_params_hidden, heads.xp_params_members), `workers` at a time
+    (training/run_jobs.py); then assemble them into the bundle at `out`; returns the version
+    id."""
     from training.run_jobs import JobContext, load_path_model, planned_jobs, run_jobs
 
     jobs = planned_jobs(cfg)
@@ -144,9 +146,11 @@ def train_ensemble(cfg: ModelConfig, out: str | Path, data, data_root: str | Pat
         if cfg.heads.xp_params_hidden:
             from training.xp_path_fit import add_xp_path, xp_path_config
 
-            xp = done["xp_path0"]
-            trained = (load_path_model(xp_path_config(cfg), xp["weights"]), xp["info"],
-                       xp["seconds"])
+            trained = []
+            for j in [j for j in jobs if j.kind == "xp_path"]:
+                xp = done[j.name]
+                trained.append((load_path_model(xp_path_config(cfg, j.index), xp["weights"]),
+                                xp["info"], xp["seconds"]))
             version = add_xp_path(out, cfg, data, trained)
     return version
 

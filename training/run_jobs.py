@@ -2,7 +2,7 @@
 
 A config with a LAMOST ensemble, LAMOST parameter paths or an XP parameter path trains several
 runs that share nothing but the data: the main run, K - 1 more whole runs, K LAMOST paths and
-the XP path (training/ensemble_fit.py, training/xp_path_fit.py). Each one seeds itself
+the XP paths (training/ensemble_fit.py, training/xp_path_fit.py). Each one seeds itself
 (seed_everything and per-stage generators, `train.threads` torch threads), so it gives the
 same networks in whichever process and order it runs (the linear stacks' float64 PCA goes
 through LAPACK, whose last digits follow the process's BLAS threading). `specclip train
@@ -67,7 +67,7 @@ def planned_jobs(cfg: ModelConfig) -> list[Job]:
     if h.lamost_params_steps > 0:
         jobs += [Job("lamost_path", i) for i in range(h.lamost_members)]
     if h.xp_params_hidden:
-        jobs.append(Job("xp_path"))
+        jobs += [Job("xp_path", i) for i in range(h.xp_params_members)]
     return jobs
 
 
@@ -100,9 +100,10 @@ def run_job(job: Job, ctx: JobContext, data=None) -> dict:
         info = {"seed": c.train.seed, "heads_lamost_steps": c.train.heads_lamost_steps,
                 "kept_step": head["best_step"], "validation_nll": round(head["val_nll"], 4)}
     elif job.kind == "xp_path":
-        c = xp_path_config(cfg)
-        log.info("XP parameters: training a path of their own (XP widths %s, seed %d)",
-                 list(c.xp.mlp.hidden), c.train.seed)
+        c = xp_path_config(cfg, job.index)
+        log.info("XP parameters: training path %d of %d (XP widths %s, seed %d)",
+                 job.index + 1, cfg.heads.xp_params_members, list(c.xp.mlp.hidden),
+                 c.train.seed)
         model, info = train_xp_path(c, d)
     else:
         raise ValueError(f"unknown training job {job.kind!r}")

@@ -106,6 +106,9 @@ class HeadsConfig:
     #                                 pretrained and fine-tuned with its own XP head (XP
     #                                 stages and budgets of the run); the main run's XP path,
     #                                 which the alignment reads, then gives none
+    xp_params_members: int = 1      # > 1 (with xp_params_hidden): the XP parameters are the
+    #                                 average of this many such paths, seeds seed, seed + 1,
+    #                                 ... (engine/models/xp_params.py)
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,12 @@ def config_from_dict(data: dict[str, Any]) -> ModelConfig:
     if cfg.heads.xp_params_hidden and cfg.xp.kind != "mlp":
         raise ValueError("heads.xp_params_hidden needs xp.kind='mlp' (it sets the widths of "
                          f"an XP MLP encoder), got xp.kind={cfg.xp.kind!r}")
+    if cfg.heads.xp_params_members < 1:
+        raise ValueError("heads.xp_params_members must be at least 1, got "
+                         f"{cfg.heads.xp_params_members!r}")
+    if cfg.heads.xp_params_members > 1 and not cfg.heads.xp_params_hidden:
+        raise ValueError("heads.xp_params_members > 1 needs heads.xp_params_hidden (it averages "
+                         "XP parameter paths)")
     if cfg.heads.lamost_params_steps < 0:
         raise ValueError("heads.lamost_params_steps must be 0 (off) or a number of steps, got "
                          f"{cfg.heads.lamost_params_steps!r}")

@@ -36,6 +36,32 @@ from engine.models.lamost_encoder import LamostEncoder
 from engine.models.stacking import LinearStack
 
 
+def combine_paths(values: torch.Tensor, sigmas: torch.Tensor, mask: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """[K, B, L] values and sigmas -> the mean and the uncalibrated combined sigma [B, L]:
+    sigma^2 = mean own sigma^2 + variance of the values; with `mask` [K, L], each label over
+    the paths whose mask is 1."""
+    if mask is None:
+        mean = values.mean(0)
+        return mean, ((sigmas ** 2).mean(0) + values.var(0, unbiased=False)).sqrt()
+    w = mask[:, None, :].to(values.dtype)                      # [K, 1, L]
+    n = w.sum(0)
+    # a path's value for a label outside its group is not read, not even as 0 x NaN
+    values = torch.where(w > 0, values, 0.0)
+    sigmas = torch.where(w > 0, sigmas, 0.0)
+    mean = values.sum(0) / n
+    var = (sigmas ** 2).sum(0) / n + (w * (values - mean) ** 2).sum(0) / n
+    return mean, var.sqrt()
+
+
+def recalibrate(sigma: torch.Tensor, scale: torch.Tensor, floor: torch.Tensor,
+                power: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """A training/sigma_calibration.py recipe: sqrt((scale sigma (sigma / ref)^power)^2 +
+    floor^2), per label."""
+    s = sigma * (sigma / ref) ** power
+    return torch.sqrt((s * scale) ** 2 + floor ** 2)
+
+
 class LamostMember(nn.Module):
     """One extra run's LAMOST parameter path: encoder copy -> head -> stack."""
 
@@ -84,22 +110,11 @@ class LamostEnsemble(nn.Module):
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """[K, B, L] values and sigmas -> mean and the uncalibrated combined sigma [B, L],
         each label over its group's paths."""
-        if self.label_mask is None:
-            mean = values.mean(0)
-            var = (sigmas ** 2).mean(0) + values.var(0, unbiased=False)
-            return mean, var.sqrt()
-        w = self.label_mask[:, None, :].to(values.dtype)          # [K, 1, L]
-        n = w.sum(0)
-        # a path's value for a label outside its group is not read, not even as 0 x NaN
-        values = torch.where(w > 0, values, 0.0)
-        sigmas = torch.where(w > 0, sigmas, 0.0)
-        mean = values.sum(0) / n
-        var = (sigmas ** 2).sum(0) / n + (w * (values - mean) ** 2).sum(0) / n
-        return mean, var.sqrt()
+        return combine_paths(values, sigmas, self.label_mask)
 
     def calibrate(self, sigma: torch.Tensor) -> torch.Tensor:
-        s = sigma * (sigma / self.sigma_ref) ** self.sigma_power
-        return torch.sqrt((s * self.sigma_scale) ** 2 + self.sigma_floor ** 2)
+        return recalibrate(sigma, self.sigma_scale, self.sigma_floor, self.sigma_power,
+                           self.sigma_ref)
 
     def member_outputs(self, flux: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor,
                        value: torch.Tensor, sigma: torch.Tensor

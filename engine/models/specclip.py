@@ -23,7 +23,7 @@ from engine.models.lamost_encoder import LamostEncoder
 from engine.models.projection import SplitProjection
 from engine.models.stacking import LinearStack
 from engine.models.xp_encoder import XpEncoder
-from engine.models.xp_params import XpParamsPath
+from engine.models.xp_params import XpParamsEnsemble, XpParamsPath
 from engine.records import SURVEY_LAMOST, SURVEY_XP
 
 LAMOST_LABELS = ("teff", "logg", "feh", "rv")  # rv: km/s, LASP c z
@@ -98,9 +98,14 @@ class SpecClipModel(nn.Module):
         if h.xp_params_hidden:   # forked generator too: the main run's draws stay its own
             wide = replace(cfg.xp, mlp=replace(cfg.xp.mlp, hidden=tuple(h.xp_params_hidden)))
             with torch.random.fork_rng(devices=[]):
-                enc = XpEncoder(wide, XP_N_SAMPLES)
-                self.xp_params = XpParamsPath(enc, ParameterHead(
-                    enc.out_dim, h.hidden, XP_LABELS, h.log_teff, h.min_sigma))
+                paths = []
+                for _ in range(h.xp_params_members):
+                    enc = XpEncoder(wide, XP_N_SAMPLES)
+                    paths.append(XpParamsPath(enc, ParameterHead(
+                        enc.out_dim, h.hidden, XP_LABELS, h.log_teff, h.min_sigma)))
+            # one path keeps the module layout bundles before heads.xp_params_members had
+            self.xp_params = (paths[0] if len(paths) == 1
+                              else XpParamsEnsemble(paths, XP_LABELS))
         for s in dims:
             self.register_buffer(f"scale_mean_{s}", torch.zeros(()))
             self.register_buffer(f"scale_std_{s}", torch.ones(()))

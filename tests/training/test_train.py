@@ -202,7 +202,8 @@ def test_xp_parameter_path_keeps_the_main_run_and_replaces_its_xp_parameters(tmp
     a, b = single.model.state_dict(), withp.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)       # the main run is the single run
     report = withp.provenance["final_losses"]["xp_params_path"]
-    assert report["xp_hidden"] == [64, 32] and set(report) >= {"teff", "alpha_m"}
+    assert [p["xp_hidden"] for p in report["paths"]] == [[64, 32]]
+    assert set(report) >= {"teff", "alpha_m"}
     wide = dc.replace(single_cfg, xp=dc.replace(single_cfg.xp, mlp=dc.replace(
         single_cfg.xp.mlp, hidden=(64, 32))))
     train(wide, tmp_path / "wide", data=data)
@@ -221,6 +222,42 @@ def test_xp_parameter_path_keeps_the_main_run_and_replaces_its_xp_parameters(tmp
     l1 = Embedder(single).embed_arrays("lamost", lam.flux, lam.weight, lam.scale)
     l2 = Embedder(withp).embed_arrays("lamost", lam.flux, lam.weight, lam.scale)
     assert np.array_equal(l1.params["teff"], l2.params["teff"])
+
+
+@pytest.mark.slow
+def test_xp_parameter_paths_are_averaged_and_the_first_is_the_single_path(tmp_path):
+    # heads.xp_params_members = 2: paths of seeds seed and seed + 1; the first is the path of
+    # the one-path config, the second that of a one-path config of seed + 1
+    base = tiny_steps(load_config("small"))
+    heads = dc.replace(base.heads, lamost_members=1, xp_params_hidden=(64, 32))
+    one_cfg = dc.replace(base, heads=heads)
+    two_cfg = dc.replace(base, heads=dc.replace(heads, xp_params_members=2))
+    next_cfg = dc.replace(one_cfg, train=dc.replace(base.train, seed=base.train.seed + 1))
+    data = synthetic_data()
+    for name, cfg in (("one", one_cfg), ("two", two_cfg), ("next", next_cfg)):
+        train(cfg, tmp_path / name, data=data)
+    one, two, nxt = (load_bundle(tmp_path / n) for n in ("one", "two", "next"))
+    assert two.config.heads.xp_params_members == 2 and two.version != one.version
+    a, b = one.model.state_dict(), two.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("xp_params."))
+    for path, single in ((two.model.xp_params.paths[0], one.model.xp_params),
+                         (two.model.xp_params.paths[1], nxt.model.xp_params)):
+        s1, s2 = path.state_dict(), single.state_dict()
+        assert s1.keys() == s2.keys() and all(torch.equal(s1[k], s2[k]) for k in s1)
+    report = two.provenance["final_losses"]["xp_params_path"]
+    assert [p["seed"] for p in report["paths"]] == [base.train.seed, base.train.seed + 1]
+    assert len(report["teff"]["validation_robust_sigma_per_path"]) == 2
+    assert report["teff"]["sigma_recipe"] in ("scale_floor", "scale_power")
+    _, xp = synthetic_sets(n_lamost=5, n_xp=5, seed=3)
+    got = Embedder(two).embed_arrays("gaia_xp", xp.flux, xp.weight, xp.scale)
+    p0 = Embedder(one).embed_arrays("gaia_xp", xp.flux, xp.weight, xp.scale)
+    p1 = Embedder(nxt).embed_arrays("gaia_xp", xp.flux, xp.weight, xp.scale)
+    for label in ("teff", "logg", "feh", "alpha_m"):
+        np.testing.assert_allclose(got.params[label], (p0.params[label] + p1.params[label]) / 2,
+                                   rtol=1e-5, atol=1e-6)
+        assert np.all(got.sigmas[label] > 0)
+    assert np.array_equal(got.shared, p0.shared)             # embeddings are the main run's
+    assert "average of 2 paths" in (tmp_path / "two" / "card.md").read_text()
 
 
 @pytest.mark.slow
