@@ -213,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         else out / "SIZING.md"
     gpu_path = RESULTS / "device_check_h200.json"   # measured on a lent GPU machine, if ever
     gpu = json.loads(gpu_path.read_text()) if gpu_path.exists() else None
-    sizing_path.write_text(sizing_markdown(results["sizing"], results["hardware"], gpu))
+    version = ROOT / "engine" / "bundles" / "small" / "VERSION"
+    shipped = version.read_text().strip() if version.exists() else None
+    sizing_path.write_text(sizing_markdown(results["sizing"], results["hardware"], gpu, shipped))
     log.info("wrote %s, %s and %s", out / "bench.json", out / "bench.png", sizing_path)
     return 0
 

@@ -171,10 +171,16 @@ def _largest(hours: dict[str, Any]) -> str:
     return f"`{name}` ({known[name]} h)"
 
 
-def _gpu_lines(gpu: dict[str, Any] | None, n_target: float) -> list[str]:
-    """Embedding hours on a GPU from `python -m benchmarks.device_check` (another machine)."""
+def _gpu_lines(gpu: dict[str, Any] | None, n_target: float, shipped: str | None = None
+               ) -> list[str]:
+    """Embedding hours on a GPU from `python -m benchmarks.device_check` (another machine);
+    `shipped`: the shipped bundle's version, named when the GPU measured another."""
     if not gpu:
         return []
+    measured = gpu.get("bundle")
+    later = (f"; the shipped bundle {shipped} was not measured there, and its CPU rates "
+             "above include the networks added since" if shipped and measured
+             and shipped != measured else "")
     rate = gpu["throughput_spectra_per_s"]
     best = {k: max(v.values()) for k, v in rate["gpu"].items() if isinstance(v, dict)}
     m, cpu = gpu["machine"], rate["cpu"]
@@ -188,7 +194,8 @@ def _gpu_lines(gpu: dict[str, Any] | None, n_target: float) -> list[str]:
     return [
         f"- embedding with the small model on one {m['gpu']} (`python -m "
         f"benchmarks.device_check`, JSON `benchmarks/results/device_check_h200.json`, "
-        f"torch {m['torch']}, best batch size): XP {hours(best['gaia_xp'])}, LAMOST "
+        f"torch {m['torch']}, best batch size; bundle {measured}{later}): XP "
+        f"{hours(best['gaia_xp'])}, LAMOST "
         f"{hours(best['lamost'])} with the RV template fit's chi-square curves on the GPU too "
         f"(the networks alone: {hours(best['lamost_without_rv_fit'])}). The same machine's "
         f"CPU alone ({cpu['threads']} threads, batch {cpu['batch']}): XP {hours(cpu['gaia_xp'])}, "
@@ -200,9 +207,10 @@ def _gpu_lines(gpu: dict[str, Any] | None, n_target: float) -> list[str]:
     ]
 
 
-def sizing_markdown(s: dict[str, Any], hw: dict[str, Any], gpu: dict[str, Any] | None = None
-                    ) -> str:
-    """The sizing note; `gpu`: a device_check report (another machine), when there is one."""
+def sizing_markdown(s: dict[str, Any], hw: dict[str, Any], gpu: dict[str, Any] | None = None,
+                    shipped: str | None = None) -> str:
+    """The sizing note; `gpu`: a device_check report (another machine), when there is one;
+    `shipped`: the shipped bundle's version (the GPU line names it when it measured another)."""
     t, per, h = s["total_gb"], s["per_point_bytes"], s["hours_on_this_machine"]
     n = s["n_target"] / 1e6
     ram_quant = t["vectors_int8"] + t["hnsw_graph"]
@@ -252,7 +260,7 @@ def sizing_markdown(s: dict[str, Any], hw: dict[str, Any], gpu: dict[str, Any] |
         f"- upsert: {h['upsert']} h; HNSW build (optimize): {h['hnsw_build']} h",
         f"- embedding with the small model on CPU: XP {h['embed_xp_small']} h, LAMOST "
         f"{h['embed_lamost_small']} h (divide by the number of Dask workers)",
-        *_gpu_lines(gpu, s["n_target"]),
+        *_gpu_lines(gpu, s["n_target"], shipped),
         "",
         *_sync_lines(s.get("sync") or {}),
         "",

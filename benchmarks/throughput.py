@@ -20,10 +20,11 @@ CONFIGS = ROOT / "training" / "configs"
 
 
 def encoder_throughput(sizes: tuple[str, ...] = ("small", "paper"), n: int = 512,
-                       batch_size: int = 256) -> dict[str, Any]:
+                       batch_size: int = 256, repeats: int = 3) -> dict[str, Any]:
     """Spectra/s of Embedder.embed_arrays (encoder + heads + decoders, what indexing runs) for
     each model size, with freshly initialised weights: speed depends on the architecture only,
-    so this needs no trained bundle."""
+    so this needs no trained bundle. The median of `repeats` timed passes (one pass on a
+    shared 2-core machine varied by 1.7x)."""
     import torch
 
     from engine.bundle import Bundle
@@ -54,10 +55,14 @@ def encoder_throughput(sizes: tuple[str, ...] = ("small", "paper"), n: int = 512
             weight = np.ones_like(flux)
             scale = rng.normal(2.0, 0.3, m).astype(np.float32)
             emb.embed_arrays(survey, flux[:8], weight[:8], scale[:8])       # warm-up
-            t = time.perf_counter()
-            emb.embed_arrays(survey, flux, weight, scale)
-            dt = time.perf_counter() - t
+            times = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                emb.embed_arrays(survey, flux, weight, scale)
+                times.append(time.perf_counter() - t)
+            dt = float(np.median(times))
             row[survey] = {"spectra": m, "seconds": round(dt, 3),
+                           "seconds_per_pass": [round(x, 3) for x in times],
                            "spectra_per_s": round(m / dt, 1)}
         out[size] = row
         log.info("encoder %s: %s", size, row)

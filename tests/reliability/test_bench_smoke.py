@@ -60,6 +60,12 @@ def test_the_sizing_note_carries_the_gpu_measurement_only_when_there_is_one():
     assert f"({best:,.0f} spectra/s)" in with_gpu
     assert with_gpu.replace(next(ln for ln in with_gpu.splitlines() if "H200" in ln) + "\n",
                             "") == without
+    # the GPU figures name their bundle, and say so when the shipped bundle is another
+    assert f"bundle {gpu['bundle']})" in with_gpu
+    later = sizing_markdown(bench["sizing"], bench["hardware"], gpu, shipped="0123456789abcdef")
+    assert "the shipped bundle 0123456789abcdef was not measured there" in later
+    same = sizing_markdown(bench["sizing"], bench["hardware"], gpu, shipped=gpu["bundle"])
+    assert same == with_gpu
 
 
 def test_anomaly_checks_two_sided_variant_counts_the_lower_tail():
