@@ -1,12 +1,14 @@
-"""Train the XP parameter path (config heads.xp_params_hidden) and add it to a bundle.
+"""Train the XP parameter path(s) (config heads.xp_params_hidden) and add them to a bundle.
 
 `specclip train` with heads.xp_params_hidden trains the main run (and any LAMOST ensemble)
 as the config without it, then one XP-only run of the same seed whose XP MLP encoder has
 the path's hidden widths: XP pretraining, the XP head with its weight average, the sigma
 scale on validation (`training.train.train_xp_path`). Its fine-tuned encoder (without the
 autoencoder's decoder) and head are copied into the bundle's `xp_params`
-(engine/models/xp_params.py), which then gives the XP parameters. The main run's XP
-encoder, head copy and the shared space are untouched. The test split is never read.
+(engine/models/xp_params.py), which then gives the XP parameters. With
+heads.xp_params_members = K > 1 it trains K such runs (seeds seed, seed + 1, ...), and their
+combined sigma is recalibrated on XP validation. The main run's XP encoder, head copy and
+the shared space are untouched. The test split is never read.
 """
 
 from __future__ import annotations
