@@ -268,14 +268,16 @@ def _extras(cfg: ModelConfig, provenance: dict) -> str:
             + (f"the average of {k} paths of their own (seeds {seeds}), each"
                if k > 1 else "a path of their own,")
             + f" an XP MLP encoder of widths {list(cfg.heads.xp_params_hidden)} pretrained "
-            "and fine-tuned with its own XP head (stages and budgets of the main run's XP "
-            "side; engine/models/xp_params.py). The main run's XP encoder and head copy, "
+            "and fine-tuned with its own XP head ("
+            + ("" if k > 1 else "same seed, ")
+            + "stages and budgets as the main run's XP side; engine/models/xp_params.py). "
+            "The main run's XP encoder and head copy, "
             "which the alignment read, give the embeddings, not the parameters. "
             + ("Sigma: the paths' own errors and their disagreement added in quadrature, "
                "recalibrated on XP validation. XP validation robust sigma per path: "
                f"{many}. " if k > 1 else "")
-            + "XP validation robust sigma, main run's head and the XP parameters: "
-            f"{per}.")
+            + "XP validation robust sigma, main run's head and the "
+            + ("average" if k > 1 else "path") + f": {per}.")
     return "\n".join(out) + ("\n" if out else "")
 
 
