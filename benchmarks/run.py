@@ -159,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
                              ("indexing", args.skip_indexing)):
         if (skipped or section == "search") and section in previous:
             results[section] = previous[section]     # search rows of other N are kept too
+            if skipped:   # when and under what load a kept section was measured
+                results.setdefault("kept", {})[section] = (previous.get("kept") or {}).get(
+                    section, {"started_at": previous.get("started_at"),
+                              "load_avg_at_start": (previous.get("hardware") or {}).get(
+                                  "load_avg_at_start")})
     ns = [] if args.skip_search else [int(x) for x in args.n.split(",") if x.strip()]
     for n in ns:
         n_q = args.queries if n < 1_000_000 else max(50, args.queries // 2)
@@ -215,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     gpu = json.loads(gpu_path.read_text()) if gpu_path.exists() else None
     version = ROOT / "engine" / "bundles" / "small" / "VERSION"
     shipped = version.read_text().strip() if version.exists() else None
-    sizing_path.write_text(sizing_markdown(results["sizing"], results["hardware"], gpu, shipped))
+    sizing_path.write_text(sizing_markdown(results["sizing"], results["hardware"], gpu, shipped,
+                                           results.get("kept")))
     log.info("wrote %s, %s and %s", out / "bench.json", out / "bench.png", sizing_path)
     return 0
 

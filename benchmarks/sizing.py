@@ -1,5 +1,6 @@
 """The sizing note (benchmarks/SIZING.md): memory, disk and time for a large catalogue,
-derived from the per-point figures this run measured."""
+derived from the per-point figures in bench.json (this run's, or an earlier run's that
+`benchmarks/run.py --keep-skipped` kept; the note says which)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ def sizing(results: dict[str, Any], n_target: int = 250_000_000) -> dict[str, An
     lamost_rate = enc.get("lamost", {}).get("spectra_per_s")
     shape = edge.get("store_shape")
     out = {"n_target": n_target, "from_n": largest["n"], "shared_dim": dim, "own_dim": own,
+           "encoder_weights": enc.get("weights"), "rv_template_fit": enc.get("rv_template_fit"),
            "store_shape": (f"{len(shape['vectors'])} named vectors "
                            f"({', '.join(f'{k} {v}-d' for k, v in shape['vectors'].items())}), "
                            f"{shape['payload_indexes']} payload indexes") if shape else
@@ -208,9 +210,10 @@ def _gpu_lines(gpu: dict[str, Any] | None, n_target: float, shipped: str | None 
 
 
 def sizing_markdown(s: dict[str, Any], hw: dict[str, Any], gpu: dict[str, Any] | None = None,
-                    shipped: str | None = None) -> str:
+                    shipped: str | None = None, kept: dict[str, Any] | None = None) -> str:
     """The sizing note; `gpu`: a device_check report (another machine), when there is one;
-    `shipped`: the shipped bundle's version (the GPU line names it when it measured another)."""
+    `shipped`: the shipped bundle's version (the GPU line names it when it measured another);
+    `kept`: bench.json sections an earlier run measured (when, and the load then)."""
     t, per, h = s["total_gb"], s["per_point_bytes"], s["hours_on_this_machine"]
     n = s["n_target"] / 1e6
     ram_quant = t["vectors_int8"] + t["hnsw_graph"]
@@ -259,7 +262,9 @@ def sizing_markdown(s: dict[str, Any], hw: dict[str, Any], gpu: dict[str, Any] |
         "",
         f"- upsert: {h['upsert']} h; HNSW build (optimize): {h['hnsw_build']} h",
         f"- embedding with the small model on CPU: XP {h['embed_xp_small']} h, LAMOST "
-        f"{h['embed_lamost_small']} h (divide by the number of Dask workers)",
+        f"{h['embed_lamost_small']} h ({s.get('encoder_weights') or 'fresh weights'}"
+        f"{', the RV template fit included' if s.get('rv_template_fit') else ''}; divide by "
+        "the number of Dask workers)",
         *_gpu_lines(gpu, s["n_target"], shipped),
         "",
         *_sync_lines(s.get("sync") or {}),
@@ -269,7 +274,9 @@ def sizing_markdown(s: dict[str, Any], hw: dict[str, Any], gpu: dict[str, Any] |
         "the shards of the cluster (each node builds the graphs of its own shards).",
         "",
         f"Caveat: the machine was shared while measuring (load average "
-        f"{hw.get('load_avg_at_start')} at the start on {hw.get('usable_cores')} cores), so "
-        "times are upper bounds; byte counts do not depend on load.",
+        f"{hw.get('load_avg_at_start')} at the start on {hw.get('usable_cores')} cores"
+        + "".join(f"; the {name} figures kept from the run of {k.get('started_at')}, load "
+                  f"{k.get('load_avg_at_start')} then" for name, k in sorted((kept or {}).items()))
+        + "), so times are upper bounds; byte counts do not depend on load.",
     ]
     return "\n".join(lines) + "\n"

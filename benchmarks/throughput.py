@@ -21,13 +21,15 @@ CONFIGS = ROOT / "training" / "configs"
 
 def encoder_throughput(sizes: tuple[str, ...] = ("small", "paper"), n: int = 512,
                        batch_size: int = 256, repeats: int = 3) -> dict[str, Any]:
-    """Spectra/s of Embedder.embed_arrays (encoder + heads + decoders, what indexing runs) for
-    each model size, with freshly initialised weights: speed depends on the architecture only,
-    so this needs no trained bundle. The median of `repeats` timed passes (one pass on a
-    shared 2-core machine varied by 1.7x)."""
+    """Spectra/s of Embedder.embed_arrays (what indexing runs: encoders, heads, decoders and,
+    for LAMOST with a bundle that has RV templates, the RV template fit) for each model size.
+    A size whose shipped bundle (engine/bundles/SIZE) was trained from its config is timed
+    with that bundle; the others with freshly initialised weights and no RV templates (speed
+    depends on the architecture, not the weights). The median of `repeats` timed passes (one
+    pass on a shared 2-core machine varied by 1.7x)."""
     import torch
 
-    from engine.bundle import Bundle
+    from engine.bundle import Bundle, load_bundle
     from engine.inference import Embedder
     from engine.models.config import config_from_dict
     from engine.models.specclip import SpecClipModel
@@ -40,12 +42,24 @@ def encoder_throughput(sizes: tuple[str, ...] = ("small", "paper"), n: int = 512
             out[size] = {"skipped": f"{path} missing"}
             continue
         cfg = config_from_dict(json.loads(path.read_text()))
-        torch.manual_seed(0)
-        model = SpecClipModel(cfg).eval()
+        shipped = ROOT / "engine" / "bundles" / size
+        if (shipped / "config.json").exists():
+            bundle = load_bundle(shipped)
+            weights = f"shipped bundle {bundle.version}"
+            if bundle.config.name != cfg.name:
+                raise ValueError(f"{shipped}: a bundle of config {bundle.config.name!r}, "
+                                 f"not {size!r}")
+        else:
+            torch.manual_seed(0)
+            bundle = Bundle(path=path, config=cfg, model=SpecClipModel(cfg).eval(),
+                            version=f"bench-{size}")
+            weights = "fresh, no RV templates"
+        model = bundle.model
         params = sum(p.numel() for p in model.parameters())
-        emb = Embedder(Bundle(path=path, config=cfg, model=model, version=f"bench-{size}"),
-                       batch_size=batch_size)
-        row: dict[str, Any] = {"parameters": int(params), "shared_dim": cfg.align.shared_dim,
+        emb = Embedder(bundle, batch_size=batch_size)
+        row: dict[str, Any] = {"parameters": int(params), "weights": weights,
+                               "rv_template_fit": bundle.rv is not None,
+                               "shared_dim": cfg.align.shared_dim,
                                "own_dim": {s: int(model.encoders[s].out_dim)
                                            for s in ("lamost", "gaia_xp")}}
         for survey, length in (("lamost", cfg.lamost.n_pixels), ("gaia_xp", 343)):

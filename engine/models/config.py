@@ -3,7 +3,9 @@
 The JSON files live in training/configs/ (small for this CPU, paper for a GPU); the resolved
 config is also stored inside every bundle so the weights can always be rebuilt. Every field
 changes behaviour somewhere: tests/engine/models/test_specclip.py
-(test_every_model_option_changes_behaviour) checks the model options, and
+(test_every_model_option_changes_behaviour) checks the model options that act on their own,
+tests/engine/models/test_ensemble.py and test_xp_params.py those that need another key set
+(heads.lamost_members, lamost_runs_labels, xp_params_members), and
 tests/training/test_config_cli.py that configs load and unknown keys are refused. `preprocess`
 is part of the config so that a preprocessing change changes the bundle's version id.
 """

@@ -179,8 +179,8 @@ class SpecClipModel(nn.Module):
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(value, sigma) in physical units from the head's features: the head, the LAMOST
         stack, then the LAMOST ensemble's per-label average over runs and / or paths when the
-        config has one; XP parameters from the XP path of their own when the config has
-        one."""
+        config has one; XP parameters from the XP path of their own (or the average of
+        heads.xp_params_members such paths) when the config has one."""
         if survey == SURVEY_XP and self.xp_params is not None:
             return self.xp_params(flux, weight, self._scale(survey, scale))
         ens = self.lamost_ensemble if survey == SURVEY_LAMOST else None

@@ -66,6 +66,11 @@ def test_the_sizing_note_carries_the_gpu_measurement_only_when_there_is_one():
     assert "the shipped bundle 0123456789abcdef was not measured there" in later
     same = sizing_markdown(bench["sizing"], bench["hardware"], gpu, shipped=gpu["bundle"])
     assert same == with_gpu
+    # sections an earlier run measured (--keep-skipped) say when, and under what load
+    kept = sizing_markdown(bench["sizing"], bench["hardware"], kept={
+        "search": {"started_at": "2026-01-02T03:04:05Z", "load_avg_at_start": [9.0, 8.0, 7.0]}})
+    assert "the search figures kept from the run of 2026-01-02T03:04:05Z, load [9.0, 8.0, 7.0]" \
+        in kept
 
 
 def test_anomaly_checks_two_sided_variant_counts_the_lower_tail():
