@@ -32,6 +32,12 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
                    help="print JSON instead of a table (the default when stdout is piped)")
 
 
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+FILTER_HELP = ("payload filter, repeatable (all must hold): a range for numbers "
+               "(label_teff=4000:6000, snr=30:), true/false for flags (low_quality=false, "
+               "ood=true), text for the others (obj_class=STAR)")
+
+
 def register_query(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "query", help="spectra like a star's or a file's, or every spectrum at a sky position",
@@ -52,7 +58,8 @@ def register_query(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--radius", type=positive_float, default=None,
                    help=f"cone search radius in arcsec (default {CONE_RADIUS_ARCSEC:g})")
     p.add_argument("--target", choices=["lamost", "gaia_xp", "any"], default="any",
-                   help="which instrument's spectra to return")
+                   help="which instrument's spectra to return (default any: both, a table "
+                        "per instrument on a terminal; --grouped keeps them apart in JSON)")
     p.add_argument("-k", type=positive_int, default=None,
                    help="number of hits (default 10; a cone search returns every spectrum in "
                         "the cone unless -k is given)")
@@ -60,7 +67,7 @@ def register_query(subparsers: argparse._SubParsersAction) -> None:
                    help="auto: spectrum PCA within one instrument, shared CLIP space across "
                         "(similarity searches only)")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=LO:HI|VALUE",
-                   help="payload filter, e.g. label_teff=4000:6000 or obj_class=STAR")
+                   help=FILTER_HELP)
     p.add_argument("--quality-cut", choices=["auto", "on", "off"], default="auto",
                    help="leave out spectra flagged low_quality (low SNR or mostly masked; "
                         "noisy spectra crowd cross-instrument results). auto: only among the "
@@ -112,17 +119,31 @@ def reader_options(args: argparse.Namespace) -> dict:
 
 
 def register_outliers(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("outliers", help="the most anomalous spectra of a survey")
+    p = subparsers.add_parser(
+        "outliers", help="the most anomalous spectra of a survey",
+        description="The spectra of highest anomaly score, most anomalous first (README "
+                    "'Outliers'). Low-quality spectra carry a flag, not a high score; "
+                    "--filter low_quality=false leaves them out.")
     _add_store_args(p)
-    p.add_argument("--survey", choices=["lamost", "gaia_xp", "any"], default="lamost")
-    p.add_argument("-k", type=positive_int, default=20)
-    p.add_argument("--score", choices=list(P.ANOMALY_SCORES), default=P.ANOMALY)
-    p.add_argument("--filter", action="append", default=[], metavar="KEY=LO:HI|VALUE")
+    p.add_argument("--survey", choices=["lamost", "gaia_xp", "any"], default="lamost",
+                   help="whose spectra (default lamost)")
+    p.add_argument("-k", type=positive_int, default=20, help="how many (default 20)")
+    p.add_argument("--score", choices=list(P.ANOMALY_SCORES), default=P.ANOMALY,
+                   help="order by this score (default anomaly, the combination of the "
+                        "survey's own scores; anomaly_redshift is LAMOST's only, "
+                        "anomaly_peak Gaia XP's, anomaly_translation only stars with both "
+                        "spectra)")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=LO:HI|VALUE",
+                   help=FILTER_HELP)
     p.set_defaults(func=run_outliers)
 
 
 def parse_filters(items: list[str]) -> dict:
-    """KEY=LO:HI (either end may be empty) or KEY=VALUE; ends must be finite numbers."""
+    """KEY=LO:HI (either end may be empty) or KEY=VALUE, KEY a payload field with a payload
+    index (engine/payload.py PAYLOAD_INDEXES, so filters stay fast at any size). Values take
+    the field's type: true/false (also 1/0, yes/no) for flags such as `ood` and
+    `low_quality`, an integer for `gaia_source_id`, a range LO:HI for a number field (its
+    ends finite and in order), text for the others."""
     out: dict = {}
     for item in items:
         key, eq, value = item.partition("=")
@@ -133,12 +154,35 @@ def parse_filters(items: list[str]) -> dict:
                                 "payload field as KEY (e.g. label_teff=4000:6000)") from None
         if not eq:
             raise SpecClipError(f"--filter {item!r}: no '=' (KEY=LO:HI or KEY=VALUE)")
+        kind = P.PAYLOAD_INDEXES.get(key)
+        if kind is None or kind == "geo":
+            known = ", ".join(k for k, t in P.PAYLOAD_INDEXES.items() if t != "geo")
+            raise SpecClipError(f"--filter {item!r}: {key!r} is not a filterable field "
+                                f"(one of: {known}; sky positions: --ra/--dec/--radius)")
         if ":" in value:
+            if kind not in ("float", "integer"):
+                raise SpecClipError(f"--filter {item!r}: {key} is a {kind} field; a range "
+                                    "LO:HI needs a numeric one")
             lo, hi = value.split(":", 1)
             try:
-                out[key] = (finite_float(lo) if lo else None, finite_float(hi) if hi else None)
+                ends = (finite_float(lo) if lo else None, finite_float(hi) if hi else None)
             except argparse.ArgumentTypeError as e:
                 raise SpecClipError(f"--filter {item!r}: {e}") from None
+            if None not in ends and ends[0] > ends[1]:
+                raise SpecClipError(f"--filter {item!r}: the low end is above the high end")
+            out[key] = ends
+        elif kind == "bool":
+            if value.lower() not in _TRUE + _FALSE:
+                raise SpecClipError(f"--filter {item!r}: {key} is true or false")
+            out[key] = value.lower() in _TRUE
+        elif kind == "float":
+            raise SpecClipError(f"--filter {item!r}: {key} takes a range LO:HI (either end "
+                                f"may be empty, e.g. {key}={value}:)")
+        elif kind == "integer":
+            try:
+                out[key] = int(value)
+            except ValueError:
+                raise SpecClipError(f"--filter {item!r}: {key} takes an integer") from None
         else:
             out[key] = value
     return out
@@ -184,7 +228,9 @@ def _print_hits(args, hits, summary: dict | None, score_name: str = "similarity"
         params = {k: tuple(v) for k, v in summary["predicted"].items()}
         print(f"query: {name} {summary['object_id']}  predicted "
               f"{hit_table.parameters_line(params)}")
-    print(hit_table.hits_table(hits, score_name))
+        for line in hit_table.flags_lines(summary):
+            print(line)
+    print(hit_table.grouped_tables(hits, score_name))
 
 
 def _check_cone_args(args: argparse.Namespace) -> None:
@@ -209,7 +255,8 @@ def run_query(args: argparse.Namespace) -> int:
                                       ("--medium", args.medium),
                                       ("--uncertainty", args.uncertainty)) if value]
     if given and not args.file:
-        print(json.dumps({"error": f"{', '.join(given)} only apply to --file"}),
+        verb = "applies" if len(given) == 1 else "apply"
+        print(json.dumps({"error": f"{', '.join(given)} {verb} only to --file"}),
               file=sys.stderr)
         return 2
     _check_cone_args(args)
@@ -256,8 +303,8 @@ def run_query(args: argparse.Namespace) -> int:
         # bare list that scripts read stays as it was
         summary = _query_summary(engine, query) \
             if args.with_query or not wants_json(args) else None
-        if summary is not None and args.with_query:
-            summary.update(engine.flags(query))     # ood / low_quality and their reasons
+        if summary is not None:   # ood / low_quality and their reasons (the table warns)
+            summary.update(engine.flags(query))
         if groups is not None and wants_json(args):
             out: object = {s: [h.to_dict() for h in hs] for s, hs in groups.items()}
             if args.with_query:
@@ -294,6 +341,10 @@ def run_outliers(args: argparse.Namespace) -> int:
     engine = _open(args)
     try:
         _check_bundle(engine, args)
+        only = {P.ANOMALY_REDSHIFT: "lamost", P.ANOMALY_PEAK: "gaia_xp"}.get(args.score)
+        if only and args.survey not in (only, "any"):
+            raise SpecClipError(f"--score {args.score} is scored for {only} spectra only, "
+                                f"not {args.survey}")
         hits = engine.outliers(None if args.survey == "any" else args.survey, k=args.k,
                                filters=parse_filters(args.filter), score=args.score)
         _print_hits(args, hits, None, score_name=args.score)

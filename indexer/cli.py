@@ -19,7 +19,8 @@ from engine.spectrum_archive import SpectrumArchiveWriter
 from engine.store import open_store
 from engine.store.types import CollectionOptions
 from indexer.progress import TqdmProgress
-from indexer.sources import parse_sources
+from indexer.sources import Source, parse_sources
+from indexer.state import SyncState
 from indexer.sync import Syncer, write_report
 from indexer.watch import watch
 
@@ -45,10 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="LAMOST labels CSV to join (LASP labels.csv or DR1 catalogue.csv)")
     p.add_argument("--crossmatch", help="CSV mapping LAMOST obsid to Gaia source_id "
                                         "(columns obsid and one of source_id, gaia_source_id, "
-                                        "apogee_gaiaedr3_source_id, gaia_id)")
+                                        "apogee_gaiaedr3_source_id, gaia_id); remembered: "
+                                        "later syncs join it until another is given (a "
+                                        "header-only CSV drops it)")
     p.add_argument("--positions", metavar="FILE",
                    help="CSV of sky positions for Gaia XP spectra whose files carry none "
-                        "(columns source_id, ra, dec in degrees)")
+                        "(columns source_id, ra, dec in degrees); remembered like "
+                        "--crossmatch")
     p.add_argument("--spectra", metavar="DIR",
                    help="with --url: folder for the store's copy of each spectrum (default: "
                         "beside the state file); every client must see it at this path. An "
@@ -137,10 +141,43 @@ def refuse_contradictions(args: argparse.Namespace) -> None:
             raise SpecClipError(why)
 
 
+def joined_table(given: str | None, name: str, state: SyncState) -> str | None:
+    """The --crossmatch / --positions table a sync joins: the one given, else the one the
+    store's earlier syncs joined (remembered in its state), so that a re-sync without the
+    option keeps what the table linked."""
+    if given:
+        return os.path.abspath(given)
+    path = state.tables.get(name)
+    if path and not os.path.exists(path):
+        raise SpecClipError(f"--{name}: {path}, the table this store's earlier syncs joined, "
+                            f"is gone; pass --{name} FILE (a CSV with only its header row "
+                            "drops what it linked)")
+    if path:
+        log.info("joining %s (the --%s table of earlier syncs)", path, name)
+    return path
+
+
+def refuse_unknown_sources(sources: list[Source], state: SyncState) -> None:
+    """A SOURCE that does not exist and was never synced is a typo, not a removal: refused
+    before anything is written (a source synced before and removed since is deleted from
+    the store instead)."""
+    missing = [s.spec for s in sources if not s.exists() and not state.registered(s.spec)]
+    if missing:
+        raise SpecClipError(f"no such file or folder, and never indexed here: "
+                            f"{', '.join(missing)}")
+
+
 def run(args: argparse.Namespace) -> int:
     refuse_contradictions(args)
-    crossmatch = read_crossmatch(args.crossmatch) if args.crossmatch else {}
-    positions = read_positions(args.positions) if args.positions else {}
+    state_path = default_state_path(args)
+    state = SyncState.load(state_path)
+    sources = parse_sources(args.sources, args.labels)
+    refuse_unknown_sources(sources, state)
+    tables = {name: joined_table(given, name, state)
+              for name, given in (("crossmatch", args.crossmatch),
+                                  ("positions", args.positions))}
+    crossmatch = read_crossmatch(tables["crossmatch"]) if tables["crossmatch"] else {}
+    positions = read_positions(tables["positions"]) if tables["positions"] else {}
     options = CollectionOptions(quantization=args.quantization, on_disk=args.on_disk,
                                 payload_on_disk=args.payload_on_disk,
                                 shard_number=args.shards or 1,
@@ -155,6 +192,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise SpecClipError(str(err)) from None
     store = open_store(path=args.store, url=args.url, options=options)
+    remembered = {k: v for k, v in tables.items() if v}
+    if remembered != state.tables:   # before the sync, which loads the state itself
+        state.tables = remembered
+        state.save(state_path)
     embedder = Embedder(load_bundle(args.bundle), device=str(device))
     bar = TqdmProgress(disable=args.no_progress, file=sys.stderr)
     syncer = Syncer(store=store, embedder=embedder, state_path=default_state_path(args),
@@ -164,7 +205,6 @@ def run(args: argparse.Namespace) -> int:
                     progress=bar, verify=args.verify)
     if args.read_workers is not None:
         syncer.read_workers = args.read_workers
-    sources = parse_sources(args.sources, args.labels)
 
     def emit(report):
         data = report.to_dict()
@@ -228,8 +268,11 @@ def run_rescore(args: argparse.Namespace) -> int:
     from engine.collection import versioned_name
     from engine.stale_scores import DeferredScores, sidecar_path
     from indexer.scoring import SCORING_VERSION, score_collection
-    from indexer.state import SyncState
 
+    if args.store and not os.path.isfile(os.path.join(args.store, "store.json")):
+        # opening it for writing would create an empty store at a mistyped path
+        raise SpecClipError(f"{args.store}: no embedded store here (store.json missing): "
+                            "index first")
     store = open_store(path=args.store, url=args.url)
     try:
         embedder = Embedder(load_bundle(args.bundle))

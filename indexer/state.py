@@ -33,6 +33,9 @@ class SyncState:
     # collection -> indexer.scoring.SCORING_VERSION of its last full pass (absent: a state
     # written before versions were recorded, taken as the current version)
     scoring_version: dict[str, int] = field(default_factory=dict)
+    # "crossmatch" / "positions" -> the absolute path of the table the syncs join, so that a
+    # re-sync without the option joins it again instead of dropping what it linked
+    tables: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str) -> "SyncState":
@@ -49,7 +52,8 @@ class SyncState:
         state = cls(sources=data.get("sources", []), scores_fresh=data.get("scores_fresh", {}),
                     runs=data.get("runs", []), scores_stale=data.get("scores_stale", {}),
                     score_quantiles=data.get("score_quantiles", {}),
-                    scoring_version=data.get("scoring_version", {})) \
+                    scoring_version=data.get("scoring_version", {}),
+                    tables=data.get("tables", {})) \
             if isinstance(data, dict) else None
         if state is None or not _well_formed(state):
             raise StoreError(f"{path}: not an indexer state file (wrong shape); {fix}")
@@ -57,6 +61,12 @@ class SyncState:
 
     def save(self, path: str) -> None:
         atomic_write_json(path, asdict(self))
+
+    def registered(self, spec: str) -> bool:
+        """Was a source of this path synced before (compared as absolute paths)?"""
+        key = os.path.abspath(spec)
+        return any(s["spec"] == spec or os.path.abspath(s["spec"]) == key
+                   for s in self.sources)
 
     def register(self, spec: str, labels: tuple[str, ...]) -> None:
         entry = {"spec": spec, "labels": list(labels)}
@@ -71,4 +81,6 @@ def _well_formed(state: SyncState) -> bool:
                     for s in state.sources)
             and isinstance(state.scores_fresh, dict) and isinstance(state.runs, list)
             and isinstance(state.scores_stale, dict) and isinstance(state.score_quantiles, dict)
-            and isinstance(state.scoring_version, dict))
+            and isinstance(state.scoring_version, dict)
+            and isinstance(state.tables, dict)
+            and all(isinstance(v, str) for v in state.tables.values()))

@@ -163,7 +163,7 @@ def _query_reads_file(c: Ctx, more: list[str], probe) -> None:
                        c.w.folder / "spec-8103.fits", *more)
     assert rc == 0, err
     assert probe(calls[-1][1]), calls
-    c.refused(_q(c, *more), "only apply to --file")
+    c.refused(_q(c, *more), "only to --file")
 
 
 def _query_search_kwargs(c: Ctx, more: list[str], probe) -> None:
@@ -440,7 +440,7 @@ def _rescore_url(c: Ctx) -> None:
 CHECKS.update({
     ("rescore", "--store"): lambda c: (
         _rescore(c, [])[0] == 0 or pytest.fail("rescore"),
-        c.refused(["rescore", "--store", c.tmp / "empty"], "no collection")),
+        c.refused(["rescore", "--store", c.tmp / "empty"], "no embedded store here")),
     ("rescore", "--url"): _rescore_url,
     ("rescore", "--bundle"): lambda c: (
         _rescore(c, ["--bundle", "B"]),

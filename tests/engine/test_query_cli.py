@@ -133,7 +133,7 @@ def test_query_file_with_format_and_reader_options(store, tmp_path):
     out = specclip("query", "--store", str(path), "--file", str(table), "--json")
     assert out.returncode == 1 and "air or vacuum" in json.loads(out.stderr)["error"]
     out = specclip("query", "--store", str(path), "--obsid", "305", "--medium", "air")
-    assert out.returncode == 2 and "only apply to --file" in out.stderr
+    assert out.returncode == 2 and "--medium applies only to --file" in out.stderr
     out = specclip("query", "--store", str(path), "--file", str(table), "--format", "nope")
     assert out.returncode == 1 and "unknown format 'nope'" in out.stderr
 def test_piped_output_is_json_even_without_the_flag(store):
@@ -170,13 +170,52 @@ def test_a_terminal_gets_a_table_with_the_query_predictions(store, monkeypatch):
     assert cli.main(["query", "--store", str(path), "--obsid", "305", "--target", "lamost",
                      "-k", "3"]) == 0
     text = screen.getvalue()
-    first, header = text.splitlines()[:2]
+    lines = text.splitlines()
+    first = lines[0]
     assert first.startswith("query: LAMOST 305  predicted Teff (K) ")
     assert "±" in first
+    # the query's flags under its predictions, in the app's words (the synthetic spectra
+    # are no real stars: the JSON test above shows their OOD flag)
+    flagged = specclip("query", "--store", str(path), "--obsid", "305", "--target", "lamost",
+                       "-k", "1", "--with-query", "--json")
+    ood = json.loads(flagged.stdout)["query"]["ood"]
+    warnings = [ln for ln in lines[1:] if ln.startswith("  ! ")]
+    assert bool(warnings) == ood
+    assert not ood or "outside the training data: treat the parameters as unreliable" in text
+    header = lines[1 + len(warnings)]
     assert header.split()[:4] == ["#", "instrument", "id", "similarity"]
-    assert "Teff (K)" in header and len(text.splitlines()) == 1 + 2 + 3
+    assert "alike (pctl)" in header and "space" in header      # comparable across spaces
+    assert "Teff (K)" in header and len(lines) == 1 + len(warnings) + 2 + 3
     assert "None" not in text and "nan" not in text
+    # both instruments: one table each, every hit keeping its overall rank
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stdout", screen)
+    assert cli.main(["query", "--store", str(path), "--obsid", "305", "--target", "any",
+                     "-k", "4", "--quality-cut", "off"]) == 0
+    text = screen.getvalue()
+    groups = [ln for ln in text.splitlines() if ln.endswith(":") and "(" in ln]
+    ranks = sorted(int(ln.split()[0]) for ln in text.splitlines() if ln[:1].isdigit())
+    assert ranks == [1, 2, 3, 4]
+    if len(groups) == 2:
+        assert groups[0].startswith(("LAMOST (", "Gaia XP (")) and text.count("#  instrument") == 2
     screen = _Terminal()
     monkeypatch.setattr(sys, "stdout", screen)
     assert cli.main(["outliers", "--store", str(path), "-k", "2"]) == 0
     assert screen.getvalue().splitlines()[0].split()[3] == "anomaly"
+
+
+def test_filters_take_the_fields_types_and_refuse_what_cannot_match(store):
+    path, _ = store
+    every = hits_of(specclip("outliers", "--store", str(path), "-k", "50", "--json"))
+    good = hits_of(specclip("outliers", "--store", str(path), "-k", "50", "--filter",
+                            "low_quality=false", "--json"))
+    assert good and len(good) == sum(not h["payload"]["low_quality"] for h in every)
+    ood = hits_of(specclip("outliers", "--store", str(path), "-k", "50", "--filter", "ood=1",
+                           "--json"))
+    assert len(ood) == sum(bool(h["payload"].get("ood")) for h in every)
+    for bad, why in (("bogus=1", "not a filterable field"),
+                     ("label_teff=9000:4000", "low end is above the high end"),
+                     ("snr=30", "takes a range"), ("ood=maybe", "true or false"),
+                     ("obj_class=1:2", "needs a numeric one")):
+        out = specclip("outliers", "--store", str(path), "--filter", bad, "--json")
+        assert out.returncode == 1 and why in out.stderr, (bad, out.stderr[-500:])

@@ -74,3 +74,45 @@ def test_crossmatch_with_float_written_ids_and_a_position_table(tmp_path, lamost
         assert [h.object_id for h in engine.cone_search(12.5, -33.25)] == [xp[1].object_id]
     finally:
         engine.close()
+
+
+def test_a_resync_joins_the_remembered_tables_and_a_typo_is_refused(tmp_path, lamost_folder):
+    """The --crossmatch table of earlier syncs is joined again by a re-sync that does not
+    name it (it used to drop the links and rewrite every crossmatched point); a SOURCE that
+    does not exist and was never indexed is refused before anything is written."""
+    from engine.query import Engine
+
+    store = str(tmp_path / "store")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("obsid,source_id\n1003,4242\n")
+    first = specclip("index", "--store", store, str(lamost_folder), "--crossmatch", str(pairs),
+                     "--no-progress")
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = specclip("index", "--store", store, "--no-progress")
+    assert again.returncode == 0, again.stderr[-2000:]
+    summary = json.loads(again.stdout.strip().splitlines()[-1])
+    assert (summary["added"], summary["updated"], summary["skipped"]) == (0, 0, 12)
+    engine = Engine.open(store_path=store)
+    try:
+        (lamost,) = engine.lookup(obsid="1003")
+        assert lamost.payload["gaia_source_id"] == 4242
+    finally:
+        engine.close()
+    typo = specclip("index", "--store", store, str(tmp_path / "lamost_fodler"), "--no-progress")
+    assert typo.returncode != 0 and "never indexed here" in typo.stderr
+    assert "lamost_fodler" in typo.stderr
+    pairs.unlink()
+    gone = specclip("index", "--store", store, "--no-progress")
+    assert gone.returncode != 0 and "pairs.csv" in gone.stderr and "is gone" in gone.stderr
+    pairs.write_text("obsid,source_id\n")        # a header only: drops the links
+    dropped = specclip("index", "--store", store, "--crossmatch", str(pairs), "--no-progress")
+    assert dropped.returncode == 0, dropped.stderr[-2000:]
+    engine = Engine.open(store_path=store)
+    try:
+        (lamost,) = engine.lookup(obsid="1003")
+        assert lamost.payload.get("gaia_source_id") is None
+    finally:
+        engine.close()
+    nowhere = specclip("rescore", "--store", str(tmp_path / "no_store"))
+    assert nowhere.returncode != 0 and "no embedded store here" in nowhere.stderr
+    assert not (tmp_path / "no_store").exists()
