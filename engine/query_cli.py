@@ -256,9 +256,7 @@ def run_query(args: argparse.Namespace) -> int:
                                       ("--uncertainty", args.uncertainty)) if value]
     if given and not args.file:
         verb = "applies" if len(given) == 1 else "apply"
-        print(json.dumps({"error": f"{', '.join(given)} {verb} only to --file"}),
-              file=sys.stderr)
-        return 2
+        raise SpecClipError(f"{', '.join(given)} {verb} only to --file")
     _check_cone_args(args)
     engine = _open(args)
     try:
@@ -314,10 +312,7 @@ def run_query(args: argparse.Namespace) -> int:
         else:
             _print_hits(args, hits, summary)
         return 0
-    except (SpecClipError, ValueError) as exc:
-        print(json.dumps({"error": str(exc)}), file=sys.stderr)
-        return 1
-    finally:
+    finally:   # errors reach engine/cli.py: one line, JSON with --json, -v's traceback
         engine.close()
 
 

@@ -133,7 +133,7 @@ def test_query_file_with_format_and_reader_options(store, tmp_path):
     out = specclip("query", "--store", str(path), "--file", str(table), "--json")
     assert out.returncode == 1 and "air or vacuum" in json.loads(out.stderr)["error"]
     out = specclip("query", "--store", str(path), "--obsid", "305", "--medium", "air")
-    assert out.returncode == 2 and "--medium applies only to --file" in out.stderr
+    assert out.returncode == 1 and "--medium applies only to --file" in out.stderr
     out = specclip("query", "--store", str(path), "--file", str(table), "--format", "nope")
     assert out.returncode == 1 and "unknown format 'nope'" in out.stderr
 def test_piped_output_is_json_even_without_the_flag(store):
