@@ -106,7 +106,7 @@ def lamost_like_record(path: str, wavelength: np.ndarray, flux: np.ndarray,
         if medium is None:
             raise ValueError("air or vacuum wavelengths not stated: say so in the file "
                              "(column 'wavelength_air', header VACUUM/AIRORVAC, a comment "
-                             "'# vacuum') or pass medium=air|vacuum")
+                             "'# vacuum') or pass medium=air|vacuum (CLI: --medium)")
         vacuum = to_vacuum_angstrom(wavelength, unit, medium, log10=log10)
         resampled = resample_to_lamost_grid(vacuum, flux, ivar, mask)
     except ValueError as exc:

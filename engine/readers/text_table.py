@@ -131,7 +131,8 @@ def _roles(names: list[str] | None, width: int, opts: AxisOptions, path: str) ->
         if width == 3:
             if opts.uncertainty is None:
                 raise SpectrumReadError(path, "the third column is not named: add a header "
-                                              "row or pass uncertainty=ivar|error")
+                                              "row or pass uncertainty=ivar|error (CLI: "
+                                              "--uncertainty)")
             roles[opts.uncertainty] = (2, {})
         return roles
     found = find_columns(names)
