@@ -57,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
     if args.store and args.url:  # one from the environment, one from the command line
         log.error("give either a store folder or a server URL, not both")
         return 2
+    if args.store and not os.path.isfile(os.path.join(args.store, "store.json")):
+        log.error("%s: no embedded store here (store.json missing): index it first "
+                  "(specclip index --store %s SOURCES)", args.store, args.store)
+        return 2
     cmd = build_command(args)
     log.info("starting: %s", " ".join(cmd))
     try:

@@ -53,6 +53,9 @@ def test_run_refuses_without_a_store_and_runs_the_command(monkeypatch, tmp_path)
         return Done()
 
     monkeypatch.setattr(cli.subprocess, "run", fake_run)
+    # a folder that is no store (a typo, or not indexed yet) is refused before Streamlit
+    assert cli.run(parse(["--store", str(tmp_path)], monkeypatch)) == 2 and not seen
+    (tmp_path / "store.json").write_text("{}")
     assert cli.run(parse(["--store", str(tmp_path)], monkeypatch)) == 0
     assert seen["cmd"][-2:] == ["--store", str(tmp_path)]
 
