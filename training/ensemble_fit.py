@@ -173,6 +173,18 @@ def _member_outputs(model: SpecClipModel, s: D.SpectraSet, batch: int = 256
     return np.concatenate(vals, 1), np.concatenate(sigs, 1)
 
 
+def fit_sigma_recipe(ens, j: int, abs_err: np.ndarray, raw: np.ndarray) -> dict:
+    """Choose and fit label `j`'s recalibration of a combined sigma `raw` on validation
+    (training/sigma_calibration.py), write it into the ensemble module `ens` (its sigma_scale,
+    sigma_floor, sigma_power, sigma_ref buffers) and return the recipe for the report."""
+    recipe, how, cv = choose_recipe(abs_err, raw, MAX_FLOOR_FACTOR * float(np.nanmedian(raw)))
+    ens.sigma_scale[j], ens.sigma_floor[j] = recipe.scale, recipe.floor
+    ens.sigma_power[j], ens.sigma_ref[j] = recipe.power, recipe.ref
+    return {"sigma_recipe": how, "sigma_scale": round(recipe.scale, 4),
+            "sigma_floor": round(recipe.floor, 5), "sigma_power": round(recipe.power, 3),
+            "sigma_ref": round(recipe.ref, 5), "recipe_choice": cv}
+
+
 def assemble(bundle_dir: str | Path, runs: list[Member], paths: list[Member],
              val: D.SpectraSet, extra: dict | None = None, params_steps: int = 0,
              runs_labels: tuple[str, ...] = ()) -> str:
@@ -218,19 +230,12 @@ def assemble(bundle_dir: str | Path, runs: list[Member], paths: list[Member],
                     **(extra or {})}
     for j, name in enumerate(LAMOST_LABELS):
         truth = val.labels[:, j]
-        err = np.abs(mean[:, j] - truth)
-        recipe, how, cv = choose_recipe(err, raw[:, j],
-                                        MAX_FLOOR_FACTOR * float(np.nanmedian(raw[:, j])))
-        ens.sigma_scale[j], ens.sigma_floor[j] = recipe.scale, recipe.floor
-        ens.sigma_power[j], ens.sigma_ref[j] = recipe.power, recipe.ref
         report[name] = {
             "validation_robust_sigma_per_run": [round(robust_sigma(v - truth), 4)
                                                 for v in values[:, :, j]],
             "validation_robust_sigma_ensemble": round(robust_sigma(mean[:, j] - truth), 4),
             "averaged_over": ("paths" if own and name not in runs_labels else "runs"),
-            "sigma_recipe": how, "sigma_scale": round(recipe.scale, 4),
-            "sigma_floor": round(recipe.floor, 5), "sigma_power": round(recipe.power, 3),
-            "sigma_ref": round(recipe.ref, 5), "recipe_choice": cv}
+            **fit_sigma_recipe(ens, j, np.abs(mean[:, j] - truth), raw[:, j])}
         log.info("LAMOST ensemble %s: validation robust sigma %s per run, %.4f averaged",
                  name, report[name]["validation_robust_sigma_per_run"],
                  report[name]["validation_robust_sigma_ensemble"])

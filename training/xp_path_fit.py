@@ -27,9 +27,8 @@ from engine.models.ensemble import combine_paths
 from engine.models.specclip import XP_LABELS, SpecClipModel
 from engine.records import SURVEY_XP
 from training import data as D
-from training.ensemble_fit import MAX_FLOOR_FACTOR, single_run_config
+from training.ensemble_fit import fit_sigma_recipe, single_run_config
 from training.metrics import robust_sigma
-from training.sigma_calibration import choose_recipe
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +90,11 @@ def _fit_ensemble_sigma(model: SpecClipModel, val: D.SpectraSet, summary: dict) 
                                                  torch.from_numpy(sigmas)))
     for j, name in enumerate(XP_LABELS):
         truth = val.labels[:, j]
-        recipe, how, cv = choose_recipe(np.abs(mean[:, j] - truth), raw[:, j],
-                                        MAX_FLOOR_FACTOR * float(np.nanmedian(raw[:, j])))
-        ens.sigma_scale[j], ens.sigma_floor[j] = recipe.scale, recipe.floor
-        ens.sigma_power[j], ens.sigma_ref[j] = recipe.power, recipe.ref
         summary[name] = {
             "validation_robust_sigma_per_path": [round(robust_sigma(v - truth), 4)
                                                  for v in values[:, :, j]],
             "validation_robust_sigma_ensemble": round(robust_sigma(mean[:, j] - truth), 4),
-            "sigma_recipe": how, "sigma_scale": round(recipe.scale, 4),
-            "sigma_floor": round(recipe.floor, 5), "sigma_power": round(recipe.power, 3),
-            "sigma_ref": round(recipe.ref, 5), "recipe_choice": cv}
+            **fit_sigma_recipe(ens, j, np.abs(mean[:, j] - truth), raw[:, j])}
 
 
 def add_xp_path(bundle_dir: str | Path, cfg: ModelConfig, data,
