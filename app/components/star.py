@@ -18,9 +18,22 @@ from engine.records import SpectrumRecord
 log = logging.getLogger(__name__)
 
 
+def show_flags(flags: dict) -> None:
+    """Beside predicted parameters: the OOD caveat (engine.query.parameter_warning, also true
+    of the predicted counterpart) and the low-quality flag with its reason."""
+    warning = parameter_warning(flags)
+    if warning:
+        st.warning(f":warning: {warning[0].upper()}{warning[1:]}. This is also true of "
+                   "the predicted counterpart.")
+    if flags.get(P.LOW_QUALITY):
+        reason = flags.get(P.QUALITY_REASON)
+        st.warning("Low quality" + (f": {reason}" if reason else "") + ". Its neighbours and "
+                   "parameters are less certain than the σ say.")
+
+
 def title_of(survey: str, object_id: str, payload: dict) -> str:
     name = plots.SURVEY_NAMES.get(survey, survey)
-    ident = f"obsid {object_id}" if survey == "lamost" else f"Gaia DR3 {object_id}"
+    ident = f"obsid {object_id}" if survey == "lamost" else f"DR3 {object_id}"
     gaia = payload.get(P.GAIA_SOURCE_ID)
     extra = f" · Gaia {gaia}" if gaia and survey == "lamost" else ""
     return f"{name} {ident}{extra}"
@@ -81,9 +94,7 @@ def _render(full: dict, outputs: dict, payload: dict, real: dict | None, prefix:
         st.markdown("**Parameters: model prediction ± σ vs catalogue**")
         st.dataframe(tables.parameters_frame(outputs["params"], payload), hide_index=True,
                      width="stretch", key=f"{prefix}_params")
-        warning = parameter_warning(payload)
-        if warning:
-            st.caption(f":warning: {warning}", help="also true of the predicted counterpart")
+        show_flags(payload)
     cp = outputs["counterpart"]
     st.plotly_chart(plots.counterpart_figure(cp, real, cp["survey"]),
                     width="stretch", key=f"{prefix}_counterpart")

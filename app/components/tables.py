@@ -35,7 +35,7 @@ def _num(v) -> float:
 
 def _formats(frame: pd.DataFrame, score_name: str, score_digits: int) -> dict[str, str]:
     fmt = {score_name: f"{{:.{score_digits}f}}", "RA (deg)": "{:.5f}", "Dec (deg)": "{:.5f}",
-           "SNR": "{:.1f}", "rank distance": "{:.2f}"}
+           "SNR": "{:.1f}", "rank distance": "{:.2f}", "alike (percentile)": "{:.0f}"}
     for name in PARAMS:
         for prefix in ("pred ", "cat "):
             fmt[param_label(name, prefix)] = f"{{:.{DIGITS[name]}f}}"
@@ -54,6 +54,16 @@ def styled(frame: pd.DataFrame, formats: dict[str, str]) -> pd.DataFrame:
     return out
 
 
+def flags_of(payload: dict) -> str:
+    """What a reader must not miss about a spectrum, next to its id: outside the training
+    data (its predicted parameters are unreliable), low quality, stale neighbour scores."""
+    return ", ".join(name for name, on in (
+        ("outside training data", payload.get(P.OOD)),
+        ("low quality", payload.get(P.LOW_QUALITY)),
+        # a sync deferred its neighbour-score refresh (engine/stale_scores.py)
+        ("neighbour scores stale", payload.get(P.SCORES_STALE))) if on)
+
+
 def hits_frame(hits: Sequence[SearchHit], score_name: str = "similarity") -> pd.DataFrame:
     """One row per hit: rank, instrument, id, score, predicted and catalogue parameters,
     then SNR, class, Gaia source id, sky position and release. Columns empty for every hit
@@ -62,10 +72,12 @@ def hits_frame(hits: Sequence[SearchHit], score_name: str = "similarity") -> pd.
     for i, h in enumerate(hits, 1):
         p = h.payload
         gaia = p.get(P.GAIA_SOURCE_ID)
+        pct = _num(h.similarity_percentile)
         row = {"#": i, "instrument": INSTRUMENTS.get(h.survey, h.survey),
-               "id": h.object_id, score_name: h.score,
-               # percentile among typical neighbours in the same space (engine/similarity.py)
-               "similarity percentile": _num(h.similarity_percentile),
+               "id": h.object_id, "flags": flags_of(p), score_name: h.score,
+               # percentile among typical neighbours in the same space (engine/similarity.py):
+               # comparable across spaces, where the raw cosines are not
+               "alike (percentile)": 100 * pct,
                # cross-instrument hits: the distance they are ordered by (engine/cross_rank.py)
                "rank distance": _num(h.rank_distance)}
         for name in PARAMS:

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 SURVEYS = {"LAMOST LRS": "lamost", "Gaia XP": "gaia_xp", "both instruments": None}
 SCORES = {P.ANOMALY: "combined: Fisher's -Σ log(1 - percentile) of the own-survey scores",
           P.ANOMALY_RECON: "reconstruction chi² (own noise + look-alikes' model error)",
-          P.ANOMALY_PEAK: "worst single pixel of that chi² (spikes, dead segments)",
+          P.ANOMALY_PEAK: "Gaia XP: worst single bin of that chi² (spikes, dead segments)",
           "anomaly_features": "expected spectral features missing (noise units)",
           P.ANOMALY_KNN: "isolation relative to its neighbours",
           P.ANOMALY_REDSHIFT: "LAMOST: a star's lines fit at a galaxy's redshift (noise units)",
@@ -48,7 +48,12 @@ def main(engine: Engine) -> None:
     options = survey_options(held)
     c1, c2, c3 = st.columns(3)
     survey = options[c1.selectbox("Instrument", list(options), key="outliers_survey")]
-    score = c2.selectbox("Anomaly score", list(SCORES), format_func=SCORES.get,
+    # a score the instrument does not have would list nothing: offer only the others
+    only = {P.ANOMALY_REDSHIFT: "lamost", P.ANOMALY_PEAK: "gaia_xp"}
+    offered = [s for s in SCORES if survey is None or only.get(s, survey) == survey]
+    if st.session_state.get("outliers_score") not in offered:
+        st.session_state["outliers_score"] = P.ANOMALY
+    score = c2.selectbox("Anomaly score", offered, format_func=SCORES.get,
                          key="outliers_score")
     k = int(c3.number_input("Candidates", 5, 1000, 50, step=5, key="outliers_k"))
     filters = filter_ui.filter_controls("outliers", engine)
@@ -73,7 +78,7 @@ def main(engine: Engine) -> None:
         acknowledgement()
         return
     order = _ordered(engine, hits, session, learn, strength)
-    _table(order, score, session)
+    _table(order, score, session, learn)
     picked = _pick(order)
     if picked is not None:
         star.star_panel(engine, picked.id, picked.payload, "outliers_star", neighbours_k=8)
@@ -131,24 +136,21 @@ def _ordered(engine: Engine, hits: list[SearchHit], session: HuntingSession, lea
 
 
 def _table(order: list[tuple[SearchHit, reranking.Ranked]], score: str,
-           session: HuntingSession) -> None:
+           session: HuntingSession, learn: bool) -> None:
+    """The candidates; the re-ranking's columns only while it is on."""
     rows = []
     for i, (h, r) in enumerate(order, 1):
         mark = session.marks.get(h.id)
         rows.append({"#": i, "instrument": tables.INSTRUMENTS.get(h.survey, h.survey),
-                     "id": h.object_id, "mark": mark.label if mark else "",
+                     "id": h.object_id, "flags": tables.flags_of(h.payload),
+                     "mark": mark.label if mark else "",
                      "note": mark.note if mark else "", score: h.payload.get(score),
                      "pred Teff (K)": h.payload.get(P.pred_key("teff")),
                      "pred log g": h.payload.get(P.pred_key("logg")),
                      "pred [Fe/H]": h.payload.get(P.pred_key("feh")),
                      "SNR": h.payload.get(P.SNR), "class": h.payload.get(P.OBJ_CLASS) or "",
-                     "rank score": r.base, "pull": r.pull, "new score": r.score,
-                     "low quality": "yes" if h.payload.get(P.LOW_QUALITY) else "",
-                     "outside training data": "yes" if h.payload.get(P.OOD) else "",
-                     # a sync deferred this point's neighbour-score refresh
-                     # (engine/stale_scores.py); `specclip rescore` writes it
-                     "neighbour scores stale": "yes" if h.payload.get(P.SCORES_STALE)
-                     else ""})
+                     **({"rank score": r.base, "pull": r.pull, "new score": r.score}
+                        if learn else {})})
     frame = pd.DataFrame(rows)
     formats = {score: "{:.3f}", "pred Teff (K)": "{:.0f}", "pred log g": "{:.2f}",
                "pred [Fe/H]": "{:.2f}", "SNR": "{:.1f}", "rank score": "{:.3f}",

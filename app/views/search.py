@@ -64,11 +64,17 @@ def main(engine: Engine) -> None:
     cut, cross, weight = True, True, None    # the defaults; only a two-instrument store
     if len(held) > 1:                        # has other-instrument hits to set them for
         cut, cross, weight = _cross_instrument_controls()
+    settings = {"target": target, "k": int(k), "filters": filters, "quality_cut": cut,
+                "cross_rank": cross, "sigma_weight": weight if cross else None}
     if st.button("Search", key="search_go", type="primary") or linked:
-        st.session_state[RESULT] = _run_search(engine, mode, target, int(k), filters, held,
-                                               cut, cross, weight if cross else None)
+        st.session_state[RESULT] = {**_run_search(engine, mode, target, int(k), filters, held,
+                                                  cut, cross, weight if cross else None),
+                                    "settings": settings}
     result = st.session_state.get(RESULT)
     if result is not None:
+        if result.get("settings") not in (None, settings):
+            st.info("The options above changed since these results: press Search to apply "
+                    "them.")
         _show_result(engine, result)
     acknowledgement()
 
@@ -223,6 +229,10 @@ def _query_model(engine: Engine, query: dict) -> dict:
     key = data.engine_key(engine)
     out: dict = {"params": {}, "counterpart": None}
     if "record" in query:
+        try:   # an indexed star's flags are in its payload; an upload's are computed here
+            out["flags"] = engine.assess(query["record"])
+        except SpecClipError as exc:
+            log.info("no flags for the uploaded spectrum: %s", exc)
         try:
             out["curve"] = data.record_curve(engine, query["record"])
             out["full"] = data.record_full_curve(engine, query["record"])
@@ -273,6 +283,7 @@ def _show_result(engine: Engine, result: dict) -> None:
         labels = _record_labels(result["record"]) if "record" in result else result["payload"]
         st.dataframe(tables.parameters_frame(result.get("params") or {}, labels),
                      hide_index=True, width="stretch", key="search_query_params")
+        star.show_flags(result.get("flags") or result.get("payload") or {})
     survey = result["curve"]["survey"] if result.get("curve") else \
         result.get("payload", {}).get(P.SURVEY)
     all_hits = []

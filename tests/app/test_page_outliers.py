@@ -17,7 +17,7 @@ PAGE = "app.views.outliers"
 
 def table(at):
     """The candidates table, its number columns (shown as rounded text) back as numbers."""
-    t = frame(at, "rank score", "new score").copy()
+    t = frame(at, "id", "mark").copy()
     for column in ("rank score", "pull", "new score", "anomaly", "anomaly_knn"):
         if column in t.columns:
             t[column] = pd.to_numeric(t[column], errors="coerce")
@@ -32,6 +32,13 @@ def test_ranked_by_the_chosen_score(app_engine, sessions_dir):
     rerun(at)
     t = table(at)
     assert len(t) == 10 and set(t["instrument"]) == {"LAMOST LRS"}
+    # the re-ranking's columns only while it is on; the flags next to the id
+    assert not {"rank score", "pull", "new score"} & set(t.columns)
+    assert "flags" not in t.columns or list(t.columns).index("flags") == 3
+    expected_flags = ["outside training data" in f for f in t.get("flags", [""] * len(t))]
+    stored = {h.object_id: bool(h.payload.get("ood"))
+              for h in app_engine.outliers("lamost", k=10, score="anomaly_knn")}
+    assert expected_flags == [stored[i] for i in t["id"]]
     scores = list(t["anomaly_knn"])
     assert scores == sorted(scores, reverse=True)
     expected = [h.object_id for h in app_engine.outliers("lamost", k=10, score="anomaly_knn")]
@@ -149,3 +156,19 @@ def test_marks_on_points_no_longer_indexed_are_kept_but_pull_nothing(app_engine,
     t = table(at)
     assert (t["pull"] == 0).all()
     assert any("1 marked" in c for c in texts(at.caption))
+
+
+def test_scores_an_instrument_does_not_have_are_not_offered(app_engine, sessions_dir):
+    at = page_app(PAGE, app_engine)
+    at.selectbox(key="outliers_survey").set_value("LAMOST LRS")
+    rerun(at)
+    at.selectbox(key="outliers_score").set_value("anomaly_redshift")
+    rerun(at)
+    lamost = at.selectbox(key="outliers_score").options
+    assert any("galaxy's redshift" in o for o in lamost)
+    assert not any("Gaia XP: worst single bin" in o for o in lamost)
+    at.selectbox(key="outliers_survey").set_value("Gaia XP")
+    rerun(at)
+    xp = at.selectbox(key="outliers_score")
+    assert not any("galaxy's redshift" in o for o in xp.options)
+    assert xp.value == "anomaly"           # the LAMOST-only choice fell back to the combined

@@ -41,8 +41,11 @@ def test_search_by_obsid_shows_table_grid_and_detail(app_engine, app_store):
     table = frame(at, "id", "similarity")
     assert list(table["id"]) == [h["object_id"] for h in hits]
     # human names with units, the parameter columns right after the identity
-    assert list(table.columns[:6]) == ["#", "instrument", "id", "similarity",
-                                       "similarity percentile", "pred Teff (K)"]
+    # (and the flags, when a hit has one, right after the id)
+    shown = [c for c in table.columns if c != "flags"]
+    assert shown[:6] == ["#", "instrument", "id", "similarity", "alike (percentile)",
+                         "pred Teff (K)"]
+    assert "flags" not in table.columns or list(table.columns).index("flags") == 3
     assert not any(c.startswith(("label_", "pred_")) for c in table.columns)
     # the query's own predictions beside its neighbours' labels
     summary = frame(at, "query predicted", "σ", "neighbours' median label")
@@ -263,3 +266,40 @@ def test_gaia_source_finds_its_lamost_counterpart(app_engine, app_store):
     teff = params[params["parameter"] == "Teff (K)"].iloc[0]
     assert float(teff["σ"]) > 0 and 3000 < float(teff["catalogue"]) < 8000   # APOGEE label
     assert teff["catalogue source"]
+
+
+def test_the_query_flags_stand_beside_its_parameters(app_engine):
+    """The OOD caveat and the low-quality flag show right under the query's parameters (the
+    first warnings on the page), not only in the detail panel at its bottom."""
+    from engine import payload as P
+
+    points = app_engine.outliers("lamost", k=200)
+    picked = [next((p for p in points if bool(p.payload.get(P.OOD)) == ood), None)
+              for ood in (True, False)]
+    picked = [p for p in picked if p is not None]
+    # the test store's synthetic spectra include OOD ones (no real stars; its galaxy)
+    assert any(p.payload.get(P.OOD) for p in picked)
+    for p in picked:
+        at = page_app(PAGE, app_engine)
+        search(at, "LAMOST obsid", "LAMOST LRS", 3, search_obsid=str(p.object_id))
+        shown = texts(at.warning)
+        ood = [t for t in shown if "Outside the training data: treat the parameters as "
+               "unreliable" in t]
+        low = [t for t in shown if t.startswith("Low quality")]
+        assert bool(ood) == bool(p.payload.get(P.OOD)), (p.object_id, shown)
+        assert bool(low) == bool(p.payload.get(P.LOW_QUALITY)), (p.object_id, shown)
+        if ood:
+            assert shown[0] == ood[0]
+
+
+def test_changed_options_say_the_results_are_from_before(app_engine):
+    at = page_app(PAGE, app_engine)
+    search(at, "LAMOST obsid", "LAMOST LRS", 3, search_obsid="2005")
+    assert not any("options above changed" in t for t in texts(at.info))
+    at.slider(key="search_k").set_value(4)
+    rerun(at)
+    assert any("options above changed" in t for t in texts(at.info))
+    at.button(key="search_go").click()
+    rerun(at)
+    assert not any("options above changed" in t for t in texts(at.info))
+    assert len(at.session_state["search_result"]["hits"]) == 4

@@ -49,9 +49,12 @@ def test_search_defaults_to_the_instrument_held(xp_only_engine):
 def test_outliers_default_to_the_instrument_held(xp_only_engine, sessions_dir):
     at = page_app("app.views.outliers", xp_only_engine)
     assert at.selectbox(key="outliers_survey").options == ["Gaia XP"]
-    t = frame(at, "rank score", "new score")
+    t = frame(at, "id", "mark")
     assert len(t) == 12 and set(t["instrument"]) == {"Gaia XP"}
-    assert not at.warning, texts(at.warning)
+    # no page warning; the opened candidate's own flags (OOD, low quality) may be shown
+    others = [w for w in texts(at.warning)
+              if "Outside the training data" not in w and not w.startswith("Low quality")]
+    assert not others, others
 
 
 def test_map_of_an_xp_only_store(xp_only_engine):
