@@ -209,6 +209,15 @@ def _gpu_lines(gpu: dict[str, Any] | None, n_target: float, shipped: str | None 
     ]
 
 
+def _kept_runs(kept: dict[str, Any] | None) -> list[tuple[tuple[str, str], list[str]]]:
+    """Sections an earlier run measured, grouped by that run: [((when, load), names)]."""
+    runs: dict[tuple[str, str], list[str]] = {}
+    for name, k in sorted((kept or {}).items()):
+        runs.setdefault((str(k.get("started_at")), str(k.get("load_avg_at_start"))),
+                        []).append(name)
+    return sorted(runs.items())
+
+
 def sizing_markdown(s: dict[str, Any], hw: dict[str, Any], gpu: dict[str, Any] | None = None,
                     shipped: str | None = None, kept: dict[str, Any] | None = None) -> str:
     """The sizing note; `gpu`: a device_check report (another machine), when there is one;
@@ -275,8 +284,9 @@ def sizing_markdown(s: dict[str, Any], hw: dict[str, Any], gpu: dict[str, Any] |
         "",
         f"Caveat: the machine was shared while measuring (load average "
         f"{hw.get('load_avg_at_start')} at the start on {hw.get('usable_cores')} cores"
-        + "".join(f"; the {name} figures kept from the run of {k.get('started_at')}, load "
-                  f"{k.get('load_avg_at_start')} then" for name, k in sorted((kept or {}).items()))
+        + "".join(f"; the {', '.join(names[:-1]) + ' and ' if len(names) > 1 else ''}"
+                  f"{names[-1]} figures kept from the run of {when}, load "
+                  f"{load} then" for (when, load), names in _kept_runs(kept))
         + "), so times are upper bounds; byte counts do not depend on load.",
     ]
     return "\n".join(lines) + "\n"

@@ -24,9 +24,11 @@ def encoder_throughput(sizes: tuple[str, ...] = ("small", "paper"), n: int = 512
     """Spectra/s of Embedder.embed_arrays (what indexing runs: encoders, heads, decoders and,
     for LAMOST with a bundle that has RV templates, the RV template fit) for each model size.
     A size whose shipped bundle (engine/bundles/SIZE) was trained from its config is timed
-    with that bundle; the others with freshly initialised weights and no RV templates (speed
-    depends on the architecture, not the weights). The median of `repeats` timed passes (one
-    pass on a shared 2-core machine varied by 1.7x)."""
+    with that bundle; the others with freshly initialised weights and no RV templates (no
+    bundle to take them from). Weights do move the rate a little: interleaved on this
+    machine, the small config did 283 LAMOST spectra/s fresh, 352 with the shipped weights
+    and 322 with its RV template fit as well. The median of `repeats` timed passes (one pass
+    on a shared 2-core machine varied by 1.7x)."""
     import torch
 
     from engine.bundle import Bundle, load_bundle
