@@ -65,7 +65,9 @@ def _register_unavailable(sub: argparse._SubParsersAction, name: str, exc: Impor
 
 
 def _report(args: argparse.Namespace, exc: BaseException) -> int:
-    """One line on stderr (a JSON object with --json), a traceback only with -v."""
+    """One line on stderr, a traceback only with -v. The line is a JSON object wherever the
+    command's output is JSON: with --json, or for a command that has --json when stdout is
+    a pipe or a file (query and outliers then print JSON, engine/query_cli.py wants_json)."""
     if isinstance(exc, (SpecClipError, OSError, ValueError)):
         message = str(exc) or type(exc).__name__
     else:  # a bug: say so, and how to see where
@@ -73,7 +75,7 @@ def _report(args: argparse.Namespace, exc: BaseException) -> int:
                    "traceback, and please report it)")
     if args.verbose:
         traceback.print_exception(exc, file=sys.stderr)
-    if getattr(args, "json", False):
+    if getattr(args, "json", False) or (hasattr(args, "json") and not sys.stdout.isatty()):
         print(json.dumps({"error": message, "type": type(exc).__name__}), file=sys.stderr)
     else:
         print(f"specclip {getattr(args, 'command', '')}: error: {message}", file=sys.stderr)

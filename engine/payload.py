@@ -113,3 +113,12 @@ PAYLOAD_INDEXES: dict[str, str] = {
     OOD: "bool",
     LOW_QUALITY: "bool",
 }
+
+
+# Fields a filter may name besides the indexed ones, with their types: a filter on them scans
+# (no payload index), which is fine for small stores and slow for large ones.
+UNINDEXED_FILTER_FIELDS: dict[str, str] = {
+    **{sigma_key(n): "float" for n in LABEL_NAMES}, sigma_key("rv"): "float",
+    Z: "float", KNN_DISTANCE: "float", OOD_SCORE: "float", OOD_DISTANCE: "float",
+    ANOMALY_REDSHIFT_Z: "float", MODEL_VERSION: "keyword",
+}

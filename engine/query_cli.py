@@ -140,7 +140,8 @@ def register_outliers(subparsers: argparse._SubParsersAction) -> None:
 
 def parse_filters(items: list[str]) -> dict:
     """KEY=LO:HI (either end may be empty) or KEY=VALUE, KEY a payload field with a payload
-    index (engine/payload.py PAYLOAD_INDEXES, so filters stay fast at any size). Values take
+    index (engine/payload.py PAYLOAD_INDEXES) or one of UNINDEXED_FILTER_FIELDS (sigmas,
+    redshift, OOD and neighbour distances: scanned, so slow on large stores). Values take
     the field's type: true/false (also 1/0, yes/no) for flags such as `ood` and
     `low_quality`, an integer for `gaia_source_id`, a range LO:HI for a number field (its
     ends finite and in order), text for the others."""
@@ -154,15 +155,13 @@ def parse_filters(items: list[str]) -> dict:
                                 "payload field as KEY (e.g. label_teff=4000:6000)") from None
         if not eq:
             raise SpecClipError(f"--filter {item!r}: no '=' (KEY=LO:HI or KEY=VALUE)")
-        kind = P.PAYLOAD_INDEXES.get(key)
+        kind = P.PAYLOAD_INDEXES.get(key) or P.UNINDEXED_FILTER_FIELDS.get(key)
         if kind is None or kind == "geo":
-            known = ", ".join(k for k, t in P.PAYLOAD_INDEXES.items() if t != "geo")
+            known = ", ".join(k for k, t in {**P.PAYLOAD_INDEXES,
+                                             **P.UNINDEXED_FILTER_FIELDS}.items() if t != "geo")
             raise SpecClipError(f"--filter {item!r}: {key!r} is not a filterable field "
                                 f"(one of: {known}; sky positions: --ra/--dec/--radius)")
-        if ":" in value:
-            if kind not in ("float", "integer"):
-                raise SpecClipError(f"--filter {item!r}: {key} is a {kind} field; a range "
-                                    "LO:HI needs a numeric one")
+        if ":" in value and kind in ("float", "integer"):     # text may hold ':' itself
             lo, hi = value.split(":", 1)
             try:
                 ends = (finite_float(lo) if lo else None, finite_float(hi) if hi else None)
@@ -202,18 +201,18 @@ def wants_json(args: argparse.Namespace, stream=None) -> bool:
 
 
 def _query_summary(engine, query) -> dict:
-    """The query's identity and its own predicted parameters."""
+    """The query's identity, its own predicted parameters and its flags (ood, low_quality
+    and their reasons), all of the one spectrum the parameters come from (for a Gaia
+    source with both spectra: the one `engine.flags` and `query_parameters` pick)."""
+    flags = engine.flags(query)
     if isinstance(query, SpectrumRecord):
         survey, object_id = query.survey, query.object_id
     else:
-        hit = engine.points([query])[0] if isinstance(query, str) else None
-        kind, value = query if isinstance(query, tuple) else ("id", query)
-        found = [hit] if hit else engine.lookup(**{"obsid" if kind == "obsid" else
-                                                    "source_id": value})
-        survey = found[0].survey if found else ""
-        object_id = found[0].object_id if found else str(value)
+        hit = engine.points([flags["id"]])[0]
+        survey, object_id = hit.survey, hit.object_id
     return {"survey": survey, "object_id": object_id,
-            "predicted": {k: list(v) for k, v in engine.query_parameters(query).items()}}
+            "predicted": {k: list(v) for k, v in engine.query_parameters(query).items()},
+            **flags}
 
 
 def _print_hits(args, hits, summary: dict | None, score_name: str = "similarity") -> None:
@@ -301,8 +300,6 @@ def run_query(args: argparse.Namespace) -> int:
         # bare list that scripts read stays as it was
         summary = _query_summary(engine, query) \
             if args.with_query or not wants_json(args) else None
-        if summary is not None:   # ood / low_quality and their reasons (the table warns)
-            summary.update(engine.flags(query))
         if groups is not None and wants_json(args):
             out: object = {s: [h.to_dict() for h in hs] for s, hs in groups.items()}
             if args.with_query:

@@ -10,14 +10,15 @@ import sys
 
 from engine.bundle import load_bundle
 from engine.cli_args import non_negative_int, positive_float, positive_int, store_name
-from engine.collection import DEFAULT_ALIAS, DEFAULT_OPTIONS
+from engine import payload as P
+from engine.collection import DEFAULT_ALIAS, DEFAULT_OPTIONS, versioned_name
 from engine.errors import SpecClipError
 from engine.ingest_cli import print_refusals
 from engine.inference import Embedder, resolve_device
 from engine.pair_table import read_crossmatch, read_positions
 from engine.spectrum_archive import SpectrumArchiveWriter
 from engine.store import open_store
-from engine.store.types import CollectionOptions
+from engine.store.types import CollectionOptions, Filter, Match
 from indexer.progress import TqdmProgress
 from indexer.sources import Source, parse_sources
 from indexer.state import SyncState
@@ -157,14 +158,17 @@ def joined_table(given: str | None, name: str, state: SyncState) -> str | None:
     return path
 
 
-def refuse_unknown_sources(sources: list[Source], state: SyncState) -> None:
-    """A SOURCE that does not exist and was never synced is a typo, not a removal: refused
-    before anything is written (a source synced before and removed since is deleted from
-    the store instead)."""
-    missing = [s.spec for s in sources if not s.exists() and not state.registered(s.spec)]
-    if missing:
-        raise SpecClipError(f"no such file or folder, and never indexed here: "
-                            f"{', '.join(missing)}")
+def unknown_sources(sources: list[Source], state: SyncState, store, collection: str,
+                    store_exists: bool = True) -> list[str]:
+    """SOURCEs that do not exist and that nothing in the store came from: typos, not
+    removals (a source synced before and removed since is deleted from the store instead).
+    The store decides (points keep their `source_root`), not the state's list of sources,
+    which forgets a removed source at the end of any sync and can be deleted."""
+    missing = [s for s in sources if not s.exists() and not state.registered(s.spec)]
+    if not missing or not store_exists or collection not in store.list_collections():
+        return [s.spec for s in missing]
+    return [s.spec for s in missing if not store.count(
+        collection, Filter(must=(Match(P.SOURCE_ROOT, s.key),)))]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -172,12 +176,17 @@ def run(args: argparse.Namespace) -> int:
     state_path = default_state_path(args)
     state = SyncState.load(state_path)
     sources = parse_sources(args.sources, args.labels)
-    refuse_unknown_sources(sources, state)
+    new_store = bool(args.store) and not os.path.isfile(os.path.join(args.store, "store.json"))
+    if new_store and (typos := unknown_sources(sources, state, None, "", False)):
+        raise SpecClipError(f"no such file or folder: {', '.join(typos)}")  # nothing created
     tables = {name: joined_table(given, name, state)
               for name, given in (("crossmatch", args.crossmatch),
                                   ("positions", args.positions))}
     crossmatch = read_crossmatch(tables["crossmatch"]) if tables["crossmatch"] else {}
     positions = read_positions(tables["positions"]) if tables["positions"] else {}
+    # a table that links nothing (a header-only CSV: how one is dropped) is not remembered
+    tables = {k: v for k, v in tables.items()
+              if v and (crossmatch if k == "crossmatch" else positions)}
     options = CollectionOptions(quantization=args.quantization, on_disk=args.on_disk,
                                 payload_on_disk=args.payload_on_disk,
                                 shard_number=args.shards or 1,
@@ -192,11 +201,22 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise SpecClipError(str(err)) from None
     store = open_store(path=args.store, url=args.url, options=options)
-    remembered = {k: v for k, v in tables.items() if v}
-    if remembered != state.tables:   # before the sync, which loads the state itself
-        state.tables = remembered
-        state.save(state_path)
-    embedder = Embedder(load_bundle(args.bundle), device=str(device))
+    try:
+        embedder = Embedder(load_bundle(args.bundle), device=str(device))
+        typos = unknown_sources(sources, state, store,
+                                versioned_name(args.alias, embedder.version))
+        if typos:
+            raise SpecClipError(f"no such file or folder, and nothing in the store came from "
+                                f"it: {', '.join(typos)}")
+        # re-read now that this process holds the writer lock (another sync may have saved
+        # since), and saved before the sync, which loads the state itself
+        state = SyncState.load(state_path)
+        if tables != state.tables:
+            state.tables = tables
+            state.save(state_path)
+    except BaseException:
+        store.close()
+        raise
     bar = TqdmProgress(disable=args.no_progress, file=sys.stderr)
     syncer = Syncer(store=store, embedder=embedder, state_path=default_state_path(args),
                     alias=args.alias, batch_size=args.batch_size or BATCH_SIZE, options=options,

@@ -213,9 +213,16 @@ def test_filters_take_the_fields_types_and_refuse_what_cannot_match(store):
     ood = hits_of(specclip("outliers", "--store", str(path), "-k", "50", "--filter", "ood=1",
                            "--json"))
     assert len(ood) == sum(bool(h["payload"].get("ood")) for h in every)
+    # fields without a payload index (sigmas, distances) still filter, by a scan
+    sure = hits_of(specclip("outliers", "--store", str(path), "-k", "50", "--filter",
+                            "pred_teff_sigma=0:", "--json"))
+    assert len(sure) == sum(h["payload"].get("pred_teff_sigma") is not None for h in every)
+    # text keeps its ':' (a source_root such as xp-library:train)
+    none = hits_of(specclip("outliers", "--store", str(path), "--filter",
+                            "source_root=xp-library:train", "--json"))
+    assert none == []
     for bad, why in (("bogus=1", "not a filterable field"),
                      ("label_teff=9000:4000", "low end is above the high end"),
-                     ("snr=30", "takes a range"), ("ood=maybe", "true or false"),
-                     ("obj_class=1:2", "needs a numeric one")):
+                     ("snr=30", "takes a range"), ("ood=maybe", "true or false")):
         out = specclip("outliers", "--store", str(path), "--filter", bad, "--json")
         assert out.returncode == 1 and why in out.stderr, (bad, out.stderr[-500:])

@@ -99,8 +99,11 @@ def test_a_resync_joins_the_remembered_tables_and_a_typo_is_refused(tmp_path, la
     finally:
         engine.close()
     typo = specclip("index", "--store", store, str(tmp_path / "lamost_fodler"), "--no-progress")
-    assert typo.returncode != 0 and "never indexed here" in typo.stderr
+    assert typo.returncode != 0 and "nothing in the store came from it" in typo.stderr
     assert "lamost_fodler" in typo.stderr
+    fresh = specclip("index", "--store", str(tmp_path / "new_store"), str(tmp_path / "nope"))
+    assert fresh.returncode != 0 and "no such file or folder" in fresh.stderr
+    assert not (tmp_path / "new_store").exists()          # a typo creates no store
     pairs.unlink()
     gone = specclip("index", "--store", store, "--no-progress")
     assert gone.returncode != 0 and "pairs.csv" in gone.stderr and "is gone" in gone.stderr
@@ -113,6 +116,31 @@ def test_a_resync_joins_the_remembered_tables_and_a_typo_is_refused(tmp_path, la
         assert lamost.payload.get("gaia_source_id") is None
     finally:
         engine.close()
+    pairs.unlink()            # a dropped table is forgotten: later syncs do not look for it
+    assert specclip("index", "--store", store, "--no-progress").returncode == 0
     nowhere = specclip("rescore", "--store", str(tmp_path / "no_store"))
     assert nowhere.returncode != 0 and "no embedded store here" in nowhere.stderr
     assert not (tmp_path / "no_store").exists()
+
+
+def test_a_removed_source_is_deleted_even_after_the_state_forgot_it(tmp_path, lamost_folder):
+    """The state's list of sources forgets a removed source at the end of any sync (and can
+    be deleted); naming the removed source later still deletes its points, because the
+    store, not that list, says what was indexed from it."""
+    import shutil
+
+    from tests.indexer.conftest import write_lamost_folder
+
+    store = str(tmp_path / "store")
+    other = write_lamost_folder(tmp_path / "other", 4, 5000, 5200.0, 100.0)
+    out = specclip("index", "--store", store, str(lamost_folder), "--no-progress")
+    assert out.returncode == 0, out.stderr[-2000:]
+    out = specclip("index", "--store", store, str(other), "--no-progress")
+    assert out.returncode == 0, out.stderr[-2000:]
+    shutil.rmtree(other)
+    forget = specclip("index", "--store", store, str(lamost_folder), "--no-progress")
+    assert forget.returncode == 0, forget.stderr[-2000:]
+    (tmp_path / "store" / "indexer_state.json").unlink()   # as the corrupt-state message says
+    gone = specclip("index", "--store", store, str(other), "--no-progress")
+    assert gone.returncode == 0, gone.stderr[-2000:]
+    assert json.loads(gone.stdout.strip().splitlines()[-1])["deleted"] == 4
