@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,7 +209,10 @@ class SurveyReference:
                                BINS[self.survey])
         nn, _ = cosine_knn(np.asarray(shared, np.float32), self.shared, LOOKALIKES)
         total = var + np.median(self.tau2[nn].astype(np.float64), axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            # a spectrum without uncertainties has no finite bin: its chi2 is NaN (typical,
+            # see ood_score), which nanmean would also announce as a RuntimeWarning
+            warnings.simplefilter("ignore", RuntimeWarning)
             z2 = mean ** 2 / total
             z2 = np.where(np.isfinite(z2), z2, np.nan)
             chi2 = np.nanmean(z2, axis=1)
