@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 from engine import payload as P
 from engine.query import parameter_warning
+from engine.similarity import UNLIKE_NOTE, all_unlike
 
 SURVEY_NAMES = {"lamost": "LAMOST", "gaia_xp": "Gaia XP"}
 PARAMETERS = (("teff", "Teff (K)", 0), ("logg", "log g", 2), ("feh", "[Fe/H]", 2),
@@ -83,14 +84,21 @@ def grouped_tables(hits: Sequence[Any], score_name: str = "similarity") -> str:
     rank, so that scores from different spaces never share a column."""
     order = list(dict.fromkeys(h.survey for h in hits))
     if len(order) < 2:
-        return hits_table(hits, score_name)
+        return hits_table(hits, score_name) + _unlike_line(hits)
     parts = []
     for survey in order:
         mine = [(i, h) for i, h in enumerate(hits, 1) if h.survey == survey]
         parts.append(f"{SURVEY_NAMES.get(survey, survey)} ({len(mine)}):\n"
                      + hits_table([h for _, h in mine], score_name,
-                                  ranks=[i for i, _ in mine]))
+                                  ranks=[i for i, _ in mine])
+                     + _unlike_line([h for _, h in mine]))
     return "\n\n".join(parts)
+
+
+def _unlike_line(hits: Sequence[Any]) -> str:
+    """A note under a group whose every hit is less alike than typical near neighbours."""
+    pcts = [getattr(h, "similarity_percentile", None) for h in hits]
+    return f"\n  note: {UNLIKE_NOTE}" if all_unlike(pcts) else ""
 
 
 def flags_lines(flags: dict) -> list[str]:

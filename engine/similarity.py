@@ -59,3 +59,16 @@ class SimilarityScale:
         log.debug("similarity scale %s %s->%s from %d spectra", space, query_survey,
                   hit_survey, sampled)
         return np.sort(np.asarray(sims, float))
+
+
+# Below this percentile a hit is less alike than nearly every spectrum's typical 10 nearest
+# neighbours in that space: a group of only such hits holds nothing of the query's kind.
+UNLIKE_PERCENTILE = 0.05
+UNLIKE_NOTE = ("none of these is as alike as a typical near neighbour in this space (all "
+               "below its 5th percentile): the store may hold no spectrum of this kind there")
+
+
+def all_unlike(percentiles) -> bool:
+    """True when every hit has a similarity percentile and all are below UNLIKE_PERCENTILE."""
+    every = list(percentiles)
+    return bool(every) and None not in every and max(every) < UNLIKE_PERCENTILE

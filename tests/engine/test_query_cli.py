@@ -185,7 +185,8 @@ def test_a_terminal_gets_a_table_with_the_query_predictions(store, monkeypatch):
     header = lines[1 + len(warnings)]
     assert header.split()[:4] == ["#", "instrument", "id", "similarity"]
     assert "alike (pctl)" in header and "space" in header      # comparable across spaces
-    assert "Teff (K)" in header and len(lines) == 1 + len(warnings) + 2 + 3
+    notes = [ln for ln in lines if ln.startswith("  note: ")]
+    assert "Teff (K)" in header and len(lines) == 1 + len(warnings) + 2 + 3 + len(notes)
     assert "None" not in text and "nan" not in text
     # both instruments: one table each, every hit keeping its overall rank
     screen = _Terminal()
