@@ -28,6 +28,7 @@ import numpy as np
 from engine import cross_rank as XR
 from engine import payload as P
 from engine.collection import DEFAULT_ALIAS
+from engine.similarity import UNLIKE_NOTE, all_unlike   # for the app (engine.query only)
 from engine.errors import NotFoundError, SpecClipError
 from engine.positions import ARCSEC, angular_separation_deg, cone_condition
 from engine.query_args import check_cone, check_k, check_sigma_weight
@@ -424,4 +425,5 @@ def is_point_id(text: str) -> bool:
 
 
 __all__ = ["Engine", "SearchHit", "build_filter", "angular_separation_deg", "is_point_id",
-           "read_spectra", "inflate_gzip", "TARGETS", "parameter_warning", "OOD_WARNING"]
+           "read_spectra", "inflate_gzip", "TARGETS", "parameter_warning", "OOD_WARNING",
+           "UNLIKE_NOTE", "all_unlike"]

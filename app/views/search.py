@@ -22,8 +22,7 @@ from app.components.empty_state import surveys_or_stop
 from app.components.footer import acknowledgement
 from engine import payload as P
 from engine.errors import BundleError, SpecClipError
-from engine import similarity
-from engine.query import Engine
+from engine.query import UNLIKE_NOTE, Engine, all_unlike
 
 log = logging.getLogger(__name__)
 
@@ -321,8 +320,8 @@ def _group(engine: Engine, result: dict, survey: str | None, target: str, hits: 
     if not hits:
         st.warning("Nothing matched: loosen the filters or search the other instrument.")
         return
-    if similarity.all_unlike([h.similarity_percentile for h in hits]):
-        st.info(similarity.UNLIKE_NOTE[0].upper() + similarity.UNLIKE_NOTE[1:] + ".")
+    if all_unlike([h.similarity_percentile for h in hits]):
+        st.info(UNLIKE_NOTE[0].upper() + UNLIKE_NOTE[1:] + ".")
     st.dataframe(tables.neighbour_summary(result.get("params") or {}, hits),
                  hide_index=True, width="stretch", key=f"search_summary_{target}")
     table_key = f"search_table_{target}"
